@@ -1,0 +1,386 @@
+//! A store in the browser's IndexedDB.
+//!
+//! One database per store name. Each block is **one** record in the `blocks` object store;
+//! its order, sequence, author and topic index keys are fields of that record, indexed by
+//! IndexedDB itself, so appending a block is one `put` however many indexes it feeds. A
+//! commit's records and the chain's state record are written in one `readwrite`
+//! transaction, which IndexedDB applies entirely or not at all.
+
+use indexed_db_futures::database::Database;
+use indexed_db_futures::index::Index as IdbIndex;
+use indexed_db_futures::prelude::*;
+use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::KeyRange;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
+use crate::walytis::BlockId;
+
+const VERSION: u32 = 1;
+const BLOCKS: &str = "blocks";
+const CHAINS: &str = "chains";
+const SETTINGS: &str = "settings";
+const META: &str = "meta";
+const STORES: [&str; 4] = [BLOCKS, CHAINS, META, SETTINGS];
+
+// Fields of a block record and the indexes over them.
+const ORDER_FIELD: &str = "o";
+const SEQ_FIELD: &str = "s";
+const AUTHOR_FIELD: &str = "a";
+const TOPICS_FIELD: &str = "t";
+const VALUE_FIELD: &str = "v";
+
+/// A [`BlockStore`] in IndexedDB. Clones share the open database connection.
+#[derive(Debug, Clone)]
+pub struct IdbStore {
+    db: std::rc::Rc<Database>,
+    name: String,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn bytes(value: &[u8]) -> JsValue {
+    Uint8Array::from(value).into()
+}
+
+fn field(record: &JsValue, name: &str) -> Result<JsValue, StoreError> {
+    Reflect::get(record, &JsValue::from_str(name))
+        .map_err(|_| StoreError::Corrupt(format!("block record without field {name:?}")))
+}
+
+fn bytes_of(value: &JsValue, what: &str) -> Result<Vec<u8>, StoreError> {
+    value
+        .dyn_ref::<Uint8Array>()
+        .map(Uint8Array::to_vec)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} is not a byte array")))
+}
+
+fn range(bounds: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>)) -> KeyRange<JsValue> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let bound = |b: std::ops::Bound<Vec<u8>>| match b {
+        Included(key) => Some((bytes(&key), false)),
+        Excluded(key) => Some((bytes(&key), true)),
+        Unbounded => None,
+    };
+    match (bound(bounds.0), bound(bounds.1)) {
+        (Some((lo, lo_open)), Some((hi, hi_open))) => KeyRange::Bound(lo, lo_open, hi, hi_open),
+        (Some((lo, open)), None) => KeyRange::LowerBound(lo, open),
+        (None, Some((hi, open))) => KeyRange::UpperBound(hi, open),
+        // Every scan has a chain prefix as its lower bound.
+        (None, None) => KeyRange::LowerBound(bytes(&[]), false),
+    }
+}
+
+impl IdbStore {
+    /// Opens (creating if needed) the IndexedDB database `endra:<name>`. A database of that
+    /// name written by something else gives [`StoreError::Foreign`].
+    pub async fn open(name: &str) -> Result<Self, StoreError> {
+        let db_name = format!("endra:{name}");
+        let db = Database::open(db_name.as_str())
+            .with_version(VERSION)
+            .with_on_upgrade_needed(|event, db| {
+                if event.old_version() as u64 != 0 {
+                    return Ok(());
+                }
+                let blocks = db.create_object_store(BLOCKS).build()?;
+                blocks
+                    .create_index("order", ORDER_FIELD.into())
+                    .with_unique(true)
+                    .build()?;
+                blocks
+                    .create_index("seq", SEQ_FIELD.into())
+                    .with_unique(true)
+                    .build()?;
+                blocks.create_index("author", AUTHOR_FIELD.into()).build()?;
+                blocks
+                    .create_index("topic", TOPICS_FIELD.into())
+                    .with_multi_entry(true)
+                    .build()?;
+                db.create_object_store(CHAINS).build()?;
+                db.create_object_store(SETTINGS).build()?;
+                let meta = db.create_object_store(META).build()?;
+                // Part of the upgrade transaction: the marker exists iff the schema does.
+                drop(
+                    meta.put(JsValue::from_str(FORMAT))
+                        .with_key(JsValue::from_str("format"))
+                        .primitive()?,
+                );
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                // A database of that name at a higher version is not ours.
+                indexed_db_futures::error::OpenDbError::Base(
+                    indexed_db_futures::error::Error::DomException(ref d),
+                ) if d.name() == "VersionError" => StoreError::Foreign { found: None },
+                other => backend(other),
+            })?;
+        let names: Vec<String> = db.object_store_names().collect();
+        if STORES.iter().any(|s| !names.iter().any(|n| n == s)) {
+            return Err(StoreError::Foreign { found: None });
+        }
+        let found = {
+            let tx = db.transaction(META).build().map_err(backend)?;
+            let meta = tx.object_store(META).map_err(backend)?;
+            let found: Option<JsValue> = meta
+                .get(JsValue::from_str("format"))
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)?;
+            found.and_then(|v| v.as_string())
+        };
+        if found.as_deref() != Some(FORMAT) {
+            return Err(StoreError::Foreign { found });
+        }
+        Ok(IdbStore {
+            db: std::rc::Rc::new(db),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The store's name (without the `endra:` prefix of the database name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Closes the connection and deletes the database `endra:<name>`.
+    pub async fn delete(name: &str) -> Result<(), StoreError> {
+        Database::delete_by_name(&format!("endra:{name}"))
+            .map_err(backend)?
+            .await
+            .map_err(backend)
+    }
+
+    async fn get_all(
+        index: &IdbIndex<'_>,
+        bounds: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>),
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        if reverse {
+            let cursor = index
+                .open_cursor()
+                .with_query::<JsValue, _>(range(bounds))
+                .with_direction(indexed_db_futures::cursor::CursorDirection::Prev)
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)?;
+            if let Some(mut cursor) = cursor {
+                while out.len() < limit as usize {
+                    match cursor.next_record::<JsValue>().await.map_err(backend)? {
+                        Some(record) => out.push(stored(&record)?),
+                        None => break,
+                    }
+                }
+            }
+        } else {
+            let records = index
+                .get_all::<JsValue>()
+                .with_query::<JsValue, _>(range(bounds))
+                .with_limit(limit)
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)?;
+            for record in records {
+                out.push(stored(&record.map_err(backend)?)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn stored(record: &JsValue) -> Result<StoredBlock, StoreError> {
+    let value = bytes_of(&field(record, VALUE_FIELD)?, "block record value")?;
+    keys::parse_block_value(&value)
+}
+
+fn chain_state(value: Option<JsValue>) -> Result<Option<ChainState>, StoreError> {
+    value
+        .map(|v| bytes_of(&v, "chain state").and_then(|b| ChainState::decode(&b)))
+        .transpose()
+}
+
+impl BlockStore for IdbStore {
+    async fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let chain = &commit.chain;
+        let tx = self
+            .db
+            .transaction([BLOCKS, CHAINS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .map_err(backend)?;
+        let chains = tx.object_store(CHAINS).map_err(backend)?;
+        let current: Option<JsValue> = chains
+            .get(bytes(chain.as_bytes()))
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        if chain_state(current)? != commit.expected {
+            tx.abort().await.map_err(backend)?;
+            return Err(StoreError::Conflict { chain: *chain });
+        }
+        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+        for record in &commit.blocks {
+            let position = record.position();
+            let value = Object::new();
+            let set = |name: &str, v: JsValue| {
+                Reflect::set(&value, &JsValue::from_str(name), &v)
+                    .map_err(|_| backend("Reflect.set"))
+            };
+            set(
+                ORDER_FIELD,
+                bytes(&keys::index(chain, &Index::Order, &position)),
+            )?;
+            set(SEQ_FIELD, bytes(&keys::seq(chain, record.seq)))?;
+            set(
+                AUTHOR_FIELD,
+                bytes(&keys::index(
+                    chain,
+                    &Index::Author(&record.author),
+                    &position,
+                )),
+            )?;
+            let topics = Array::new();
+            for topic in &record.topics {
+                topics.push(&bytes(&keys::index(chain, &Index::Topic(topic), &position)));
+            }
+            set(TOPICS_FIELD, topics.into())?;
+            set(VALUE_FIELD, bytes(&keys::block_value(record)))?;
+            // Requests go out when built; the transaction commit below waits for all of them.
+            drop(
+                blocks
+                    .put(JsValue::from(value))
+                    .with_key(bytes(&keys::block(chain, &record.id)))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+        }
+        drop(
+            chains
+                .put(bytes(&commit.state.encode()))
+                .with_key(bytes(chain.as_bytes()))
+                .primitive()
+                .map_err(backend)?,
+        );
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn chain_state(&self, chain: &BlockId) -> Result<Option<ChainState>, StoreError> {
+        let tx = self.db.transaction(CHAINS).build().map_err(backend)?;
+        let chains = tx.object_store(CHAINS).map_err(backend)?;
+        let value: Option<JsValue> = chains
+            .get(bytes(chain.as_bytes()))
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        chain_state(value)
+    }
+
+    async fn chains(&self) -> Result<Vec<BlockId>, StoreError> {
+        let tx = self.db.transaction(CHAINS).build().map_err(backend)?;
+        let chains = tx.object_store(CHAINS).map_err(backend)?;
+        let keys = chains
+            .get_all_keys::<JsValue>()
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for key in keys {
+            // IndexedDB hands binary keys back as ArrayBuffers.
+            let key = Uint8Array::new(&key.map_err(backend)?).to_vec();
+            out.push(BlockId::from_bytes(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    async fn block(
+        &self,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<Option<StoredBlock>, StoreError> {
+        let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
+        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+        let record: Option<JsValue> = blocks
+            .get(bytes(&keys::block(chain, id)))
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        record.map(|r| stored(&r)).transpose()
+    }
+
+    async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
+        let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
+        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+        let index = blocks
+            .index(match scan.index {
+                Index::Order => "order",
+                Index::Topic(_) => "topic",
+                Index::Author(_) => "author",
+            })
+            .map_err(backend)?;
+        Self::get_all(&index, keys::range(chain, &scan), scan.reverse, scan.limit).await
+    }
+
+    async fn since(
+        &self,
+        chain: &BlockId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let start = match after {
+            Some(seq) => Excluded(keys::seq(chain, seq)),
+            None => Included(keys::seq(chain, 0)),
+        };
+        let end = keys::prefix_end(chain.as_bytes()).map_or(Unbounded, Excluded);
+        let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
+        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+        let index = blocks.index("seq").map_err(backend)?;
+        Self::get_all(&index, (start, end), false, limit).await
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.transaction(SETTINGS).build().map_err(backend)?;
+        let settings = tx.object_store(SETTINGS).map_err(backend)?;
+        let value: Option<JsValue> = settings
+            .get(JsValue::from_str(key))
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        value.map(|v| bytes_of(&v, "setting")).transpose()
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(SETTINGS)
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .map_err(backend)?;
+        let settings = tx.object_store(SETTINGS).map_err(backend)?;
+        drop(
+            settings
+                .put(bytes(value))
+                .with_key(JsValue::from_str(key))
+                .primitive()
+                .map_err(backend)?,
+        );
+        tx.commit().await.map_err(backend)
+    }
+}

@@ -1,0 +1,157 @@
+//! A store in memory: for tests, benches and pages that keep nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock};
+use crate::walytis::BlockId;
+
+/// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Tables>>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    blocks: HashMap<Vec<u8>, StoredBlock>,
+    order: BTreeMap<Vec<u8>, BlockId>,
+    topics: BTreeMap<Vec<u8>, BlockId>,
+    authors: BTreeMap<Vec<u8>, BlockId>,
+    seqs: BTreeMap<Vec<u8>, BlockId>,
+    chains: BTreeMap<BlockId, ChainState>,
+    settings: HashMap<String, Vec<u8>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave a half-applied commit (commits are
+        // applied after all checks), so the data behind a poisoned lock is still whole.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Tables {
+    fn get(&self, chain: &BlockId, id: &BlockId) -> Option<StoredBlock> {
+        self.blocks.get(&keys::block(chain, id)).cloned()
+    }
+
+    fn index(&self, index: &Index<'_>) -> &BTreeMap<Vec<u8>, BlockId> {
+        match index {
+            Index::Order => &self.order,
+            Index::Topic(_) => &self.topics,
+            Index::Author(_) => &self.authors,
+        }
+    }
+}
+
+impl BlockStore for MemoryStore {
+    async fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        if t.chains.get(&commit.chain) != commit.expected.as_ref() {
+            return Err(StoreError::Conflict {
+                chain: commit.chain,
+            });
+        }
+        let chain = &commit.chain;
+        for record in &commit.blocks {
+            let position = record.position();
+            t.blocks.insert(
+                keys::block(chain, &record.id),
+                StoredBlock {
+                    seq: record.seq,
+                    height: record.height,
+                    bytes: record.bytes.clone(),
+                },
+            );
+            t.order
+                .insert(keys::index(chain, &Index::Order, &position), record.id);
+            for topic in &record.topics {
+                t.topics.insert(
+                    keys::index(chain, &Index::Topic(topic), &position),
+                    record.id,
+                );
+            }
+            t.authors.insert(
+                keys::index(chain, &Index::Author(&record.author), &position),
+                record.id,
+            );
+            t.seqs.insert(keys::seq(chain, record.seq), record.id);
+        }
+        t.chains.insert(commit.chain, commit.state.clone());
+        Ok(())
+    }
+
+    async fn chain_state(&self, chain: &BlockId) -> Result<Option<ChainState>, StoreError> {
+        Ok(self.tables().chains.get(chain).cloned())
+    }
+
+    async fn chains(&self) -> Result<Vec<BlockId>, StoreError> {
+        Ok(self.tables().chains.keys().copied().collect())
+    }
+
+    async fn block(
+        &self,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<Option<StoredBlock>, StoreError> {
+        Ok(self.tables().get(chain, id))
+    }
+
+    async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
+        let t = self.tables();
+        let range = t.index(&scan.index).range(keys::range(chain, &scan));
+        let ids: Vec<BlockId> = if scan.reverse {
+            range.rev().take(scan.limit).map(|(_, id)| *id).collect()
+        } else {
+            range.take(scan.limit).map(|(_, id)| *id).collect()
+        };
+        ids.iter()
+            .map(|id| {
+                t.get(chain, id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("index names missing block {id}")))
+            })
+            .collect()
+    }
+
+    async fn since(
+        &self,
+        chain: &BlockId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        let t = self.tables();
+        let start = keys::seq(chain, after.map_or(0, |seq| seq.saturating_add(1)));
+        let end = keys::prefix_end(chain.as_bytes()).unwrap_or_default();
+        if after == Some(u64::MAX) {
+            return Ok(Vec::new());
+        }
+        t.seqs
+            .range(start..end)
+            .take(limit)
+            .map(|(_, id)| {
+                t.get(chain, id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("sequence names missing block {id}"))
+                })
+            })
+            .collect()
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tables().settings.get(key).cloned())
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.tables()
+            .settings
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}

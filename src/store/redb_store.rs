@@ -1,0 +1,287 @@
+//! A store on disk with redb, for native nodes, the relay and tests.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+
+use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
+use crate::walytis::BlockId;
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+const ORDER: TableDefinition<&[u8], ()> = TableDefinition::new("order");
+const TOPICS: TableDefinition<&[u8], ()> = TableDefinition::new("topics");
+const AUTHORS: TableDefinition<&[u8], ()> = TableDefinition::new("authors");
+const SEQS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("seqs");
+const CHAINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chains");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+
+/// A [`BlockStore`] in a redb file. Clones share the open database.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedbStore")
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it if absent. A file that is not a redb database
+    /// gives [`StoreError::Corrupt`]; a redb database of another program gives
+    /// [`StoreError::Foreign`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = Database::create(path.as_ref()).map_err(|e| match e {
+            // redb reports a file that is not a database as invalid data.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                StoreError::Backend(io.to_string())
+            }
+            other => StoreError::Corrupt(other.to_string()),
+        })?;
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            let other_tables = tx
+                .list_tables()
+                .map_err(backend)?
+                .any(|table| table.name() != META.name());
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            let found = meta
+                .get("format")
+                .map_err(backend)?
+                .map(|v| v.value().to_owned());
+            match found {
+                Some(format) if format == FORMAT => {}
+                None if !other_tables => {
+                    meta.insert("format", FORMAT).map_err(backend)?;
+                }
+                found => return Err(StoreError::Foreign { found }),
+            }
+            // Create every table now so readers never meet a missing one.
+            tx.open_table(BLOCKS).map_err(backend)?;
+            tx.open_table(ORDER).map_err(backend)?;
+            tx.open_table(TOPICS).map_err(backend)?;
+            tx.open_table(AUTHORS).map_err(backend)?;
+            tx.open_table(SEQS).map_err(backend)?;
+            tx.open_table(CHAINS).map_err(backend)?;
+            tx.open_table(SETTINGS).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    fn read_block(
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<Option<StoredBlock>, StoreError> {
+        match table
+            .get(keys::block(chain, id).as_slice())
+            .map_err(backend)?
+        {
+            Some(value) => keys::parse_block_value(value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn present(
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<StoredBlock, StoreError> {
+        Self::read_block(table, chain, id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("index names missing block {id}")))
+    }
+}
+
+fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(key) => Bound::Included(key.as_slice()),
+        Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl BlockStore for RedbStore {
+    async fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let chain = &commit.chain;
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            let mut chains = tx.open_table(CHAINS).map_err(backend)?;
+            let current = chains
+                .get(chain.as_bytes().as_slice())
+                .map_err(backend)?
+                .map(|v| ChainState::decode(v.value()))
+                .transpose()?;
+            if current != commit.expected {
+                // Dropping the transaction without commit discards it.
+                return Err(StoreError::Conflict { chain: *chain });
+            }
+            let mut blocks = tx.open_table(BLOCKS).map_err(backend)?;
+            let mut order = tx.open_table(ORDER).map_err(backend)?;
+            let mut topics = tx.open_table(TOPICS).map_err(backend)?;
+            let mut authors = tx.open_table(AUTHORS).map_err(backend)?;
+            let mut seqs = tx.open_table(SEQS).map_err(backend)?;
+            for record in &commit.blocks {
+                let position = record.position();
+                blocks
+                    .insert(
+                        keys::block(chain, &record.id).as_slice(),
+                        keys::block_value(record).as_slice(),
+                    )
+                    .map_err(backend)?;
+                order
+                    .insert(keys::index(chain, &Index::Order, &position).as_slice(), ())
+                    .map_err(backend)?;
+                for topic in &record.topics {
+                    topics
+                        .insert(
+                            keys::index(chain, &Index::Topic(topic), &position).as_slice(),
+                            (),
+                        )
+                        .map_err(backend)?;
+                }
+                authors
+                    .insert(
+                        keys::index(chain, &Index::Author(&record.author), &position).as_slice(),
+                        (),
+                    )
+                    .map_err(backend)?;
+                seqs.insert(
+                    keys::seq(chain, record.seq).as_slice(),
+                    record.id.as_bytes().as_slice(),
+                )
+                .map_err(backend)?;
+            }
+            chains
+                .insert(
+                    chain.as_bytes().as_slice(),
+                    commit.state.encode().as_slice(),
+                )
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn chain_state(&self, chain: &BlockId) -> Result<Option<ChainState>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let chains = tx.open_table(CHAINS).map_err(backend)?;
+        let state = chains.get(chain.as_bytes().as_slice()).map_err(backend)?;
+        state.map(|v| ChainState::decode(v.value())).transpose()
+    }
+
+    async fn chains(&self) -> Result<Vec<BlockId>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let chains = tx.open_table(CHAINS).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in chains.iter().map_err(backend)? {
+            let (key, _) = entry.map_err(backend)?;
+            out.push(
+                BlockId::from_bytes(key.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn block(
+        &self,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<Option<StoredBlock>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let blocks = tx.open_table(BLOCKS).map_err(backend)?;
+        Self::read_block(&blocks, chain, id)
+    }
+
+    async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx
+            .open_table(match scan.index {
+                Index::Order => ORDER,
+                Index::Topic(_) => TOPICS,
+                Index::Author(_) => AUTHORS,
+            })
+            .map_err(backend)?;
+        let blocks = tx.open_table(BLOCKS).map_err(backend)?;
+        let (start, end) = keys::range(chain, &scan);
+        let range = table
+            .range::<&[u8]>((as_slice_bound(&start), as_slice_bound(&end)))
+            .map_err(backend)?;
+        let mut ids = Vec::new();
+        let mut push = |entry: Result<
+            (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, ()>),
+            redb::StorageError,
+        >| {
+            let (key, _) = entry.map_err(backend)?;
+            ids.push(keys::id_suffix(key.value())?);
+            Ok::<(), StoreError>(())
+        };
+        if scan.reverse {
+            for entry in range.rev().take(scan.limit) {
+                push(entry)?;
+            }
+        } else {
+            for entry in range.take(scan.limit) {
+                push(entry)?;
+            }
+        }
+        ids.iter()
+            .map(|id| Self::present(&blocks, chain, id))
+            .collect()
+    }
+
+    async fn since(
+        &self,
+        chain: &BlockId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(seq) => seq + 1,
+            None => 0,
+        };
+        let tx = self.db.begin_read().map_err(backend)?;
+        let seqs = tx.open_table(SEQS).map_err(backend)?;
+        let blocks = tx.open_table(BLOCKS).map_err(backend)?;
+        let start = keys::seq(chain, start);
+        let end = keys::prefix_end(chain.as_bytes()).unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in seqs
+            .range::<&[u8]>(start.as_slice()..end.as_slice())
+            .map_err(backend)?
+            .take(limit)
+        {
+            let (_, id) = entry.map_err(backend)?;
+            let id =
+                BlockId::from_bytes(id.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(Self::present(&blocks, chain, &id)?);
+        }
+        Ok(out)
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let settings = tx.open_table(SETTINGS).map_err(backend)?;
+        let value = settings.get(key).map_err(backend)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        tx.open_table(SETTINGS)
+            .map_err(backend)?
+            .insert(key, value)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+}

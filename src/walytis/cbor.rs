@@ -1,0 +1,292 @@
+//! The strict subset of DAG-CBOR that blocks use.
+//!
+//! Writing always produces the canonical form (shortest integer heads, definite lengths,
+//! map keys in length-then-bytewise order). Reading accepts *only* that form, so a decoded
+//! block re-encodes to exactly the bytes it came from and its ID cannot have two spellings.
+
+use super::block::BlockError;
+use super::id::BlockId;
+
+const UINT: u8 = 0;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+const SIMPLE: u8 = 7;
+/// Tag of an IPLD link (CID) in DAG-CBOR.
+const CID_TAG: u64 = 42;
+const NULL: u8 = 0xf6;
+
+/// Appends canonical CBOR items to a byte vector.
+pub(crate) struct Writer {
+    pub(crate) out: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Writer {
+            out: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn head(&mut self, major: u8, value: u64) {
+        let major = major << 5;
+        match value {
+            0..=23 => self.out.push(major | value as u8),
+            24..=0xff => self.out.extend_from_slice(&[major | 24, value as u8]),
+            0x100..=0xffff => {
+                self.out.push(major | 25);
+                self.out.extend_from_slice(&(value as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                self.out.push(major | 26);
+                self.out.extend_from_slice(&(value as u32).to_be_bytes());
+            }
+            _ => {
+                self.out.push(major | 27);
+                self.out.extend_from_slice(&value.to_be_bytes());
+            }
+        }
+    }
+
+    pub(crate) fn uint(&mut self, value: u64) {
+        self.head(UINT, value);
+    }
+
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
+        self.head(BYTES, value.len() as u64);
+        self.out.extend_from_slice(value);
+    }
+
+    pub(crate) fn text(&mut self, value: &str) {
+        self.head(TEXT, value.len() as u64);
+        self.out.extend_from_slice(value.as_bytes());
+    }
+
+    pub(crate) fn array(&mut self, len: usize) {
+        self.head(ARRAY, len as u64);
+    }
+
+    pub(crate) fn map(&mut self, len: usize) {
+        self.head(MAP, len as u64);
+    }
+
+    pub(crate) fn null(&mut self) {
+        self.out.push(NULL);
+    }
+
+    /// A link: tag 42 around the CID bytes with the identity multibase prefix `0x00`.
+    pub(crate) fn link(&mut self, id: &BlockId) {
+        self.head(TAG, CID_TAG);
+        self.head(BYTES, id.as_bytes().len() as u64 + 1);
+        self.out.push(0);
+        self.out.extend_from_slice(id.as_bytes());
+    }
+}
+
+/// Reads canonical CBOR items from a byte slice, rejecting anything non-canonical.
+pub(crate) struct Reader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
+        Reader { input, pos: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos == self.input.len()
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BlockError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.input.len())
+            .ok_or(BlockError::Truncated { at: self.pos })?;
+        let slice = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    /// Reads an item head and checks it is of the expected major type and minimally encoded.
+    fn head(&mut self, expected: u8, what: &'static str) -> Result<u64, BlockError> {
+        let at = self.pos;
+        let first = self.take(1)?[0];
+        let (major, info) = (first >> 5, first & 0x1f);
+        if major != expected {
+            return Err(BlockError::UnexpectedType { at, expected: what });
+        }
+        let value = match info {
+            0..=23 => u64::from(info),
+            24 => u64::from(self.take(1)?[0]),
+            25 => u64::from(u16::from_be_bytes([self.take(1)?[0], self.take(1)?[0]])),
+            26 => {
+                let b = self.take(4)?;
+                u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            27 => {
+                let b = self.take(8)?;
+                u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+            }
+            // 28..=30 are reserved, 31 is an indefinite length: neither is DAG-CBOR.
+            _ => return Err(BlockError::NonCanonical { at }),
+        };
+        let minimal = match info {
+            24 => value >= 24,
+            25 => value > 0xff,
+            26 => value > 0xffff,
+            27 => value > 0xffff_ffff,
+            _ => true,
+        };
+        if !minimal {
+            return Err(BlockError::NonCanonical { at });
+        }
+        Ok(value)
+    }
+
+    fn len(&mut self, major: u8, what: &'static str) -> Result<usize, BlockError> {
+        let at = self.pos;
+        let len = self.head(major, what)?;
+        // Every counted item takes at least one byte, so a longer count is a lie.
+        usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.remaining())
+            .ok_or(BlockError::Truncated { at })
+    }
+
+    pub(crate) fn uint(&mut self) -> Result<u64, BlockError> {
+        self.head(UINT, "unsigned integer")
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], BlockError> {
+        let len = self.len(BYTES, "byte string")?;
+        self.take(len)
+    }
+
+    pub(crate) fn text(&mut self) -> Result<&'a str, BlockError> {
+        let at = self.pos;
+        let len = self.len(TEXT, "text string")?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| BlockError::InvalidUtf8 { at })
+    }
+
+    pub(crate) fn array(&mut self) -> Result<usize, BlockError> {
+        self.len(ARRAY, "array")
+    }
+
+    pub(crate) fn map(&mut self) -> Result<usize, BlockError> {
+        self.len(MAP, "map")
+    }
+
+    /// Reads `null` if it is the next item.
+    pub(crate) fn null(&mut self) -> bool {
+        if self.peek() == Some(NULL) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn link(&mut self) -> Result<BlockId, BlockError> {
+        let at = self.pos;
+        if self.peek().map(|b| b >> 5) == Some(SIMPLE) {
+            return Err(BlockError::UnexpectedType {
+                at,
+                expected: "link",
+            });
+        }
+        if self.head(TAG, "link")? != CID_TAG {
+            return Err(BlockError::UnexpectedType {
+                at,
+                expected: "link",
+            });
+        }
+        let bytes = self.bytes()?;
+        match bytes.split_first() {
+            Some((0, cid)) => {
+                BlockId::from_bytes(cid).map_err(|source| BlockError::InvalidLink { at, source })
+            }
+            _ => Err(BlockError::UnexpectedType {
+                at,
+                expected: "link",
+            }),
+        }
+    }
+
+    /// Reads the map key of field `index` of [`FIELDS`](super::block::FIELDS), which the
+    /// canonical order puts here.
+    /// `entries` is the size of the map: with every field counted, a key out of place is
+    /// disorder; with fewer, it is a missing field.
+    pub(crate) fn key(&mut self, index: usize, entries: usize) -> Result<(), BlockError> {
+        use super::block::FIELDS;
+        let at = self.pos;
+        let key = self.text()?;
+        match FIELDS.iter().position(|&field| field == key) {
+            Some(found) if found == index => Ok(()),
+            Some(found) if found > index && entries < FIELDS.len() => {
+                Err(BlockError::MissingField {
+                    name: FIELDS[index],
+                })
+            }
+            Some(_) => Err(BlockError::NonCanonical { at }),
+            None => Err(BlockError::UnknownField {
+                name: key.chars().take(64).collect(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_minimal_and_round_trip() {
+        for value in [
+            0u64,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut w = Writer::with_capacity(9);
+            w.uint(value);
+            let mut r = Reader::new(&w.out);
+            assert_eq!(r.uint(), Ok(value));
+            assert!(r.is_empty());
+        }
+        // 5 written with a one-byte extension is not canonical.
+        assert_eq!(
+            Reader::new(&[0x18, 5]).uint(),
+            Err(BlockError::NonCanonical { at: 0 })
+        );
+        // Indefinite-length byte strings are not DAG-CBOR.
+        assert_eq!(
+            Reader::new(&[0x5f, 0xff]).bytes(),
+            Err(BlockError::NonCanonical { at: 0 })
+        );
+    }
+
+    #[test]
+    fn lengths_beyond_the_input_are_truncation() {
+        assert_eq!(
+            Reader::new(&[0x5a, 0xff, 0xff, 0xff, 0xff]).bytes(),
+            Err(BlockError::Truncated { at: 0 })
+        );
+    }
+}

@@ -1,0 +1,639 @@
+//! A chain: the DAG of one group's blocks, kept in a [`BlockStore`].
+//!
+//! The chain accepts a block once all its parents are stored and its height matches them;
+//! until then the block waits in a bounded pending set and is accepted the moment its last
+//! missing parent is. Every accepted block gets the next *sequence number* of this replica;
+//! because parents are always accepted first, reading blocks by sequence number delivers
+//! parents before children, each block exactly once, and a reader can resume from the last
+//! number it saw after a restart (see [`Chain::since`]).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use ed25519_dalek::SigningKey;
+use futures_channel::mpsc;
+
+use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
+use super::id::BlockId;
+use crate::store::{
+    BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
+};
+
+/// Most blocks that may wait for missing parents at once.
+pub const MAX_PENDING: usize = 4096;
+/// How often a write is retried after another writer changed the chain under it.
+const CONFLICT_RETRIES: usize = 16;
+/// Heights remembered to check new blocks against their parents without a store lookup.
+const HEIGHT_CACHE: usize = 1 << 17;
+
+/// What went wrong in a chain operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The block was rejected.
+    #[error("invalid block: {0}")]
+    InvalidBlock(#[from] BlockError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store holds no chain with this ID.
+    #[error("no chain {0} in this store")]
+    UnknownChain(BlockId),
+    /// A block offered as a genesis is not one.
+    #[error("block {0} is not a genesis block")]
+    NotGenesis(BlockId),
+    /// The pending set is full; the block was dropped and will be fetched again by sync.
+    #[error("{MAX_PENDING} blocks already wait for their parents")]
+    PendingFull,
+}
+
+/// The outcome of offering blocks to a chain with [`Chain::insert`].
+#[derive(Debug, Default)]
+pub struct InsertReport {
+    /// Blocks accepted by this call, in the order they were accepted (parents first): the
+    /// offered blocks and any pending blocks they completed.
+    pub accepted: Vec<Entry>,
+    /// Offered blocks now waiting for these missing parents.
+    pub waiting: Vec<(BlockId, Vec<BlockId>)>,
+    /// Offered blocks the chain already had (stored or pending).
+    pub duplicates: Vec<BlockId>,
+    /// Offered blocks rejected, with the reason. Nothing of them was stored.
+    pub rejected: Vec<(BlockId, ChainError)>,
+}
+
+/// A block read back from a chain, with its sequence number in this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Arrival order in this replica: the cursor for [`Chain::since`].
+    pub seq: u64,
+    /// The block.
+    pub block: Block,
+}
+
+/// A page request for [`Chain::blocks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// Only blocks with this topic.
+    pub topic: Option<&'a str>,
+    /// Only blocks by this author.
+    pub author: Option<&'a Author>,
+    /// Start after (or, reversed, before) this block.
+    pub after: Option<Position>,
+    /// Newest first.
+    pub reverse: bool,
+    /// Most blocks to return.
+    pub limit: usize,
+}
+
+impl Default for Query<'_> {
+    fn default() -> Self {
+        Query {
+            topic: None,
+            author: None,
+            after: None,
+            reverse: false,
+            limit: 100,
+        }
+    }
+}
+
+/// Blocks waiting for missing parents.
+#[derive(Debug, Default)]
+struct Pending {
+    blocks: HashMap<BlockId, Block>,
+    /// Missing parent → blocks waiting for it.
+    waiting_on: HashMap<BlockId, Vec<BlockId>>,
+}
+
+impl Pending {
+    fn add(&mut self, block: Block, missing: &[BlockId]) -> Result<(), ChainError> {
+        if self.blocks.len() >= MAX_PENDING {
+            return Err(ChainError::PendingFull);
+        }
+        for parent in missing {
+            self.waiting_on.entry(*parent).or_default().push(block.id());
+        }
+        self.blocks.insert(block.id(), block);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &BlockId) {
+        if let Some(block) = self.blocks.remove(id) {
+            for parent in block.parents() {
+                if let Some(children) = self.waiting_on.get_mut(parent) {
+                    children.retain(|child| child != id);
+                    if children.is_empty() {
+                        self.waiting_on.remove(parent);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The result of resolving a batch of blocks against the chain, before it is written.
+#[derive(Default)]
+struct Plan {
+    accepted: Vec<Block>,
+    heights: HashMap<BlockId, u64>,
+    released: HashSet<BlockId>,
+    waiting: Vec<(Block, Vec<BlockId>)>,
+    rejected: Vec<(BlockId, ChainError)>,
+}
+
+/// One chain in one store.
+pub struct Chain<S: BlockStore> {
+    store: S,
+    id: BlockId,
+    state: ChainState,
+    heights: HashMap<BlockId, u64>,
+    pending: Pending,
+    watchers: Vec<mpsc::UnboundedSender<u64>>,
+}
+
+impl<S: BlockStore> std::fmt::Debug for Chain<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("id", &self.id)
+            .field("blocks", &self.state.next_seq)
+            .field("leaves", &self.state.leaves.len())
+            .field("pending", &self.pending.blocks.len())
+            .finish()
+    }
+}
+
+impl<S: BlockStore> Chain<S> {
+    /// Creates a new chain whose genesis block is signed by `key`.
+    pub async fn create(
+        store: S,
+        key: &SigningKey,
+        time: u64,
+        topics: Vec<String>,
+        body: Vec<u8>,
+    ) -> Result<Self, ChainError> {
+        let genesis = BlockDraft {
+            chain: None,
+            parents: Vec::new(),
+            height: 0,
+            time,
+            topics,
+            body,
+        }
+        .sign(key)?;
+        Self::from_genesis(store, genesis).await
+    }
+
+    /// Opens the chain that starts with `genesis`, storing the genesis if the store lacks it.
+    /// This is how a replica of someone else's chain begins.
+    pub async fn from_genesis(store: S, genesis: Block) -> Result<Self, ChainError> {
+        if genesis.chain().is_some() {
+            return Err(ChainError::NotGenesis(genesis.id()));
+        }
+        let id = genesis.id();
+        if store.chain_state(&id).await?.is_some() {
+            return Self::open(store, id).await;
+        }
+        let state = ChainState {
+            next_seq: 1,
+            leaves: vec![id],
+        };
+        let commit = Commit {
+            chain: id,
+            expected: None,
+            blocks: vec![record(&genesis, 0)],
+            state: state.clone(),
+        };
+        match store.commit(&commit).await {
+            Ok(()) => {}
+            // Another handle stored the same genesis first: the chain exists, open it.
+            Err(StoreError::Conflict { .. }) => return Self::open(store, id).await,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Self::with_state(store, id, state))
+    }
+
+    /// Opens a chain the store holds.
+    pub async fn open(store: S, id: BlockId) -> Result<Self, ChainError> {
+        let state = store
+            .chain_state(&id)
+            .await?
+            .ok_or(ChainError::UnknownChain(id))?;
+        if store.block(&id, &id).await?.is_none() {
+            return Err(StoreError::Corrupt(format!("chain {id} has no genesis block")).into());
+        }
+        Ok(Self::with_state(store, id, state))
+    }
+
+    fn with_state(store: S, id: BlockId, state: ChainState) -> Self {
+        Chain {
+            store,
+            id,
+            state,
+            heights: HashMap::new(),
+            pending: Pending::default(),
+            watchers: Vec::new(),
+        }
+    }
+
+    /// The chain ID: the ID of its genesis block.
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    /// The store the chain lives in.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Re-reads the chain state, picking up blocks other handles on the same store wrote.
+    pub async fn refresh(&mut self) -> Result<(), ChainError> {
+        self.state = self
+            .store
+            .chain_state(&self.id)
+            .await?
+            .ok_or(ChainError::UnknownChain(self.id))?;
+        Ok(())
+    }
+
+    /// The number of blocks stored, the genesis included.
+    pub fn len(&self) -> u64 {
+        self.state.next_seq
+    }
+
+    /// Never true: a chain always holds its genesis.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The current leaves (blocks without children), sorted by ID.
+    pub fn leaves(&self) -> &[BlockId] {
+        &self.state.leaves
+    }
+
+    /// Number of blocks waiting for missing parents.
+    pub fn pending_len(&self) -> usize {
+        self.pending.blocks.len()
+    }
+
+    /// A channel that receives the block count after every write through this handle.
+    pub fn watch(&mut self) -> mpsc::UnboundedReceiver<u64> {
+        let (tx, rx) = mpsc::unbounded();
+        self.watchers.push(tx);
+        rx
+    }
+
+    /// Appends blocks written by `key`, one after the other: each block's parents are all
+    /// the leaves at that moment, so the batch forms a line on top of the current DAG.
+    /// Written in one transaction.
+    pub async fn append(
+        &mut self,
+        key: &SigningKey,
+        time: u64,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+    ) -> Result<Vec<Entry>, ChainError> {
+        let mut attempt = 0;
+        loop {
+            let mut blocks = Vec::with_capacity(items.len());
+            let mut leaves = self.state.leaves.clone();
+            let mut heights: HashMap<BlockId, u64> = HashMap::new();
+            for (body, topics) in &items {
+                // More leaves than a block may name: merge the first ones now, the rest later.
+                let rest = leaves.split_off(leaves.len().min(MAX_PARENTS));
+                let mut height = 0;
+                for parent in &leaves {
+                    let parent_height = match heights.get(parent) {
+                        Some(h) => Some(*h),
+                        None => self.height_of(parent).await?,
+                    };
+                    let parent_height = parent_height.ok_or_else(|| {
+                        StoreError::Corrupt(format!("leaf {parent} is not stored"))
+                    })?;
+                    height = height.max(parent_height + 1);
+                }
+                let block = BlockDraft {
+                    chain: Some(self.id),
+                    parents: leaves,
+                    height,
+                    time,
+                    topics: topics.clone(),
+                    body: body.clone(),
+                }
+                .sign(key)?;
+                heights.insert(block.id(), height);
+                leaves = rest;
+                leaves.push(block.id());
+                leaves.sort_unstable();
+                blocks.push(block);
+            }
+            match self.write(&blocks).await {
+                Ok(first) => {
+                    self.remember(heights);
+                    self.notify();
+                    return Ok(entries(first, blocks));
+                }
+                Err(ChainError::Store(StoreError::Conflict { .. }))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    self.refresh().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Offers blocks received from anywhere (a peer, a file). Each is decoded and checked;
+    /// those whose parents are all known are accepted and stored in one transaction, the
+    /// others wait until their parents arrive. Invalid ones are reported, never stored.
+    pub async fn insert<B: AsRef<[u8]>>(
+        &mut self,
+        items: impl IntoIterator<Item = B>,
+    ) -> Result<InsertReport, ChainError> {
+        let mut report = InsertReport::default();
+        let mut fresh = Vec::new();
+        let mut seen = HashSet::new();
+        for bytes in items {
+            let bytes = bytes.as_ref();
+            let id = BlockId::of(bytes);
+            if !seen.insert(id) {
+                report.duplicates.push(id);
+                continue;
+            }
+            match Block::decode(bytes) {
+                Err(e) => report.rejected.push((id, e.into())),
+                Ok(block) if block.chain_id() != self.id => report.rejected.push((
+                    id,
+                    BlockError::WrongChain {
+                        expected: self.id,
+                        actual: block.chain(),
+                    }
+                    .into(),
+                )),
+                Ok(block) => {
+                    if self.pending.blocks.contains_key(&id) || self.height_of(&id).await?.is_some()
+                    {
+                        report.duplicates.push(id);
+                    } else {
+                        fresh.push(block);
+                    }
+                }
+            }
+        }
+        let mut attempt = 0;
+        let (first, plan) = loop {
+            let plan = self.plan(&fresh).await?;
+            match self.write(&plan.accepted).await {
+                Ok(first) => break (first, plan),
+                Err(ChainError::Store(StoreError::Conflict { .. }))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    self.refresh().await?;
+                    // Blocks the other writer stored are duplicates now.
+                    let mut still_fresh = Vec::with_capacity(fresh.len());
+                    for block in fresh {
+                        if self.height_of(&block.id()).await?.is_some() {
+                            report.duplicates.push(block.id());
+                        } else {
+                            still_fresh.push(block);
+                        }
+                    }
+                    fresh = still_fresh;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        for id in &plan.released {
+            self.pending.remove(id);
+        }
+        for (block, missing) in plan.waiting {
+            let id = block.id();
+            match self.pending.add(block, &missing) {
+                Ok(()) => report.waiting.push((id, missing)),
+                Err(e) => report.rejected.push((id, e)),
+            }
+        }
+        report.rejected.extend(plan.rejected);
+        self.remember(plan.heights);
+        if !plan.accepted.is_empty() {
+            self.notify();
+        }
+        report.accepted = entries(first, plan.accepted);
+        Ok(report)
+    }
+
+    /// Resolves `fresh` blocks and the pending blocks they complete, lowest height first so
+    /// that parents offered in the same batch come before their children.
+    async fn plan(&mut self, fresh: &[Block]) -> Result<Plan, ChainError> {
+        let mut plan = Plan::default();
+        let mut queue: BinaryHeap<Reverse<(u64, BlockId)>> = BinaryHeap::new();
+        let mut queued: HashMap<BlockId, Block> = HashMap::new();
+        for block in fresh {
+            queue.push(Reverse((block.height(), block.id())));
+            queued.insert(block.id(), block.clone());
+        }
+        // Blocks of this batch waiting for a parent that may still come later in the batch.
+        let mut local_waiting: HashMap<BlockId, Vec<BlockId>> = HashMap::new();
+        let mut waiting: HashMap<BlockId, (Block, Vec<BlockId>)> = HashMap::new();
+        while let Some(Reverse((_, id))) = queue.pop() {
+            let Some(block) = queued.remove(&id) else {
+                continue;
+            };
+            let mut missing = Vec::new();
+            let mut height = 0;
+            for parent in block.parents() {
+                let known = match plan.heights.get(parent) {
+                    Some(h) => Some(*h),
+                    None => self.height_of(parent).await?,
+                };
+                match known {
+                    Some(h) => height = height.max(h + 1),
+                    None => missing.push(*parent),
+                }
+            }
+            if !missing.is_empty() {
+                for parent in &missing {
+                    local_waiting.entry(*parent).or_default().push(id);
+                }
+                waiting.insert(id, (block, missing));
+                continue;
+            }
+            waiting.remove(&id);
+            if block.height() != height {
+                let error = BlockError::HeightMismatch {
+                    expected: height,
+                    actual: block.height(),
+                };
+                plan.rejected.push((id, error.into()));
+                continue;
+            }
+            plan.heights.insert(id, height);
+            plan.accepted.push(block);
+            // Children that waited for this block, in the pending set or in this batch.
+            let pending_children = self
+                .pending
+                .waiting_on
+                .get(&id)
+                .cloned()
+                .unwrap_or_default();
+            for child in pending_children {
+                if let Some(block) = self.pending.blocks.get(&child) {
+                    if plan.released.insert(child) {
+                        queue.push(Reverse((block.height(), child)));
+                        queued.insert(child, block.clone());
+                    }
+                }
+            }
+            for child in local_waiting.remove(&id).unwrap_or_default() {
+                if let Some((block, _)) = waiting.remove(&child) {
+                    queue.push(Reverse((block.height(), child)));
+                    queued.insert(child, block);
+                }
+            }
+        }
+        plan.waiting = waiting.into_values().collect();
+        plan.waiting.sort_by_key(|(block, _)| block.position());
+        Ok(plan)
+    }
+
+    /// Stores accepted blocks and the leaves after them in one transaction; returns the
+    /// sequence number of the first.
+    async fn write(&mut self, blocks: &[Block]) -> Result<u64, ChainError> {
+        let first = self.state.next_seq;
+        if blocks.is_empty() {
+            return Ok(first);
+        }
+        let mut leaves: BTreeSet<BlockId> = self.state.leaves.iter().copied().collect();
+        let mut records = Vec::with_capacity(blocks.len());
+        for (i, block) in blocks.iter().enumerate() {
+            for parent in block.parents() {
+                leaves.remove(parent);
+            }
+            leaves.insert(block.id());
+            records.push(record(block, self.state.next_seq + i as u64));
+        }
+        let state = ChainState {
+            next_seq: self.state.next_seq + blocks.len() as u64,
+            leaves: leaves.into_iter().collect(),
+        };
+        let commit = Commit {
+            chain: self.id,
+            expected: Some(self.state.clone()),
+            blocks: records,
+            state,
+        };
+        self.store.commit(&commit).await?;
+        self.state = commit.state;
+        Ok(first)
+    }
+
+    fn notify(&mut self) {
+        let count = self.state.next_seq;
+        self.watchers
+            .retain(|watcher| watcher.unbounded_send(count).is_ok());
+    }
+
+    fn remember(&mut self, heights: HashMap<BlockId, u64>) {
+        if self.heights.len() + heights.len() > HEIGHT_CACHE {
+            self.heights.clear();
+        }
+        self.heights.extend(heights);
+    }
+
+    /// The height of a stored block, `None` if the chain does not hold it.
+    async fn height_of(&mut self, id: &BlockId) -> Result<Option<u64>, ChainError> {
+        if let Some(height) = self.heights.get(id) {
+            return Ok(Some(*height));
+        }
+        let height = self.store.block(&self.id, id).await?.map(|b| b.height);
+        if let Some(height) = height {
+            self.remember(HashMap::from([(*id, height)]));
+        }
+        Ok(height)
+    }
+
+    /// One block by ID, `None` if the chain does not hold it.
+    pub async fn block(&self, id: &BlockId) -> Result<Option<Entry>, ChainError> {
+        match self.store.block(&self.id, id).await? {
+            Some(stored) => Ok(Some(entry(stored, Some(id))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of blocks in chain order (height, then ID), optionally of one topic or author.
+    pub async fn blocks(&self, query: Query<'_>) -> Result<Vec<Entry>, ChainError> {
+        let index = match (query.topic, query.author) {
+            (Some(topic), _) => Index::Topic(topic),
+            (None, Some(author)) => Index::Author(author),
+            (None, None) => Index::Order,
+        };
+        let scan = Scan {
+            index,
+            after: query.after,
+            reverse: query.reverse,
+            limit: query.limit,
+        };
+        let mut entries = Vec::new();
+        for stored in self.store.scan(&self.id, scan).await? {
+            let entry = entry(stored, None)?;
+            // A topic query that also names an author filters by author here.
+            if query.topic.is_some() && query.author.is_some_and(|a| *a != entry.block.author()) {
+                continue;
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Blocks with a sequence number above `after` (all if `None`), in sequence order, at
+    /// most `limit`. Reading on from the last `seq` returned sees every block exactly once,
+    /// parents before children, also across restarts and across handles on the same store.
+    pub async fn since(&self, after: Option<u64>, limit: usize) -> Result<Vec<Entry>, ChainError> {
+        let stored = self.store.since(&self.id, after, limit).await?;
+        stored.into_iter().map(|s| entry(s, None)).collect()
+    }
+}
+
+fn entries(first: u64, blocks: Vec<Block>) -> Vec<Entry> {
+    blocks
+        .into_iter()
+        .zip(first..)
+        .map(|(block, seq)| Entry { seq, block })
+        .collect()
+}
+
+fn record(block: &Block, seq: u64) -> BlockRecord {
+    BlockRecord {
+        id: block.id(),
+        seq,
+        height: block.height(),
+        author: block.author(),
+        topics: block.topics().to_vec(),
+        bytes: block.bytes().to_vec(),
+    }
+}
+
+/// Decodes a block read from the store. Its signature was verified before it was stored; a
+/// damaged record shows up as a failed decode or an ID mismatch, reported as corruption.
+fn entry(stored: StoredBlock, expected: Option<&BlockId>) -> Result<Entry, ChainError> {
+    let corrupt = |e: BlockError| StoreError::Corrupt(format!("stored block: {e}"));
+    let block = Block::decode_stored(&stored.bytes).map_err(corrupt)?;
+    if let Some(expected) = expected {
+        if block.id() != *expected {
+            return Err(corrupt(BlockError::IdMismatch {
+                expected: *expected,
+                actual: block.id(),
+            })
+            .into());
+        }
+    }
+    if block.height() != stored.height {
+        return Err(
+            StoreError::Corrupt(format!("block {} height record differs", block.id())).into(),
+        );
+    }
+    Ok(Entry {
+        seq: stored.seq,
+        block,
+    })
+}

@@ -1,0 +1,21 @@
+//! Walytis: a DAG "database blockchain" per group.
+//!
+//! A chain is a set of signed, content-addressed [`Block`]s. Each block names as parents all
+//! the leaves its author knew, so the blocks form a DAG rooted in the genesis block, whose ID
+//! is the chain's ID. Every replica orders the DAG the same way — by height, then by ID
+//! ([`Position`]) — whatever order the blocks arrived in; wall-clock time plays no part.
+//!
+//! Sans-IO: this module does no I/O of its own; persistence is a [`crate::store::BlockStore`]
+//! passed in, time and keys are arguments.
+
+mod block;
+mod cbor;
+mod chain;
+mod id;
+
+pub use block::{
+    Author, Block, BlockDraft, BlockError, Position, MAX_BLOCK_BYTES, MAX_BODY_BYTES, MAX_PARENTS,
+    MAX_TOPICS, MAX_TOPIC_BYTES,
+};
+pub use chain::{Chain, ChainError, Entry, InsertReport, Query, MAX_PENDING};
+pub use id::{BlockId, IdError, BLOCK_ID_LEN};
