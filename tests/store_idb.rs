@@ -1,5 +1,6 @@
 //! The store conformance suite on IndexedDB, in headless Chromium, and how the IndexedDB
 //! store meets databases it did not write.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![cfg(target_arch = "wasm32")]
 
 mod common;

@@ -1,4 +1,5 @@
 //! The store conformance suite on the native stores, and how they meet damaged files.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

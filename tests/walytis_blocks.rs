@@ -1,5 +1,6 @@
 //! Every way a block can be wrong, each made by hand and each rejected with its own error;
 //! the codec known answers; and the pending set.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

@@ -1,5 +1,6 @@
 //! Property tests: codec round trips, one order for every arrival order, and exactly-once,
 //! parents-first delivery that resumes across restarts.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

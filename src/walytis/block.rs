@@ -248,8 +248,33 @@ impl BlockDraft {
         w.text("sig");
         w.bytes(&sig.to_bytes());
         w.out.extend_from_slice(&unsigned[1..]);
-        Block::decode(&w.out)
+        // Our own fresh signature needs no verifying; every other check still runs.
+        Block::decode_stored(&w.out)
     }
+}
+
+/// Decompressed author keys: a chain has few authors and decompressing a point costs about
+/// a fifth of a verification, so validation keeps the recent ones.
+fn verifying_key(author: &Author) -> Result<VerifyingKey, BlockError> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    const CACHED_KEYS: usize = 1024;
+    thread_local! {
+        static KEYS: RefCell<HashMap<[u8; 32], VerifyingKey>> = RefCell::new(HashMap::new());
+    }
+    KEYS.with(|keys| {
+        if let Some(key) = keys.borrow().get(author.key_bytes()) {
+            return Ok(*key);
+        }
+        let key =
+            VerifyingKey::from_bytes(author.key_bytes()).map_err(|_| BlockError::InvalidAuthor)?;
+        let mut keys = keys.borrow_mut();
+        if keys.len() >= CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(*author.key_bytes(), key);
+        Ok(key)
+    })
 }
 
 /// Checks a block's signature. The unsigned encoding is the signed one minus its first entry
@@ -260,8 +285,7 @@ fn verify_signature(
     bytes: &[u8],
     after_sig: usize,
 ) -> Result<(), BlockError> {
-    let key =
-        VerifyingKey::from_bytes(author.key_bytes()).map_err(|_| BlockError::InvalidAuthor)?;
+    let key = verifying_key(author)?;
     let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + bytes.len() - after_sig + 1);
     message.extend_from_slice(SIGNING_CONTEXT);
     message.push(bytes[0] - 1);
@@ -330,16 +354,25 @@ pub struct Block {
 impl Block {
     /// Decodes and checks a block received from anywhere (network, disk, a caller).
     pub fn decode(bytes: &[u8]) -> Result<Block, BlockError> {
-        Self::decode_checked(bytes, true)
+        Self::decode_checked(bytes, true, None)
+    }
+
+    /// [`Block::decode`] for bytes whose ID the caller has just computed.
+    pub(crate) fn decode_hashed(bytes: &[u8], id: BlockId) -> Result<Block, BlockError> {
+        Self::decode_checked(bytes, true, Some(id))
     }
 
     /// Decodes a block read back from the local store: every check but the signature, which
     /// was verified before the block was stored.
     pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Block, BlockError> {
-        Self::decode_checked(bytes, false)
+        Self::decode_checked(bytes, false, None)
     }
 
-    fn decode_checked(bytes: &[u8], verify: bool) -> Result<Block, BlockError> {
+    fn decode_checked(
+        bytes: &[u8],
+        verify: bool,
+        id: Option<BlockId>,
+    ) -> Result<Block, BlockError> {
         if bytes.len() > MAX_BLOCK_BYTES {
             return Err(BlockError::TooLarge { size: bytes.len() });
         }
@@ -442,7 +475,7 @@ impl Block {
         }
 
         Ok(Block {
-            id: BlockId::of(bytes),
+            id: id.unwrap_or_else(|| BlockId::of(bytes)),
             bytes: bytes.to_vec(),
             chain,
             parents,

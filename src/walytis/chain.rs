@@ -359,7 +359,7 @@ impl<S: BlockStore> Chain<S> {
                 report.duplicates.push(id);
                 continue;
             }
-            match Block::decode(bytes) {
+            match Block::decode_hashed(bytes, id) {
                 Err(e) => report.rejected.push((id, e.into())),
                 Ok(block) if block.chain_id() != self.id => report.rejected.push((
                     id,

@@ -149,7 +149,7 @@ mod tests {
     fn rejects_bad_text() {
         assert_eq!("zabc".parse::<BlockId>(), Err(IdError::Multibase));
         assert_eq!("b!!!".parse::<BlockId>(), Err(IdError::Base32));
-        assert_eq!("baaaa".parse::<BlockId>(), Err(IdError::Length(3)));
+        assert_eq!("baaaa".parse::<BlockId>(), Err(IdError::Length(2)));
         let mut wrong = *BlockId::of(b"x").as_bytes();
         wrong[1] = 0x55;
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Helpers shared by the native and browser test suites.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod conformance;
 
