@@ -540,6 +540,16 @@ impl<S: BlockStore> Chain<S> {
         self.heights.extend(heights);
     }
 
+    /// The parents that blocks in the pending set wait for.
+    pub fn missing_parents(&self) -> Vec<BlockId> {
+        self.pending.waiting_on.keys().copied().collect()
+    }
+
+    /// Whether the chain holds the block or has it waiting for parents.
+    pub async fn contains(&mut self, id: &BlockId) -> Result<bool, ChainError> {
+        Ok(self.pending.blocks.contains_key(id) || self.height_of(id).await?.is_some())
+    }
+
     /// The height of a stored block, `None` if the chain does not hold it.
     async fn height_of(&mut self, id: &BlockId) -> Result<Option<u64>, ChainError> {
         if let Some(height) = self.heights.get(id) {

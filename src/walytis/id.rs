@@ -44,6 +44,9 @@ pub enum IdError {
 pub struct BlockId([u8; BLOCK_ID_LEN]);
 
 impl BlockId {
+    /// The smallest ID in the order of IDs (not the ID of any real block).
+    pub const MIN: BlockId = BlockId([0; BLOCK_ID_LEN]);
+
     /// The ID of `bytes`, the canonical encoding of a block.
     pub fn of(bytes: &[u8]) -> Self {
         let digest = Sha256::digest(bytes);

@@ -12,6 +12,7 @@ mod block;
 mod cbor;
 mod chain;
 mod id;
+pub mod sync;
 
 pub use block::{
     Author, Block, BlockDraft, BlockError, Position, MAX_BLOCK_BYTES, MAX_BODY_BYTES, MAX_PARENTS,

@@ -1,0 +1,385 @@
+//! Sync of one chain between peers, without I/O: the network shell feeds [`Input`]s to
+//! [`Sync::handle`] and carries out the [`Output`]s it returns; time is an argument.
+//!
+//! - **Push**: a block made here is published whole the moment it exists ([`Message::Push`]).
+//! - **Heads**: on every new connection and as periodic anti-entropy, peers exchange their
+//!   leaves ([`Message::Heads`]); unknown leaves are requested.
+//! - **Fetch**: a [`Message::Want`] names missing blocks and the requester's leaves; the answer
+//!   ([`Message::Blocks`]) carries the wanted blocks and their ancestors the requester probably
+//!   lacks, ancestors first, in bounded batches. Blocks that still miss parents make the
+//!   requester ask for those parents, so a late joiner walks back a whole chain in a few
+//!   round trips and a lost message only delays a block until the next heads exchange.
+//! - **Bounds**: wanted IDs in flight, batch sizes and requests served per second per peer
+//!   are bounded; a peer that sends invalid blocks is reported for disconnection.
+
+use std::collections::{HashMap, HashSet};
+
+use ed25519_dalek::SigningKey;
+
+use super::block::Position;
+use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
+use super::id::BlockId;
+use crate::store::BlockStore;
+
+/// Most blocks in one [`Message::Blocks`].
+pub const MAX_BATCH_BLOCKS: usize = 512;
+/// Most bytes of blocks in one [`Message::Blocks`] (a block may exceed it alone).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most IDs in one [`Message::Want`] or [`Message::Heads`].
+pub const MAX_IDS: usize = 1024;
+/// Most [`Message::Want`]s served per peer per second.
+pub const WANTS_PER_SECOND: u32 = 50;
+/// Invalid blocks tolerated from one peer before asking to disconnect it.
+pub const MAX_STRIKES: u32 = 3;
+/// Most blocks visited when walking a wanted block's ancestry.
+pub const WALK_LIMIT: usize = 4 * MAX_BATCH_BLOCKS;
+/// A wanted block not received after this many milliseconds may be asked for again.
+pub const WANT_TIMEOUT_MS: u64 = 5_000;
+
+/// An opaque peer handle chosen by the network shell (a libp2p `PeerId` index, a test id).
+pub type Peer = u64;
+
+/// What peers say to each other about one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A new block, pushed to every peer the moment it is made.
+    Push {
+        /// The block's canonical bytes.
+        block: Vec<u8>,
+    },
+    /// The sender's current leaves.
+    Heads {
+        /// Leaf IDs.
+        leaves: Vec<BlockId>,
+        /// Whether the receiver should answer with its own heads if it has leaves the
+        /// sender did not list. Answers never ask again, so heads never ping-pong.
+        answer: bool,
+    },
+    /// A request for blocks the sender lacks.
+    Want {
+        /// The missing blocks.
+        ids: Vec<BlockId>,
+        /// The sender's leaves: the responder need not send their ancestors.
+        known: Vec<BlockId>,
+    },
+    /// Blocks answering a [`Message::Want`], ancestors first.
+    Blocks {
+        /// Canonical bytes of each block.
+        blocks: Vec<Vec<u8>>,
+    },
+}
+
+/// An event for the sync core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A connection to a peer of this chain opened.
+    Connected(Peer),
+    /// The connection closed.
+    Disconnected(Peer),
+    /// A message arrived.
+    Received(Peer, Message),
+    /// Periodic timer: anti-entropy and retries. The shell calls it with some jitter.
+    Tick,
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a message to one peer.
+    Send(Peer, Message),
+    /// Publish a message to every peer of the chain (gossip).
+    Publish(Message),
+    /// This peer misbehaved (invalid blocks, floods): close its connection.
+    Disconnect(Peer),
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    strikes: u32,
+    window_start: u64,
+    wants_in_window: u32,
+}
+
+/// The sync state of one chain on one node.
+#[derive(Debug)]
+pub struct Sync<S: BlockStore> {
+    chain: Chain<S>,
+    peers: HashMap<Peer, PeerState>,
+    /// Wanted block → when it was last asked for.
+    wanted: HashMap<BlockId, u64>,
+}
+
+impl<S: BlockStore> Sync<S> {
+    /// Syncs `chain`.
+    pub fn new(chain: Chain<S>) -> Self {
+        Sync {
+            chain,
+            peers: HashMap::new(),
+            wanted: HashMap::new(),
+        }
+    }
+
+    /// The chain being synced.
+    pub fn chain(&self) -> &Chain<S> {
+        &self.chain
+    }
+
+    /// Appends local blocks and returns them with the messages that push them to peers.
+    pub async fn append(
+        &mut self,
+        key: &SigningKey,
+        time: u64,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+    ) -> Result<(Vec<Entry>, Vec<Output>), ChainError> {
+        let entries = self.chain.append(key, time, items).await?;
+        let outputs = entries
+            .iter()
+            .map(|e| {
+                Output::Publish(Message::Push {
+                    block: e.block.bytes().to_vec(),
+                })
+            })
+            .collect();
+        Ok((entries, outputs))
+    }
+
+    /// Handles one event at time `now` (milliseconds). Errors are local failures (the store);
+    /// anything a peer sends wrong is answered with outputs, never with an error.
+    pub async fn handle(&mut self, now: u64, input: Input) -> Result<Vec<Output>, ChainError> {
+        let mut out = Vec::new();
+        match input {
+            Input::Connected(peer) => {
+                self.peers.entry(peer).or_default();
+                out.push(Output::Send(peer, self.heads(true)));
+            }
+            Input::Disconnected(peer) => {
+                self.peers.remove(&peer);
+            }
+            Input::Tick => {
+                self.wanted
+                    .retain(|_, asked| now.saturating_sub(*asked) < WANT_TIMEOUT_MS);
+                if !self.peers.is_empty() {
+                    out.push(Output::Publish(self.heads(true)));
+                }
+                // Parents whose request or answer was lost: ask every peer again.
+                let missing = self.chain.missing_parents();
+                let peers: Vec<Peer> = self.peers.keys().copied().collect();
+                self.want(now, &peers, missing, &mut out);
+            }
+            Input::Received(peer, message) => {
+                self.peers.entry(peer).or_default();
+                self.receive(now, peer, message, &mut out).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn heads(&self, answer: bool) -> Message {
+        Message::Heads {
+            leaves: self.chain.leaves().iter().take(MAX_IDS).copied().collect(),
+            answer,
+        }
+    }
+
+    async fn receive(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        message: Message,
+        out: &mut Vec<Output>,
+    ) -> Result<(), ChainError> {
+        match message {
+            Message::Push { block } => {
+                let report = self.chain.insert([block]).await?;
+                self.after_insert(now, peer, report, out);
+            }
+            Message::Blocks { blocks } => {
+                if blocks.len() > MAX_BATCH_BLOCKS {
+                    self.strike(peer, MAX_STRIKES, out);
+                    return Ok(());
+                }
+                let report = self.chain.insert(blocks).await?;
+                let progressed = !report.accepted.is_empty();
+                self.after_insert(now, peer, report, out);
+                if progressed {
+                    // A batch stops short of what was wanted on long histories: ask on.
+                    let mut still = Vec::new();
+                    for id in self.wanted.keys().copied().collect::<Vec<_>>() {
+                        if self.chain.contains(&id).await? {
+                            self.wanted.remove(&id);
+                        } else {
+                            still.push(id);
+                        }
+                    }
+                    for id in &still {
+                        self.wanted.remove(id);
+                    }
+                    self.want(now, &[peer], still, out);
+                }
+            }
+            Message::Heads { leaves, answer } => {
+                if leaves.len() > MAX_IDS {
+                    self.strike(peer, MAX_STRIKES, out);
+                    return Ok(());
+                }
+                let theirs: HashSet<BlockId> = leaves.iter().copied().collect();
+                let mut unknown = Vec::new();
+                for id in leaves {
+                    if !self.chain.contains(&id).await? {
+                        unknown.push(id);
+                    }
+                }
+                self.want(now, &[peer], unknown, out);
+                // The peer may lack leaves of ours it did not list: tell it, so it asks.
+                let ours_unlisted = self.chain.leaves().iter().any(|l| !theirs.contains(l));
+                if answer && ours_unlisted && self.allow(now, peer) {
+                    out.push(Output::Send(peer, self.heads(false)));
+                }
+            }
+            Message::Want { ids, known } => {
+                if ids.len() > MAX_IDS || known.len() > MAX_IDS {
+                    self.strike(peer, MAX_STRIKES, out);
+                    return Ok(());
+                }
+                if !self.allow(now, peer) {
+                    return Ok(());
+                }
+                let blocks = self.ancestry(&ids, &known).await?;
+                if !blocks.is_empty() {
+                    out.push(Output::Send(peer, Message::Blocks { blocks }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a [`Message::Want`] (or an answered heads) against the peer's rate.
+    fn allow(&mut self, now: u64, peer: Peer) -> bool {
+        let state = self.peers.entry(peer).or_default();
+        if now.saturating_sub(state.window_start) >= 1000 {
+            state.window_start = now;
+            state.wants_in_window = 0;
+        }
+        state.wants_in_window += 1;
+        state.wants_in_window <= WANTS_PER_SECOND
+    }
+
+    fn strike(&mut self, peer: Peer, weight: u32, out: &mut Vec<Output>) {
+        let state = self.peers.entry(peer).or_default();
+        state.strikes = state.strikes.saturating_add(weight);
+        if state.strikes >= MAX_STRIKES && !out.contains(&Output::Disconnect(peer)) {
+            out.push(Output::Disconnect(peer));
+        }
+    }
+
+    fn after_insert(&mut self, now: u64, peer: Peer, report: InsertReport, out: &mut Vec<Output>) {
+        for entry in &report.accepted {
+            self.wanted.remove(&entry.block.id());
+        }
+        let invalid = report
+            .rejected
+            .iter()
+            .filter(|(_, e)| matches!(e, ChainError::InvalidBlock(_)))
+            .count() as u32;
+        if invalid > 0 {
+            self.strike(peer, invalid, out);
+        }
+        let missing: Vec<BlockId> = report
+            .waiting
+            .into_iter()
+            .flat_map(|(_, missing)| missing)
+            .collect();
+        self.want(now, &[peer], missing, out);
+    }
+
+    /// Asks `peers` for blocks not already asked for recently.
+    fn want(&mut self, now: u64, peers: &[Peer], ids: Vec<BlockId>, out: &mut Vec<Output>) {
+        let mut fresh = Vec::new();
+        let mut seen = HashSet::new();
+        for id in ids {
+            let recently = self
+                .wanted
+                .get(&id)
+                .is_some_and(|asked| now.saturating_sub(*asked) < WANT_TIMEOUT_MS);
+            if !recently && seen.insert(id) && fresh.len() < MAX_IDS {
+                fresh.push(id);
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        for id in &fresh {
+            self.wanted.insert(*id, now);
+        }
+        let known: Vec<BlockId> = self.chain.leaves().iter().take(MAX_IDS).copied().collect();
+        for peer in peers {
+            let want = Message::Want {
+                ids: fresh.clone(),
+                known: known.clone(),
+            };
+            out.push(Output::Send(*peer, want));
+        }
+    }
+
+    /// The wanted blocks and their ancestors the requester probably lacks, oldest first.
+    ///
+    /// Walks parents from the wanted blocks, not past the requester's known leaves nor below
+    /// the height of the lowest of them, and sends the lowest [`MAX_BATCH_BLOCKS`] found, so
+    /// the requester can accept them at once. A history too long to walk (a late joiner) is
+    /// sent in chain order from that height instead. Whatever a batch leaves out, the
+    /// requester asks for again.
+    async fn ancestry(
+        &mut self,
+        ids: &[BlockId],
+        known: &[BlockId],
+    ) -> Result<Vec<Vec<u8>>, ChainError> {
+        let known: HashSet<BlockId> = known.iter().copied().collect();
+        let mut floor: Option<Position> = None;
+        for id in &known {
+            if let Some(entry) = self.chain.block(id).await? {
+                let position = entry.block.position();
+                floor = Some(floor.map_or(position, |f| f.min(position)));
+            }
+        }
+        let mut found: Vec<Entry> = Vec::new();
+        let mut visited: HashSet<BlockId> = HashSet::new();
+        let mut frontier: Vec<BlockId> = ids.iter().take(MAX_IDS).copied().collect();
+        let floor_height = floor.map_or(0, |f| f.height);
+        while let Some(id) = frontier.pop() {
+            if visited.len() >= WALK_LIMIT {
+                // Too long to walk: send the chain in order from the requester's floor.
+                let query = Query {
+                    after: floor.map(|f| Position {
+                        height: f.height,
+                        id: BlockId::MIN,
+                    }),
+                    limit: MAX_BATCH_BLOCKS,
+                    ..Query::default()
+                };
+                found = self.chain.blocks(query).await?;
+                break;
+            }
+            if known.contains(&id) || !visited.insert(id) {
+                continue;
+            }
+            let Some(entry) = self.chain.block(&id).await? else {
+                continue;
+            };
+            if entry.block.height() > floor_height {
+                frontier.extend(entry.block.parents().iter().copied());
+            }
+            found.push(entry);
+        }
+        found.sort_by_key(|e| e.block.position());
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        for entry in found.into_iter().take(MAX_BATCH_BLOCKS) {
+            bytes += entry.block.bytes().len();
+            if bytes > MAX_BATCH_BYTES && !batch.is_empty() {
+                break;
+            }
+            batch.push(entry.block.bytes().to_vec());
+        }
+        Ok(batch)
+    }
+}
