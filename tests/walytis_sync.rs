@@ -89,6 +89,8 @@ impl<S: BlockStore> Sim<S> {
 
     fn send(&mut self, from: usize, to: usize, message: Message) {
         if self.linked(from, to) && self.rng.below(100) >= self.drop_percent {
+            // Through the wire codec, as the network shell does.
+            let message = Message::decode(&message.encode()).expect("wire round trip");
             self.queue.push_back((from, to, message));
         }
     }

@@ -17,6 +17,8 @@ const SIMPLE: u8 = 7;
 /// Tag of an IPLD link (CID) in DAG-CBOR.
 const CID_TAG: u64 = 42;
 const NULL: u8 = 0xf6;
+const FALSE: u8 = 0xf4;
+const TRUE: u8 = 0xf5;
 
 /// Appends canonical CBOR items to a byte vector.
 pub(crate) struct Writer {
@@ -74,6 +76,10 @@ impl Writer {
 
     pub(crate) fn null(&mut self) {
         self.out.push(NULL);
+    }
+
+    pub(crate) fn bool(&mut self, value: bool) {
+        self.out.push(if value { TRUE } else { FALSE });
     }
 
     /// A link: tag 42 around the CID bytes with the identity multibase prefix `0x00`.
@@ -195,6 +201,18 @@ impl<'a> Reader<'a> {
             true
         } else {
             false
+        }
+    }
+
+    pub(crate) fn bool(&mut self) -> Result<bool, BlockError> {
+        let at = self.pos;
+        match self.take(1)?[0] {
+            FALSE => Ok(false),
+            TRUE => Ok(true),
+            _ => Err(BlockError::UnexpectedType {
+                at,
+                expected: "boolean",
+            }),
         }
     }
 

@@ -16,7 +16,8 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::SigningKey;
 
-use super::block::Position;
+use super::block::{BlockError, Position, MAX_BLOCK_BYTES};
+use super::cbor::{Reader, Writer};
 use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
 use super::id::BlockId;
 use crate::store::BlockStore;
@@ -36,10 +37,43 @@ pub const WALK_LIMIT: usize = 4 * MAX_BATCH_BLOCKS;
 /// A wanted block not received after this many milliseconds may be asked for again.
 pub const WANT_TIMEOUT_MS: u64 = 5_000;
 
+/// Largest encoded sync message: a full batch and its framing.
+pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + MAX_BLOCK_BYTES + 64 * 1024;
+
+/// Why bytes from a peer are not a sync message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    #[error("sync message of {size} bytes, the limit is {MAX_MESSAGE_BYTES}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// Not the canonical CBOR of a message.
+    #[error("malformed sync message: {0}")]
+    Malformed(#[from] BlockError),
+    /// A message kind this version does not know.
+    #[error("unknown sync message kind {0}")]
+    UnknownKind(u64),
+    /// More items than the protocol allows.
+    #[error("{count} items in a sync message, the limit is {limit}")]
+    TooManyItems {
+        /// Items found.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
 /// An opaque peer handle chosen by the network shell (a libp2p `PeerId` index, a test id).
 pub type Peer = u64;
 
 /// What peers say to each other about one chain.
+///
+/// On the wire ([`Message::encode`]) a message is a canonical CBOR array whose first item is
+/// its kind: `[0, block]`, `[1, [leaf…], answer]`, `[2, [id…], [known…]]`, `[3, [block…]]`,
+/// IDs as 36-byte CID byte strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A new block, pushed to every peer the moment it is made.
@@ -67,6 +101,124 @@ pub enum Message {
         /// Canonical bytes of each block.
         blocks: Vec<Vec<u8>>,
     },
+}
+
+const PUSH: u64 = 0;
+const HEADS: u64 = 1;
+const WANT: u64 = 2;
+const BLOCKS: u64 = 3;
+
+impl Message {
+    /// The canonical wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        let ids = |w: &mut Writer, ids: &[BlockId]| {
+            w.array(ids.len());
+            for id in ids {
+                w.bytes(id.as_bytes());
+            }
+        };
+        match self {
+            Message::Push { block } => {
+                w.array(2);
+                w.uint(PUSH);
+                w.bytes(block);
+            }
+            Message::Heads { leaves, answer } => {
+                w.array(3);
+                w.uint(HEADS);
+                ids(&mut w, leaves);
+                w.bool(*answer);
+            }
+            Message::Want { ids: wanted, known } => {
+                w.array(3);
+                w.uint(WANT);
+                ids(&mut w, wanted);
+                ids(&mut w, known);
+            }
+            Message::Blocks { blocks } => {
+                w.array(2);
+                w.uint(BLOCKS);
+                w.array(blocks.len());
+                for block in blocks {
+                    w.bytes(block);
+                }
+            }
+        }
+        w.out
+    }
+
+    /// Parses a message from a peer; anything but the canonical form of a known message is
+    /// an error. Blocks inside are checked later, by the chain.
+    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(WireError::TooLarge { size: bytes.len() });
+        }
+        let mut r = Reader::new(bytes);
+        let len = r.array()?;
+        let kind = r.uint()?;
+        let expected = match kind {
+            PUSH | BLOCKS => 2,
+            HEADS | WANT => 3,
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        if len != expected {
+            return Err(WireError::Malformed(BlockError::UnexpectedType {
+                at: 0,
+                expected: "message of the right length",
+            }));
+        }
+        let ids = |r: &mut Reader<'_>| -> Result<Vec<BlockId>, WireError> {
+            let count = r.array()?;
+            if count > MAX_IDS {
+                return Err(WireError::TooManyItems {
+                    count,
+                    limit: MAX_IDS,
+                });
+            }
+            (0..count)
+                .map(|_| {
+                    let bytes = r.bytes()?;
+                    BlockId::from_bytes(bytes).map_err(|source| {
+                        WireError::Malformed(BlockError::InvalidLink { at: 0, source })
+                    })
+                })
+                .collect()
+        };
+        let message = match kind {
+            PUSH => Message::Push {
+                block: r.bytes()?.to_vec(),
+            },
+            HEADS => Message::Heads {
+                leaves: ids(&mut r)?,
+                answer: r.bool()?,
+            },
+            WANT => Message::Want {
+                ids: ids(&mut r)?,
+                known: ids(&mut r)?,
+            },
+            _ => {
+                let count = r.array()?;
+                if count > MAX_BATCH_BLOCKS {
+                    return Err(WireError::TooManyItems {
+                        count,
+                        limit: MAX_BATCH_BLOCKS,
+                    });
+                }
+                let blocks = (0..count)
+                    .map(|_| r.bytes().map(<[u8]>::to_vec))
+                    .collect::<Result<_, _>>()?;
+                Message::Blocks { blocks }
+            }
+        };
+        if !r.is_empty() {
+            return Err(BlockError::TrailingBytes {
+                extra: r.remaining(),
+            }
+            .into());
+        }
+        Ok(message)
+    }
 }
 
 /// An event for the sync core.
@@ -381,5 +533,55 @@ impl<S: BlockStore> Sync<S> {
             batch.push(entry.block.bytes().to_vec());
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_a_typed_error() {
+        let a = BlockId::of(b"a");
+        let b = BlockId::of(b"b");
+        for message in [
+            Message::Push {
+                block: vec![1, 2, 3],
+            },
+            Message::Heads {
+                leaves: vec![a, b],
+                answer: true,
+            },
+            Message::Want {
+                ids: vec![a],
+                known: vec![b],
+            },
+            Message::Blocks {
+                blocks: vec![vec![9; 70], vec![]],
+            },
+        ] {
+            assert_eq!(Message::decode(&message.encode()), Ok(message));
+        }
+        assert_eq!(
+            Message::decode(&[0x82, 0x09, 0x40]),
+            Err(WireError::UnknownKind(9))
+        );
+        let mut trailing = Message::Push { block: vec![] }.encode();
+        trailing.push(0);
+        assert_eq!(
+            Message::decode(&trailing),
+            Err(WireError::Malformed(BlockError::TrailingBytes { extra: 1 }))
+        );
+        assert!(matches!(
+            Message::decode(&[0xff]),
+            Err(WireError::Malformed(_))
+        ));
+        let huge = vec![0; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(
+            Message::decode(&huge),
+            Err(WireError::TooLarge {
+                size: MAX_MESSAGE_BYTES + 1
+            })
+        );
     }
 }
