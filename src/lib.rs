@@ -10,6 +10,8 @@
 //! Identities, offchain blocks, mutability, the messenger and the network arrive in later
 //! layers; the README says what is built today.
 
+#[cfg(feature = "net")]
+pub mod net;
 pub mod store;
 pub mod walytis;
 

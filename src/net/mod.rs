@@ -1,0 +1,639 @@
+//! The libp2p shell around the sans-IO sync core ([`crate::walytis::sync`]).
+//!
+//! One node task owns the [`libp2p::Swarm`] and one [`Sync`] per open chain. It maps:
+//! - gossipsub topic = chain ID: [`Output::Publish`] is a gossip publish, and gossip messages
+//!   are [`Input::Received`]; a peer subscribing to a chain's topic is [`Input::Connected`];
+//! - [`Output::Send`] is a request on `/endra/walytis/sync/1` ([`protocol`]);
+//! - a jittered timer is [`Input::Tick`] (anti-entropy).
+//!
+//! The same node runs in a client and in the relay. With `mailbox` on (the relay), it keeps a
+//! replica of every chain a peer subscribes to, fetching its genesis on first sight: it can
+//! read nothing (blocks are public metadata; private content arrives encrypted with the
+//! offchain layer) and forge nothing (every block is signed).
+
+mod behaviour;
+pub mod protocol;
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identity, request_response, Multiaddr, PeerId, Swarm};
+
+use crate::store::BlockStore;
+use crate::walytis::sync::{Input, Message, Output, Peer, Sync};
+use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
+use protocol::Envelope;
+
+/// What went wrong in the network shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The chain operation failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The node does not sync this chain.
+    #[error("chain {0} is not open on this node")]
+    UnknownChain(BlockId),
+    /// Building the transport or behaviour failed.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// Listening or dialling failed.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node task has stopped.
+    #[error("the network node has stopped")]
+    Stopped,
+}
+
+/// Options of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Replicate every chain a peer subscribes to (the relay's mailbox).
+    pub mailbox: bool,
+    /// Serve circuit relay v2 and rendezvous (the relay).
+    pub relay_server: bool,
+    /// Mean interval of anti-entropy heads exchanges.
+    pub tick: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            mailbox: false,
+            relay_server: false,
+            tick: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Something the node reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// The node listens on this address.
+    Listening(Multiaddr),
+    /// A chain gained blocks; read them with [`Chain::since`].
+    Changed {
+        /// The chain.
+        chain: BlockId,
+        /// Its block count now.
+        count: u64,
+    },
+    /// A peer of a chain joined or left.
+    ChainPeer {
+        /// The chain.
+        chain: BlockId,
+        /// The peer.
+        peer: PeerId,
+        /// Joined (true) or left (false).
+        joined: bool,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+enum Command {
+    Open {
+        chain: BlockId,
+        genesis: Option<Block>,
+        reply: Reply<()>,
+    },
+    Append {
+        chain: BlockId,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+        time: u64,
+        reply: Reply<Vec<Entry>>,
+    },
+    Listen(Multiaddr, Reply<()>),
+    Dial(Multiaddr, Reply<()>),
+    AddExternal(Multiaddr),
+    Peers(BlockId, Reply<Vec<PeerId>>),
+}
+
+/// A cheap handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    peer_id: PeerId,
+}
+
+impl NodeHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .unbounded_send(make(tx))
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Starts syncing a chain: the store's copy, a new replica starting at `genesis`, or, with
+    /// neither, a replica whose genesis the first peer of the chain is asked for.
+    pub async fn open(&self, chain: BlockId, genesis: Option<Block>) -> Result<(), NetError> {
+        self.call(|reply| Command::Open {
+            chain,
+            genesis,
+            reply,
+        })
+        .await
+    }
+
+    /// Appends blocks signed with the node's device key and pushes them to peers.
+    pub async fn append(
+        &self,
+        chain: BlockId,
+        time: u64,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+    ) -> Result<Vec<Entry>, NetError> {
+        self.call(|reply| Command::Append {
+            chain,
+            items,
+            time,
+            reply,
+        })
+        .await
+    }
+
+    /// Listens on an address; [`NodeEvent::Listening`] reports the bound address.
+    pub async fn listen(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Listen(address, reply)).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Dial(address, reply)).await
+    }
+
+    /// Declares an address others reach this node at (a relay needs one to serve circuits).
+    pub fn add_external_address(&self, address: Multiaddr) {
+        let _ = self.commands.unbounded_send(Command::AddExternal(address));
+    }
+
+    /// The peers currently syncing a chain with this node.
+    pub async fn peers(&self, chain: BlockId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::Peers(chain, reply)).await
+    }
+}
+
+/// The node task: owns the swarm and the sync state of each open chain.
+pub struct Node<S: BlockStore + Clone> {
+    swarm: Swarm<Behaviour>,
+    store: S,
+    key: SigningKey,
+    config: NodeConfig,
+    chains: HashMap<BlockId, Sync<S>>,
+    /// Chains opened without a local copy, waiting for a peer to send their genesis.
+    joining: std::collections::HashSet<BlockId>,
+    topics: HashMap<TopicHash, BlockId>,
+    peers: HashMap<PeerId, Peer>,
+    peer_ids: HashMap<Peer, PeerId>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<NodeEvent>,
+    started: web_time::Instant,
+    jitter: u64,
+}
+
+impl<S: BlockStore + Clone> Node<S> {
+    /// A node over an already built swarm. Returns the node (run it with [`Node::run`]), its
+    /// handle and its event stream.
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        store: S,
+        key: SigningKey,
+        config: NodeConfig,
+    ) -> (Self, NodeHandle, mpsc::UnboundedReceiver<NodeEvent>) {
+        let (command_tx, commands) = mpsc::unbounded();
+        let (events, event_rx) = mpsc::unbounded();
+        let peer_id = *swarm.local_peer_id();
+        let jitter = u64::from_le_bytes(peer_id.to_bytes()[2..10].try_into().unwrap_or([7; 8]));
+        let node = Node {
+            swarm,
+            store,
+            key,
+            config,
+            chains: HashMap::new(),
+            joining: std::collections::HashSet::new(),
+            topics: HashMap::new(),
+            peers: HashMap::new(),
+            peer_ids: HashMap::new(),
+            commands,
+            events,
+            started: web_time::Instant::now(),
+            jitter,
+        };
+        (
+            node,
+            NodeHandle {
+                commands: command_tx,
+                peer_id,
+            },
+            event_rx,
+        )
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until every [`NodeHandle`] is dropped.
+    pub async fn run(mut self) {
+        let mut tick = futures_timer::Delay::new(self.next_tick()).fuse();
+        loop {
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event).await,
+                command = self.commands.next() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => break,
+                },
+                () = tick => {
+                    let chains: Vec<BlockId> = self.chains.keys().copied().collect();
+                    for chain in chains {
+                        self.drive(chain, Input::Tick).await;
+                    }
+                    // A genesis request can reach a peer that is itself still joining.
+                    let joining: Vec<BlockId> = self.joining.iter().copied().collect();
+                    for chain in joining {
+                        let topic = IdentTopic::new(chain.to_string()).hash();
+                        for peer in self.topic_peers(&topic) {
+                            self.request_genesis(peer, chain);
+                        }
+                    }
+                    tick = futures_timer::Delay::new(self.next_tick()).fuse();
+                }
+            }
+        }
+    }
+
+    /// The tick interval ± 25 %, so peers' anti-entropy rounds do not synchronise.
+    fn next_tick(&mut self) -> Duration {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let base = self.config.tick.as_millis() as u64;
+        Duration::from_millis(base * 3 / 4 + self.jitter % (base / 2 + 1))
+    }
+
+    fn peer(&mut self, id: PeerId) -> Peer {
+        let next = self.peers.len() as Peer;
+        let peer = *self.peers.entry(id).or_insert(next);
+        self.peer_ids.insert(peer, id);
+        peer
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Open {
+                chain,
+                genesis,
+                reply,
+            } => {
+                let result = self.open(chain, genesis).await;
+                let _ = reply.send(result);
+            }
+            Command::Append {
+                chain,
+                items,
+                time,
+                reply,
+            } => {
+                let result = match self.chains.get_mut(&chain) {
+                    None => Err(NetError::UnknownChain(chain)),
+                    Some(sync) => match sync.append(&self.key, time, items).await {
+                        Ok((entries, outputs)) => {
+                            self.route(chain, outputs);
+                            self.changed(chain);
+                            Ok(entries)
+                        }
+                        Err(e) => Err(e.into()),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Command::Listen(address, reply) => {
+                let result = self
+                    .swarm
+                    .listen_on(address.clone())
+                    .map(|_| ())
+                    .map_err(|e| NetError::Unreachable {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Dial(address, reply) => {
+                let result = self
+                    .swarm
+                    .dial(address.clone())
+                    .map_err(|e| NetError::Unreachable {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::AddExternal(address) => self.swarm.add_external_address(address),
+            Command::Peers(chain, reply) => {
+                let topic = IdentTopic::new(chain.to_string()).hash();
+                let _ = reply.send(Ok(self.topic_peers(&topic)));
+            }
+        }
+    }
+
+    async fn open(&mut self, chain: BlockId, genesis: Option<Block>) -> Result<(), NetError> {
+        if self.chains.contains_key(&chain) {
+            return Ok(());
+        }
+        let topic = IdentTopic::new(chain.to_string());
+        self.topics.insert(topic.hash(), chain);
+        let opened = match genesis {
+            Some(genesis) if genesis.id() == chain => {
+                Chain::from_genesis(self.store.clone(), genesis).await?
+            }
+            Some(genesis) => return Err(ChainError::NotGenesis(genesis.id()).into()),
+            None => match Chain::open(self.store.clone(), chain).await {
+                Ok(opened) => opened,
+                Err(ChainError::UnknownChain(_)) => {
+                    // Join: subscribe now, ask the first peer of the chain for its genesis.
+                    self.joining.insert(chain);
+                    let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
+                    for peer in self.topic_peers(&topic.hash()) {
+                        self.request_genesis(peer, chain);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        self.joining.remove(&chain);
+        self.chains.insert(chain, Sync::new(opened));
+        // Subscribing tells every connected peer; their subscription events connect syncs.
+        let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
+        // Peers already subscribed to the topic are chain peers right away.
+        for peer in self.topic_peers(&topic.hash()) {
+            let peer = self.peer(peer);
+            self.drive(chain, Input::Connected(peer)).await;
+        }
+        Ok(())
+    }
+
+    fn topic_peers(&self, topic: &TopicHash) -> Vec<PeerId> {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
+    /// Asks a peer for a chain's genesis block (the chain ID is the genesis ID).
+    fn request_genesis(&mut self, peer: PeerId, chain: BlockId) {
+        let want = Message::Want {
+            ids: vec![chain],
+            known: vec![],
+        };
+        self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            Envelope {
+                chain,
+                message: want,
+            },
+        );
+    }
+
+    async fn drive(&mut self, chain: BlockId, input: Input) {
+        let now = self.now();
+        let Some(sync) = self.chains.get_mut(&chain) else {
+            return;
+        };
+        let before = sync.chain().len();
+        match sync.handle(now, input).await {
+            Ok(outputs) => {
+                let grew = sync.chain().len() > before;
+                self.route(chain, outputs);
+                if grew {
+                    self.changed(chain);
+                }
+            }
+            Err(e) => log(format_args!("sync of {chain} failed: {e}")),
+        }
+    }
+
+    fn changed(&mut self, chain: BlockId) {
+        if let Some(sync) = self.chains.get(&chain) {
+            let count = sync.chain().len();
+            let _ = self
+                .events
+                .unbounded_send(NodeEvent::Changed { chain, count });
+        }
+    }
+
+    fn route(&mut self, chain: BlockId, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send(peer, message) => {
+                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                        self.swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, Envelope { chain, message });
+                    }
+                }
+                Output::Publish(message) => {
+                    let topic = IdentTopic::new(chain.to_string());
+                    // No subscribed peer yet is normal: heads exchanges catch up later.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(topic, message.encode());
+                }
+                Output::Disconnect(peer) => {
+                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                        log(format_args!(
+                            "disconnecting {peer}: invalid blocks or flood"
+                        ));
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let _ = self.events.unbounded_send(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let peer = self.peer(peer_id);
+                let chains: Vec<BlockId> = self.chains.keys().copied().collect();
+                for chain in chains {
+                    self.drive(chain, Input::Disconnected(peer)).await;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
+                let from = self.peer(peer);
+                if self.joining.contains(&request.chain) {
+                    // A peer that speaks of the chain has it: ask it for the genesis.
+                    if !self.adopt(&request).await {
+                        self.request_genesis(peer, request.chain);
+                    }
+                }
+                self.drive(request.chain, Input::Received(from, request.message))
+                    .await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                let known = self.topics.get(&topic).copied();
+                if let Some(chain) = known.filter(|c| self.joining.contains(c)) {
+                    self.request_genesis(peer_id, chain);
+                } else if let Some(chain) = known {
+                    let peer = self.peer(peer_id);
+                    self.drive(chain, Input::Connected(peer)).await;
+                    let _ = self.events.unbounded_send(NodeEvent::ChainPeer {
+                        chain,
+                        peer: peer_id,
+                        joined: true,
+                    });
+                } else if self.config.mailbox {
+                    self.mailbox_subscribe(peer_id, &topic).await;
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                if let Some(chain) = self.topics.get(&topic).copied() {
+                    let peer = self.peer(peer_id);
+                    self.drive(chain, Input::Disconnected(peer)).await;
+                    let _ = self.events.unbounded_send(NodeEvent::ChainPeer {
+                        chain,
+                        peer: peer_id,
+                        joined: false,
+                    });
+                }
+            }
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } => {
+                let Some(chain) = self.topics.get(&message.topic).copied() else {
+                    return;
+                };
+                let from = self.peer(propagation_source);
+                match Message::decode(&message.data) {
+                    // Only pushes and heads travel by gossip; requests go point to point.
+                    Ok(m @ (Message::Push { .. } | Message::Heads { .. })) => {
+                        self.drive(chain, Input::Received(from, m)).await;
+                    }
+                    Ok(_) | Err(_) => log(format_args!(
+                        "dropped a malformed gossip message from {propagation_source}"
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The mailbox learns of a chain it does not hold: it joins it like a client would.
+    async fn mailbox_subscribe(&mut self, peer_id: PeerId, topic: &TopicHash) {
+        let Ok(chain) = topic.as_str().parse::<BlockId>() else {
+            return;
+        };
+        // Joining asks every subscriber of the topic, `peer_id` among them, for the genesis.
+        if let Err(e) = self.open(chain, None).await {
+            log(format_args!(
+                "mailbox cannot open {chain} for {peer_id}: {e}"
+            ));
+        }
+    }
+
+    /// A sync message for a chain being joined: a batch that starts with the chain's
+    /// genesis creates the replica.
+    /// Returns whether the replica now exists.
+    async fn adopt(&mut self, request: &Envelope) -> bool {
+        let Message::Blocks { blocks } = &request.message else {
+            return false;
+        };
+        let Some(genesis) = blocks.first().and_then(|b| Block::decode(b).ok()) else {
+            return false;
+        };
+        if genesis.id() != request.chain {
+            return false;
+        }
+        match self.open(request.chain, Some(genesis)).await {
+            Ok(()) => true,
+            Err(e) => {
+                log(format_args!(
+                    "cannot start a replica of {}: {e}",
+                    request.chain
+                ));
+                false
+            }
+        }
+    }
+}
+
+/// One line to standard error (native) or the console (browser).
+fn log(message: std::fmt::Arguments<'_>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("endra-net: {message}");
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::warn_1(&format!("endra-net: {message}").into());
+}
+
+/// Builds a native swarm over TCP and WebSocket (Noise, Yamux) with identity `key`.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn native_swarm(
+    key: identity::Keypair,
+    config: &NodeConfig,
+) -> Result<Swarm<Behaviour>, NetError> {
+    use libp2p::{noise, tcp, yamux};
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| Behaviour::new(key, config).map_err(|e| e.to_string().into()))
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build())
+}

@@ -1,0 +1,168 @@
+//! The libp2p shell natively over TCP on 127.0.0.1: two clients and a relay with a mailbox.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![cfg(all(feature = "net", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::time::Duration;
+
+use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use endra::store::MemoryStore;
+use endra::walytis::{BlockId, Chain, Query};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use libp2p::{identity, Multiaddr};
+
+struct Running {
+    handle: NodeHandle,
+    events: UnboundedReceiver<NodeEvent>,
+    store: MemoryStore,
+}
+
+async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running {
+    let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
+        .await
+        .expect("swarm");
+    let (node, handle, events) = Node::new(swarm, store.clone(), common::key(seed), config);
+    tokio::task::spawn_local(node.run());
+    Running {
+        handle,
+        events,
+        store,
+    }
+}
+
+async fn listening(node: &mut Running) -> Multiaddr {
+    node.handle
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .await
+        .expect("listen");
+    loop {
+        if let Some(NodeEvent::Listening(address)) = node.events.next().await {
+            return address.with_p2p(node.handle.peer_id()).expect("p2p");
+        }
+    }
+}
+
+/// Waits until the node reports `count` blocks on `chain`.
+async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
+    let wait = async {
+        loop {
+            match node.events.next().await {
+                Some(NodeEvent::Changed { chain: c, count: n }) if c == chain && n >= count => {
+                    return
+                }
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("chain did not reach {count} blocks"));
+}
+
+async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
+    let chain = Chain::open(store.clone(), chain).await.expect("open");
+    chain
+        .blocks(Query {
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .await
+        .expect("order")
+        .into_iter()
+        .map(|e| e.block.id())
+        .collect()
+}
+
+fn fast() -> NodeConfig {
+    NodeConfig {
+        tick: Duration::from_millis(500),
+        ..NodeConfig::default()
+    }
+}
+
+#[test]
+fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            ..fast()
+        };
+        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
+        let relay_address = listening(&mut relay).await;
+
+        // Alice creates a chain and writes.
+        let alice_store = MemoryStore::new();
+        let chain = Chain::create(
+            alice_store.clone(),
+            &common::key(1),
+            1,
+            vec![],
+            b"g".to_vec(),
+        )
+        .await
+        .expect("create")
+        .id();
+        let mut alice = start(alice_store, 1, fast()).await;
+        alice
+            .handle
+            .dial(relay_address.clone())
+            .await
+            .expect("dial");
+        alice.handle.open(chain, None).await.expect("open");
+        alice
+            .handle
+            .append(chain, 2, vec![(b"hi".to_vec(), vec![]); 5])
+            .await
+            .expect("append");
+
+        // Bob joins knowing only the chain ID and the relay.
+        let bob_store = MemoryStore::new();
+        let mut bob = start(bob_store.clone(), 2, fast()).await;
+        bob.handle.dial(relay_address.clone()).await.expect("dial");
+        bob.handle.open(chain, None).await.expect("join");
+        count_reaches(&mut bob, chain, 6).await;
+
+        // Live: Bob writes, Alice sees it.
+        bob.handle
+            .append(chain, 3, vec![(b"yo".to_vec(), vec![]); 3])
+            .await
+            .expect("append");
+        count_reaches(&mut alice, chain, 9).await;
+
+        // Offline: Bob leaves, Alice writes and leaves, Bob comes back and finds it all.
+        drop(bob);
+        alice
+            .handle
+            .append(chain, 4, vec![(b"later".to_vec(), vec![]); 10])
+            .await
+            .expect("append");
+        count_reaches(&mut relay, chain, 19).await;
+        let alice_store = alice.store.clone();
+        drop(alice);
+        let mut bob = start(bob_store, 2, fast()).await;
+        bob.handle.dial(relay_address).await.expect("dial");
+        bob.handle.open(chain, None).await.expect("reopen");
+        count_reaches(&mut bob, chain, 19).await;
+
+        let reference = order(&alice_store, chain).await;
+        assert_eq!(reference.len(), 19);
+        assert_eq!(
+            order(&bob.store, chain).await,
+            reference,
+            "same DAG, same order"
+        );
+        assert_eq!(
+            order(&relay.store, chain).await,
+            reference,
+            "the mailbox holds it all"
+        );
+    });
+}
