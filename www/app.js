@@ -1,0 +1,126 @@
+// The demo page: uses the npm package exactly as an application would.
+import { Chain, Store } from '../pkg/index.js';
+
+const $ = (id) => document.getElementById(id);
+const LAST_CHAIN = 'endra-demo:chain';
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+let store;
+let chain;
+let subscription;
+
+function showError(error) {
+  $('error').textContent = error ? `${error.code ?? 'ERROR'}: ${error.message}` : '';
+}
+
+function setBusy(busy) {
+  for (const id of ['create', 'open', 'add', 'add100']) $(id).disabled = busy;
+}
+
+async function run(action) {
+  showError(null);
+  setBusy(true);
+  try {
+    await action();
+  } catch (error) {
+    showError(error);
+  } finally {
+    setBusy(false);
+  }
+}
+
+/** Renders the chain in chain order (height, then ID). */
+async function render() {
+  const blocks = [];
+  let from;
+  for (;;) {
+    const page = await chain.blocks({ from, limit: 500 });
+    blocks.push(...page);
+    if (page.length < 500) break;
+    from = page[page.length - 1].id;
+  }
+  const list = $('blocks');
+  list.replaceChildren(...blocks.map((block) => {
+    const item = document.createElement('li');
+    item.dataset.id = block.id;
+    item.dataset.seq = String(block.seq);
+    const text = block.height === 0 ? '(genesis)' : decoder.decode(block.body);
+    item.textContent = `${text} `;
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    meta.textContent = `h${block.height} #${block.seq} ${block.id.slice(0, 14)}…`;
+    item.append(meta);
+    for (const topic of block.topics) {
+      const tag = document.createElement('span');
+      tag.className = 'topic';
+      tag.textContent = topic;
+      item.append(tag);
+    }
+    return item;
+  }));
+  $('count').textContent = String(blocks.length);
+}
+
+let renderQueued = null;
+function scheduleRender() {
+  renderQueued ??= Promise.resolve().then(async () => {
+    renderQueued = null;
+    await render();
+  });
+  return renderQueued;
+}
+
+async function use(opened) {
+  subscription?.abort();
+  chain?.close();
+  chain = opened;
+  localStorage.setItem(LAST_CHAIN, chain.id);
+  $('chain-id').textContent = chain.id;
+  $('open-id').value = chain.id;
+  $('status').textContent = 'open';
+  await render();
+  // Live updates from this page and from other tabs of the same store.
+  subscription = new AbortController();
+  const signal = subscription.signal;
+  const since = (await chain.count()) - 1;
+  (async () => {
+    for await (const _block of chain.subscribe({ since, signal })) scheduleRender();
+  })().catch(showError);
+}
+
+$('create').addEventListener('click', () => run(async () => {
+  await use(await Chain.create({ store, topics: ['demo'] }));
+}));
+
+$('open').addEventListener('click', () => run(async () => {
+  await use(await Chain.open($('open-id').value.trim(), { store }));
+}));
+
+function topics() {
+  const topic = $('topic').value.trim();
+  return topic ? [topic] : [];
+}
+
+$('add').addEventListener('click', () => run(async () => {
+  if (!chain) throw Object.assign(new Error('create or open a chain first'), { code: 'NO_CHAIN' });
+  await chain.addBlock(encoder.encode($('body').value || 'hello'), { topics: topics() });
+  $('body').value = '';
+  await scheduleRender();
+}));
+
+$('add100').addEventListener('click', () => run(async () => {
+  if (!chain) throw Object.assign(new Error('create or open a chain first'), { code: 'NO_CHAIN' });
+  const start = Date.now();
+  const items = Array.from({ length: 100 }, (_, i) => ({ body: encoder.encode(`block ${i + 1}`), topics: topics() }));
+  await chain.addBlocks(items);
+  $('status').textContent = `added 100 blocks in ${Date.now() - start} ms`;
+  await scheduleRender();
+}));
+
+await run(async () => {
+  store = await Store.indexedDb('endra-demo');
+  const last = localStorage.getItem(LAST_CHAIN);
+  if (last) await use(await Chain.open(last, { store }));
+});
+document.body.dataset.ready = 'true';
