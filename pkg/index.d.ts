@@ -90,6 +90,8 @@ export interface ChainEventMap {
 export class Chain extends EventTarget {
   /** Creates a chain whose genesis block this device signs. */
   static create(options: { store: Store; topics?: string[]; body?: Uint8Array }): Promise<Chain>;
+  /** Starts a replica of another store's chain from its genesis block's `bytes`. */
+  static fromGenesis(genesis: Uint8Array, options: { store: Store }): Promise<Chain>;
   /** Opens a chain the store holds; `NOT_FOUND` otherwise. */
   static open(id: string, options: { store: Store }): Promise<Chain>;
   /** The chain ID. */

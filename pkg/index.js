@@ -114,6 +114,13 @@ export class Chain extends EventTarget {
     return new Chain(raw, store);
   }
 
+  /** Starts a replica of another store's chain from its genesis block's `bytes`. */
+  static async fromGenesis(genesis, { store } = {}) {
+    if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
+    const raw = await call(() => WasmChain.fromGenesis(store.raw, bytes(genesis, 'genesis')));
+    return new Chain(raw, store);
+  }
+
   /** Opens a chain the store holds. */
   static async open(id, { store } = {}) {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');

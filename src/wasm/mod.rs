@@ -15,7 +15,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::store::{
     BlockStore, ChainState, Commit, IdbStore, MemoryStore, Scan, StoreError, StoredBlock,
 };
-use crate::walytis::{Author, BlockId, Chain, ChainError, Entry, Query};
+use crate::walytis::{Author, Block, BlockId, Chain, ChainError, Entry, Query};
 
 /// Setting under which a store keeps this device's block-signing key.
 ///
@@ -309,6 +309,20 @@ impl WasmChain {
         let store = store.store.clone();
         let key = store.device_key().await?;
         let chain = Chain::create(store, &key, now(), topics, body)
+            .await
+            .map_err(JsFailure::from)?;
+        Ok(Self::wrap(chain, key))
+    }
+
+    /// Starts a replica of someone else's chain from its encoded genesis block (or opens it
+    /// if the store already holds it).
+    #[wasm_bindgen(js_name = fromGenesis)]
+    pub async fn from_genesis(store: &WasmStore, genesis: JsValue) -> Result<WasmChain, JsValue> {
+        let bytes = byte_array(&genesis, "genesis")?;
+        let genesis = Block::decode(&bytes).map_err(|e| JsFailure::from(ChainError::from(e)))?;
+        let store = store.store.clone();
+        let key = store.device_key().await?;
+        let chain = Chain::from_genesis(store, genesis)
             .await
             .map_err(JsFailure::from)?;
         Ok(Self::wrap(chain, key))

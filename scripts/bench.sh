@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): criterion for the core, the browser IndexedDB bench, the wasm size.
+# Each writes bench/results/*.json; the README summarises them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+
+bash scripts/setup.sh
+mkdir -p bench/results
+
+echo "== criterion: walytis core =="
+cargo bench --bench walytis
+
+echo "== browser: IndexedDB append and insert =="
+bash scripts/build-wasm.sh
+node bench/browser.mjs
+
+echo "== release wasm size =="
+raw=$(wc -c < pkg/wasm/endra_bg.wasm)
+gz=$(gzip -9 -c pkg/wasm/endra_bg.wasm | wc -c)
+printf '{\n  "benchmark": "release wasm size (pkg/wasm/endra_bg.wasm)",\n  "raw_bytes": %s,\n  "gzip_bytes": %s\n}\n' "$raw" "$gz" | tee bench/results/wasm-size.json
