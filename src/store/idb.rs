@@ -323,6 +323,31 @@ impl BlockStore for IdbStore {
         record.map(|r| stored(&r)).transpose()
     }
 
+    async fn heights(
+        &self,
+        chain: &BlockId,
+        ids: &[BlockId],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
+        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+        // Every request goes out before the first is awaited: one round of the event loop.
+        let requests = ids
+            .iter()
+            .map(|id| {
+                blocks
+                    .get::<JsValue, _, _>(bytes(&keys::block(chain, id)))
+                    .primitive()
+                    .map_err(backend)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut heights = Vec::with_capacity(ids.len());
+        for request in requests {
+            let record: Option<JsValue> = request.await.map_err(backend)?;
+            heights.push(record.map(|r| stored(&r)).transpose()?.map(|b| b.height));
+        }
+        Ok(heights)
+    }
+
     async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
         let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
         let blocks = tx.object_store(BLOCKS).map_err(backend)?;

@@ -179,6 +179,19 @@ pub trait BlockStore {
         -> Result<Option<StoredBlock>, StoreError>;
     /// A page of blocks along an index.
     async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError>;
+    /// Heights of several blocks (`None` where absent), in the order asked. Stores with
+    /// costly round trips (IndexedDB) answer all in one transaction.
+    async fn heights(
+        &self,
+        chain: &BlockId,
+        ids: &[BlockId],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut heights = Vec::with_capacity(ids.len());
+        for id in ids {
+            heights.push(self.block(chain, id).await?.map(|b| b.height));
+        }
+        Ok(heights)
+    }
     /// Blocks with a sequence number above `after` (all if `None`), ascending, at most `limit`.
     async fn since(
         &self,

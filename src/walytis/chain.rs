@@ -369,16 +369,20 @@ impl<S: BlockStore> Chain<S> {
                     }
                     .into(),
                 )),
-                Ok(block) => {
-                    if self.pending.blocks.contains_key(&id) || self.height_of(&id).await?.is_some()
-                    {
-                        report.duplicates.push(id);
-                    } else {
-                        fresh.push(block);
-                    }
-                }
+                Ok(block) => fresh.push(block),
             }
         }
+        // Blocks already stored or pending are duplicates: one batched store lookup.
+        let ids: Vec<BlockId> = fresh.iter().map(Block::id).collect();
+        let stored = self.heights_of(&ids).await?;
+        fresh.retain(|block| {
+            let id = block.id();
+            let duplicate = self.pending.blocks.contains_key(&id) || stored.contains_key(&id);
+            if duplicate {
+                report.duplicates.push(id);
+            }
+            !duplicate
+        });
         let mut attempt = 0;
         let (first, plan) = loop {
             let plan = self.plan(&fresh).await?;
@@ -432,6 +436,16 @@ impl<S: BlockStore> Chain<S> {
             queue.push(Reverse((block.height(), block.id())));
             queued.insert(block.id(), block.clone());
         }
+        // Parents from outside the batch, looked up in one go.
+        let outside: HashSet<BlockId> = fresh
+            .iter()
+            .flat_map(|block| block.parents())
+            .filter(|parent| !queued.contains_key(*parent))
+            .copied()
+            .collect();
+        let stored = self
+            .heights_of(&outside.iter().copied().collect::<Vec<_>>())
+            .await?;
         // Blocks of this batch waiting for a parent that may still come later in the batch.
         let mut local_waiting: HashMap<BlockId, Vec<BlockId>> = HashMap::new();
         let mut waiting: HashMap<BlockId, (Block, Vec<BlockId>)> = HashMap::new();
@@ -442,8 +456,10 @@ impl<S: BlockStore> Chain<S> {
             let mut missing = Vec::new();
             let mut height = 0;
             for parent in block.parents() {
-                let known = match plan.heights.get(parent) {
+                let known = match plan.heights.get(parent).or_else(|| stored.get(parent)) {
                     Some(h) => Some(*h),
+                    // Only parents of released pending blocks were not looked up above.
+                    None if outside.contains(parent) => None,
                     None => self.height_of(parent).await?,
                 };
                 match known {
@@ -548,6 +564,33 @@ impl<S: BlockStore> Chain<S> {
     /// Whether the chain holds the block or has it waiting for parents.
     pub async fn contains(&mut self, id: &BlockId) -> Result<bool, ChainError> {
         Ok(self.pending.blocks.contains_key(id) || self.height_of(id).await?.is_some())
+    }
+
+    /// Heights of the stored blocks among `ids`, from the cache or one batched store lookup.
+    async fn heights_of(&mut self, ids: &[BlockId]) -> Result<HashMap<BlockId, u64>, ChainError> {
+        let mut found = HashMap::new();
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.heights.get(id) {
+                Some(height) => {
+                    found.insert(*id, *height);
+                }
+                None => unknown.push(*id),
+            }
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            let heights = self.store.heights(&self.id, &unknown).await?;
+            let fetched: HashMap<BlockId, u64> = unknown
+                .into_iter()
+                .zip(heights)
+                .filter_map(|(id, height)| height.map(|h| (id, h)))
+                .collect();
+            found.extend(fetched.iter().map(|(id, h)| (*id, *h)));
+            self.remember(fetched);
+        }
+        Ok(found)
     }
 
     /// The height of a stored block, `None` if the chain does not hold it.

@@ -59,6 +59,13 @@ impl BlockStore for AnyStore {
     async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
         dispatch!(self, s => s.scan(chain, scan))
     }
+    async fn heights(
+        &self,
+        chain: &BlockId,
+        ids: &[BlockId],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        dispatch!(self, s => s.heights(chain, ids))
+    }
     async fn since(
         &self,
         chain: &BlockId,
