@@ -1,20 +1,24 @@
 //! `endra-relay`: the native relay.
 //!
-//! Today it parses its configuration, opens its mailbox store and reports what it would
-//! serve. The libp2p listeners (WebSocket, WebRTC-Direct), circuit relay, rendezvous,
-//! gossipsub and the mailbox sync protocol arrive with the networking layer.
+//! Runs the Endra network node in relay mode: TCP and WebSocket listeners, circuit relay v2
+//! and rendezvous servers, gossipsub for every chain its users use, and the mailbox, which
+//! keeps a replica of each such chain in a redb file so that peers who are never online at
+//! the same time still converge. WebRTC-Direct is not served yet.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use endra::net::{native_swarm, Node, NodeConfig, NodeEvent};
 use endra::store::RedbStore;
+use futures::StreamExt;
+use libp2p::{identity, Multiaddr};
 
 const USAGE: &str = "\
 usage: endra-relay [options]
 
 options:
   --listen <multiaddr>   address to listen on (repeatable; default
-                         /ip4/127.0.0.1/tcp/4001/ws and /ip4/127.0.0.1/udp/4001/webrtc-direct)
+                         /ip4/127.0.0.1/tcp/4001 and /ip4/127.0.0.1/tcp/4002/ws)
   --key-file <path>      file holding the relay's identity key (default ./relay.key)
   --mailbox <path>       redb file of the store-and-forward mailbox (default ./mailbox.redb)
   --peer <multiaddr>     another relay to connect to (repeatable)
@@ -79,11 +83,80 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
     }
     if config.listen.is_empty() {
         config.listen = vec![
-            "/ip4/127.0.0.1/tcp/4001/ws".into(),
-            "/ip4/127.0.0.1/udp/4001/webrtc-direct".into(),
+            "/ip4/127.0.0.1/tcp/4001".into(),
+            "/ip4/127.0.0.1/tcp/4002/ws".into(),
         ];
     }
     Ok(Command::Run(config))
+}
+
+/// The relay's identity: a stable peer ID kept in the key file (32 secret bytes).
+fn load_or_create_key(path: &Path) -> Result<identity::Keypair, String> {
+    match std::fs::read(path) {
+        Ok(mut secret) => identity::Keypair::ed25519_from_bytes(&mut secret)
+            .map_err(|e| format!("key file {} is not an Ed25519 key: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+            std::fs::write(path, key.as_bytes())
+                .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
+            let mut secret = key.to_bytes();
+            identity::Keypair::ed25519_from_bytes(&mut secret).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("cannot read key file {}: {e}", path.display())),
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let store = RedbStore::open(&config.mailbox)
+        .map_err(|e| format!("mailbox {}: {e}", config.mailbox.display()))?;
+    let key = load_or_create_key(&config.key_file)?;
+    let node_config = NodeConfig {
+        mailbox: true,
+        relay_server: true,
+        ..NodeConfig::default()
+    };
+    let swarm = native_swarm(key, &node_config)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The relay signs no blocks; its node still needs a key for the API it never uses.
+    let unused = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let (node, handle, mut events) = Node::new(swarm, store, unused, node_config);
+    let peer_id = handle.peer_id();
+    let local = tokio::task::LocalSet::new();
+    local.spawn_local(node.run());
+    local
+        .run_until(async move {
+            for address in &config.listen {
+                let address: Multiaddr = address.parse().map_err(|e| format!("{address}: {e}"))?;
+                handle.listen(address).await.map_err(|e| e.to_string())?;
+            }
+            for peer in &config.peers {
+                let address: Multiaddr = peer.parse().map_err(|e| format!("{peer}: {e}"))?;
+                handle.dial(address).await.map_err(|e| e.to_string())?;
+            }
+            println!("endra-relay: peer id {peer_id}");
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(NodeEvent::Listening(address)) => {
+                            handle.add_external_address(address.clone());
+                            println!("endra-relay: listening on {address}/p2p/{peer_id}");
+                        }
+                        Some(NodeEvent::Changed { chain, count }) => {
+                            println!("endra-relay: mailbox holds {count} blocks of {chain}");
+                        }
+                        Some(NodeEvent::ChainPeer { .. }) => {}
+                        None => return Err("the network node stopped".to_string()),
+                    },
+                    _ = tokio::signal::ctrl_c() => {
+                        // Every mailbox commit is a finished redb transaction: nothing to flush.
+                        println!("endra-relay: shutting down");
+                        return Ok(());
+                    }
+                }
+            }
+        })
+        .await
 }
 
 fn main() -> ExitCode {
@@ -98,24 +171,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match RedbStore::open(&config.mailbox) {
-        Ok(store) => store,
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("endra-relay: mailbox {}: {e}", config.mailbox.display());
+            eprintln!("endra-relay: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    drop(store);
-    println!("endra-relay: mailbox {} opened", config.mailbox.display());
-    println!("endra-relay: key file {}", config.key_file.display());
-    for addr in &config.listen {
-        println!("endra-relay: configured listen address {addr}");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("endra-relay: {e}");
+            ExitCode::FAILURE
+        }
     }
-    for peer in &config.peers {
-        println!("endra-relay: configured peer relay {peer}");
-    }
-    eprintln!("endra-relay: networking is not built yet (see the README); exiting");
-    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
