@@ -1,5 +1,5 @@
 // The JavaScript API of Endra: idiomatic classes over the raw wasm-bindgen exports.
-import init, { WasmChain, WasmStore } from './wasm/endra.js';
+import init, { WasmChain, WasmNode, WasmStore } from './wasm/endra.js';
 
 let ready;
 /** Loads and instantiates the WebAssembly module once. */
@@ -92,6 +92,7 @@ export class Store {
 export class Chain extends EventTarget {
   #raw;
   #store;
+  #node = null;
   #wakers = new Set();
   #listening = null;
   #closed = false;
@@ -107,11 +108,31 @@ export class Chain extends EventTarget {
     store.channel?.addEventListener('message', this.#onMessage);
   }
 
-  /** Creates a chain whose genesis block this device signs. */
-  static async create({ store, topics = [], body = new Uint8Array() } = {}) {
+  /** Creates a chain whose genesis block this device signs; with `node`, syncs it. */
+  static async create({ store, node, topics = [], body = new Uint8Array() } = {}) {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
     const raw = await call(() => WasmChain.create(store.raw, topics, bytes(body, 'body')));
-    return new Chain(raw, store);
+    return new Chain(raw, store).#attach(node);
+  }
+
+  /**
+   * Joins a chain another device invited this one to: dials the relays in the invitation,
+   * fetches the chain from its peers and resolves once its genesis block is stored here.
+   */
+  static async join(invitation, { store, node, signal } = {}) {
+    if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
+    if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
+    const { chain, relays } = parseInvitation(invitation);
+    await Promise.all(relays.map((address) => node.dial(address)));
+    await node.open(chain);
+    for (;;) {
+      // Wait first, check second: a change between the two is not missed.
+      const next = node.nextChange(chain, signal);
+      if ((await store.chains()).includes(chain)) break;
+      if (signal?.aborted) throw new EndraError('join aborted', 'ABORTED', { cause: signal.reason });
+      await next;
+    }
+    return Chain.open(chain, { store, node });
   }
 
   /** Starts a replica of another store's chain from its genesis block's `bytes`. */
@@ -121,11 +142,33 @@ export class Chain extends EventTarget {
     return new Chain(raw, store);
   }
 
-  /** Opens a chain the store holds. */
-  static async open(id, { store } = {}) {
+  /** Opens a chain the store holds; with `node`, syncs it. */
+  static async open(id, { store, node } = {}) {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
     const raw = await call(() => WasmChain.open(store.raw, String(id)));
-    return new Chain(raw, store);
+    return new Chain(raw, store).#attach(node);
+  }
+
+  async #attach(node) {
+    if (node === undefined || node === null) return this;
+    if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
+    this.#node = node;
+    node.watch(this.id, () => this.#wake());
+    await node.open(this.id);
+    return this;
+  }
+
+  /** An invitation other devices pass to `Chain.join`: the chain, the relays, this peer. */
+  invite() {
+    if (!this.#node) throw new EndraError('the chain is not synced by a Node', 'NOT_CONNECTED');
+    const invitation = { v: 1, chain: this.id, relays: this.#node.relays, peer: this.#node.peerId };
+    return `endra:${btoa(JSON.stringify(invitation)).replaceAll('+', '-').replaceAll('/', '_').replaceAll('=', '')}`;
+  }
+
+  /** Peer IDs currently syncing this chain with this device. */
+  peers() {
+    if (!this.#node) return Promise.resolve([]);
+    return this.#node.peers(this.id);
   }
 
   /** The chain ID (the CID of its genesis block). */
@@ -142,7 +185,10 @@ export class Chain extends EventTarget {
   /** Appends several blocks in one transaction, in order. */
   async addBlocks(items) {
     const checked = items.map(({ body, topics = [] }) => ({ body: bytes(body, 'body'), topics }));
-    const blocks = await call(() => this.#raw.addBlocks(checked));
+    // Through the node when synced, so peers get the blocks the moment they exist.
+    const blocks = this.#node
+      ? await this.#node.append(this.id, checked)
+      : await call(() => this.#raw.addBlocks(checked));
     this.#wake();
     this.#store.channel?.postMessage({ chain: this.id });
     return blocks;
@@ -202,6 +248,7 @@ export class Chain extends EventTarget {
   /** Stops subscriptions and events of this handle. */
   close() {
     this.#closed = true;
+    this.#node?.unwatch(this.id);
     this.#wake();
     this.#store.channel?.removeEventListener('message', this.#onMessage);
   }
@@ -231,5 +278,123 @@ export class Chain extends EventTarget {
 
   #wake() {
     for (const waker of [...this.#wakers]) waker();
+  }
+}
+
+function parseInvitation(invitation) {
+  try {
+    const text = String(invitation).trim().replace(/^endra:/, '').replaceAll('-', '+').replaceAll('_', '/');
+    const value = JSON.parse(atob(text));
+    if (value.v !== 1 || typeof value.chain !== 'string' || !Array.isArray(value.relays)) throw new Error('bad fields');
+    return value;
+  } catch (error) {
+    throw new EndraError('not an Endra invitation', 'INVALID_ARGUMENT', { cause: error });
+  }
+}
+
+/**
+ * A libp2p node in the page that syncs chains with other devices through relays.
+ * Events: `connection` (detail `{ peer, connected }`), `peer` (detail `{ chain, peer, joined }`).
+ */
+export class Node extends EventTarget {
+  #raw;
+  #watchers = new Map();
+  #changes = new Set();
+  #connected = new Set();
+  #relays = [];
+
+  constructor(raw) {
+    super();
+    this.#raw = raw;
+  }
+
+  /** Starts a node over `store` and dials `relays` (multiaddrs ending in `/p2p/<id>`). */
+  static async start({ store, relays = [] } = {}) {
+    if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
+    await load();
+    let node;
+    const raw = await call(() => WasmNode.start(store.raw, (event) => node?.#onEvent(event)));
+    node = new Node(raw);
+    await Promise.all(relays.map((address) => node.dial(address)));
+    return node;
+  }
+
+  /** This device's peer ID. */
+  get peerId() {
+    return this.#raw.peerId;
+  }
+
+  /** Whether the node is connected to at least one peer. */
+  get online() {
+    return this.#connected.size > 0;
+  }
+
+  /** Relays this node dialled (they go into invitations). */
+  get relays() {
+    return [...this.#relays];
+  }
+
+  /** Dials a relay or peer. */
+  async dial(address) {
+    await call(() => this.#raw.dial(String(address)));
+    if (!this.#relays.includes(address)) this.#relays.push(address);
+  }
+
+  /** @internal */
+  open(chain) {
+    return call(() => this.#raw.open(chain));
+  }
+
+  /** @internal */
+  append(chain, items) {
+    return call(() => this.#raw.append(chain, items));
+  }
+
+  /** Peer IDs syncing `chain` with this node. */
+  peers(chain) {
+    return call(() => this.#raw.peers(chain));
+  }
+
+  /** @internal */
+  watch(chain, wake) {
+    this.#watchers.set(chain, wake);
+  }
+
+  /** @internal */
+  unwatch(chain) {
+    this.#watchers.delete(chain);
+  }
+
+  /** @internal Resolves at the next change of `chain`. */
+  nextChange(chain, signal) {
+    return new Promise((resolve) => {
+      const waiter = { chain, resolve };
+      this.#changes.add(waiter);
+      signal?.addEventListener('abort', () => { this.#changes.delete(waiter); resolve(); }, { once: true });
+    });
+  }
+
+  #onEvent(event) {
+    switch (event.type) {
+      case 'changed':
+        this.#watchers.get(event.chain)?.();
+        for (const waiter of [...this.#changes]) {
+          if (waiter.chain === event.chain) {
+            this.#changes.delete(waiter);
+            waiter.resolve();
+          }
+        }
+        break;
+      case 'connection':
+        if (event.connected) this.#connected.add(event.peer);
+        else this.#connected.delete(event.peer);
+        this.dispatchEvent(new CustomEvent('connection', { detail: { peer: event.peer, connected: event.connected } }));
+        break;
+      case 'peer':
+        this.dispatchEvent(new CustomEvent('peer', { detail: { chain: event.chain, peer: event.peer, joined: event.joined } }));
+        break;
+      default:
+        break;
+    }
   }
 }

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
-cargo build --lib --release --target wasm32-unknown-unknown
+cargo build --lib --release --target wasm32-unknown-unknown --features net
 wasm-bindgen --target web --out-dir pkg/wasm --out-name endra \
   target/wasm32-unknown-unknown/release/endra.wasm
 # Debian's wasm-opt (binaryen 108) predates the externref table that wasm-bindgen emits for

@@ -1,7 +1,9 @@
 // A small static server for the demo page and the npm package, on 127.0.0.1 only.
 // `node scripts/serve.mjs [port]` (or PORT=…); port 0 picks a free one.
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,11 +19,71 @@ const types = {
   '.svg': 'image/svg+xml',
 };
 
-/** Starts the server; resolves to `{ url, port, close }`. */
-export function startServer({ port = 8080 } = {}) {
+/**
+ * Starts `endra-relay` (built by `cargo build -p endra-relay`) with its key and mailbox in
+ * `dir`, listening on a free WebSocket port of 127.0.0.1. Resolves to `{ addresses, stop }`.
+ */
+export async function startRelay({ dir, binary = join(root, 'target/debug/endra-relay') } = {}) {
+  await mkdir(dir, { recursive: true });
+  const child = spawn(binary, [
+    '--listen', '/ip4/127.0.0.1/tcp/0/ws',
+    '--key-file', join(dir, 'relay.key'),
+    '--mailbox', join(dir, 'mailbox.redb'),
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const seen = [];
+  const waiters = new Set();
+  const addresses = await new Promise((resolveAddresses, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    const found = [];
+    const timer = setTimeout(() => reject(new Error('endra-relay printed no address in 20 s')), 20_000);
+    child.once('exit', (code) => reject(new Error(`endra-relay exited with ${code}`)));
+    lines.on('line', (line) => {
+      if (process.env.ENDRA_RELAY_LOG) console.error(line);
+      seen.push(line);
+      for (const waiter of [...waiters]) {
+        if (waiter.pattern.test(line)) {
+          waiters.delete(waiter);
+          waiter.resolve(line);
+        }
+      }
+      const match = /listening on (\S+)/.exec(line);
+      if (match && !found.length) {
+        found.push(match[1]);
+        clearTimeout(timer);
+        resolveAddresses(found);
+      }
+    });
+  });
+  return {
+    addresses,
+    /** Resolves with the first line of the relay's output matching `pattern`. */
+    waitFor: (pattern, timeout = 30_000) => new Promise((resolveLine, reject) => {
+      const line = seen.find((l) => pattern.test(l));
+      if (line) return resolveLine(line);
+      const waiter = { pattern, resolve: resolveLine };
+      waiters.add(waiter);
+      setTimeout(() => {
+        if (waiters.delete(waiter)) reject(new Error(`relay never printed ${pattern}`));
+      }, timeout);
+    }),
+    stop: () => new Promise((done) => {
+      if (child.exitCode !== null) return done();
+      child.once('exit', done);
+      child.kill('SIGINT');
+    }),
+  };
+}
+
+/** Starts the server; resolves to `{ url, port, close }`. `relays` go to `/www/config.json`. */
+export function startServer({ port = 8080, relays = [] } = {}) {
   const server = createServer(async (req, res) => {
     try {
       let path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+      if (path === '/www/config.json') {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(JSON.stringify({ relays }));
+        return;
+      }
       if (path === '/') path = '/www/';
       let file = join(root, path);
       if (!file.startsWith(root)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
@@ -49,6 +111,11 @@ export function startServer({ port = 8080 } = {}) {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
-  const { url } = await startServer({ port });
+  const relay = await startRelay({ dir: join(root, '.cache/relay') });
+  const { url } = await startServer({ port, relays: relay.addresses });
+  console.log(`Endra relay: ${relay.addresses.join(' ')}`);
   console.log(`Endra demo: ${url}`);
+  const stop = async () => { await relay.stop(); process.exit(0); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }

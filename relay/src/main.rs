@@ -145,7 +145,7 @@ async fn run(config: Config) -> Result<(), String> {
                         Some(NodeEvent::Changed { chain, count }) => {
                             println!("endra-relay: mailbox holds {count} blocks of {chain}");
                         }
-                        Some(NodeEvent::ChainPeer { .. }) => {}
+                        Some(NodeEvent::ChainPeer { .. } | NodeEvent::Connection { .. }) => {}
                         None => return Err("the network node stopped".to_string()),
                     },
                     _ = tokio::signal::ctrl_c() => {

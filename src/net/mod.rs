@@ -90,6 +90,13 @@ pub enum NodeEvent {
         /// Its block count now.
         count: u64,
     },
+    /// A connection to a peer opened (`true`) or its last connection closed (`false`).
+    Connection {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the node is now connected to it.
+        connected: bool,
+    },
     /// A peer of a chain joined or left.
     ChainPeer {
         /// The chain.
@@ -479,11 +486,25 @@ impl<S: BlockStore + Clone> Node<S> {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let _ = self.events.unbounded_send(NodeEvent::Listening(address));
             }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                let _ = self.events.unbounded_send(NodeEvent::Connection {
+                    peer: peer_id,
+                    connected: true,
+                });
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
+                let _ = self.events.unbounded_send(NodeEvent::Connection {
+                    peer: peer_id,
+                    connected: false,
+                });
                 let peer = self.peer(peer_id);
                 let chains: Vec<BlockId> = self.chains.keys().copied().collect();
                 for chain in chains {
@@ -593,7 +614,10 @@ impl<S: BlockStore + Clone> Node<S> {
             return false;
         }
         match self.open(request.chain, Some(genesis)).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.changed(request.chain);
+                true
+            }
             Err(e) => {
                 log(format_args!(
                     "cannot start a replica of {}: {e}",
@@ -631,6 +655,41 @@ pub async fn native_swarm(
         .map_err(|e| setup(&e))?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| Behaviour::new(key, config).map_err(|e| e.to_string().into()))
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build())
+}
+
+/// Builds a browser swarm: WebRTC-Direct and WebSocket to relays (Noise, Yamux).
+#[cfg(target_arch = "wasm32")]
+pub fn browser_swarm(
+    key: identity::Keypair,
+    config: &NodeConfig,
+) -> Result<Swarm<Behaviour>, NetError> {
+    use libp2p::core::muxing::StreamMuxerBox;
+    use libp2p::core::upgrade::Version;
+    use libp2p::core::Transport;
+    use libp2p::{noise, webrtc_websys, websocket_websys, yamux};
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_wasm_bindgen()
+        .with_other_transport(|key| {
+            webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
+                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+        })
+        .map_err(|e| setup(&e))?
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key).map_err(
+                |e| -> Box<dyn std::error::Error + Send + std::marker::Sync> { Box::new(e) },
+            )?;
+            Ok(websocket_websys::Transport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .boxed())
+        })
         .map_err(|e| setup(&e))?
         .with_behaviour(|key| Behaviour::new(key, config).map_err(|e| e.to_string().into()))
         .map_err(|e| setup(&e))?

@@ -5,6 +5,9 @@
 
 use std::rc::Rc;
 
+#[cfg(feature = "net")]
+mod node;
+
 use ed25519_dalek::SigningKey;
 use futures_util::lock::Mutex;
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -120,7 +123,7 @@ impl From<StoreError> for JsFailure {
 }
 
 /// An error on its way to JavaScript: a JS `Error` with a `code`.
-struct JsFailure(JsValue);
+pub(crate) struct JsFailure(JsValue);
 
 impl From<JsValue> for JsFailure {
     fn from(e: JsValue) -> Self {

@@ -1,0 +1,140 @@
+//! The network node for JavaScript: a thin shell over [`crate::net::Node`].
+
+use futures::StreamExt;
+use js_sys::{Array, Function, Object, Reflect};
+use libp2p::{identity, Multiaddr};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+use super::{
+    block_object, byte_array, invalid, parse_id, promise, set, string_array, strings, JsFailure,
+    WasmStore,
+};
+use crate::net::{browser_swarm, NetError, Node, NodeConfig, NodeEvent, NodeHandle};
+
+fn net_code(e: &NetError) -> &'static str {
+    match e {
+        NetError::Chain(e) => super::chain_code(e),
+        NetError::UnknownChain(_) => "NOT_FOUND",
+        NetError::Setup(_) => "NETWORK_SETUP",
+        NetError::Unreachable { .. } => "UNREACHABLE",
+        NetError::Stopped => "NETWORK_STOPPED",
+    }
+}
+
+impl From<NetError> for JsFailure {
+    fn from(e: NetError) -> Self {
+        JsFailure(super::error(net_code(&e), e))
+    }
+}
+
+fn event_object(event: &NodeEvent) -> JsValue {
+    let object = Object::new();
+    match event {
+        NodeEvent::Listening(address) => {
+            set(&object, "type", "listening");
+            set(&object, "address", address.to_string());
+        }
+        NodeEvent::Changed { chain, count } => {
+            set(&object, "type", "changed");
+            set(&object, "chain", chain.to_string());
+            set(&object, "count", *count as f64);
+        }
+        NodeEvent::Connection { peer, connected } => {
+            set(&object, "type", "connection");
+            set(&object, "peer", peer.to_string());
+            set(&object, "connected", *connected);
+        }
+        NodeEvent::ChainPeer {
+            chain,
+            peer,
+            joined,
+        } => {
+            set(&object, "type", "peer");
+            set(&object, "chain", chain.to_string());
+            set(&object, "peer", peer.to_string());
+            set(&object, "joined", *joined);
+        }
+    }
+    object.into()
+}
+
+/// A libp2p node in the page, syncing chains of one store with peers through relays.
+#[wasm_bindgen]
+pub struct WasmNode {
+    handle: NodeHandle,
+}
+
+#[wasm_bindgen]
+impl WasmNode {
+    /// Starts a node over `store`; `on_event` receives `{ type, … }` objects.
+    pub async fn start(store: &WasmStore, on_event: Function) -> Result<WasmNode, JsValue> {
+        // A fresh network identity per page: two tabs of one profile never share a peer ID.
+        // What identifies the device to its chains is its signing key, not its peer ID.
+        let key = identity::Keypair::generate_ed25519();
+        let device = store.store.device_key().await?;
+        let config = NodeConfig::default();
+        let swarm = browser_swarm(key, &config).map_err(JsFailure::from)?;
+        let (node, handle, mut events) = Node::new(swarm, store.store.clone(), device, config);
+        spawn_local(node.run());
+        spawn_local(async move {
+            while let Some(event) = events.next().await {
+                // A throwing listener must not stop the event pump.
+                let _ = on_event.call1(&JsValue::NULL, &event_object(&event));
+            }
+        });
+        Ok(WasmNode { handle })
+    }
+
+    /// This node's peer ID.
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.handle.peer_id().to_string()
+    }
+
+    /// Dials a multiaddr (a relay's `/ws/p2p/…` address).
+    pub fn dial(&self, address: String) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            let address: Multiaddr = address
+                .parse()
+                .map_err(|e| invalid(format_args!("{address:?} is not a multiaddr: {e}")))?;
+            handle.dial(address).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Starts syncing a chain: the store's copy, or joins it by ID.
+    pub fn open(&self, chain: String) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            handle.open(parse_id(&chain)?, None).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Appends blocks `[{ body, topics }]` to a synced chain and pushes them to its peers.
+    pub fn append(&self, chain: String, items: Array) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            let chain = parse_id(&chain)?;
+            let mut drafts = Vec::with_capacity(items.length() as usize);
+            for item in items.iter() {
+                let body = byte_array(&Reflect::get(&item, &"body".into())?, "body")?;
+                let topics = string_array(&Reflect::get(&item, &"topics".into())?, "topics")?;
+                drafts.push((body, topics));
+            }
+            let entries = handle.append(chain, super::now(), drafts).await?;
+            Ok(entries.iter().map(block_object).collect::<Array>().into())
+        })
+    }
+
+    /// Peer IDs currently syncing a chain with this node.
+    pub fn peers(&self, chain: String) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            let peers = handle.peers(parse_id(&chain)?).await?;
+            Ok(strings(peers).into())
+        })
+    }
+}
