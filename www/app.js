@@ -1,5 +1,5 @@
 // The demo page: uses the npm package exactly as an application would.
-import { Chain, Store } from '../pkg/index.js';
+import { Chain, Node, Store } from '../pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const LAST_CHAIN = 'endra-demo:chain';
@@ -7,6 +7,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let store;
+let node = null;
 let chain;
 let subscription;
 
@@ -15,7 +16,22 @@ function showError(error) {
 }
 
 function setBusy(busy) {
-  for (const id of ['create', 'open', 'add', 'add100']) $(id).disabled = busy;
+  for (const id of ['create', 'open', 'add', 'add100', 'invite', 'join']) $(id).disabled = busy;
+}
+
+async function showPeers() {
+  $('online').textContent = node?.online ? 'online' : 'offline';
+  $('peers').textContent = chain ? String((await chain.peers()).length) : '0';
+}
+
+/** Connects to the relays `npm start` runs (listed in config.json), if any. */
+async function connect() {
+  const config = await fetch('config.json').then((r) => (r.ok ? r.json() : { relays: [] })).catch(() => ({ relays: [] }));
+  if (!config.relays?.length) return;
+  $('relay').textContent = config.relays[0];
+  node = await Node.start({ store, relays: config.relays });
+  node.addEventListener('connection', showPeers);
+  node.addEventListener('peer', showPeers);
 }
 
 async function run(action) {
@@ -80,21 +96,37 @@ async function use(opened) {
   $('open-id').value = chain.id;
   $('status').textContent = 'open';
   await render();
+  await showPeers();
   // Live updates from this page and from other tabs of the same store.
   subscription = new AbortController();
   const signal = subscription.signal;
   const since = (await chain.count()) - 1;
   (async () => {
-    for await (const _block of chain.subscribe({ since, signal })) scheduleRender();
+    for await (const _block of chain.subscribe({ since, signal })) {
+      scheduleRender();
+      showPeers();
+    }
   })().catch(showError);
 }
 
 $('create').addEventListener('click', () => run(async () => {
-  await use(await Chain.create({ store, topics: ['demo'] }));
+  await use(await Chain.create({ store, node, topics: ['demo'] }));
 }));
 
 $('open').addEventListener('click', () => run(async () => {
-  await use(await Chain.open($('open-id').value.trim(), { store }));
+  await use(await Chain.open($('open-id').value.trim(), { store, node }));
+}));
+
+$('invite').addEventListener('click', () => run(async () => {
+  if (!chain) throw Object.assign(new Error('create or open a chain first'), { code: 'NO_CHAIN' });
+  $('invitation').value = chain.invite();
+  $('invitation').select();
+}));
+
+$('join').addEventListener('click', () => run(async () => {
+  if (!node) throw Object.assign(new Error('no relay to join through'), { code: 'NOT_CONNECTED' });
+  $('status').textContent = 'joining…';
+  await use(await Chain.join($('invitation').value, { store, node, signal: AbortSignal.timeout(30_000) }));
 }));
 
 function topics() {
@@ -120,7 +152,8 @@ $('add100').addEventListener('click', () => run(async () => {
 
 await run(async () => {
   store = await Store.indexedDb('endra-demo');
+  await connect();
   const last = localStorage.getItem(LAST_CHAIN);
-  if (last) await use(await Chain.open(last, { store }));
+  if (last) await use(await Chain.open(last, { store, node }));
 });
 document.body.dataset.ready = 'true';
