@@ -16,6 +16,10 @@ echo "== browser: IndexedDB append and insert =="
 bash scripts/build-wasm.sh
 node bench/browser.mjs
 
+echo "== network: browser → relay → browser latency, 10,000-block catch-up =="
+cargo build -p endra-relay
+node bench/network.mjs
+
 echo "== release wasm size =="
 raw=$(wc -c < pkg/wasm/endra_bg.wasm)
 gz=$(gzip -9 -c pkg/wasm/endra_bg.wasm | wc -c)

@@ -60,11 +60,17 @@ export async function startRelay({ dir, binary = join(root, 'target/debug/endra-
     waitFor: (pattern, timeout = 30_000) => new Promise((resolveLine, reject) => {
       const line = seen.find((l) => pattern.test(l));
       if (line) return resolveLine(line);
-      const waiter = { pattern, resolve: resolveLine };
-      waiters.add(waiter);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         if (waiters.delete(waiter)) reject(new Error(`relay never printed ${pattern}`));
       }, timeout);
+      const waiter = {
+        pattern,
+        resolve: (found) => {
+          clearTimeout(timer);
+          resolveLine(found);
+        },
+      };
+      waiters.add(waiter);
     }),
     stop: () => new Promise((done) => {
       if (child.exitCode !== null) return done();

@@ -16,8 +16,9 @@ CHROMEDRIVER="$(command -v chromedriver)" \
 WASM_BINDGEN_TEST_TIMEOUT=180 \
   cargo test --target wasm32-unknown-unknown --lib --tests
 
-echo "== build the npm package =="
+echo "== build the npm package and the relay =="
 bash scripts/build-wasm.sh
+cargo build -p endra-relay
 
 echo "== end-to-end tests (Playwright, system Chromium) =="
 node --test --test-concurrency=1 e2e/

@@ -1,0 +1,102 @@
+// Network benchmarks in headless Chromium through a real endra-relay on 127.0.0.1:
+// block latency browser → relay → browser (p50/p95/p99 over 500 blocks), and catch-up of a
+// 10,000-block chain by a device that joins later. Writes bench/results/network.json.
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRelay, startServer } from '../scripts/serve.mjs';
+import { launchProfile } from '../e2e/browser.mjs';
+
+const BLOCKS = 500;
+const CATCH_UP = 10_000;
+
+const dir = await mkdtemp(join(tmpdir(), 'endra-bench-relay-'));
+const relay = await startRelay({ dir });
+const server = await startServer({ port: 0, relays: relay.addresses });
+const profiles = [await launchProfile(), await launchProfile(), await launchProfile()];
+
+async function device(profile, name) {
+  const page = await profile.context.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
+  await page.evaluate(async ([relays, storeName]) => {
+    const endra = await import('../pkg/index.js');
+    window.endra = endra;
+    window.store = await endra.Store.indexedDb(storeName);
+    window.node = await endra.Node.start({ store: window.store, relays });
+  }, [relay.addresses, name]);
+  return page;
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+try {
+  // Latency: one block at a time, the next sent once the previous arrived.
+  const a = await device(profiles[0], 'latency-a');
+  const b = await device(profiles[1], 'latency-b');
+  const invitation = await a.evaluate(async () => {
+    window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+    return window.chain.invite();
+  });
+  await b.evaluate(async (inv) => {
+    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    window.arrivals = new Map();
+    window.chain.addEventListener('block', (e) => {
+      window.arrivals.set(e.detail.id, performance.timeOrigin + performance.now());
+    });
+  }, invitation);
+  const latencies = [];
+  for (let i = 0; i < BLOCKS; i++) {
+    const { id, sent } = await a.evaluate(async (n) => {
+      const sent = performance.timeOrigin + performance.now();
+      const block = await window.chain.addBlock(new TextEncoder().encode(`latency ${n}`));
+      return { id: block.id, sent };
+    }, i);
+    const arrived = await b.evaluate(async (blockId) => {
+      while (!window.arrivals.has(blockId)) await new Promise((r) => setTimeout(r, 1));
+      return window.arrivals.get(blockId);
+    }, id);
+    latencies.push(arrived - sent);
+  }
+  latencies.sort((x, y) => x - y);
+
+  // Catch-up: a 10,000-block chain, stored by the relay's mailbox, fetched by a new device.
+  const chainId = await a.evaluate(async (n) => {
+    window.big = await window.endra.Chain.create({ store: window.store, node: window.node });
+    const body = new Uint8Array(100).fill(1);
+    for (let done = 0; done < n; done += 500) {
+      await window.big.addBlocks(Array.from({ length: 500 }, () => ({ body })));
+    }
+    return window.big.id;
+  }, CATCH_UP);
+  await relay.waitFor(new RegExp(`mailbox holds ${CATCH_UP + 1} blocks of ${chainId}`), 300_000);
+  const bigInvitation = await a.evaluate(() => window.big.invite());
+  const c = await device(profiles[2], 'catch-up-c');
+  const catchUp = await c.evaluate(async ([inv, n]) => {
+    const start = performance.now();
+    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    for await (const block of window.chain.subscribe()) if (block.seq >= n) break;
+    return (performance.now() - start) / 1000;
+  }, [bigInvitation, CATCH_UP]);
+
+  const results = {
+    benchmark: 'browser → endra-relay → browser over WebSocket on 127.0.0.1 (headless Chromium)',
+    latency_blocks: BLOCKS,
+    latency_p50_ms: Number(percentile(latencies, 50).toFixed(2)),
+    latency_p95_ms: Number(percentile(latencies, 95).toFixed(2)),
+    latency_p99_ms: Number(percentile(latencies, 99).toFixed(2)),
+    latency_target_p50_ms: 5,
+    latency_target_p99_ms: 25,
+    catch_up_blocks: CATCH_UP,
+    catch_up_browser_s: Number(catchUp.toFixed(2)),
+    catch_up_target_s: 5,
+  };
+  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+  await writeFile(new URL('./results/network.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
+  console.log(JSON.stringify(results, null, 2));
+} finally {
+  for (const profile of profiles) await profile.close();
+  await server.close();
+  await relay.stop();
+  await rm(dir, { recursive: true, force: true });
+}
