@@ -302,7 +302,7 @@ impl BlockStore for IdbStore {
         for key in keys {
             // IndexedDB hands binary keys back as ArrayBuffers.
             let key = Uint8Array::new(&key.map_err(backend)?).to_vec();
-            out.push(BlockId::from_bytes(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            out.push(keys::stored_id(&key)?);
         }
         Ok(out)
     }

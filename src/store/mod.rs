@@ -117,7 +117,7 @@ impl ChainState {
         }
         let leaves = leaves
             .chunks_exact(BLOCK_ID_LEN)
-            .map(|chunk| BlockId::from_bytes(chunk).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(keys::stored_id)
             .collect::<Result<Vec<_>, _>>()?;
         let next_seq = u64::from_be_bytes(seq.try_into().map_err(|_| bad())?);
         Ok(ChainState { next_seq, leaves })
@@ -286,6 +286,11 @@ pub(crate) mod keys {
             }
         }
         None
+    }
+
+    /// A block ID read back from the store; a malformed one means a damaged record.
+    pub(crate) fn stored_id(bytes: &[u8]) -> Result<BlockId, StoreError> {
+        BlockId::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("stored block ID: {e}")))
     }
 
     /// The block ID at the end of an index key.

@@ -185,9 +185,7 @@ impl BlockStore for RedbStore {
         let mut out = Vec::new();
         for entry in chains.iter().map_err(backend)? {
             let (key, _) = entry.map_err(backend)?;
-            out.push(
-                BlockId::from_bytes(key.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
+            out.push(keys::stored_id(key.value())?);
         }
         Ok(out)
     }
@@ -262,8 +260,7 @@ impl BlockStore for RedbStore {
             .take(limit)
         {
             let (_, id) = entry.map_err(backend)?;
-            let id =
-                BlockId::from_bytes(id.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = keys::stored_id(id.value())?;
             out.push(Self::present(&blocks, chain, &id)?);
         }
         Ok(out)
