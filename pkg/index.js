@@ -298,14 +298,16 @@ function parseInvitation(invitation) {
  */
 export class Node extends EventTarget {
   #raw;
+  #store;
   #watchers = new Map();
   #changes = new Set();
   #connected = new Set();
   #relays = [];
 
-  constructor(raw) {
+  constructor(raw, store) {
     super();
     this.#raw = raw;
+    this.#store = store;
   }
 
   /** Starts a node over `store` and dials `relays` (multiaddrs ending in `/p2p/<id>`). */
@@ -314,7 +316,7 @@ export class Node extends EventTarget {
     await load();
     let node;
     const raw = await call(() => WasmNode.start(store.raw, (event) => node?.#onEvent(event)));
-    node = new Node(raw);
+    node = new Node(raw, store);
     await Promise.all(relays.map((address) => node.dial(address)));
     return node;
   }
@@ -378,6 +380,8 @@ export class Node extends EventTarget {
     switch (event.type) {
       case 'changed':
         this.#watchers.get(event.chain)?.();
+        // Blocks from the network wake this store's other tabs too.
+        this.#store.channel?.postMessage({ chain: event.chain });
         for (const waiter of [...this.#changes]) {
           if (waiter.chain === event.chain) {
             this.#changes.delete(waiter);
