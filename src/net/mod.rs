@@ -227,7 +227,13 @@ impl<S: BlockStore + Clone> Node<S> {
         let (command_tx, commands) = mpsc::unbounded();
         let (events, event_rx) = mpsc::unbounded();
         let peer_id = *swarm.local_peer_id();
-        let jitter = u64::from_le_bytes(peer_id.to_bytes()[2..10].try_into().unwrap_or([7; 8]));
+        // Seeded from the peer ID so the nodes' anti-entropy timers drift apart.
+        let jitter = peer_id
+            .to_bytes()
+            .get(2..10)
+            .and_then(|b| b.try_into().ok())
+            .map_or(7, u64::from_le_bytes)
+            | 1;
         let node = Node {
             swarm,
             store,
