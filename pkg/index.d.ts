@@ -8,6 +8,11 @@ export type ErrorCode =
   | 'STORE_CORRUPT'
   | 'STORE_CONFLICT'
   | 'STORE_FAILED'
+  | 'NOT_CONNECTED'
+  | 'UNREACHABLE'
+  | 'NETWORK_SETUP'
+  | 'NETWORK_STOPPED'
+  | 'ABORTED'
   | 'INTERNAL';
 
 /** Every failure of the library. */
@@ -88,12 +93,17 @@ export interface ChainEventMap {
  * Dispatches `block` for every new block once a listener is added (this page or another tab).
  */
 export class Chain extends EventTarget {
-  /** Creates a chain whose genesis block this device signs. */
-  static create(options: { store: Store; topics?: string[]; body?: Uint8Array }): Promise<Chain>;
+  /** Creates a chain whose genesis block this device signs; with `node`, syncs it. */
+  static create(options: { store: Store; node?: Node; topics?: string[]; body?: Uint8Array }): Promise<Chain>;
+  /**
+   * Joins a chain another device invited this one to: dials the invitation's relays and
+   * resolves once the chain's genesis block is stored here (blocks keep arriving after).
+   */
+  static join(invitation: string, options: { store: Store; node: Node; signal?: AbortSignal }): Promise<Chain>;
   /** Starts a replica of another store's chain from its genesis block's `bytes`. */
   static fromGenesis(genesis: Uint8Array, options: { store: Store }): Promise<Chain>;
-  /** Opens a chain the store holds; `NOT_FOUND` otherwise. */
-  static open(id: string, options: { store: Store }): Promise<Chain>;
+  /** Opens a chain the store holds (`NOT_FOUND` otherwise); with `node`, syncs it. */
+  static open(id: string, options: { store: Store; node?: Node }): Promise<Chain>;
   /** The chain ID. */
   readonly id: string;
   /** Appends one block on top of all current leaves. */
@@ -117,9 +127,49 @@ export class Chain extends EventTarget {
   subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<Block>;
   /** Ends subscriptions and events of this handle. */
   close(): void;
+  /** An invitation string for `Chain.join` on another device (`NOT_CONNECTED` without a node). */
+  invite(): string;
+  /** Peer IDs currently syncing this chain with this device (empty without a node). */
+  peers(): Promise<string[]>;
   addEventListener<K extends keyof ChainEventMap>(
     type: K,
     listener: (this: Chain, event: ChainEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
+export interface NodeEventMap {
+  /** A connection to a peer opened or closed. */
+  connection: CustomEvent<{ peer: string; connected: boolean }>;
+  /** A peer started or stopped syncing one of this node's chains. */
+  peer: CustomEvent<{ chain: string; peer: string; joined: boolean }>;
+}
+
+/**
+ * A libp2p node in the page that syncs chains with other devices through relays
+ * (WebSocket or WebRTC-Direct). Each page load gets a fresh peer ID.
+ */
+export class Node extends EventTarget {
+  /** Starts a node over `store` and dials `relays` (multiaddrs ending in `/p2p/<id>`). */
+  static start(options: { store: Store; relays?: string[] }): Promise<Node>;
+  /** This page's peer ID. */
+  readonly peerId: string;
+  /** Whether the node is connected to at least one peer. */
+  readonly online: boolean;
+  /** The relays this node dialled; they go into invitations. */
+  readonly relays: string[];
+  /** Dials a relay or a peer. */
+  dial(address: string): Promise<void>;
+  /** Peer IDs syncing `chain` with this node. */
+  peers(chain: string): Promise<string[]>;
+  addEventListener<K extends keyof NodeEventMap>(
+    type: K,
+    listener: (this: Node, event: NodeEventMap[K]) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
   addEventListener(

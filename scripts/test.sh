@@ -20,5 +20,8 @@ echo "== build the npm package and the relay =="
 bash scripts/build-wasm.sh
 cargo build -p endra-relay
 
+echo "== TypeScript declarations (tsc --noEmit on pkg/index.d.ts and e2e/types.ts) =="
+npx tsc -p tsconfig.json
+
 echo "== end-to-end tests (Playwright, system Chromium) =="
 node --test --test-concurrency=1 e2e/
