@@ -169,34 +169,69 @@ fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
 
 #[test]
 fn clients_of_two_peered_relays_converge() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tokio::task::LocalSet::new().block_on(&runtime, async {
-        let relay_config = || NodeConfig { mailbox: true, relay_server: true, ..fast() };
+        let relay_config = || NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            ..fast()
+        };
         let mut relay1 = start(MemoryStore::new(), 101, relay_config()).await;
         let relay1_address = listening(&mut relay1).await;
         let mut relay2 = start(MemoryStore::new(), 102, relay_config()).await;
         let relay2_address = listening(&mut relay2).await;
         // Relays grow past one machine by dialling each other (`endra-relay --peer`).
-        relay2.handle.dial(relay1_address.clone()).await.expect("peer the relays");
+        relay2
+            .handle
+            .dial(relay1_address.clone())
+            .await
+            .expect("peer the relays");
 
         let alice_store = MemoryStore::new();
-        let chain = Chain::create(alice_store.clone(), &common::key(1), 1, vec![], b"g".to_vec())
-            .await
-            .expect("create")
-            .id();
+        let chain = Chain::create(
+            alice_store.clone(),
+            &common::key(1),
+            1,
+            vec![],
+            b"g".to_vec(),
+        )
+        .await
+        .expect("create")
+        .id();
         let mut alice = start(alice_store, 1, fast()).await;
-        alice.handle.dial(relay1_address).await.expect("dial relay 1");
+        alice
+            .handle
+            .dial(relay1_address)
+            .await
+            .expect("dial relay 1");
         alice.handle.open(chain, None).await.expect("open");
-        alice.handle.append(chain, 2, vec![(b"a".to_vec(), vec![]); 4]).await.expect("append");
+        alice
+            .handle
+            .append(chain, 2, vec![(b"a".to_vec(), vec![]); 4])
+            .await
+            .expect("append");
 
         let mut bob = start(MemoryStore::new(), 2, fast()).await;
         bob.handle.dial(relay2_address).await.expect("dial relay 2");
-        bob.handle.open(chain, None).await.expect("join through relay 2");
+        bob.handle
+            .open(chain, None)
+            .await
+            .expect("join through relay 2");
         count_reaches(&mut bob, chain, 5).await;
-        bob.handle.append(chain, 3, vec![(b"b".to_vec(), vec![]); 2]).await.expect("append");
+        bob.handle
+            .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
+            .await
+            .expect("append");
         count_reaches(&mut alice, chain, 7).await;
 
         let reference = order(&alice.store, chain).await;
-        assert_eq!(order(&bob.store, chain).await, reference, "same DAG, same order across relays");
+        assert_eq!(
+            order(&bob.store, chain).await,
+            reference,
+            "same DAG, same order across relays"
+        );
     });
 }
