@@ -355,16 +355,12 @@ impl<S: BlockStore> Sync<S> {
                 self.after_insert(now, peer, report, out);
                 if progressed {
                     // A batch stops short of what was wanted on long histories: ask on.
+                    let asked: Vec<BlockId> = self.wanted.drain().map(|(id, _)| id).collect();
                     let mut still = Vec::new();
-                    for id in self.wanted.keys().copied().collect::<Vec<_>>() {
-                        if self.chain.contains(&id).await? {
-                            self.wanted.remove(&id);
-                        } else {
+                    for id in asked {
+                        if !self.chain.contains(&id).await? {
                             still.push(id);
                         }
-                    }
-                    for id in &still {
-                        self.wanted.remove(id);
                     }
                     self.want(now, &[peer], still, out);
                 }
