@@ -13,6 +13,10 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+  // WebRTC-Direct to a relay on 127.0.0.1: allow loopback ICE candidates and do not hide
+  // local addresses behind mDNS names.
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
 
 /** A persistent Chromium profile in a fresh directory: `{ context, close }`. */

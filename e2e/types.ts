@@ -24,6 +24,7 @@ export async function usage(): Promise<void> {
     void connected;
   });
   const peers: string[] = await chain.peers();
+  await node.useRelay('/ip4/127.0.0.1/udp/4003/webrtc-direct/p2p/x');
   const online: boolean = node.online;
   try {
     await Chain.open('bafy…', { store });

@@ -155,7 +155,10 @@ export interface NodeEventMap {
  * (WebSocket or WebRTC-Direct). Each page load gets a fresh peer ID.
  */
 export class Node extends EventTarget {
-  /** Starts a node over `store` and dials `relays` (multiaddrs ending in `/p2p/<id>`). */
+  /**
+   * Starts a node over `store` and uses `relays` (multiaddrs ending in `/p2p/<id>`). Give a
+   * relay's WebRTC-Direct and WebSocket addresses together: the first to connect wins.
+   */
   static start(options: { store: Store; relays?: string[] }): Promise<Node>;
   /** This page's peer ID. */
   readonly peerId: string;
@@ -163,7 +166,12 @@ export class Node extends EventTarget {
   readonly online: boolean;
   /** The relays this node dialled; they go into invitations. */
   readonly relays: string[];
-  /** Dials a relay or a peer. */
+  /**
+   * Uses a relay: dials it, becomes reachable through it (`/p2p-circuit`) and finds the other
+   * peers of this node's chains there (rendezvous).
+   */
+  useRelay(address: string): Promise<void>;
+  /** Dials a peer or relay once, without using it as a relay. */
   dial(address: string): Promise<void>;
   /** Peer IDs syncing `chain` with this node. */
   peers(chain: string): Promise<string[]>;

@@ -123,7 +123,7 @@ export class Chain extends EventTarget {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
     if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
     const { chain, relays } = parseInvitation(invitation);
-    await Promise.all(relays.map((address) => node.dial(address)));
+    await Promise.all(relays.map((address) => node.useRelay(address)));
     await node.open(chain);
     for (;;) {
       // Wait first, check second: a change between the two is not missed.
@@ -310,14 +310,17 @@ export class Node extends EventTarget {
     this.#store = store;
   }
 
-  /** Starts a node over `store` and dials `relays` (multiaddrs ending in `/p2p/<id>`). */
+  /**
+   * Starts a node over `store` and uses `relays` (multiaddrs ending in `/p2p/<id>`; give a
+   * relay's WebRTC-Direct and WebSocket addresses together and the first to connect wins).
+   */
   static async start({ store, relays = [] } = {}) {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
     await load();
     let node;
     const raw = await call(() => WasmNode.start(store.raw, (event) => node?.#onEvent(event)));
     node = new Node(raw, store);
-    await Promise.all(relays.map((address) => node.dial(address)));
+    await Promise.all(relays.map((address) => node.useRelay(address)));
     return node;
   }
 
@@ -336,10 +339,18 @@ export class Node extends EventTarget {
     return [...this.#relays];
   }
 
-  /** Dials a relay or peer. */
+  /**
+   * Uses a relay: dials it, becomes reachable through it (`/p2p-circuit`) and finds the other
+   * peers of this node's chains there (rendezvous).
+   */
+  async useRelay(address) {
+    await call(() => this.#raw.useRelay(String(address)));
+    if (!this.#relays.includes(address)) this.#relays.push(address);
+  }
+
+  /** Dials a peer or relay once, without using it as a relay. */
   async dial(address) {
     await call(() => this.#raw.dial(String(address)));
-    if (!this.#relays.includes(address)) this.#relays.push(address);
   }
 
   /** @internal */

@@ -20,22 +20,32 @@ const types = {
 };
 
 /**
- * Starts `endra-relay` (built by `cargo build -p endra-relay`) with its key and mailbox in
- * `dir`, listening on a free WebSocket port of 127.0.0.1. Resolves to `{ addresses, stop }`.
+ * Starts `endra-relay` (built by `cargo build -p endra-relay`) with its key, certificate and
+ * mailbox in `dir`, listening on free WebSocket and WebRTC-Direct ports of 127.0.0.1.
+ * Resolves to `{ addresses, ws, webrtc, peerId, waitFor, stop }` once both listeners are up.
+ * `mailbox: false` runs it without a mailbox; `peers` are other relays to connect to.
  */
-export async function startRelay({ dir, binary = join(root, 'target/debug/endra-relay') } = {}) {
+export async function startRelay({
+  dir,
+  binary = join(root, 'target/debug/endra-relay'),
+  mailbox = true,
+  peers = [],
+} = {}) {
   await mkdir(dir, { recursive: true });
+  const listeners = ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/udp/0/webrtc-direct'];
   const child = spawn(binary, [
-    '--listen', '/ip4/127.0.0.1/tcp/0/ws',
+    ...listeners.flatMap((address) => ['--listen', address]),
     '--key-file', join(dir, 'relay.key'),
-    '--mailbox', join(dir, 'mailbox.redb'),
+    '--webrtc-cert', join(dir, 'relay-webrtc.pem'),
+    ...(mailbox ? ['--mailbox', join(dir, 'mailbox.redb')] : ['--no-mailbox']),
+    ...peers.flatMap((address) => ['--peer', address]),
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   const seen = [];
   const waiters = new Set();
   const addresses = await new Promise((resolveAddresses, reject) => {
     const lines = createInterface({ input: child.stdout });
     const found = [];
-    const timer = setTimeout(() => reject(new Error('endra-relay printed no address in 20 s')), 20_000);
+    const timer = setTimeout(() => reject(new Error(`endra-relay printed ${found.length} of ${listeners.length} addresses in 20 s`)), 20_000);
     child.once('exit', (code) => reject(new Error(`endra-relay exited with ${code}`)));
     lines.on('line', (line) => {
       if (process.env.ENDRA_RELAY_LOG) console.error(line);
@@ -47,15 +57,20 @@ export async function startRelay({ dir, binary = join(root, 'target/debug/endra-
         }
       }
       const match = /listening on (\S+)/.exec(line);
-      if (match && !found.length) {
+      if (match) {
         found.push(match[1]);
-        clearTimeout(timer);
-        resolveAddresses(found);
+        if (found.length === listeners.length) {
+          clearTimeout(timer);
+          resolveAddresses(found);
+        }
       }
     });
   });
   return {
     addresses,
+    ws: addresses.find((a) => a.includes('/ws/')),
+    webrtc: addresses.find((a) => a.includes('/webrtc-direct/')),
+    peerId: addresses[0].split('/p2p/')[1],
     /** Resolves with the first line of the relay's output matching `pattern`. */
     waitFor: (pattern, timeout = 30_000) => new Promise((resolveLine, reject) => {
       const line = seen.find((l) => pattern.test(l));

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
-use endra::store::MemoryStore;
+use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, Chain, Query};
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
@@ -234,4 +234,169 @@ fn clients_of_two_peered_relays_converge() {
             "same DAG, same order across relays"
         );
     });
+}
+
+/// A relay without a mailbox forwards nothing itself: two clients that only share it must
+/// find each other by rendezvous and sync over a `/p2p-circuit` connection through it.
+#[test]
+fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let relay_config = NodeConfig {
+            mailbox: false,
+            relay_server: true,
+            ..fast()
+        };
+        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
+        let relay_address = listening(&mut relay).await;
+        relay.handle.add_external_address(relay_address.clone());
+
+        let alice_store = MemoryStore::new();
+        let chain = Chain::create(
+            alice_store.clone(),
+            &common::key(1),
+            1,
+            vec![],
+            b"g".to_vec(),
+        )
+        .await
+        .expect("create")
+        .id();
+        let mut alice = start(alice_store, 1, fast()).await;
+        alice.handle.open(chain, None).await.expect("open");
+        alice
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        alice
+            .handle
+            .append(chain, 2, vec![(b"a".to_vec(), vec![]); 5])
+            .await
+            .expect("append");
+        // Alice is reachable once the relay holds a reservation for her.
+        wait_for(
+            &mut alice,
+            |e| matches!(e, NodeEvent::Listening(a) if a.to_string().contains("p2p-circuit")),
+        )
+        .await;
+
+        let mut bob = start(MemoryStore::new(), 2, fast()).await;
+        bob.handle
+            .use_relay(relay_address)
+            .await
+            .expect("use relay");
+        bob.handle.open(chain, None).await.expect("join");
+        count_reaches(&mut bob, chain, 6).await;
+        bob.handle
+            .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
+            .await
+            .expect("append");
+        count_reaches(&mut alice, chain, 8).await;
+
+        let alice_id = alice.handle.peer_id();
+        assert!(
+            bob.handle
+                .peers(chain)
+                .await
+                .expect("peers")
+                .contains(&alice_id),
+            "Alice is a direct peer of Bob's chain"
+        );
+        assert_eq!(
+            order(&bob.store, chain).await,
+            order(&alice.store, chain).await,
+            "same DAG, same order"
+        );
+        assert!(
+            relay.store.chains().await.expect("chains").is_empty(),
+            "a relay without a mailbox stores nothing"
+        );
+    });
+}
+
+/// The mailbox stops storing a chain at its quota; members still converge directly.
+#[test]
+fn the_mailbox_keeps_to_its_per_chain_quota() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let limits = endra::net::Limits {
+            mailbox_chain_blocks: 3,
+            ..endra::net::Limits::default()
+        };
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            limits,
+            ..fast()
+        };
+        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
+        let relay_address = listening(&mut relay).await;
+        relay.handle.add_external_address(relay_address.clone());
+
+        let alice_store = MemoryStore::new();
+        let chain = Chain::create(
+            alice_store.clone(),
+            &common::key(1),
+            1,
+            vec![],
+            b"g".to_vec(),
+        )
+        .await
+        .expect("create")
+        .id();
+        let alice = start(alice_store, 1, fast()).await;
+        alice.handle.open(chain, None).await.expect("open");
+        alice
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        count_reaches(&mut relay, chain, 1).await;
+        for n in 0..20u64 {
+            alice
+                .handle
+                .append(chain, 2 + n, vec![(b"a".to_vec(), vec![])])
+                .await
+                .expect("append");
+        }
+        let mut bob = start(MemoryStore::new(), 2, fast()).await;
+        bob.handle
+            .use_relay(relay_address)
+            .await
+            .expect("use relay");
+        bob.handle.open(chain, None).await.expect("join");
+        count_reaches(&mut bob, chain, 21).await;
+        let held = order(&relay.store, chain).await.len();
+        assert!(
+            held < 21,
+            "the mailbox holds {held} blocks, more than its quota allows"
+        );
+        assert_eq!(
+            order(&bob.store, chain).await,
+            order(&alice.store, chain).await
+        );
+    });
+}
+
+/// Waits for an event matching `wanted`.
+async fn wait_for(node: &mut Running, wanted: impl Fn(&NodeEvent) -> bool) {
+    let wait = async {
+        loop {
+            match node.events.next().await {
+                Some(event) if wanted(&event) => return,
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("event did not come");
 }

@@ -3,13 +3,16 @@
 //! Runs the Endra network node in relay mode: TCP and WebSocket listeners, circuit relay v2
 //! and rendezvous servers, gossipsub for every chain its users use, and the mailbox, which
 //! keeps a replica of each such chain in a redb file so that peers who are never online at
-//! the same time still converge. WebRTC-Direct is not served yet.
+//! the same time still converge. Browsers reach it over WebSocket or WebRTC-Direct.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use endra::net::{native_swarm, Node, NodeConfig, NodeEvent};
-use endra::store::RedbStore;
+use endra::net::{
+    native_swarm_with_webrtc, new_webrtc_certificate, Limits, Node, NodeConfig, NodeEvent,
+    WebRtcCertificate,
+};
+use endra::store::{BlockStore, MemoryStore, RedbStore};
 use futures::StreamExt;
 use libp2p::{identity, Multiaddr};
 
@@ -18,10 +21,17 @@ usage: endra-relay [options]
 
 options:
   --listen <multiaddr>   address to listen on (repeatable; default
-                         /ip4/127.0.0.1/tcp/4001 and /ip4/127.0.0.1/tcp/4002/ws)
+                         /ip4/127.0.0.1/tcp/4001, /ip4/127.0.0.1/tcp/4002/ws and
+                         /ip4/127.0.0.1/udp/4003/webrtc-direct)
   --key-file <path>      file holding the relay's identity key (default ./relay.key)
+  --webrtc-cert <path>   PEM file of the WebRTC-Direct certificate (default ./relay-webrtc.pem)
   --mailbox <path>       redb file of the store-and-forward mailbox (default ./mailbox.redb)
+  --no-mailbox           do not replicate chains (relay and rendezvous only)
   --peer <multiaddr>     another relay to connect to (repeatable)
+  --max-connections <n>  established connections in total (default 4096)
+  --mailbox-max-chains <n>    chains the mailbox replicates (default 100000)
+  --mailbox-chain-blocks <n>  blocks kept per chain (default 1000000)
+  --circuit-bytes <n>    bytes one relayed circuit may carry (default 67108864)
   -h, --help             print this help
 ";
 
@@ -30,8 +40,10 @@ options:
 struct Config {
     listen: Vec<String>,
     key_file: PathBuf,
-    mailbox: PathBuf,
+    webrtc_cert: PathBuf,
+    mailbox: Option<PathBuf>,
     peers: Vec<String>,
+    limits: Limits,
 }
 
 /// A command line the relay cannot run with.
@@ -43,6 +55,8 @@ enum FlagError {
     Unknown(String),
     #[error("{0:?} is not a multiaddr (it must start with '/')")]
     NotMultiaddr(String),
+    #[error("{flag} needs a positive number, not {value:?}")]
+    NotNumber { flag: String, value: String },
 }
 
 /// What the command line asks for.
@@ -56,8 +70,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
     let mut config = Config {
         listen: Vec::new(),
         key_file: PathBuf::from("relay.key"),
-        mailbox: PathBuf::from("mailbox.redb"),
+        webrtc_cert: PathBuf::from("relay-webrtc.pem"),
+        mailbox: Some(PathBuf::from("mailbox.redb")),
         peers: Vec::new(),
+        limits: Limits::default(),
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -72,11 +88,29 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
                 Err(FlagError::NotMultiaddr(v))
             }
         };
+        let number = |v: String| match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(FlagError::NotNumber {
+                flag: flag.clone(),
+                value: v,
+            }),
+        };
         match flag.as_str() {
             "--listen" => config.listen.push(multiaddr(value()?)?),
             "--peer" => config.peers.push(multiaddr(value()?)?),
             "--key-file" => config.key_file = value()?.into(),
-            "--mailbox" => config.mailbox = value()?.into(),
+            "--webrtc-cert" => config.webrtc_cert = value()?.into(),
+            "--mailbox" => config.mailbox = Some(value()?.into()),
+            "--no-mailbox" => config.mailbox = None,
+            "--max-connections" => {
+                config.limits.max_connections = u32::try_from(number(value()?)?).unwrap_or(u32::MAX)
+            }
+            "--mailbox-max-chains" => {
+                config.limits.mailbox_max_chains =
+                    usize::try_from(number(value()?)?).unwrap_or(usize::MAX)
+            }
+            "--mailbox-chain-blocks" => config.limits.mailbox_chain_blocks = number(value()?)?,
+            "--circuit-bytes" => config.limits.circuit_bytes = number(value()?)?,
             "-h" | "--help" => return Ok(Command::Help),
             _ => return Err(FlagError::Unknown(flag)),
         }
@@ -85,6 +119,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
         config.listen = vec![
             "/ip4/127.0.0.1/tcp/4001".into(),
             "/ip4/127.0.0.1/tcp/4002/ws".into(),
+            "/ip4/127.0.0.1/udp/4003/webrtc-direct".into(),
         ];
     }
     Ok(Command::Run(config))
@@ -106,18 +141,51 @@ fn load_or_create_key(path: &Path) -> Result<identity::Keypair, String> {
     }
 }
 
+/// The WebRTC-Direct certificate, kept in a PEM file so the `/certhash/` of the relay's
+/// address survives restarts.
+fn load_or_create_certificate(path: &Path) -> Result<WebRtcCertificate, String> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => WebRtcCertificate::from_pem(&pem)
+            .map_err(|e| format!("{} is not a WebRTC certificate: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let certificate = new_webrtc_certificate().map_err(|e| e.to_string())?;
+            std::fs::write(path, certificate.serialize_pem())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(certificate)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 async fn run(config: Config) -> Result<(), String> {
-    let store = RedbStore::open(&config.mailbox)
-        .map_err(|e| format!("mailbox {}: {e}", config.mailbox.display()))?;
     let key = load_or_create_key(&config.key_file)?;
+    let certificate = load_or_create_certificate(&config.webrtc_cert)?;
     let node_config = NodeConfig {
-        mailbox: true,
+        mailbox: config.mailbox.is_some(),
         relay_server: true,
+        limits: config.limits.clone(),
         ..NodeConfig::default()
     };
-    let swarm = native_swarm(key, &node_config)
+    let swarm = native_swarm_with_webrtc(key, &node_config, certificate)
         .await
         .map_err(|e| e.to_string())?;
+    match &config.mailbox {
+        Some(path) => {
+            let store =
+                RedbStore::open(path).map_err(|e| format!("mailbox {}: {e}", path.display()))?;
+            serve(config, node_config, swarm, store).await
+        }
+        // Without a mailbox the node replicates nothing; its store stays empty.
+        None => serve(config, node_config, swarm, MemoryStore::default()).await,
+    }
+}
+
+async fn serve<S: BlockStore + Clone + 'static>(
+    config: Config,
+    node_config: NodeConfig,
+    swarm: libp2p::Swarm<endra::net::Behaviour>,
+    store: S,
+) -> Result<(), String> {
     // The relay signs no blocks; its node still needs a key for the API it never uses.
     let unused = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
     let (node, handle, mut events) = Node::new(swarm, store, unused, node_config);
@@ -212,7 +280,14 @@ mod tests {
         };
         assert_eq!(config.listen, vec!["/ip4/127.0.0.1/tcp/9/ws"]);
         assert_eq!(config.peers, vec!["/ip4/127.0.0.1/tcp/10/ws"]);
-        assert_eq!(config.mailbox, PathBuf::from("m.redb"));
+        assert_eq!(config.mailbox, Some(PathBuf::from("m.redb")));
+        let Ok(Command::Run(config)) = parse(args(&["--no-mailbox", "--max-connections", "7"]))
+        else {
+            panic!("flags must parse");
+        };
+        assert_eq!(config.mailbox, None);
+        assert_eq!(config.limits.max_connections, 7);
+        assert_eq!(config.listen.len(), 3, "default listeners");
     }
 
     #[test]
@@ -228,6 +303,13 @@ mod tests {
         assert_eq!(
             parse(args(&["--peer", "localhost"])),
             Err(FlagError::NotMultiaddr("localhost".into()))
+        );
+        assert_eq!(
+            parse(args(&["--circuit-bytes", "lots"])),
+            Err(FlagError::NotNumber {
+                flag: "--circuit-bytes".into(),
+                value: "lots".into()
+            })
         );
         assert_eq!(parse(args(&["-h"])), Ok(Command::Help));
     }

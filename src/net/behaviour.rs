@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::gossipsub::{self, MessageAuthenticity};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
@@ -15,17 +16,30 @@ use super::{NetError, NodeConfig};
 /// The behaviours every Endra node runs.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub(super) limits: connection_limits::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) sync: request_response::Behaviour<SyncCodec>,
+    /// Circuit relay v2 server (relays only).
     pub(super) relay: Toggle<relay::Behaviour>,
+    /// Rendezvous server (relays only).
     pub(super) rendezvous: Toggle<rendezvous::server::Behaviour>,
+    /// Circuit relay v2 client: listens on `/p2p-circuit` through relays (clients only).
+    pub(super) relay_client: Toggle<relay::client::Behaviour>,
+    /// Rendezvous client: registers at relays under each chain's ID and discovers the
+    /// chain's other peers there (clients only).
+    pub(super) discovery: Toggle<rendezvous::client::Behaviour>,
 }
 
 impl Behaviour {
-    /// The behaviour of a node with identity `key`.
-    pub fn new(key: &identity::Keypair, config: &NodeConfig) -> Result<Self, NetError> {
+    /// The behaviour of a node with identity `key`; `relay_client` comes from the swarm
+    /// builder's relay transport.
+    pub fn new(
+        key: &identity::Keypair,
+        config: &NodeConfig,
+        relay_client: Option<relay::client::Behaviour>,
+    ) -> Result<Self, NetError> {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(256 * 1024)
             .heartbeat_interval(Duration::from_millis(700))
@@ -44,7 +58,23 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
         let peer_id = key.public().to_peer_id();
+        let limits = &config.limits;
+        let relay_config = relay::Config {
+            // Chats are long-lived: circuits last an hour and carry up to the configured cap.
+            max_circuit_duration: limits.circuit_duration,
+            max_circuit_bytes: limits.circuit_bytes,
+            max_reservations: limits.max_connections as usize,
+            max_circuits: limits.max_connections as usize,
+            max_circuits_per_peer: 64,
+            ..relay::Config::default()
+        };
         Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(
+                ConnectionLimits::default()
+                    .with_max_established(Some(limits.max_connections))
+                    .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+                    .with_max_pending_incoming(Some(limits.max_connections.min(512))),
+            ),
             identify: identify::Behaviour::new(identify::Config::new(
                 "/endra/1".into(),
                 key.public(),
@@ -55,11 +85,15 @@ impl Behaviour {
             relay: Toggle::from(
                 config
                     .relay_server
-                    .then(|| relay::Behaviour::new(peer_id, relay::Config::default())),
+                    .then(|| relay::Behaviour::new(peer_id, relay_config)),
             ),
             rendezvous: Toggle::from(config.relay_server.then(|| {
                 rendezvous::server::Behaviour::new(rendezvous::server::Config::default())
             })),
+            relay_client: Toggle::from(relay_client.filter(|_| !config.relay_server)),
+            discovery: Toggle::from(
+                (!config.relay_server).then(|| rendezvous::client::Behaviour::new(key.clone())),
+            ),
         })
     }
 }

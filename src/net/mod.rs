@@ -23,8 +23,9 @@ use ed25519_dalek::SigningKey;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identity, request_response, Multiaddr, PeerId, Swarm};
+use libp2p::{identity, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
 use crate::store::BlockStore;
 use crate::walytis::sync::{Input, Message, Output, Peer, Sync};
@@ -66,6 +67,8 @@ pub struct NodeConfig {
     pub relay_server: bool,
     /// Mean interval of anti-entropy heads exchanges.
     pub tick: Duration,
+    /// Caps on connections, circuits and the mailbox.
+    pub limits: Limits,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +77,38 @@ impl Default for NodeConfig {
             mailbox: false,
             relay_server: false,
             tick: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Caps that keep one node (above all the relay) within its means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in total; more are refused.
+    pub max_connections: u32,
+    /// Established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Chains the mailbox replicates; subscriptions to further chains are not replicated.
+    pub mailbox_max_chains: usize,
+    /// Blocks the mailbox keeps of one chain; beyond, it stops accepting the chain's blocks
+    /// (its members still sync directly with each other).
+    pub mailbox_chain_blocks: u64,
+    /// Bytes one relayed circuit may carry in each direction.
+    pub circuit_bytes: u64,
+    /// How long one relayed circuit may last before the client renews it.
+    pub circuit_duration: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_connections_per_peer: 8,
+            mailbox_max_chains: 100_000,
+            mailbox_chain_blocks: 1_000_000,
+            circuit_bytes: 64 << 20,
+            circuit_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -108,6 +143,9 @@ pub enum NodeEvent {
     },
 }
 
+/// How often rendezvous registrations (valid two hours) are renewed.
+const REGISTRATION_RENEWAL_MS: u64 = 30 * 60 * 1000;
+
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
 enum Command {
@@ -124,6 +162,7 @@ enum Command {
     },
     Listen(Multiaddr, Reply<()>),
     Dial(Multiaddr, Reply<()>),
+    UseRelay(Multiaddr, Reply<()>),
     AddExternal(Multiaddr),
     Peers(BlockId, Reply<Vec<PeerId>>),
 }
@@ -186,6 +225,14 @@ impl NodeHandle {
         self.call(|reply| Command::Dial(address, reply)).await
     }
 
+    /// Dials a relay (an address ending in `/p2p/<relay>`), listens on `/p2p-circuit` through
+    /// it once connected, and registers and discovers the peers of every open chain there.
+    /// Several addresses of one relay (WebRTC-Direct, WebSocket) are dialled together and
+    /// the first to connect wins, so a failing transport falls back to the others.
+    pub async fn use_relay(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::UseRelay(address, reply)).await
+    }
+
     /// Declares an address others reach this node at (a relay needs one to serve circuits).
     pub fn add_external_address(&self, address: Multiaddr) {
         let _ = self.commands.unbounded_send(Command::AddExternal(address));
@@ -209,6 +256,14 @@ pub struct Node<S: BlockStore + Clone> {
     topics: HashMap<TopicHash, BlockId>,
     peers: HashMap<PeerId, Peer>,
     peer_ids: HashMap<Peer, PeerId>,
+    /// Relays this node uses, with their addresses.
+    relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Relays holding a circuit reservation for this node: chains are registered there.
+    reserved: std::collections::HashSet<PeerId>,
+    /// When registrations were last renewed (ms since start).
+    announced_at: u64,
+    /// Chains whose mailbox quota was reported, so the log says it once.
+    over_quota: std::collections::HashSet<BlockId>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<NodeEvent>,
     started: web_time::Instant,
@@ -244,6 +299,10 @@ impl<S: BlockStore + Clone> Node<S> {
             topics: HashMap::new(),
             peers: HashMap::new(),
             peer_ids: HashMap::new(),
+            relays: HashMap::new(),
+            reserved: std::collections::HashSet::new(),
+            over_quota: std::collections::HashSet::new(),
+            announced_at: 0,
             commands,
             events,
             started: web_time::Instant::now(),
@@ -284,6 +343,20 @@ impl<S: BlockStore + Clone> Node<S> {
                         let topic = IdentTopic::new(chain.to_string()).hash();
                         for peer in self.topic_peers(&topic) {
                             self.request_genesis(peer, chain);
+                        }
+                    }
+                    // A chain whose only peers are relays looks for its members again: one
+                    // may have registered after this node last asked.
+                    // Registrations expire after two hours: renew them every half hour.
+                    let renew = self.now() >= self.announced_at + REGISTRATION_RENEWAL_MS;
+                    if renew {
+                        self.announced_at = self.now();
+                    }
+                    for chain in self.chain_ids() {
+                        let topic = IdentTopic::new(chain.to_string()).hash();
+                        let members = self.topic_peers(&topic);
+                        if renew || members.iter().all(|peer| self.relays.contains_key(peer)) {
+                            self.announce(chain);
                         }
                     }
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
@@ -358,6 +431,9 @@ impl<S: BlockStore + Clone> Node<S> {
                     });
                 let _ = reply.send(result);
             }
+            Command::UseRelay(address, reply) => {
+                let _ = reply.send(self.use_relay(address));
+            }
             Command::AddExternal(address) => self.swarm.add_external_address(address),
             Command::Peers(chain, reply) => {
                 let topic = IdentTopic::new(chain.to_string()).hash();
@@ -400,7 +476,69 @@ impl<S: BlockStore + Clone> Node<S> {
             let peer = self.peer(peer);
             self.drive(chain, Input::Connected(peer)).await;
         }
+        self.announce(chain);
         Ok(())
+    }
+
+    fn use_relay(&mut self, address: Multiaddr) -> Result<(), NetError> {
+        let unreachable = |reason: String| NetError::Unreachable {
+            address: address.to_string(),
+            reason,
+        };
+        let Some(Protocol::P2p(relay)) = address.iter().last() else {
+            return Err(unreachable(
+                "a relay address must end in /p2p/<peer id>".into(),
+            ));
+        };
+        let addresses = self.relays.entry(relay).or_default();
+        if !addresses.contains(&address) {
+            addresses.push(address.clone());
+        }
+        if self.swarm.is_connected(&relay) {
+            return Ok(());
+        }
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
+            .addresses(addresses.clone())
+            .build();
+        self.swarm
+            .dial(options)
+            .map_err(|e| unreachable(e.to_string()))
+    }
+
+    /// Tells the relays about a chain this node has: registers it where this node holds a
+    /// reservation (so others can reach it through `/p2p-circuit`), and asks every connected
+    /// relay for the chain's other peers.
+    fn announce(&mut self, chain: BlockId) {
+        let Some(discovery) = self.swarm.behaviour_mut().discovery.as_mut() else {
+            return;
+        };
+        let Ok(namespace) = rendezvous::Namespace::new(chain.to_string()) else {
+            return;
+        };
+        for relay in &self.reserved {
+            if let Err(e) = discovery.register(namespace.clone(), *relay, None) {
+                log(format_args!("cannot register {chain} at {relay}: {e}"));
+            }
+        }
+        let connected: Vec<PeerId> = self
+            .relays
+            .keys()
+            .filter(|relay| self.swarm.is_connected(relay))
+            .copied()
+            .collect();
+        for relay in connected {
+            if let Some(discovery) = self.swarm.behaviour_mut().discovery.as_mut() {
+                discovery.discover(Some(namespace.clone()), None, None, relay);
+            }
+        }
+    }
+
+    fn chain_ids(&self) -> Vec<BlockId> {
+        self.chains
+            .keys()
+            .chain(self.joining.iter())
+            .copied()
+            .collect()
     }
 
     fn topic_peers(&self, topic: &TopicHash) -> Vec<PeerId> {
@@ -434,6 +572,20 @@ impl<S: BlockStore + Clone> Node<S> {
             return;
         };
         let before = sync.chain().len();
+        if self.config.mailbox
+            && before >= self.config.limits.mailbox_chain_blocks
+            && matches!(
+                input,
+                Input::Received(_, Message::Push { .. } | Message::Blocks { .. })
+            )
+        {
+            if self.over_quota.insert(chain) {
+                log(format_args!(
+                    "mailbox quota reached for {chain} ({before} blocks): not storing more"
+                ));
+            }
+            return;
+        }
         match sync.handle(now, input).await {
             Ok(outputs) => {
                 let grew = sync.chain().len() > before;
@@ -490,7 +642,20 @@ impl<S: BlockStore + Clone> Node<S> {
     async fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                if let Some(relay) = circuit_relay(&address) {
+                    // A reservation: others reach this node at this address through the relay.
+                    self.swarm.add_external_address(address.clone());
+                    self.reserved.insert(relay);
+                    for chain in self.chain_ids() {
+                        self.announce(chain);
+                    }
+                }
                 let _ = self.events.unbounded_send(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Some(relay) = circuit_relay(&address) {
+                    self.reserved.remove(&relay);
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -501,6 +666,19 @@ impl<S: BlockStore + Clone> Node<S> {
                     peer: peer_id,
                     connected: true,
                 });
+                if self.swarm.behaviour().relay_client.is_enabled() {
+                    if let Some(address) = self.relays.get(&peer_id).and_then(|a| a.first()) {
+                        let circuit = address.clone().with(Protocol::P2pCircuit);
+                        if let Err(e) = self.swarm.listen_on(circuit) {
+                            log(format_args!("cannot listen through {peer_id}: {e}"));
+                        }
+                    }
+                }
+                if self.relays.contains_key(&peer_id) {
+                    for chain in self.chain_ids() {
+                        self.announce(chain);
+                    }
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -518,6 +696,22 @@ impl<S: BlockStore + Clone> Node<S> {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Discovery(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => {
+                for registration in registrations {
+                    let peer = registration.record.peer_id();
+                    if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(registration.record.addresses().to_vec())
+                        .build();
+                    if let Err(e) = self.swarm.dial(options) {
+                        log(format_args!("cannot dial discovered peer {peer}: {e}"));
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
                 message:
@@ -598,6 +792,13 @@ impl<S: BlockStore + Clone> Node<S> {
         let Ok(chain) = topic.as_str().parse::<BlockId>() else {
             return;
         };
+        if self.chains.len() + self.joining.len() >= self.config.limits.mailbox_max_chains {
+            log(format_args!(
+                "mailbox full ({} chains): not replicating {chain} for {peer_id}",
+                self.config.limits.mailbox_max_chains
+            ));
+            return;
+        }
         // Joining asks every subscriber of the topic, `peer_id` among them, for the genesis.
         if let Err(e) = self.open(chain, None).await {
             log(format_args!(
@@ -635,6 +836,19 @@ impl<S: BlockStore + Clone> Node<S> {
     }
 }
 
+/// The relay of a `/p2p/<relay>/p2p-circuit` listen address.
+fn circuit_relay(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One line to standard error (native) or the console (browser).
 fn log(message: std::fmt::Arguments<'_>) {
     #[cfg(not(target_arch = "wasm32"))]
@@ -649,20 +863,81 @@ pub async fn native_swarm(
     key: identity::Keypair,
     config: &NodeConfig,
 ) -> Result<Swarm<Behaviour>, NetError> {
+    build_native(key, config, None).await
+}
+
+/// The certificate a WebRTC-Direct listener presents; its hash is part of the listen address
+/// (`/certhash/…`), so a relay keeps it across restarts.
+#[cfg(all(feature = "webrtc", not(target_arch = "wasm32")))]
+pub use libp2p_webrtc::tokio::Certificate as WebRtcCertificate;
+
+/// A new WebRTC-Direct certificate.
+#[cfg(all(feature = "webrtc", not(target_arch = "wasm32")))]
+pub fn new_webrtc_certificate() -> Result<WebRtcCertificate, NetError> {
+    WebRtcCertificate::generate(&mut rand_webrtc::rng()).map_err(|e| NetError::Setup(e.to_string()))
+}
+
+/// Builds a native swarm over TCP, WebSocket and WebRTC-Direct (UDP, for browsers), with
+/// identity `key` and the WebRTC `certificate`.
+#[cfg(all(feature = "webrtc", not(target_arch = "wasm32")))]
+pub async fn native_swarm_with_webrtc(
+    key: identity::Keypair,
+    config: &NodeConfig,
+    certificate: WebRtcCertificate,
+) -> Result<Swarm<Behaviour>, NetError> {
+    build_native(key, config, Some(certificate)).await
+}
+
+#[cfg(all(feature = "webrtc", not(target_arch = "wasm32")))]
+type NativeCertificate = WebRtcCertificate;
+#[cfg(all(not(feature = "webrtc"), not(target_arch = "wasm32")))]
+type NativeCertificate = std::convert::Infallible;
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn build_native(
+    key: identity::Keypair,
+    config: &NodeConfig,
+    webrtc: Option<NativeCertificate>,
+) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::{noise, tcp, yamux};
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
             noise::Config::new,
             yamux::Config::default,
         )
+        .map_err(|e| setup(&e))?;
+    #[cfg(feature = "webrtc")]
+    let builder = builder
+        .with_other_transport(|key| {
+            use libp2p::core::muxing::StreamMuxerBox;
+            use libp2p::core::transport::OptionalTransport;
+            use libp2p::core::Transport;
+            match webrtc {
+                Some(certificate) => OptionalTransport::some(
+                    libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
+                        .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+                ),
+                None => OptionalTransport::none(),
+            }
+        })
+        .map_err(|e| setup(&e))?;
+    #[cfg(not(feature = "webrtc"))]
+    let _ = webrtc;
+    // The builder's phases are ordered: other transports (WebRTC) come before DNS and WebSocket.
+    Ok(builder
+        .with_dns()
         .map_err(|e| setup(&e))?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(|e| setup(&e))?
-        .with_behaviour(|key| Behaviour::new(key, config).map_err(|e| e.to_string().into()))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, config, Some(relay_client)).map_err(|e| e.to_string().into())
+        })
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build())
@@ -697,7 +972,11 @@ pub fn browser_swarm(
                 .boxed())
         })
         .map_err(|e| setup(&e))?
-        .with_behaviour(|key| Behaviour::new(key, config).map_err(|e| e.to_string().into()))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, config, Some(relay_client)).map_err(|e| e.to_string().into())
+        })
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build())

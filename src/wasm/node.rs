@@ -104,6 +104,20 @@ impl WasmNode {
         })
     }
 
+    /// Uses a relay (a `/ws/p2p/…` or `/webrtc-direct/certhash/…/p2p/…` address): dials it,
+    /// listens on `/p2p-circuit` through it and finds the peers of open chains there.
+    #[wasm_bindgen(js_name = useRelay)]
+    pub fn use_relay(&self, address: String) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            let address: Multiaddr = address
+                .parse()
+                .map_err(|e| invalid(format_args!("{address:?} is not a multiaddr: {e}")))?;
+            handle.use_relay(address).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Starts syncing a chain: the store's copy, or joins it by ID.
     pub fn open(&self, chain: String) -> js_sys::Promise {
         let handle = self.handle.clone();

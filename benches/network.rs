@@ -1,0 +1,302 @@
+//! Native network benchmarks over libp2p on 127.0.0.1 (TCP, Noise, Yamux):
+//!
+//! - catch-up: a node joins a 10,000-block chain held by a relay's mailbox; time from `open`
+//!   to the last block stored (target ≤ 1 s);
+//! - relay capacity: `ENDRA_BENCH_CLIENTS` (default 1,000) clients in chats of 10 members,
+//!   all through one `endra-relay` process (debug build, dependencies optimised); its memory
+//!   per client and the blocks per second it fans out while every chat's writer sends.
+//!
+//! `cargo bench --features net --bench network` prints the numbers and writes them to
+//! `bench/results/network-native.json` (summarised in the README).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use endra::store::MemoryStore;
+use endra::walytis::{BlockId, Chain};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use libp2p::{identity, Multiaddr};
+
+const CATCH_UP_BLOCKS: u64 = 10_000;
+const CHAT_MEMBERS: usize = 10;
+const BLOCKS_PER_WRITER: usize = 20;
+
+struct Running {
+    handle: NodeHandle,
+    events: UnboundedReceiver<NodeEvent>,
+}
+
+async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running {
+    let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
+        .await
+        .expect("swarm");
+    let (node, handle, events) = Node::new(swarm, store, common::key(seed), config);
+    tokio::task::spawn_local(node.run());
+    Running { handle, events }
+}
+
+async fn listening(node: &mut Running) -> Multiaddr {
+    node.handle
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .await
+        .expect("listen");
+    loop {
+        if let Some(NodeEvent::Listening(address)) = node.events.next().await {
+            return address.with_p2p(node.handle.peer_id()).expect("p2p");
+        }
+    }
+}
+
+async fn count_reaches(events: &mut UnboundedReceiver<NodeEvent>, chain: BlockId, count: u64) {
+    let wait = async {
+        loop {
+            match events.next().await {
+                Some(NodeEvent::Changed { chain: c, count: n }) if c == chain && n >= count => {
+                    return
+                }
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), wait)
+        .await
+        .unwrap_or_else(|_| panic!("chain did not reach {count} blocks"));
+}
+
+fn relay_config() -> NodeConfig {
+    NodeConfig {
+        mailbox: true,
+        relay_server: true,
+        ..NodeConfig::default()
+    }
+}
+
+/// Seconds for a fresh node to fetch a 10,000-block chain from the relay's mailbox.
+async fn catch_up() -> f64 {
+    let relay_store = MemoryStore::new();
+    let mut chain = Chain::create(
+        relay_store.clone(),
+        &common::key(1),
+        1,
+        vec![],
+        b"g".to_vec(),
+    )
+    .await
+    .expect("create");
+    let key = common::key(1);
+    let mut written = 1;
+    while written < CATCH_UP_BLOCKS {
+        let n = (CATCH_UP_BLOCKS - written).min(500) as usize;
+        chain
+            .append(&key, 2, vec![(vec![7u8; 100], vec![]); n])
+            .await
+            .expect("append");
+        written += n as u64;
+    }
+    let id = chain.id();
+    let mut relay = start(relay_store, 100, relay_config()).await;
+    let address = listening(&mut relay).await;
+    relay.handle.open(id, None).await.expect("open");
+
+    let mut reader = start(MemoryStore::new(), 2, NodeConfig::default()).await;
+    reader.handle.dial(address).await.expect("dial");
+    let started = Instant::now();
+    reader.handle.open(id, None).await.expect("join");
+    count_reaches(&mut reader.events, id, CATCH_UP_BLOCKS).await;
+    started.elapsed().as_secs_f64()
+}
+
+struct Capacity {
+    clients: usize,
+    connect_s: f64,
+    relay_rss_idle_bytes: u64,
+    memory_per_client_bytes: u64,
+    fanned_out: u64,
+    fan_out_blocks_per_s: f64,
+}
+
+/// The `endra-relay` binary (`cargo build -p endra-relay`: debug build, dependencies
+/// optimised) running in its own process, so its memory is measured alone.
+struct RelayProcess {
+    child: std::process::Child,
+    address: Multiaddr,
+    _dir: tempfile::TempDir,
+}
+
+impl RelayProcess {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let binary = std::env::var("ENDRA_RELAY_BIN")
+            .unwrap_or_else(|_| "target/debug/endra-relay".to_string());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = std::process::Command::new(&binary)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .arg("--key-file")
+            .arg(dir.path().join("relay.key"))
+            .arg("--webrtc-cert")
+            .arg(dir.path().join("relay.pem"))
+            .arg("--mailbox")
+            .arg(dir.path().join("mailbox.redb"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary}: {e} (run `cargo build -p endra-relay` first)"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines.next().expect("relay output").expect("relay line");
+            if let Some(address) = line.strip_prefix("endra-relay: listening on ") {
+                break address.parse().expect("multiaddr");
+            }
+        };
+        // Keep draining its output so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        RelayProcess {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+
+    /// The relay's resident memory in bytes (Linux).
+    fn rss(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clients` client nodes (in this process) in chats of 10 members, all through one relay
+/// process: the relay's memory growth per client, and the blocks per second it fans out
+/// while every chat's creator writes 20 blocks.
+async fn capacity(clients: usize) -> Capacity {
+    let relay = RelayProcess::start();
+    let chats = clients.div_ceil(CHAT_MEMBERS);
+    let idle = relay.rss();
+
+    let mut members: Vec<(BlockId, Running)> = Vec::with_capacity(clients);
+    let started = Instant::now();
+    for n in 0..clients {
+        let store = MemoryStore::new();
+        let chat = n / CHAT_MEMBERS;
+        let id = if n % CHAT_MEMBERS == 0 {
+            Chain::create(
+                store.clone(),
+                &common::key(1),
+                chat as u64,
+                vec![],
+                b"g".to_vec(),
+            )
+            .await
+            .expect("create")
+            .id()
+        } else {
+            members[chat * CHAT_MEMBERS].0
+        };
+        let node = start(store, (n % 250) as u8, NodeConfig::default()).await;
+        node.handle.dial(relay.address.clone()).await.expect("dial");
+        node.handle.open(id, None).await.expect("open");
+        members.push((id, node));
+    }
+    // Every member holds its chat's genesis: joined through the relay.
+    for (id, node) in &mut members {
+        count_reaches(&mut node.events, *id, 1).await;
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    let loaded = relay.rss();
+
+    let started = Instant::now();
+    for chat in 0..chats {
+        let (id, writer) = &members[chat * CHAT_MEMBERS];
+        for b in 0..BLOCKS_PER_WRITER {
+            writer
+                .handle
+                .append(*id, 3 + b as u64, vec![(vec![1u8; 200], vec![])])
+                .await
+                .expect("append");
+        }
+    }
+    for (id, node) in &mut members {
+        count_reaches(&mut node.events, *id, 1 + BLOCKS_PER_WRITER as u64).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let fanned_out = (chats * BLOCKS_PER_WRITER * (CHAT_MEMBERS - 1)) as u64;
+    Capacity {
+        clients,
+        connect_s,
+        relay_rss_idle_bytes: idle,
+        memory_per_client_bytes: loaded.saturating_sub(idle) / clients as u64,
+        fanned_out,
+        fan_out_blocks_per_s: fanned_out as f64 / elapsed,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no other arguments.
+    let clients: usize = std::env::var("ENDRA_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let (catch_up_runs, capacity) = local.block_on(&runtime, async {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            runs.push(catch_up().await);
+        }
+        (runs, capacity(clients).await)
+    });
+    let mut sorted = catch_up_runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    println!("catch-up of {CATCH_UP_BLOCKS} blocks over libp2p: median {median:.3} s (runs {catch_up_runs:.3?})");
+    println!(
+        "relay capacity: {} clients in chats of {CHAT_MEMBERS} connected and joined in {:.1} s, \
+         relay memory {} MiB idle + {} KiB per client, {} blocks fanned out at {:.0} blocks/s",
+        capacity.clients,
+        capacity.connect_s,
+        capacity.relay_rss_idle_bytes >> 20,
+        capacity.memory_per_client_bytes / 1024,
+        capacity.fanned_out,
+        capacity.fan_out_blocks_per_s
+    );
+    let json = format!(
+        "{{\n  \"benchmark\": \"native libp2p on 127.0.0.1 (TCP, Noise, Yamux), one process\",\n  \
+         \"catch_up_blocks\": {CATCH_UP_BLOCKS},\n  \"catch_up_native_s\": {median:.3},\n  \
+         \"catch_up_target_s\": 1,\n  \"relay_clients\": {},\n  \"relay_chat_members\": {CHAT_MEMBERS},\n  \
+         \"relay_connect_and_join_s\": {:.2},\n  \"relay_rss_idle_bytes\": {},\n  \"relay_memory_per_client_bytes\": {},\n  \
+         \"fanned_out_blocks\": {},\n  \"fan_out_blocks_per_s\": {:.0}\n}}\n",
+        capacity.clients,
+        capacity.connect_s,
+        capacity.relay_rss_idle_bytes,
+        capacity.memory_per_client_bytes,
+        capacity.fanned_out,
+        capacity.fan_out_blocks_per_s
+    );
+    std::fs::create_dir_all("bench/results").expect("results dir");
+    std::fs::write("bench/results/network-native.json", json).expect("write results");
+}
