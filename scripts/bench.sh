@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): criterion for the core, the browser IndexedDB bench, the wasm size.
+# Benchmarks (not tests): criterion for the core, the browser IndexedDB and network benches,
+# the native network bench, the wasm size.
 # Each writes bench/results/*.json; the README summarises them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ node bench/browser.mjs
 echo "== network: browser → relay → browser latency, 10,000-block catch-up =="
 cargo build -p endra-relay
 node bench/network.mjs
+
+echo "== network, native: 10,000-block catch-up over libp2p, relay capacity (1,000 clients) =="
+cargo bench --features net --bench network
 
 echo "== release wasm size =="
 raw=$(wc -c < pkg/wasm/endra_bg.wasm)
