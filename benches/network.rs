@@ -290,7 +290,7 @@ fn main() {
         capacity.fan_out_blocks_per_s
     );
     let json = format!(
-        "{{\n  \"benchmark\": \"native libp2p on 127.0.0.1 (TCP, Noise, Yamux), one process\",\n  \
+        "{{\n  \"benchmark\": \"native libp2p on 127.0.0.1 (TCP, Noise, Yamux); clients in the bench process, endra-relay in its own\",\n  \
          \"catch_up_blocks\": {CATCH_UP_BLOCKS},\n  \"catch_up_native_s\": {median:.3},\n  \
          \"catch_up_target_s\": 1,\n  \"relay_clients\": {},\n  \"relay_chat_members\": {CHAT_MEMBERS},\n  \
          \"relay_connect_and_join_s\": {:.2},\n  \"relay_rss_idle_bytes\": {},\n  \"relay_memory_per_client_bytes\": {},\n  \
