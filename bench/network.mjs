@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
 import { launchProfile } from '../e2e/browser.mjs';
+import { measureJsLibp2pGossipsub } from './js-libp2p/measure.mjs';
 
 const BLOCKS = 500;
 const CATCH_UP = 10_000;
@@ -24,7 +25,7 @@ async function device(profile, name) {
     window.endra = endra;
     window.store = await endra.Store.indexedDb(storeName);
     window.node = await endra.Node.start({ store: window.store, relays });
-  }, [relay.addresses, name]);
+  }, [[relay.ws], name]);
   return page;
 }
 
@@ -60,6 +61,9 @@ try {
   }
   latencies.sort((x, y) => x - y);
 
+  // The reference in the same run: plain js-libp2p gossipsub, page → hub → page.
+  const reference = await measureJsLibp2pGossipsub({ profiles, url: server.url, messages: BLOCKS });
+
   // Catch-up: a 10,000-block chain, stored by the relay's mailbox, fetched by a new device.
   const chainId = await a.evaluate(async (n) => {
     window.big = await window.endra.Chain.create({ store: window.store, node: window.node });
@@ -87,6 +91,12 @@ try {
     latency_p99_ms: Number(percentile(latencies, 99).toFixed(2)),
     latency_target_p50_ms: 5,
     latency_target_p99_ms: 25,
+    js_libp2p_gossipsub_reference: {
+      what: 'js-libp2p 3 gossipsub, page → hub in Node → page, WebSocket, same timing',
+      ...reference,
+    },
+    latency_ratio_p50: Number((percentile(latencies, 50) / reference.p50_ms).toFixed(2)),
+    latency_ratio_p99: Number((percentile(latencies, 99) / reference.p99_ms).toFixed(2)),
     catch_up_blocks: CATCH_UP,
     catch_up_browser_s: Number(catchUp.toFixed(2)),
     catch_up_target_s: 5,

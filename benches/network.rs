@@ -14,61 +14,17 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use common::net::{count_reaches, listening, run_local, start, Running};
+use endra::net::NodeConfig;
 use endra::store::MemoryStore;
 use endra::walytis::{BlockId, Chain};
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::StreamExt;
-use libp2p::{identity, Multiaddr};
+use libp2p::Multiaddr;
 
 const CATCH_UP_BLOCKS: u64 = 10_000;
 const CHAT_MEMBERS: usize = 10;
 const BLOCKS_PER_WRITER: usize = 20;
-
-struct Running {
-    handle: NodeHandle,
-    events: UnboundedReceiver<NodeEvent>,
-}
-
-async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running {
-    let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
-        .await
-        .expect("swarm");
-    let (node, handle, events) = Node::new(swarm, store, common::key(seed), config);
-    tokio::task::spawn_local(node.run());
-    Running { handle, events }
-}
-
-async fn listening(node: &mut Running) -> Multiaddr {
-    node.handle
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .await
-        .expect("listen");
-    loop {
-        if let Some(NodeEvent::Listening(address)) = node.events.next().await {
-            return address.with_p2p(node.handle.peer_id()).expect("p2p");
-        }
-    }
-}
-
-async fn count_reaches(events: &mut UnboundedReceiver<NodeEvent>, chain: BlockId, count: u64) {
-    let wait = async {
-        loop {
-            match events.next().await {
-                Some(NodeEvent::Changed { chain: c, count: n }) if c == chain && n >= count => {
-                    return
-                }
-                Some(_) => {}
-                None => panic!("node stopped"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(600), wait)
-        .await
-        .unwrap_or_else(|_| panic!("chain did not reach {count} blocks"));
-}
 
 fn relay_config() -> NodeConfig {
     NodeConfig {
@@ -109,7 +65,7 @@ async fn catch_up() -> f64 {
     reader.handle.dial(address).await.expect("dial");
     let started = Instant::now();
     reader.handle.open(id, None).await.expect("join");
-    count_reaches(&mut reader.events, id, CATCH_UP_BLOCKS).await;
+    count_reaches(&mut reader, id, CATCH_UP_BLOCKS).await;
     started.elapsed().as_secs_f64()
 }
 
@@ -222,7 +178,7 @@ async fn capacity(clients: usize) -> Capacity {
     // Every member holds its chat's genesis: joined through the relay. (Creators hold it.)
     for (n, (id, node)) in members.iter_mut().enumerate() {
         if n % CHAT_MEMBERS != 0 {
-            count_reaches(&mut node.events, *id, 1).await;
+            count_reaches(node, *id, 1).await;
         }
     }
     let connect_s = started.elapsed().as_secs_f64();
@@ -241,7 +197,7 @@ async fn capacity(clients: usize) -> Capacity {
     }
     for (n, (id, node)) in members.iter_mut().enumerate() {
         if n % CHAT_MEMBERS != 0 {
-            count_reaches(&mut node.events, *id, 1 + BLOCKS_PER_WRITER as u64).await;
+            count_reaches(node, *id, 1 + BLOCKS_PER_WRITER as u64).await;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -262,12 +218,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    let (catch_up_runs, capacity) = local.block_on(&runtime, async {
+    let (catch_up_runs, capacity) = run_local(async {
         let mut runs = Vec::new();
         for _ in 0..3 {
             runs.push(catch_up().await);

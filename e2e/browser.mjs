@@ -35,3 +35,21 @@ export async function launchProfile() {
     },
   };
 }
+
+/** Waits, event-driven, until the page's `window.chain` holds `count` blocks (30 s at most). */
+export const waitForCount = (page, count) => page.evaluate(async (n) => {
+  const signal = AbortSignal.timeout(30_000);
+  try {
+    for await (const block of window.chain.subscribe({ signal })) {
+      if (block.seq + 1 >= n) return;
+    }
+  } finally {
+    if (signal.aborted) throw new Error(`chain stuck at ${await window.chain.count()} blocks, expected ${n}`);
+  }
+}, count);
+
+/** Writes `count` blocks `<prefix> <i>` to the page's `window.chain`, one at a time. */
+export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
+  const encoder = new TextEncoder();
+  for (let i = 0; i < n; i++) await window.chain.addBlock(encoder.encode(`${p} ${i}`));
+}, [prefix, count]);

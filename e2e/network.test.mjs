@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { launchProfile } from './browser.mjs';
+import { launchProfile, waitForCount, write } from './browser.mjs';
 
 const cleanup = [];
 after(async () => {
@@ -66,21 +66,6 @@ const join_ = (p, chain) => p.evaluate(async (id) => {
   });
 }, chain);
 
-const write = (p, prefix, count) => p.evaluate(async ([prefix, n]) => {
-  const encoder = new TextEncoder();
-  for (let i = 0; i < n; i++) await window.chain.addBlock(encoder.encode(`${prefix} ${i}`));
-}, [prefix, count]);
-
-const waitForCount = (p, count) => p.evaluate(async (n) => {
-  const signal = AbortSignal.timeout(30_000);
-  try {
-    for await (const block of window.chain.subscribe({ signal })) {
-      if (block.seq + 1 >= n) return;
-    }
-  } finally {
-    if (signal.aborted) throw new Error(`chain stuck at ${await window.chain.count()} blocks, expected ${n}`);
-  }
-}, count);
 
 const order = (p) => p.evaluate(async () => (await window.chain.blocks({ limit: 10_000 })).map((b) => b.id));
 

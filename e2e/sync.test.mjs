@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { launchProfile } from './browser.mjs';
+import { launchProfile, waitForCount, write } from './browser.mjs';
 
 let relayDir;
 let relay;
@@ -57,21 +57,6 @@ const order = (page) => page.evaluate(async () => {
 });
 
 /** Waits, event-driven, until the page's chain holds `count` blocks (30 s at most). */
-const waitForCount = (page, count) => page.evaluate(async (n) => {
-  const signal = AbortSignal.timeout(30_000);
-  try {
-    for await (const block of window.chain.subscribe({ signal })) {
-      if (block.seq + 1 >= n) return;
-    }
-  } finally {
-    if (signal.aborted) throw new Error(`chain stuck at ${await window.chain.count()} blocks, expected ${n}`);
-  }
-}, count);
-
-const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
-  const encoder = new TextEncoder();
-  for (let i = 0; i < n; i++) await window.chain.addBlock(encoder.encode(`${p} ${i}`));
-}, [prefix, count]);
 
 test('two devices exchange blocks through the relay, live and after one was closed', async () => {
   const a = await device(alice);

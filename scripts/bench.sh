@@ -19,6 +19,8 @@ node bench/browser.mjs
 
 echo "== network: browser → relay → browser latency, 10,000-block catch-up =="
 cargo build -p endra-relay
+# The js-libp2p reference lives in its own package: only the bench installs it.
+(cd bench/js-libp2p && npm ci --no-audit --no-fund)
 node bench/network.mjs
 
 echo "== network, native: 10,000-block catch-up over libp2p, relay capacity (1,000 clients) =="

@@ -6,61 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use common::net::{count_reaches, listening, new_chain, run_local, start, wait_for};
+use endra::net::{NodeConfig, NodeEvent};
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, Chain, Query};
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::StreamExt;
-use libp2p::{identity, Multiaddr};
-
-struct Running {
-    handle: NodeHandle,
-    events: UnboundedReceiver<NodeEvent>,
-    store: MemoryStore,
-}
-
-async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running {
-    let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
-        .await
-        .expect("swarm");
-    let (node, handle, events) = Node::new(swarm, store.clone(), common::key(seed), config);
-    tokio::task::spawn_local(node.run());
-    Running {
-        handle,
-        events,
-        store,
-    }
-}
-
-async fn listening(node: &mut Running) -> Multiaddr {
-    node.handle
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .await
-        .expect("listen");
-    loop {
-        if let Some(NodeEvent::Listening(address)) = node.events.next().await {
-            return address.with_p2p(node.handle.peer_id()).expect("p2p");
-        }
-    }
-}
-
-/// Waits until the node reports `count` blocks on `chain`.
-async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
-    let wait = async {
-        loop {
-            match node.events.next().await {
-                Some(NodeEvent::Changed { chain: c, count: n }) if c == chain && n >= count => {
-                    return
-                }
-                Some(_) => {}
-                None => panic!("node stopped"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .unwrap_or_else(|_| panic!("chain did not reach {count} blocks"));
-}
 
 async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
     let chain = Chain::open(store.clone(), chain).await.expect("open");
@@ -85,11 +34,7 @@ fn fast() -> NodeConfig {
 
 #[test]
 fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, async {
+    run_local(async {
         let relay_config = NodeConfig {
             mailbox: true,
             relay_server: true,
@@ -99,17 +44,7 @@ fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
         let relay_address = listening(&mut relay).await;
 
         // Alice creates a chain and writes.
-        let alice_store = MemoryStore::new();
-        let chain = Chain::create(
-            alice_store.clone(),
-            &common::key(1),
-            1,
-            vec![],
-            b"g".to_vec(),
-        )
-        .await
-        .expect("create")
-        .id();
+        let (alice_store, chain) = new_chain(1, 1).await;
         let mut alice = start(alice_store, 1, fast()).await;
         alice
             .handle
@@ -169,11 +104,7 @@ fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
 
 #[test]
 fn clients_of_two_peered_relays_converge() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, async {
+    run_local(async {
         let relay_config = || NodeConfig {
             mailbox: true,
             relay_server: true,
@@ -190,17 +121,7 @@ fn clients_of_two_peered_relays_converge() {
             .await
             .expect("peer the relays");
 
-        let alice_store = MemoryStore::new();
-        let chain = Chain::create(
-            alice_store.clone(),
-            &common::key(1),
-            1,
-            vec![],
-            b"g".to_vec(),
-        )
-        .await
-        .expect("create")
-        .id();
+        let (alice_store, chain) = new_chain(1, 1).await;
         let mut alice = start(alice_store, 1, fast()).await;
         alice
             .handle
@@ -240,11 +161,7 @@ fn clients_of_two_peered_relays_converge() {
 /// find each other by rendezvous and sync over a `/p2p-circuit` connection through it.
 #[test]
 fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, async {
+    run_local(async {
         let relay_config = NodeConfig {
             mailbox: false,
             relay_server: true,
@@ -254,17 +171,7 @@ fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
         let relay_address = listening(&mut relay).await;
         relay.handle.add_external_address(relay_address.clone());
 
-        let alice_store = MemoryStore::new();
-        let chain = Chain::create(
-            alice_store.clone(),
-            &common::key(1),
-            1,
-            vec![],
-            b"g".to_vec(),
-        )
-        .await
-        .expect("create")
-        .id();
+        let (alice_store, chain) = new_chain(1, 1).await;
         let mut alice = start(alice_store, 1, fast()).await;
         alice.handle.open(chain, None).await.expect("open");
         alice
@@ -321,11 +228,7 @@ fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
 /// The mailbox stops storing a chain at its quota; members still converge directly.
 #[test]
 fn the_mailbox_keeps_to_its_per_chain_quota() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, async {
+    run_local(async {
         let limits = endra::net::Limits {
             mailbox_chain_blocks: 3,
             ..endra::net::Limits::default()
@@ -340,17 +243,7 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
         let relay_address = listening(&mut relay).await;
         relay.handle.add_external_address(relay_address.clone());
 
-        let alice_store = MemoryStore::new();
-        let chain = Chain::create(
-            alice_store.clone(),
-            &common::key(1),
-            1,
-            vec![],
-            b"g".to_vec(),
-        )
-        .await
-        .expect("create")
-        .id();
+        let (alice_store, chain) = new_chain(1, 1).await;
         let alice = start(alice_store, 1, fast()).await;
         alice.handle.open(chain, None).await.expect("open");
         alice
@@ -383,20 +276,4 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
             order(&alice.store, chain).await
         );
     });
-}
-
-/// Waits for an event matching `wanted`.
-async fn wait_for(node: &mut Running, wanted: impl Fn(&NodeEvent) -> bool) {
-    let wait = async {
-        loop {
-            match node.events.next().await {
-                Some(event) if wanted(&event) => return,
-                Some(_) => {}
-                None => panic!("node stopped"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .expect("event did not come");
 }

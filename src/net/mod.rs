@@ -500,9 +500,11 @@ impl<S: BlockStore + Clone> Node<S> {
         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
             .addresses(addresses.clone())
             .build();
-        self.swarm
-            .dial(options)
-            .map_err(|e| unreachable(e.to_string()))
+        match self.swarm.dial(options) {
+            // A dial to this relay is under way (another of its addresses): that one serves.
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(e) => Err(unreachable(e.to_string())),
+        }
     }
 
     /// Tells the relays about a chain this node has: registers it where this node holds a
