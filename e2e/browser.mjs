@@ -53,3 +53,22 @@ export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
   const encoder = new TextEncoder();
   for (let i = 0; i < n; i++) await window.chain.addBlock(encoder.encode(`${p} ${i}`));
 }, [prefix, count]);
+
+/**
+ * A new page of `context` at `url` (a page of the demo server) with the package loaded as
+ * `window.endra`, an IndexedDB store named `store` as `window.store` and a node using
+ * `relays` as `window.node`. Page errors are printed.
+ */
+export async function endraPage(context, { url, relays, store }) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
+  await page.evaluate(async ([addresses, name]) => {
+    const endra = await import('../pkg/index.js');
+    window.endra = endra;
+    window.store = await endra.Store.indexedDb(name);
+    window.node = await endra.Node.start({ store: window.store, relays: addresses });
+  }, [relays, store]);
+  return page;
+}

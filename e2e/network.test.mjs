@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { launchProfile, waitForCount, write } from './browser.mjs';
+import { endraPage, launchProfile, waitForCount, write } from './browser.mjs';
 
 const cleanup = [];
 after(async () => {
@@ -31,23 +31,16 @@ async function page(relays) {
   }
   const profile = await launchProfile();
   cleanup.push(() => profile.close());
-  const p = await profile.context.newPage();
-  p.on('pageerror', (e) => console.error('page error:', e.message));
-  await p.goto(server.url);
-  await p.waitForSelector('body[data-ready="true"]', { state: 'attached' });
-  await p.evaluate(async (addresses) => {
-    const endra = await import('../pkg/index.js');
-    window.endra = endra;
-    window.store = await endra.Store.indexedDb('network-test');
-    window.node = await endra.Node.start({ store: window.store, relays: addresses });
-    // Connected to the relay: Node.start only starts the dial.
+  const p = await endraPage(profile.context, { url: server.url, relays, store: 'network-test' });
+  // Connected to the relay: Node.start only starts the dial.
+  await p.evaluate(async () => {
     if (!window.node.online) {
       await new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no connection to the relay in 20 s')), 20_000);
         window.node.addEventListener('connection', () => { clearTimeout(timer); resolve(); }, { once: true });
       });
     }
-  }, relays);
+  });
   return p;
 }
 

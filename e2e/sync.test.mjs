@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { launchProfile, waitForCount, write } from './browser.mjs';
+import { endraPage, launchProfile, waitForCount, write } from './browser.mjs';
 
 let relayDir;
 let relay;
@@ -31,19 +31,7 @@ after(async () => {
 });
 
 /** A page of `profile` with the package loaded and a node connected to the relay. */
-async function device(profile) {
-  const page = await profile.context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  await page.goto(server.url);
-  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
-  await page.evaluate(async (relays) => {
-    const endra = await import('../pkg/index.js');
-    window.endra = endra;
-    window.store = await endra.Store.indexedDb('sync-test');
-    window.node = await endra.Node.start({ store: window.store, relays });
-  }, relay.addresses);
-  return page;
-}
+const device = (profile) => endraPage(profile.context, { url: server.url, relays: relay.addresses, store: 'sync-test' });
 
 const order = (page) => page.evaluate(async () => {
   const ids = [];

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{count_reaches, listening, new_chain, run_local, start, wait_for};
+use common::net::{count_reaches, new_chain, run_local, start, start_relay, wait_for};
 use endra::net::{NodeConfig, NodeEvent};
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, Chain, Query};
@@ -40,8 +40,7 @@ fn two_clients_sync_through_a_relay_and_meet_offline_through_its_mailbox() {
             relay_server: true,
             ..fast()
         };
-        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
-        let relay_address = listening(&mut relay).await;
+        let (mut relay, relay_address) = start_relay(100, relay_config).await;
 
         // Alice creates a chain and writes.
         let (alice_store, chain) = new_chain(1, 1).await;
@@ -110,10 +109,8 @@ fn clients_of_two_peered_relays_converge() {
             relay_server: true,
             ..fast()
         };
-        let mut relay1 = start(MemoryStore::new(), 101, relay_config()).await;
-        let relay1_address = listening(&mut relay1).await;
-        let mut relay2 = start(MemoryStore::new(), 102, relay_config()).await;
-        let relay2_address = listening(&mut relay2).await;
+        let (_relay1, relay1_address) = start_relay(101, relay_config()).await;
+        let (relay2, relay2_address) = start_relay(102, relay_config()).await;
         // Relays grow past one machine by dialling each other (`endra-relay --peer`).
         relay2
             .handle
@@ -167,9 +164,7 @@ fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
             relay_server: true,
             ..fast()
         };
-        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
-        let relay_address = listening(&mut relay).await;
-        relay.handle.add_external_address(relay_address.clone());
+        let (relay, relay_address) = start_relay(100, relay_config).await;
 
         let (alice_store, chain) = new_chain(1, 1).await;
         let mut alice = start(alice_store, 1, fast()).await;
@@ -239,9 +234,7 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
             limits,
             ..fast()
         };
-        let mut relay = start(MemoryStore::new(), 100, relay_config).await;
-        let relay_address = listening(&mut relay).await;
-        relay.handle.add_external_address(relay_address.clone());
+        let (mut relay, relay_address) = start_relay(100, relay_config).await;
 
         let (alice_store, chain) = new_chain(1, 1).await;
         let alice = start(alice_store, 1, fast()).await;

@@ -96,9 +96,7 @@ impl WasmNode {
     pub fn dial(&self, address: String) -> js_sys::Promise {
         let handle = self.handle.clone();
         promise(async move {
-            let address: Multiaddr = address
-                .parse()
-                .map_err(|e| invalid(format_args!("{address:?} is not a multiaddr: {e}")))?;
+            let address = parse_multiaddr(&address)?;
             handle.dial(address).await?;
             Ok(JsValue::UNDEFINED)
         })
@@ -110,9 +108,7 @@ impl WasmNode {
     pub fn use_relay(&self, address: String) -> js_sys::Promise {
         let handle = self.handle.clone();
         promise(async move {
-            let address: Multiaddr = address
-                .parse()
-                .map_err(|e| invalid(format_args!("{address:?} is not a multiaddr: {e}")))?;
+            let address = parse_multiaddr(&address)?;
             handle.use_relay(address).await?;
             Ok(JsValue::UNDEFINED)
         })
@@ -151,4 +147,9 @@ impl WasmNode {
             Ok(strings(peers).into())
         })
     }
+}
+
+fn parse_multiaddr(text: &str) -> Result<Multiaddr, JsFailure> {
+    text.parse()
+        .map_err(|e| invalid(format_args!("{text:?} is not a multiaddr: {e}")))
 }

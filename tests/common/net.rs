@@ -71,6 +71,15 @@ pub async fn listening(node: &mut Running) -> Multiaddr {
     }
 }
 
+/// A relay node (`config` should set `relay_server`) listening on a free TCP port and
+/// announcing that address, so it can hold circuit reservations. Returns it with the address.
+pub async fn start_relay(seed: u8, config: NodeConfig) -> (Running, Multiaddr) {
+    let mut relay = start(MemoryStore::new(), seed, config).await;
+    let address = listening(&mut relay).await;
+    relay.handle.add_external_address(address.clone());
+    (relay, address)
+}
+
 /// Waits until the node reports `count` blocks on `chain`.
 pub async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
     let wait = async {
