@@ -5,7 +5,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { launchProfile } from '../e2e/browser.mjs';
+import { endraPage, launchProfile } from '../e2e/browser.mjs';
 import { measureJsLibp2pGossipsub } from './js-libp2p/measure.mjs';
 
 const BLOCKS = 500;
@@ -16,18 +16,7 @@ const relay = await startRelay({ dir });
 const server = await startServer({ port: 0, relays: relay.addresses });
 const profiles = [await launchProfile(), await launchProfile(), await launchProfile()];
 
-async function device(profile, name) {
-  const page = await profile.context.newPage();
-  await page.goto(server.url);
-  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
-  await page.evaluate(async ([relays, storeName]) => {
-    const endra = await import('../pkg/index.js');
-    window.endra = endra;
-    window.store = await endra.Store.indexedDb(storeName);
-    window.node = await endra.Node.start({ store: window.store, relays });
-  }, [[relay.ws], name]);
-  return page;
-}
+const device = (profile, name) => endraPage(profile.context, { url: server.url, relays: [relay.ws], store: name });
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
@@ -62,7 +51,7 @@ try {
   latencies.sort((x, y) => x - y);
 
   // The reference in the same run: plain js-libp2p gossipsub, page → hub → page.
-  const reference = await measureJsLibp2pGossipsub({ profiles, url: server.url, messages: BLOCKS });
+  const reference = await measureJsLibp2pGossipsub({ profiles, messages: BLOCKS });
 
   // Catch-up: a 10,000-block chain, stored by the relay's mailbox, fetched by a new device.
   const chainId = await a.evaluate(async (n) => {
@@ -92,7 +81,7 @@ try {
     latency_target_p50_ms: 5,
     latency_target_p99_ms: 25,
     js_libp2p_gossipsub_reference: {
-      what: 'js-libp2p 3 gossipsub, page → hub in Node → page, WebSocket, same timing',
+      what: 'js-libp2p 3.3 + @libp2p/gossipsub 17 (defaults), page → hub in Node → page, WebSocket, same timing',
       ...reference,
     },
     latency_ratio_p50: Number((percentile(latencies, 50) / reference.p50_ms).toFixed(2)),

@@ -1,66 +1,82 @@
 // The js-libp2p gossipsub reference for bench/network.mjs: page A → hub (Node) → page B,
-// 500 messages one at a time, timed exactly like Endra's block latency.
+// messages one at a time, timed exactly like Endra's block latency.
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { referenceNode, TOPIC } from './node.js';
+import { startHub } from './hub.mjs';
 
-const here = new URL('.', import.meta.url).pathname;
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
-/** Resolves once `check()` is true, checking every 20 ms (setup only, not on the measured path). */
-async function until(check, what, timeout = 20_000) {
-  const deadline = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`js-libp2p reference: ${what} within ${timeout} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/**
- * Measures js-libp2p gossipsub latency between a page in `profiles[0]` and one in
- * `profiles[1]` through a hub in this process. `url` is any page of the bench server (it
- * serves this directory). Resolves to `{ messages, p50_ms, p95_ms, p99_ms }`.
- */
-export async function measureJsLibp2pGossipsub({ profiles, url, messages = 500 }) {
-  await build({
-    entryPoints: [`${here}page.js`],
+/** Bundles page.js in memory: no build step, no output files. */
+async function bundle() {
+  const result = await build({
+    entryPoints: [fileURLToPath(new URL('./page.js', import.meta.url))],
     bundle: true,
     format: 'esm',
     platform: 'browser',
-    outfile: `${here}dist/page.js`,
+    target: 'es2022',
+    write: false,
     logLevel: 'warning',
   });
-  const hub = await referenceNode({ listen: ['/ip4/127.0.0.1/tcp/0/ws'] });
-  hub.services.pubsub.subscribe(TOPIC);
-  const hubAddress = hub.getMultiaddrs()[0].toString();
+  return result.outputFiles[0].contents;
+}
+
+/**
+ * Serves an empty page and the bundle on 127.0.0.1. The pages must not be the demo app,
+ * which would start an Endra node of its own next to the reference.
+ */
+function serve(script) {
+  const server = createServer((req, res) => {
+    if (req.url === '/page.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
+      res.end(script);
+    } else if (req.url === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<!doctype html><meta charset="utf-8"><title>js-libp2p reference</title>');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({
+      url: `http://127.0.0.1:${server.address().port}/`,
+      close: () => new Promise((done) => {
+        server.close(done);
+        server.closeAllConnections();
+      }),
+    }));
+  });
+}
+
+/**
+ * Measures js-libp2p gossipsub latency from a page in `profiles[0].context` to one in
+ * `profiles[1].context` through a hub in this process: `messages` messages, each sent once
+ * the previous one arrived. Resolves to `{ messages, p50_ms, p95_ms, p99_ms }`.
+ */
+export async function measureJsLibp2pGossipsub({ profiles, messages = 500 }) {
+  const server = await serve(await bundle());
+  const hub = await startHub();
   const pages = [];
   try {
+    const peerIds = [];
     for (const profile of profiles.slice(0, 2)) {
       const page = await profile.context.newPage();
-      await page.goto(url);
-      await page.evaluate(async (src) => { await import(src); }, new URL('/bench/js-libp2p/dist/page.js', url).href);
-      page.peerId = await page.evaluate((address) => window.startReference(address), hubAddress);
       pages.push(page);
+      await page.goto(server.url);
+      await page.evaluate(() => import('/page.js'));
+      // Resolves once the page has the hub in its mesh.
+      peerIds.push(await page.evaluate(([address, id]) => window.startReference(address, id), [hub.multiaddr, hub.peerId]));
     }
+    // The hub forwards to its mesh; both pages must be in it before the first message.
+    await hub.meshed(peerIds);
     const [a, b] = pages;
-    // The hub forwards to its mesh; wait until both pages are in it.
-    await until(() => {
-      const mesh = hub.services.pubsub.getMeshPeers(TOPIC).map(String);
-      return mesh.includes(a.peerId) && mesh.includes(b.peerId);
-    }, 'the hub meshed with both pages');
-    await until(() => a.evaluate(() => window.ref && true), 'page A ready');
 
     const latencies = [];
     for (let i = 0; i < messages; i++) {
-      const id = `m${i}`;
-      const sent = await a.evaluate(async (m) => {
-        const sent = performance.timeOrigin + performance.now();
-        await window.ref.publish(m);
-        return sent;
-      }, id);
-      const arrived = await b.evaluate(async (m) => {
-        while (!window.ref.arrivals.has(m)) await new Promise((r) => setTimeout(r, 1));
-        return window.ref.arrivals.get(m);
-      }, id);
+      const id = `latency ${i}`;
+      const sent = await a.evaluate((m) => window.ref.publish(m), id);
+      const arrived = await b.evaluate((m) => window.ref.waitFor(m), id);
       latencies.push(arrived - sent);
     }
     latencies.sort((x, y) => x - y);
@@ -76,5 +92,6 @@ export async function measureJsLibp2pGossipsub({ profiles, url, messages = 500 }
       await page.close();
     }
     await hub.stop();
+    await server.close();
   }
 }

@@ -13,6 +13,7 @@ export const TOPIC = 'endra-latency-reference';
 export function referenceNode({ listen = [] } = {}) {
   return createLibp2p({
     addresses: { listen },
+    // @libp2p/websockets 10 dials ws:// and wss:// alike (no filter option any more).
     transports: [webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -20,7 +21,39 @@ export function referenceNode({ listen = [] } = {}) {
     connectionGater: { denyDialMultiaddr: () => false },
     services: {
       identify: identify(),
+      // Defaults like Endra's gossipsub; no echo to the sender, no publishing into the void.
       pubsub: gossipsub({ emitSelf: false, allowPublishToZeroTopicPeers: false }),
     },
+  });
+}
+
+/**
+ * Resolves once every one of `peerIds` is in `node`'s gossipsub mesh for the topic. The mesh
+ * only changes on a GRAFT or in a heartbeat, so it is checked on those events, not on a timer.
+ */
+export function meshed(node, peerIds, timeout = 20_000) {
+  const pubsub = node.services.pubsub;
+  const done = () => {
+    const mesh = pubsub.getMeshPeers(TOPIC).map(String);
+    return peerIds.every((id) => mesh.includes(id));
+  };
+  if (done()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!done()) return;
+      stop();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`js-libp2p reference: no mesh with ${peerIds.join(', ')} within ${timeout} ms`));
+    }, timeout);
+    const stop = () => {
+      clearTimeout(timer);
+      pubsub.removeEventListener('gossipsub:graft', check);
+      pubsub.removeEventListener('gossipsub:heartbeat', check);
+    };
+    pubsub.addEventListener('gossipsub:graft', check);
+    pubsub.addEventListener('gossipsub:heartbeat', check);
   });
 }
