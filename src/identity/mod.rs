@@ -1,21 +1,73 @@
-//! Identity: device keys and how they are kept.
+//! Identity: DIDs for devices, people and groups, backed by Walytis chains.
 //!
-//! This is the key layer under the coming DID documents (`did:endra:<chain-cid>`, see the
-//! design's §3). It is sans-IO and pure Rust, the same natively and in the browser; every
-//! random value comes from an RNG passed in.
+//! Sans-IO and pure Rust, the same natively and in the browser; every random value comes
+//! from an RNG passed in, every time from the caller.
 //!
-//! - [`keys`]: algorithm-tagged [`PublicKey`]s; Ed25519 signing with domain separation
-//!   ([`SigningKeyPair`], [`verify`]); the hybrid X25519 + ML-KEM-768 KEM
-//!   ([`AgreementKeyPair`], [`encapsulate`]) so that recorded traffic stays safe against a
-//!   future quantum adversary; [`seal`]ing a message (an epoch key, typically) to a device; and
-//!   symmetric [`EpochKey`]s for group content.
+//! - [`keys`]: algorithm-tagged [`PublicKey`]s; Ed25519 signing with domain separation; the
+//!   hybrid X25519 + ML-KEM-768 KEM so that recorded traffic stays safe against a future
+//!   quantum adversary; [`seal`]ing an epoch key to a device; symmetric [`EpochKey`]s.
 //! - [`keystore`]: private keys at rest, encrypted under an Argon2id passphrase key.
+//! - [`device`]: a device's own key pairs ([`DeviceKeys`]) and its `did:key`.
+//! - [`ops`]: what identity-chain blocks say: genesis, join request and approval, removal,
+//!   device lists, key rotation, epoch keys, relays; one-time expiring [`Invitation`]s.
+//! - [`state`]: the [`IdentityState`] every peer derives alike from the chain, with strong
+//!   removal (a removed device's concurrent blocks are dropped too).
+//! - [`document`]: `did:endra:<chain-id>` and its W3C DID document.
+//! - [`handle`]: [`Identity`], one device's read-write view of an identity.
 
+pub mod device;
+pub mod document;
+pub mod handle;
 pub mod keys;
 pub mod keystore;
+pub mod ops;
+pub mod state;
 
+pub use device::DeviceKeys;
+pub use document::{device_did, document, identity_did, parse_identity_did};
+pub use handle::{Founding, Identity};
 pub use keys::{
     encapsulate, seal, verify, AgreementKeyPair, Algorithm, Encapsulation, EpochKey, KeyError,
     PublicKey, SharedSecret, SigningContext, SigningKeyPair,
 };
 pub use keystore::{KdfFloor, KdfParams, Keystore, KeystoreError};
+pub use ops::{DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role, IDENTITY_TOPIC};
+pub use state::{Change, ChangeRecord, IdentityState, Member, PendingRequest, Rejection};
+
+use crate::walytis::ChainError;
+
+/// Why an identity operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// An op, a sealed key bundle or a data block does not parse.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// An invitation code does not parse or does not fit.
+    #[error("invalid invitation: {0}")]
+    InvalidInvitation(&'static str),
+    /// The chain is not an identity chain.
+    #[error("not an identity chain: {0}")]
+    NotAnIdentity(String),
+    /// A string is not a `did:endra:` DID.
+    #[error("not a did:endra DID: {0}")]
+    InvalidDid(String),
+    /// This device is not (or no longer) a device of the identity.
+    #[error("this device is not a current device of the identity")]
+    NotAMember,
+    /// No epoch key sealed to this device can be opened (never shared, or removed).
+    #[error("no epoch key for this device")]
+    NoEpochKey,
+    /// The op would be rejected by every peer.
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejection),
+    /// Key material or a ciphertext is invalid.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The keystore could not be opened.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The chain or its store failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}

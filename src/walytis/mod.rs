@@ -9,7 +9,7 @@
 //! passed in, time and keys are arguments.
 
 mod block;
-mod cbor;
+pub(crate) mod cbor;
 mod chain;
 mod id;
 pub mod sync;

@@ -1,0 +1,532 @@
+//! An identity as one of its devices sees and acts on it: the chain, the device's keys and
+//! the derived state, kept in step.
+
+use rand_core::CryptoRngCore;
+
+use crate::store::BlockStore;
+use crate::walytis::cbor::{Reader, Writer};
+use crate::walytis::{Block, BlockId, Chain, Entry, InsertReport, Query};
+
+use super::device::DeviceKeys;
+use super::document::{document, identity_did};
+use super::keys::{seal, EpochKey};
+use super::ops::{
+    epoch_aad, rotation_proof, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role,
+    SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
+};
+use super::state::IdentityState;
+use super::IdentityError;
+
+/// Sealed epoch-key copies per block: each is about 1.2 KB, a block body at most 64 KiB.
+pub const KEYS_PER_BLOCK: usize = 48;
+
+/// An identity chain, this device's keys and the state derived from the chain.
+pub struct Identity<S: BlockStore> {
+    chain: Chain<S>,
+    device: DeviceKeys,
+    state: IdentityState,
+}
+
+impl<S: BlockStore> std::fmt::Debug for Identity<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("did", &self.state.did())
+            .field("device", &self.device.did())
+            .finish()
+    }
+}
+
+/// Everything needed to found an identity.
+#[derive(Debug, Clone)]
+pub struct Founding {
+    /// Person or group.
+    pub kind: Kind,
+    /// A display name.
+    pub name: String,
+    /// Relay multiaddrs for the DID document.
+    pub relays: Vec<String>,
+    /// For a group: the founding person's DID and devices (this device among them). For a
+    /// person: ignored (the founder is this device).
+    pub founder: Option<MemberEntry>,
+}
+
+impl<S: BlockStore> Identity<S> {
+    /// Founds an identity: the genesis block and a first epoch key for the founder's devices.
+    pub async fn create(
+        store: S,
+        device: DeviceKeys,
+        founding: Founding,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, IdentityError> {
+        let founder = match founding.kind {
+            Kind::Person => MemberEntry {
+                did: device.did().to_owned(),
+                devices: vec![device.entry()],
+            },
+            Kind::Group => founding.founder.ok_or(IdentityError::Malformed(
+                "a group needs its founding person".into(),
+            ))?,
+        };
+        let genesis = Op::Genesis {
+            kind: founding.kind,
+            name: founding.name,
+            relays: founding.relays,
+            founder,
+        };
+        let chain = Chain::create(
+            store,
+            device.signing().as_dalek(),
+            time,
+            vec![IDENTITY_TOPIC.to_owned()],
+            genesis.encode(),
+        )
+        .await?;
+        let mut identity = Self::open_chain(chain, device).await?;
+        identity.rekey(time, rng).await?;
+        Ok(identity)
+    }
+
+    /// Opens an identity whose chain the store holds.
+    pub async fn open(store: S, chain: BlockId, device: DeviceKeys) -> Result<Self, IdentityError> {
+        Self::open_chain(Chain::open(store, chain).await?, device).await
+    }
+
+    /// Starts a replica of someone else's identity from its genesis block, to request to
+    /// join it (see [`Identity::request_join`]) or just to resolve it.
+    pub async fn replica(
+        store: S,
+        genesis: Block,
+        device: DeviceKeys,
+    ) -> Result<Self, IdentityError> {
+        Self::open_chain(Chain::from_genesis(store, genesis).await?, device).await
+    }
+
+    async fn open_chain(chain: Chain<S>, device: DeviceKeys) -> Result<Self, IdentityError> {
+        let state = resolve(&chain).await?;
+        Ok(Identity {
+            chain,
+            device,
+            state,
+        })
+    }
+
+    /// The derived state.
+    pub fn state(&self) -> &IdentityState {
+        &self.state
+    }
+
+    /// The chain underneath.
+    pub fn chain(&self) -> &Chain<S> {
+        &self.chain
+    }
+
+    /// The chain underneath, mutably (for sync).
+    pub fn chain_mut(&mut self) -> &mut Chain<S> {
+        &mut self.chain
+    }
+
+    /// This device's keys.
+    pub fn device(&self) -> &DeviceKeys {
+        &self.device
+    }
+
+    /// `did:endra:<chain-id>`.
+    pub fn did(&self) -> String {
+        identity_did(&self.chain.id())
+    }
+
+    /// The W3C DID document.
+    pub fn document(&self) -> serde_json::Value {
+        document(&self.state)
+    }
+
+    /// Whether this device is currently one of the identity's devices.
+    pub fn is_current_device(&self) -> bool {
+        self.state.device(self.device.did()).is_some()
+    }
+
+    /// Re-derives the state from the chain (after blocks arrived through another handle).
+    pub async fn refresh(&mut self) -> Result<(), IdentityError> {
+        self.chain.refresh().await?;
+        self.state = resolve(&self.chain).await?;
+        Ok(())
+    }
+
+    /// Offers blocks from a peer, then re-derives the state.
+    pub async fn insert<B: AsRef<[u8]>>(
+        &mut self,
+        blocks: impl IntoIterator<Item = B>,
+    ) -> Result<InsertReport, IdentityError> {
+        let report = self.chain.insert(blocks).await?;
+        if !report.accepted.is_empty() {
+            self.state = resolve(&self.chain).await?;
+        }
+        Ok(report)
+    }
+
+    /// Appends ops after checking each as peers will, so nothing peers reject is written.
+    async fn submit(&mut self, ops: Vec<Op>, time: u64) -> Result<Vec<Entry>, IdentityError> {
+        let author = self.device.author();
+        // Each op is checked against the state the batch's earlier ops make.
+        let mut scratch = self.state.clone();
+        for op in &ops {
+            scratch.check_and_apply(&author, time, op)?;
+        }
+        let items = ops
+            .iter()
+            .map(|op| (op.encode(), vec![IDENTITY_TOPIC.to_owned()]))
+            .collect();
+        let entries = self
+            .chain
+            .append(self.device.signing().as_dalek(), time, items)
+            .await?;
+        self.state = resolve(&self.chain).await?;
+        Ok(entries)
+    }
+
+    /// A one-time invitation, valid until `expires` (ms since the Unix epoch). Only admins'
+    /// invitations are honoured. Nothing is written: the code is the whole invitation.
+    pub fn invite(
+        &self,
+        role: Role,
+        expires: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Invitation, IdentityError> {
+        let (member, _) = self
+            .state
+            .device(self.device.did())
+            .ok_or(IdentityError::NotAMember)?;
+        if member.role != Role::Admin {
+            return Err(IdentityError::Rejected(
+                super::state::Rejection::NotPermitted("only admins invite"),
+            ));
+        }
+        let mut id = [0u8; NONCE_ID_LEN];
+        rng.fill_bytes(&mut id);
+        Ok(Invitation::new(
+            self.chain.id(),
+            id,
+            expires,
+            self.device.did().to_owned(),
+            role,
+            self.state.relays().to_vec(),
+            self.device.signing(),
+        ))
+    }
+
+    /// Asks to join with an invitation: writes a request block signed by this device, which
+    /// proves it holds the keys it names. `member` is `None` for a device joining a person,
+    /// or the joining person with its devices (this one among them) for a group.
+    pub async fn request_join(
+        &mut self,
+        invitation: Invitation,
+        member: Option<MemberEntry>,
+        time: u64,
+    ) -> Result<BlockId, IdentityError> {
+        if invitation.chain != self.chain.id() {
+            return Err(IdentityError::InvalidInvitation(
+                "it is for another identity",
+            ));
+        }
+        if time > invitation.expires {
+            return Err(IdentityError::InvalidInvitation("it has expired"));
+        }
+        let member = member.unwrap_or_else(|| MemberEntry {
+            did: self.device.did().to_owned(),
+            devices: vec![self.device.entry()],
+        });
+        let entries = self
+            .submit(vec![Op::Request { invitation, member }], time)
+            .await?;
+        entries
+            .first()
+            .map(|e| e.block.id())
+            .ok_or(IdentityError::Malformed("nothing written".into()))
+    }
+
+    /// Approves a pending request and shares epoch keys with the new devices: every epoch
+    /// for a person's new device (its history), the current one for a group member.
+    pub async fn approve(
+        &mut self,
+        request: BlockId,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let pending = self
+            .state
+            .pending_requests()
+            .find(|r| r.block == request)
+            .cloned()
+            .ok_or(IdentityError::Rejected(
+                super::state::Rejection::NotPermitted("no such pending request"),
+            ))?;
+        let epochs: Vec<EpochId> = match self.state.kind() {
+            Kind::Person => self.state.epochs().iter().map(|e| e.id).collect(),
+            Kind::Group => self
+                .state
+                .current_epoch()
+                .map(|e| e.id)
+                .into_iter()
+                .collect(),
+        };
+        let mut ops = vec![Op::Approve { request }];
+        for epoch in epochs {
+            let key = self
+                .state
+                .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
+            ops.extend(self.seal_epoch(epoch, &key, &pending.member.devices, rng)?);
+        }
+        self.submit(ops, time).await?;
+        Ok(())
+    }
+
+    /// Removes a member (a device of a person, a person of a group) and makes a new epoch
+    /// for everyone else, so the removed can read nothing written afterwards.
+    pub async fn remove(
+        &mut self,
+        member: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let remaining: Vec<DeviceEntry> = self
+            .state
+            .devices()
+            .filter(|(m, _)| m.did != member)
+            .map(|(_, d)| d.clone())
+            .collect();
+        let mut ops = vec![Op::Remove {
+            member: member.to_owned(),
+        }];
+        ops.extend(self.new_epoch(&remaining, rng)?);
+        self.submit(ops, time).await?;
+        Ok(())
+    }
+
+    /// Leaves: removes this device's member. The others make the next epoch.
+    pub async fn leave(&mut self, time: u64) -> Result<(), IdentityError> {
+        let (member, _) = self
+            .state
+            .device(self.device.did())
+            .ok_or(IdentityError::NotAMember)?;
+        let member = member.did.clone();
+        self.submit(vec![Op::Remove { member }], time).await?;
+        Ok(())
+    }
+
+    /// Replaces this member's device list in a group (after its person added or removed a
+    /// device); removed devices lose access through a new epoch.
+    pub async fn set_devices(
+        &mut self,
+        devices: Vec<DeviceEntry>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let (member, _) = self
+            .state
+            .device(self.device.did())
+            .ok_or(IdentityError::NotAMember)?;
+        let member = member.did.clone();
+        let mut remaining: Vec<DeviceEntry> = self
+            .state
+            .devices()
+            .filter(|(m, _)| m.did != member)
+            .map(|(_, d)| d.clone())
+            .collect();
+        remaining.extend(devices.iter().cloned());
+        let mut ops = vec![Op::SetDevices { member, devices }];
+        ops.extend(self.new_epoch(&remaining, rng)?);
+        self.submit(ops, time).await?;
+        Ok(())
+    }
+
+    /// Replaces this device's keys: the rotation is signed by the old key and proven by the
+    /// new one; a new epoch follows, signed by the new key.
+    pub async fn rotate(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let next = self.device.rotated(rng);
+        let rotate = Op::Rotate {
+            device: self.device.did().to_owned(),
+            signing: next.signing().public(),
+            agreement: next.agreement().public(),
+            proof: rotation_proof(
+                &self.chain.id(),
+                self.device.did(),
+                next.signing(),
+                &next.agreement().public(),
+            ),
+        };
+        self.submit(vec![rotate], time).await?;
+        self.device = next;
+        self.rekey(time, rng).await
+    }
+
+    /// Makes a new epoch key and seals it to every current device.
+    pub async fn rekey(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let devices: Vec<DeviceEntry> = self.state.devices().map(|(_, d)| d.clone()).collect();
+        let ops = self.new_epoch(&devices, rng)?;
+        self.submit(ops, time).await?;
+        Ok(())
+    }
+
+    /// Rekeys if the state says a new epoch is due (a member left, a device lacks the key)
+    /// or the current epoch is older than `max_age` ms. Returns whether it did.
+    pub async fn rekey_if_due(
+        &mut self,
+        time: u64,
+        max_age: Option<u64>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<bool, IdentityError> {
+        let old = match (self.state.current_epoch(), max_age) {
+            (Some(epoch), Some(age)) => time.saturating_sub(epoch.time) > age,
+            _ => false,
+        };
+        if self.is_current_device() && (self.state.needs_rekey() || old) {
+            self.rekey(time, rng).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn new_epoch(
+        &self,
+        devices: &[DeviceEntry],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Op>, IdentityError> {
+        let mut epoch = [0u8; NONCE_ID_LEN];
+        rng.fill_bytes(&mut epoch);
+        let key = EpochKey::generate(rng);
+        self.seal_epoch(epoch, &key, devices, rng)
+    }
+
+    fn seal_epoch(
+        &self,
+        epoch: EpochId,
+        key: &EpochKey,
+        devices: &[DeviceEntry],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Op>, IdentityError> {
+        let chain = self.chain.id();
+        let mut sealed = Vec::with_capacity(devices.len());
+        for device in devices {
+            let aad = epoch_aad(&chain, &epoch, &device.did);
+            sealed.push(SealedKey {
+                device: device.did.clone(),
+                sealed: seal(&device.agreement, &aad, key.as_bytes(), rng)?,
+            });
+        }
+        Ok(sealed
+            .chunks(KEYS_PER_BLOCK)
+            .map(|keys| Op::Epoch {
+                epoch,
+                keys: keys.to_vec(),
+            })
+            .collect())
+    }
+
+    /// Writes an encrypted data block under the current epoch (rekeying first if due).
+    pub async fn write(
+        &mut self,
+        plaintext: &[u8],
+        topics: Vec<String>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, IdentityError> {
+        if !self.is_current_device() {
+            return Err(IdentityError::NotAMember);
+        }
+        self.rekey_if_due(time, None, rng).await?;
+        let epoch = self
+            .state
+            .current_epoch()
+            .map(|e| e.id)
+            .ok_or(IdentityError::NoEpochKey)?;
+        let key = self
+            .state
+            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
+        let aad = data_aad(&self.chain.id(), &epoch);
+        let ciphertext = key.encrypt(&aad, plaintext, rng)?;
+        let mut w = Writer::with_capacity(ciphertext.len() + 32);
+        w.array(2);
+        w.bytes(&epoch);
+        w.bytes(&ciphertext);
+        let entries = self
+            .chain
+            .append(
+                self.device.signing().as_dalek(),
+                time,
+                vec![(w.out, topics)],
+            )
+            .await?;
+        self.state = resolve(&self.chain).await?;
+        entries
+            .first()
+            .map(|e| e.block.id())
+            .ok_or(IdentityError::Malformed("nothing written".into()))
+    }
+
+    /// Decrypts a data block written with [`Identity::write`], if this device holds its
+    /// epoch key and the identity accepted the block.
+    pub fn read(&self, block: &Block) -> Result<Vec<u8>, IdentityError> {
+        if let Some(rejection) = self.state.rejection(&block.id()) {
+            return Err(IdentityError::Rejected(rejection.clone()));
+        }
+        let mut r = Reader::new(block.body());
+        if r.array()? != 2 {
+            return Err(IdentityError::Malformed(
+                "not an encrypted data block".into(),
+            ));
+        }
+        let epoch: EpochId = r
+            .bytes()?
+            .try_into()
+            .map_err(|_| IdentityError::Malformed("epoch ID".into()))?;
+        let ciphertext = r.bytes()?;
+        let key = self
+            .state
+            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
+        Ok(key.decrypt(&data_aad(&self.chain.id(), &epoch), ciphertext)?)
+    }
+
+    /// The accepted data blocks (not identity ops) in chain order.
+    pub async fn data_blocks(&self) -> Result<Vec<Block>, IdentityError> {
+        Ok(all_blocks(&self.chain)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                !b.topics().iter().any(|t| t == IDENTITY_TOPIC) && self.state.is_accepted(&b.id())
+            })
+            .collect())
+    }
+}
+
+fn data_aad(chain: &BlockId, epoch: &EpochId) -> Vec<u8> {
+    [
+        b"endra/identity/data/v1\0".as_slice(),
+        chain.as_bytes(),
+        epoch,
+    ]
+    .concat()
+}
+
+async fn all_blocks<S: BlockStore>(chain: &Chain<S>) -> Result<Vec<Block>, IdentityError> {
+    let entries = chain
+        .blocks(Query {
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .await?;
+    Ok(entries.into_iter().map(|e| e.block).collect())
+}
+
+/// Reads the whole chain and folds it.
+pub async fn resolve<S: BlockStore>(chain: &Chain<S>) -> Result<IdentityState, IdentityError> {
+    IdentityState::resolve(&all_blocks(chain).await?)
+}

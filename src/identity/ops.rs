@@ -1,0 +1,577 @@
+//! Identity operations: what the blocks of an identity chain say.
+//!
+//! An identity (`did:endra:<chain-id>`) is a Walytis chain. Its blocks with the topic
+//! [`IDENTITY_TOPIC`] carry one [`Op`] each, encoded as canonical CBOR arrays (`[tag, ...]`);
+//! other blocks are the identity's data (a group's messages, say). Whether an op takes effect
+//! is decided by [`super::state::IdentityState`], never by the op itself.
+
+use crate::walytis::cbor::{Reader, Writer};
+use crate::walytis::{BlockError, BlockId};
+
+use super::keys::{verify, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_LEN};
+use super::IdentityError;
+
+/// The topic of blocks that carry an [`Op`].
+pub const IDENTITY_TOPIC: &str = "endra/identity";
+/// Bytes of an invitation's one-time ID and of an epoch ID.
+pub const NONCE_ID_LEN: usize = 16;
+/// Prefix of an invitation code.
+pub const INVITATION_PREFIX: &str = "endra-invite:";
+/// Most relay addresses an identity lists.
+pub const MAX_RELAYS: usize = 16;
+/// Most devices one member lists.
+pub const MAX_DEVICES: usize = 64;
+
+const INVITATION_CONTEXT: SigningContext = SigningContext::new("endra/identity/invitation/v1");
+const ROTATION_CONTEXT: SigningContext = SigningContext::new("endra/identity/rotation/v1");
+
+/// An epoch's ID: random, chosen by the device that made the epoch.
+pub type EpochId = [u8; NONCE_ID_LEN];
+
+/// What an identity is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A person: controlled by its devices (every device is a member with the admin role).
+    Person,
+    /// A group: controlled by its admins (persons), read and written by its members.
+    Group,
+}
+
+/// A member's rights. In a person identity every device is an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// May invite, approve, remove others and change the relays.
+    Admin,
+    /// May read, write, rekey, change its own devices and leave.
+    Member,
+}
+
+/// A device's public keys, named by its DID (`did:key` of its first signing key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// The device DID.
+    pub did: String,
+    /// Its current Ed25519 signing key: the author key of its blocks.
+    pub signing: PublicKey,
+    /// Its current hybrid X25519 + ML-KEM-768 key: epoch keys are sealed to it.
+    pub agreement: PublicKey,
+}
+
+/// A member as an op names it: a device (in a person identity) or a person with its devices
+/// (in a group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    /// The member's DID: a device DID in a person identity, a person DID in a group.
+    pub did: String,
+    /// The member's devices (for a device member: itself).
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// A one-time, expiring permission to join, signed by the inviting device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// The identity chain to join.
+    pub chain: BlockId,
+    /// One-time ID: an identity honours each ID once.
+    pub id: [u8; NONCE_ID_LEN],
+    /// Milliseconds since the Unix epoch after which approvals are refused.
+    pub expires: u64,
+    /// The inviting device's DID.
+    pub inviter: String,
+    /// The role the joiner gets.
+    pub role: Role,
+    /// Relay multiaddrs where the chain can be found.
+    pub relays: Vec<String>,
+    /// The inviter's signature over everything above.
+    pub sig: [u8; SIGNATURE_LEN],
+}
+
+/// A sealed copy of an epoch key for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// The recipient device DID.
+    pub device: String,
+    /// The epoch key sealed to the device's agreement key (see [`epoch_aad`]).
+    pub sealed: Vec<u8>,
+}
+
+/// One identity operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// The first block: what the identity is and who founded it.
+    Genesis {
+        /// Person or group.
+        kind: Kind,
+        /// A display name (not verified by anyone).
+        name: String,
+        /// Relay multiaddrs listed as the DID document's services.
+        relays: Vec<String>,
+        /// The founding member (a device, or a person with its devices); an admin.
+        founder: MemberEntry,
+    },
+    /// A would-be member asks to join; written by one of the joiner's own devices.
+    Request {
+        /// The invitation it holds.
+        invitation: Invitation,
+        /// Who joins, with the keys it proves by signing this block.
+        member: MemberEntry,
+    },
+    /// An admin lets the member of a request in.
+    Approve {
+        /// The request block.
+        request: BlockId,
+    },
+    /// Removes a member (an admin, or the member itself leaving).
+    Remove {
+        /// The member's DID.
+        member: String,
+    },
+    /// A member replaces its own device list (a person added or removed a device).
+    SetDevices {
+        /// The member's DID.
+        member: String,
+        /// Its devices from now on.
+        devices: Vec<DeviceEntry>,
+    },
+    /// A device replaces its keys; the block is signed by the old key, the op by the new one.
+    Rotate {
+        /// The device DID.
+        device: String,
+        /// The new signing key.
+        signing: PublicKey,
+        /// The new agreement key.
+        agreement: PublicKey,
+        /// Signature of the new signing key over chain, device and both new keys.
+        proof: [u8; SIGNATURE_LEN],
+    },
+    /// Epoch key copies: a new epoch if the ID is new, more recipients otherwise.
+    Epoch {
+        /// The epoch.
+        epoch: EpochId,
+        /// Its key, sealed to devices.
+        keys: Vec<SealedKey>,
+    },
+    /// Replaces the relay list.
+    Relays {
+        /// Relay multiaddrs.
+        relays: Vec<String>,
+    },
+}
+
+/// The associated data a sealed epoch key is bound to.
+pub fn epoch_aad(chain: &BlockId, epoch: &EpochId, device: &str) -> Vec<u8> {
+    [
+        b"endra/identity/epoch/v1\0".as_slice(),
+        chain.as_bytes(),
+        epoch,
+        device.as_bytes(),
+    ]
+    .concat()
+}
+
+/// The message a [`Op::Rotate`] proof signs.
+pub fn rotation_message(
+    chain: &BlockId,
+    device: &str,
+    signing: &PublicKey,
+    agreement: &PublicKey,
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(1400);
+    w.array(4);
+    w.link(chain);
+    w.text(device);
+    w.bytes(&signing.to_bytes());
+    w.bytes(&agreement.to_bytes());
+    w.out
+}
+
+/// Signs a rotation to `new` keys.
+pub fn rotation_proof(
+    chain: &BlockId,
+    device: &str,
+    new: &SigningKeyPair,
+    agreement: &PublicKey,
+) -> [u8; SIGNATURE_LEN] {
+    new.sign(
+        ROTATION_CONTEXT,
+        &rotation_message(chain, device, &new.public(), agreement),
+    )
+}
+
+/// Checks a [`Op::Rotate`] proof.
+pub fn verify_rotation(
+    chain: &BlockId,
+    device: &str,
+    signing: &PublicKey,
+    agreement: &PublicKey,
+    proof: &[u8],
+) -> bool {
+    verify(
+        signing,
+        ROTATION_CONTEXT,
+        &rotation_message(chain, device, signing, agreement),
+        proof,
+    )
+    .is_ok()
+}
+
+impl Invitation {
+    /// Makes and signs an invitation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        chain: BlockId,
+        id: [u8; NONCE_ID_LEN],
+        expires: u64,
+        inviter: String,
+        role: Role,
+        relays: Vec<String>,
+        key: &SigningKeyPair,
+    ) -> Self {
+        let mut invitation = Invitation {
+            chain,
+            id,
+            expires,
+            inviter,
+            role,
+            relays,
+            sig: [0; SIGNATURE_LEN],
+        };
+        invitation.sig = key.sign(INVITATION_CONTEXT, &invitation.signed_bytes());
+        invitation
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        self.write_fields(&mut w);
+        w.out
+    }
+
+    fn write_fields(&self, w: &mut Writer) {
+        w.array(6);
+        w.link(&self.chain);
+        w.bytes(&self.id);
+        w.uint(self.expires);
+        w.text(&self.inviter);
+        w.uint(role_code(self.role));
+        write_strings(w, &self.relays);
+    }
+
+    /// Checks the signature against the inviter's key.
+    pub fn verify(&self, inviter_key: &PublicKey) -> bool {
+        verify(
+            inviter_key,
+            INVITATION_CONTEXT,
+            &self.signed_bytes(),
+            &self.sig,
+        )
+        .is_ok()
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.array(2);
+        self.write_fields(w);
+        w.bytes(&self.sig);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, IdentityError> {
+        expect_array(r, 2)?;
+        expect_array(r, 6)?;
+        let chain = r.link()?;
+        let id = fixed(r.bytes()?)?;
+        let expires = r.uint()?;
+        let inviter = r.text()?.to_owned();
+        let role = role_from(r.uint()?)?;
+        let relays = read_strings(r, MAX_RELAYS)?;
+        let sig = fixed(r.bytes()?)?;
+        Ok(Invitation {
+            chain,
+            id,
+            expires,
+            inviter,
+            role,
+            relays,
+            sig,
+        })
+    }
+
+    /// The invitation as a short copyable string: [`INVITATION_PREFIX`] then base58.
+    pub fn to_code(&self) -> String {
+        let mut w = Writer::with_capacity(256);
+        self.write(&mut w);
+        format!("{INVITATION_PREFIX}{}", bs58::encode(&w.out).into_string())
+    }
+
+    /// Parses [`Invitation::to_code`]'s string (surrounding whitespace allowed).
+    pub fn from_code(code: &str) -> Result<Self, IdentityError> {
+        let body =
+            code.trim()
+                .strip_prefix(INVITATION_PREFIX)
+                .ok_or(IdentityError::InvalidInvitation(
+                    "missing the endra-invite: prefix",
+                ))?;
+        let bytes = bs58::decode(body)
+            .into_vec()
+            .map_err(|_| IdentityError::InvalidInvitation("not base58"))?;
+        let mut r = Reader::new(&bytes);
+        let invitation = Self::read(&mut r)?;
+        if !r.is_empty() {
+            return Err(IdentityError::InvalidInvitation("trailing bytes"));
+        }
+        Ok(invitation)
+    }
+}
+
+impl Op {
+    /// Canonical CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(512);
+        match self {
+            Op::Genesis {
+                kind,
+                name,
+                relays,
+                founder,
+            } => {
+                w.array(5);
+                w.uint(0);
+                w.uint(match kind {
+                    Kind::Person => 0,
+                    Kind::Group => 1,
+                });
+                w.text(name);
+                write_strings(&mut w, relays);
+                write_member(&mut w, founder);
+            }
+            Op::Request { invitation, member } => {
+                w.array(3);
+                w.uint(1);
+                invitation.write(&mut w);
+                write_member(&mut w, member);
+            }
+            Op::Approve { request } => {
+                w.array(2);
+                w.uint(2);
+                w.link(request);
+            }
+            Op::Remove { member } => {
+                w.array(2);
+                w.uint(3);
+                w.text(member);
+            }
+            Op::SetDevices { member, devices } => {
+                w.array(3);
+                w.uint(4);
+                w.text(member);
+                write_devices(&mut w, devices);
+            }
+            Op::Rotate {
+                device,
+                signing,
+                agreement,
+                proof,
+            } => {
+                w.array(5);
+                w.uint(5);
+                w.text(device);
+                w.bytes(&signing.to_bytes());
+                w.bytes(&agreement.to_bytes());
+                w.bytes(proof);
+            }
+            Op::Epoch { epoch, keys } => {
+                w.array(3);
+                w.uint(6);
+                w.bytes(epoch);
+                w.array(keys.len());
+                for key in keys {
+                    w.array(2);
+                    w.text(&key.device);
+                    w.bytes(&key.sealed);
+                }
+            }
+            Op::Relays { relays } => {
+                w.array(2);
+                w.uint(7);
+                write_strings(&mut w, relays);
+            }
+        }
+        w.out
+    }
+
+    /// Parses [`Op::encode`]'s bytes; anything else is [`IdentityError::Malformed`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let mut r = Reader::new(bytes);
+        let len = r.array()?;
+        let tag = r.uint()?;
+        let (expected, op) = match tag {
+            0 => {
+                let kind = match r.uint()? {
+                    0 => Kind::Person,
+                    1 => Kind::Group,
+                    _ => return Err(IdentityError::Malformed("unknown identity kind".into())),
+                };
+                let name = r.text()?.to_owned();
+                let relays = read_strings(&mut r, MAX_RELAYS)?;
+                let founder = read_member(&mut r)?;
+                (
+                    5,
+                    Op::Genesis {
+                        kind,
+                        name,
+                        relays,
+                        founder,
+                    },
+                )
+            }
+            1 => {
+                let invitation = Invitation::read(&mut r)?;
+                let member = read_member(&mut r)?;
+                (3, Op::Request { invitation, member })
+            }
+            2 => (2, Op::Approve { request: r.link()? }),
+            3 => (
+                2,
+                Op::Remove {
+                    member: r.text()?.to_owned(),
+                },
+            ),
+            4 => {
+                let member = r.text()?.to_owned();
+                let devices = read_devices(&mut r)?;
+                (3, Op::SetDevices { member, devices })
+            }
+            5 => {
+                let device = r.text()?.to_owned();
+                let signing = PublicKey::from_bytes(r.bytes()?)?;
+                let agreement = PublicKey::from_bytes(r.bytes()?)?;
+                let proof = fixed(r.bytes()?)?;
+                (
+                    5,
+                    Op::Rotate {
+                        device,
+                        signing,
+                        agreement,
+                        proof,
+                    },
+                )
+            }
+            6 => {
+                let epoch = fixed(r.bytes()?)?;
+                let count = r.array()?;
+                let mut keys = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    expect_array(&mut r, 2)?;
+                    let device = r.text()?.to_owned();
+                    let sealed = r.bytes()?.to_vec();
+                    keys.push(SealedKey { device, sealed });
+                }
+                (3, Op::Epoch { epoch, keys })
+            }
+            7 => (
+                2,
+                Op::Relays {
+                    relays: read_strings(&mut r, MAX_RELAYS)?,
+                },
+            ),
+            other => return Err(IdentityError::Malformed(format!("unknown op {other}"))),
+        };
+        if len != expected || !r.is_empty() {
+            return Err(IdentityError::Malformed("wrong op length".into()));
+        }
+        Ok(op)
+    }
+}
+
+fn role_code(role: Role) -> u64 {
+    match role {
+        Role::Admin => 0,
+        Role::Member => 1,
+    }
+}
+
+fn role_from(code: u64) -> Result<Role, IdentityError> {
+    match code {
+        0 => Ok(Role::Admin),
+        1 => Ok(Role::Member),
+        _ => Err(IdentityError::Malformed("unknown role".into())),
+    }
+}
+
+fn expect_array(r: &mut Reader<'_>, len: usize) -> Result<(), IdentityError> {
+    if r.array()? == len {
+        Ok(())
+    } else {
+        Err(IdentityError::Malformed(format!("expected {len} items")))
+    }
+}
+
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], IdentityError> {
+    bytes
+        .try_into()
+        .map_err(|_| IdentityError::Malformed(format!("expected {N} bytes")))
+}
+
+fn write_strings(w: &mut Writer, items: &[String]) {
+    w.array(items.len());
+    for item in items {
+        w.text(item);
+    }
+}
+
+fn read_strings(r: &mut Reader<'_>, max: usize) -> Result<Vec<String>, IdentityError> {
+    let len = r.array()?;
+    if len > max {
+        return Err(IdentityError::Malformed(format!("more than {max} items")));
+    }
+    (0..len).map(|_| Ok(r.text()?.to_owned())).collect()
+}
+
+fn write_devices(w: &mut Writer, devices: &[DeviceEntry]) {
+    w.array(devices.len());
+    for device in devices {
+        w.array(3);
+        w.text(&device.did);
+        w.bytes(&device.signing.to_bytes());
+        w.bytes(&device.agreement.to_bytes());
+    }
+}
+
+fn read_devices(r: &mut Reader<'_>) -> Result<Vec<DeviceEntry>, IdentityError> {
+    let len = r.array()?;
+    if len == 0 || len > MAX_DEVICES {
+        return Err(IdentityError::Malformed(format!(
+            "a member lists 1 to {MAX_DEVICES} devices"
+        )));
+    }
+    let mut devices = Vec::with_capacity(len);
+    for _ in 0..len {
+        expect_array(r, 3)?;
+        let did = r.text()?.to_owned();
+        let signing = PublicKey::from_bytes(r.bytes()?)?;
+        let agreement = PublicKey::from_bytes(r.bytes()?)?;
+        devices.push(DeviceEntry {
+            did,
+            signing,
+            agreement,
+        });
+    }
+    Ok(devices)
+}
+
+fn write_member(w: &mut Writer, member: &MemberEntry) {
+    w.array(2);
+    w.text(&member.did);
+    write_devices(w, &member.devices);
+}
+
+fn read_member(r: &mut Reader<'_>) -> Result<MemberEntry, IdentityError> {
+    expect_array(r, 2)?;
+    let did = r.text()?.to_owned();
+    let devices = read_devices(r)?;
+    Ok(MemberEntry { did, devices })
+}
+
+impl From<BlockError> for IdentityError {
+    fn from(e: BlockError) -> Self {
+        IdentityError::Malformed(e.to_string())
+    }
+}

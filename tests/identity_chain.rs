@@ -1,0 +1,826 @@
+//! Identities over their chains, several devices and people in one process: each device has
+//! its own replica (own store) and blocks travel between replicas only by explicit
+//! exchange, so concurrency is real: replicas that have not exchanged write independently.
+//! Every scenario asserts what the devices would show: members, documents, readable
+//! messages, and blocks every peer refuses.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::collections::BTreeSet;
+
+use endra::identity::{
+    DeviceKeys, Founding, Identity, IdentityError, IdentityState, Invitation, KdfFloor, KdfParams,
+    KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
+};
+use endra::store::MemoryStore;
+use endra::walytis::{Block, BlockDraft, BlockId, Query};
+use futures_executor::block_on;
+use rand_core::OsRng;
+
+type Id = Identity<MemoryStore>;
+
+const T0: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+async fn blocks(identity: &Id) -> Vec<Block> {
+    identity
+        .chain()
+        .blocks(Query {
+            limit: usize::MAX,
+            ..Query::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.block)
+        .collect()
+}
+
+/// Every replica gets every block any of them has.
+async fn exchange(replicas: &mut [&mut Id]) {
+    let mut all = Vec::new();
+    for replica in replicas.iter() {
+        for block in blocks(replica).await {
+            all.push(block.bytes().to_vec());
+        }
+    }
+    for replica in replicas.iter_mut() {
+        let report = replica.insert(all.iter()).await.unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        assert!(report.waiting.is_empty());
+    }
+}
+
+/// The same DAG, the same derived state on every replica.
+async fn assert_converged(replicas: &[&Id]) {
+    let first = replicas[0];
+    let order: Vec<BlockId> = blocks(first).await.iter().map(Block::id).collect();
+    for replica in &replicas[1..] {
+        let other: Vec<BlockId> = blocks(replica).await.iter().map(Block::id).collect();
+        assert_eq!(order, other, "block order differs");
+        assert_eq!(first.document(), replica.document(), "documents differ");
+        assert_eq!(first.state().rejected(), replica.state().rejected());
+        assert_eq!(
+            first.state().current_epoch().map(|e| e.id),
+            replica.state().current_epoch().map(|e| e.id)
+        );
+    }
+}
+
+fn person(name: &str) -> Founding {
+    Founding {
+        kind: Kind::Person,
+        name: name.into(),
+        relays: vec!["/ip4/127.0.0.1/tcp/4002/ws".into()],
+        founder: None,
+    }
+}
+
+async fn genesis(identity: &Id) -> Block {
+    blocks(identity).await.remove(0)
+}
+
+/// A new device joins `admin`'s person identity through an invitation; returns its replica.
+async fn add_device(admin: &mut Id, time: u64) -> Id {
+    let invitation = admin.invite(Role::Admin, time + HOUR, &mut OsRng).unwrap();
+    let code = invitation.to_code();
+    let parsed = Invitation::from_code(&code).unwrap();
+    let mut joiner = Identity::replica(
+        MemoryStore::new(),
+        genesis(admin).await,
+        DeviceKeys::generate(&mut OsRng),
+    )
+    .await
+    .unwrap();
+    exchange(&mut [admin, &mut joiner]).await;
+    let request = joiner.request_join(parsed, None, time).await.unwrap();
+    exchange(&mut [admin, &mut joiner]).await;
+    admin.approve(request, time + 1, &mut OsRng).await.unwrap();
+    exchange(&mut [admin, &mut joiner]).await;
+    assert!(joiner.is_current_device());
+    joiner
+}
+
+async fn read_all(identity: &Id) -> Vec<Result<Vec<u8>, String>> {
+    identity
+        .data_blocks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| identity.read(b).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Appends a raw block with an old key, bypassing every local check, as an attacker would.
+async fn forge_after(
+    identity: &mut Id,
+    key: &DeviceKeys,
+    parents: Vec<BlockId>,
+    height: u64,
+) -> BlockId {
+    let block = BlockDraft {
+        chain: Some(identity.chain().id()),
+        parents,
+        height,
+        time: T0,
+        topics: vec!["chat".into()],
+        body: b"written after being locked out".to_vec(),
+    }
+    .sign(key.signing().as_dalek())
+    .unwrap();
+    let report = identity.insert([block.bytes()]).await.unwrap();
+    assert_eq!(report.accepted.len(), 1, "structurally valid, so stored");
+    block.id()
+}
+
+#[test]
+fn a_person_adds_and_removes_devices() {
+    block_on(async {
+        let mut laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        laptop
+            .write(b"before the phone", vec!["note".into()], T0, &mut OsRng)
+            .await
+            .unwrap();
+        let mut phone = add_device(&mut laptop, T0 + 10).await;
+        let mut tablet = add_device(&mut phone, T0 + 20).await;
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        assert_converged(&[&laptop, &phone, &tablet]).await;
+
+        // Three devices, one DID, the same document listing all three.
+        let doc = tablet.document();
+        assert_eq!(doc["id"], laptop.did());
+        let controllers: BTreeSet<String> = doc["controller"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let expected: BTreeSet<String> = [&laptop, &phone, &tablet]
+            .iter()
+            .map(|d| d.device().did().to_owned())
+            .collect();
+        assert_eq!(controllers, expected);
+        assert_eq!(doc["authentication"].as_array().unwrap().len(), 3);
+        assert_eq!(doc["keyAgreement"].as_array().unwrap().len(), 3);
+        // The new devices read what was written before they joined (a person's history).
+        assert_eq!(
+            read_all(&tablet).await,
+            vec![Ok(b"before the phone".to_vec())]
+        );
+
+        // The phone removes the tablet; a new epoch follows.
+        let tablet_did = tablet.device().did().to_owned();
+        phone
+            .remove(&tablet_did, T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        phone
+            .write(
+                b"after the tablet left",
+                vec!["note".into()],
+                T0 + 31,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        assert!(!tablet.is_current_device());
+        assert_eq!(laptop.state().members().len(), 2);
+        let tablet_view = read_all(&tablet).await;
+        assert_eq!(
+            tablet_view[0],
+            Ok(b"before the phone".to_vec()),
+            "history stays"
+        );
+        assert!(
+            tablet_view[1].is_err(),
+            "the removed tablet cannot read new data"
+        );
+        assert_eq!(
+            read_all(&laptop).await[1],
+            Ok(b"after the tablet left".to_vec())
+        );
+
+        // The tablet can no longer write: locally refused, and a forced block is rejected
+        // by every peer.
+        assert!(matches!(
+            tablet.write(b"x", vec![], T0 + 40, &mut OsRng).await,
+            Err(IdentityError::NotAMember)
+        ));
+        let key = DeviceKeys::from_secret_bytes(&tablet.device().to_secret_bytes()).unwrap();
+        let leaves = tablet.chain().leaves().to_vec();
+        let height = blocks(&tablet).await.last().unwrap().height() + 1;
+        let forged = forge_after(&mut tablet, &key, leaves, height).await;
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        for replica in [&laptop, &phone, &tablet] {
+            assert!(matches!(
+                replica.state().rejection(&forged),
+                Some(Rejection::Revoked { .. })
+            ));
+            assert_eq!(replica.data_blocks().await.unwrap().len(), 2);
+        }
+        // Re-adding the same device keys is refused: a removed device stays removed.
+        assert!(laptop.state().is_removed_device(&tablet_did));
+        assert_converged(&[&laptop, &phone, &tablet]).await;
+    });
+}
+
+#[test]
+fn a_removed_device_cannot_write_into_the_past() {
+    block_on(async {
+        let mut laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let mut phone = add_device(&mut laptop, T0).await;
+        // The approval that let the phone in: a parent below the removal's height.
+        let joined = laptop
+            .state()
+            .changes()
+            .iter()
+            .find(|c| matches!(c.change, endra::identity::Change::Joined { .. }))
+            .unwrap()
+            .block;
+        let joined_height = laptop
+            .chain()
+            .block(&joined)
+            .await
+            .unwrap()
+            .unwrap()
+            .block
+            .height();
+        laptop
+            .remove(phone.device().did(), T0 + 5, &mut OsRng)
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        // The phone signs a block whose parents predate its removal: it sorts before the
+        // removal, so a check "was the author a device at this point of the order" passes.
+        let key = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        let backdated = forge_after(&mut phone, &key, vec![joined], joined_height + 1).await;
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        for replica in [&laptop, &phone] {
+            assert!(
+                matches!(
+                    replica.state().rejection(&backdated),
+                    Some(Rejection::RevokedConcurrently { .. })
+                ),
+                "{:?}",
+                replica.state().rejection(&backdated)
+            );
+        }
+        assert_converged(&[&laptop, &phone]).await;
+    });
+}
+
+/// A person identity with two devices, and a group member entry for it.
+async fn two_device_person(name: &str) -> (Id, Id) {
+    let mut first = Identity::create(
+        MemoryStore::new(),
+        DeviceKeys::generate(&mut OsRng),
+        person(name),
+        T0,
+        &mut OsRng,
+    )
+    .await
+    .unwrap();
+    let second = add_device(&mut first, T0).await;
+    (first, second)
+}
+
+fn member_entry(person: &Id, devices: &[&Id]) -> MemberEntry {
+    MemberEntry {
+        did: person.did(),
+        devices: devices.iter().map(|d| d.device().entry()).collect(),
+    }
+}
+
+/// Group replicas for every device of every person; person 0 founds, the others join.
+async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
+    let (p0a, p0b) = &people[0];
+    let founder = member_entry(p0a, &[p0a, p0b]);
+    let admin = Identity::create(
+        MemoryStore::new(),
+        DeviceKeys::from_secret_bytes(&p0a.device().to_secret_bytes()).unwrap(),
+        Founding {
+            kind: Kind::Group,
+            name: "crew".into(),
+            relays: Vec::new(),
+            founder: Some(founder),
+        },
+        T0,
+        &mut OsRng,
+    )
+    .await
+    .unwrap();
+    let genesis = genesis(&admin).await;
+    let mut replicas = vec![admin];
+    for (i, (a, b)) in people.iter().enumerate() {
+        for (j, device) in [a, b].into_iter().enumerate() {
+            if i == 0 && j == 0 {
+                continue;
+            }
+            replicas.push(
+                Identity::replica(
+                    MemoryStore::new(),
+                    genesis.clone(),
+                    DeviceKeys::from_secret_bytes(&device.device().to_secret_bytes()).unwrap(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+    }
+    // Persons 1.. join: the admin invites, their first device requests with both devices.
+    for (i, (a, b)) in people.iter().enumerate().skip(1) {
+        let invitation = replicas[0]
+            .invite(Role::Member, T0 + HOUR, &mut OsRng)
+            .unwrap();
+        let entry = member_entry(a, &[a, b]);
+        let joiner = 2 * i;
+        let request = replicas[joiner]
+            .request_join(invitation, Some(entry), T0 + 1)
+            .await
+            .unwrap();
+        let mut all: Vec<&mut Id> = replicas.iter_mut().collect();
+        exchange(&mut all).await;
+        replicas[0]
+            .approve(request, T0 + 2, &mut OsRng)
+            .await
+            .unwrap();
+    }
+    let mut all: Vec<&mut Id> = replicas.iter_mut().collect();
+    exchange(&mut all).await;
+    replicas
+}
+
+#[test]
+fn a_group_of_five_people_with_two_devices_each() {
+    block_on(async {
+        let mut people = Vec::new();
+        for name in ["Ada", "Bo", "Cy", "Di", "Ed"] {
+            people.push(two_device_person(name).await);
+        }
+        let mut group = group_of(&people).await;
+        assert_eq!(group.len(), 10);
+        for replica in &group {
+            assert_eq!(replica.state().members().len(), 5);
+            assert!(replica.is_current_device());
+        }
+        // Every device writes; every device reads everything.
+        for (i, replica) in group.iter_mut().enumerate() {
+            replica
+                .write(
+                    format!("hello from device {i}").as_bytes(),
+                    vec!["chat".into()],
+                    T0 + 10,
+                    &mut OsRng,
+                )
+                .await
+                .unwrap();
+        }
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        for replica in &group {
+            let texts = read_all(replica).await;
+            assert_eq!(texts.len(), 10);
+            assert!(texts.iter().all(Result::is_ok), "{texts:?}");
+        }
+        let views: Vec<&Id> = group.iter().collect();
+        assert_converged(&views).await;
+
+        // Ed (devices 8 and 9) is removed by the admin.
+        let ed = people[4].0.did();
+        group[0].remove(&ed, T0 + 20, &mut OsRng).await.unwrap();
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        group[1]
+            .write(
+                b"Ed cannot read this",
+                vec!["chat".into()],
+                T0 + 22,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let key = DeviceKeys::from_secret_bytes(&group[8].device().to_secret_bytes()).unwrap();
+        let leaves = group[8].chain().leaves().to_vec();
+        let height = blocks(&group[8]).await.last().unwrap().height() + 1;
+        let forged = forge_after(&mut group[8], &key, leaves, height).await;
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        for (i, replica) in group.iter().enumerate() {
+            assert_eq!(replica.state().members().len(), 4);
+            assert!(replica.state().rejection(&forged).is_some(), "replica {i}");
+            let last = read_all(replica).await.pop().unwrap();
+            if i >= 8 {
+                assert!(last.is_err(), "removed device {i} read new data");
+            } else {
+                assert_eq!(last, Ok(b"Ed cannot read this".to_vec()));
+            }
+        }
+        let views: Vec<&Id> = group.iter().collect();
+        assert_converged(&views).await;
+    });
+}
+
+#[test]
+fn concurrent_membership_changes_converge() {
+    block_on(async {
+        let mut people = Vec::new();
+        for name in ["Ada", "Bo", "Cy", "Di"] {
+            people.push(two_device_person(name).await);
+        }
+        let mut group = group_of(&people).await;
+        // Ada is the admin; Bo, Cy and Di are members acting concurrently with her.
+        let cy = people[2].0.did();
+        // Without exchanging: Ada removes Cy; Cy writes; Di leaves; Bo rekeys.
+        group[0].remove(&cy, T0 + 30, &mut OsRng).await.unwrap();
+        let cy_write = group[4]
+            .write(
+                b"Cy, concurrently",
+                vec!["chat".into()],
+                T0 + 30,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        group[6].leave(T0 + 30).await.unwrap();
+        group[2].rekey(T0 + 30, &mut OsRng).await.unwrap();
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        let members: BTreeSet<String> = group[0].state().members().keys().cloned().collect();
+        assert_eq!(
+            members,
+            [people[0].0.did(), people[1].0.did()].into_iter().collect()
+        );
+        for replica in &group {
+            let theirs: BTreeSet<String> = replica.state().members().keys().cloned().collect();
+            assert_eq!(theirs, members);
+            // Cy's block was written concurrently with Cy's removal: dropped everywhere
+            // (`Revoked` if it sorts after the removal, `RevokedConcurrently` if before).
+            assert!(matches!(
+                replica.state().rejection(&cy_write),
+                Some(Rejection::RevokedConcurrently { .. } | Rejection::Revoked { .. })
+            ));
+        }
+        // Bo's concurrent epoch reached Cy and Di: the one to write with is one that did not.
+        let current = group[0].state().current_epoch().map(|e| e.id);
+        assert!(group[0].state().needs_rekey() || current.is_some());
+        group[0]
+            .rekey_if_due(T0 + 31, None, &mut OsRng)
+            .await
+            .unwrap();
+        let epoch = group[0].state().current_epoch().unwrap().clone();
+        assert!(epoch
+            .devices()
+            .all(|d| group[0].state().device(d).is_some()));
+        let views: Vec<&Id> = group.iter().collect();
+        assert_converged(&views[..4]).await;
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        let views: Vec<&Id> = group.iter().collect();
+        assert_converged(&views).await;
+    });
+}
+
+#[test]
+fn mutual_removal_by_two_admins_converges() {
+    block_on(async {
+        let mut laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let mut phone = add_device(&mut laptop, T0).await;
+        let mut tablet = add_device(&mut laptop, T0).await;
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        let (phone_did, laptop_did) = (
+            phone.device().did().to_owned(),
+            laptop.device().did().to_owned(),
+        );
+        laptop.remove(&phone_did, T0 + 5, &mut OsRng).await.unwrap();
+        phone.remove(&laptop_did, T0 + 5, &mut OsRng).await.unwrap();
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        assert_converged(&[&laptop, &phone, &tablet]).await;
+        let left = tablet.state().members().len();
+        assert_eq!(left, 2, "exactly one of the two concurrent removals wins");
+        assert!(tablet.is_current_device());
+    });
+}
+
+#[test]
+fn forged_replayed_and_expired_invitations_are_refused() {
+    block_on(async {
+        let mut admin = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let genesis = genesis(&admin).await;
+        let new_replica = |g: Block| async move {
+            Identity::replica(MemoryStore::new(), g, DeviceKeys::generate(&mut OsRng))
+                .await
+                .unwrap()
+        };
+
+        // Forged: signed by a key that is not a device of the identity.
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let forged = Invitation::new(
+            admin.chain().id(),
+            [7; 16],
+            T0 + HOUR,
+            admin.device().did().to_owned(),
+            Role::Admin,
+            Vec::new(),
+            outsider.signing(),
+        );
+        let mut mallory = new_replica(genesis.clone()).await;
+        let request = mallory.request_join(forged, None, T0).await.unwrap();
+        exchange(&mut [&mut admin, &mut mallory]).await;
+        assert!(matches!(
+            admin.approve(request, T0 + 1, &mut OsRng).await,
+            Err(IdentityError::Rejected(Rejection::ForgedInvitation))
+        ));
+        // A tampered invitation (role or expiry changed after signing) is forged too.
+        let mut tampered = admin.invite(Role::Admin, T0 + HOUR, &mut OsRng).unwrap();
+        tampered.expires += 10 * HOUR;
+        let mut eve = new_replica(genesis.clone()).await;
+        let request = eve.request_join(tampered, None, T0).await.unwrap();
+        exchange(&mut [&mut admin, &mut eve]).await;
+        assert!(matches!(
+            admin.approve(request, T0 + 1, &mut OsRng).await,
+            Err(IdentityError::Rejected(Rejection::ForgedInvitation))
+        ));
+
+        // Replayed: one invitation, two requests; the second approval is refused.
+        let invitation = admin.invite(Role::Admin, T0 + HOUR, &mut OsRng).unwrap();
+        let mut first = new_replica(genesis.clone()).await;
+        let mut second = new_replica(genesis.clone()).await;
+        let r1 = first
+            .request_join(invitation.clone(), None, T0)
+            .await
+            .unwrap();
+        let r2 = second.request_join(invitation, None, T0).await.unwrap();
+        exchange(&mut [&mut admin, &mut first, &mut second]).await;
+        admin.approve(r1, T0 + 1, &mut OsRng).await.unwrap();
+        assert!(matches!(
+            admin.approve(r2, T0 + 1, &mut OsRng).await,
+            Err(IdentityError::Rejected(Rejection::InvitationReplayed))
+        ));
+
+        // Expired: the joiner refuses it locally and an approval after expiry is refused.
+        let invitation = admin.invite(Role::Admin, T0 + HOUR, &mut OsRng).unwrap();
+        let mut late = new_replica(genesis.clone()).await;
+        assert!(matches!(
+            late.request_join(invitation.clone(), None, T0 + 2 * HOUR)
+                .await,
+            Err(IdentityError::InvalidInvitation(_))
+        ));
+        let request = late.request_join(invitation, None, T0).await.unwrap();
+        exchange(&mut [&mut admin, &mut late]).await;
+        assert!(matches!(
+            admin.approve(request, T0 + 2 * HOUR, &mut OsRng).await,
+            Err(IdentityError::Rejected(Rejection::InvitationExpired))
+        ));
+
+        // An approval forced into the chain anyway (bypassing the local check) is rejected
+        // by every peer, and the would-be device stays out.
+        let op = Op::Approve { request };
+        let key =
+            ed25519_dalek::SigningKey::from_bytes(&admin.device().signing().as_dalek().to_bytes());
+        let entries = admin
+            .chain_mut()
+            .append(
+                &key,
+                T0 + 2 * HOUR,
+                vec![(op.encode(), vec![IDENTITY_TOPIC.to_owned()])],
+            )
+            .await
+            .unwrap();
+        let forced = entries[0].block.id();
+        admin.refresh().await.unwrap();
+        exchange(&mut [&mut admin, &mut late, &mut first]).await;
+        for replica in [&admin, &late, &first] {
+            assert_eq!(
+                replica.state().rejection(&forced),
+                Some(&Rejection::InvitationExpired)
+            );
+        }
+        assert!(!late.is_current_device());
+        assert!(first.is_current_device());
+        assert!(
+            !mallory.is_current_device() && !eve.is_current_device() && !second.is_current_device()
+        );
+        assert_eq!(admin.state().members().len(), 2);
+    });
+}
+
+#[test]
+fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
+    block_on(async {
+        let mut laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let mut phone = add_device(&mut laptop, T0).await;
+        let before = phone
+            .write(b"old key", vec![], T0 + 1, &mut OsRng)
+            .await
+            .unwrap();
+        let old_keys = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        let old_doc = phone.document();
+        let before_rotation = phone.chain().leaves().to_vec();
+        let height_before = blocks(&phone).await.last().unwrap().height() + 1;
+        phone.rotate(T0 + 2, &mut OsRng).await.unwrap();
+        let after = phone
+            .write(b"new key", vec![], T0 + 3, &mut OsRng)
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        assert_ne!(
+            old_doc,
+            laptop.document(),
+            "the document lists the new keys"
+        );
+        assert!(
+            laptop.state().device(phone.device().did()).is_some(),
+            "same device DID"
+        );
+        for replica in [&laptop, &phone] {
+            assert!(
+                replica.state().is_accepted(&before),
+                "history before the rotation stays"
+            );
+            assert!(replica.state().is_accepted(&after));
+        }
+        assert_eq!(
+            read_all(&laptop).await,
+            vec![Ok(b"old key".to_vec()), Ok(b"new key".to_vec())]
+        );
+        // Signatures by the rotated-out key: after the rotation, and backdated before it.
+        let leaves = phone.chain().leaves().to_vec();
+        let height = blocks(&phone).await.last().unwrap().height() + 1;
+        let late = forge_after(&mut phone, &old_keys, leaves, height).await;
+        let backdated = forge_after(&mut phone, &old_keys, before_rotation, height_before).await;
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        for replica in [&laptop, &phone] {
+            assert!(matches!(
+                replica.state().rejection(&late),
+                Some(Rejection::Revoked { .. })
+            ));
+            // Same height as the rotation: `Revoked` if it sorts after, else concurrent.
+            assert!(matches!(
+                replica.state().rejection(&backdated),
+                Some(Rejection::RevokedConcurrently { .. } | Rejection::Revoked { .. })
+            ));
+            assert!(replica.state().is_accepted(&before));
+        }
+        assert_converged(&[&laptop, &phone]).await;
+    });
+}
+
+#[test]
+fn keys_at_rest_hold_no_private_key_and_reopen_only_with_the_passphrase() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let device = DeviceKeys::generate(&mut OsRng);
+        let secrets = device.to_secret_bytes();
+        let sealed = device
+            .seal("correct horse", KdfParams::INSECURE_TEST, &mut OsRng)
+            .unwrap();
+        // No 16-byte window of the secrets appears in what is stored.
+        for window in secrets.windows(16) {
+            assert!(!sealed.windows(16).any(|w| w == window));
+        }
+        assert!(matches!(
+            DeviceKeys::open("wrong horse", &sealed, KdfFloor::NONE),
+            Err(IdentityError::Keystore(KeystoreError::WrongPassphrase))
+        ));
+        let mut identity = Identity::create(store.clone(), device, person("Ada"), T0, &mut OsRng)
+            .await
+            .unwrap();
+        identity
+            .write(b"kept", vec![], T0, &mut OsRng)
+            .await
+            .unwrap();
+        let chain = identity.chain().id();
+        drop(identity);
+        // "Reload": the store and the sealed keys are all that is left.
+        let reopened = DeviceKeys::open("correct horse", &sealed, KdfFloor::NONE).unwrap();
+        let identity = Identity::open(store, chain, reopened).await.unwrap();
+        assert!(identity.is_current_device());
+        assert_eq!(read_all(&identity).await, vec![Ok(b"kept".to_vec())]);
+    });
+}
+
+#[test]
+fn malformed_ops_and_outsiders_change_nothing() {
+    block_on(async {
+        let mut laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let before = laptop.document();
+        let key =
+            ed25519_dalek::SigningKey::from_bytes(&laptop.device().signing().as_dalek().to_bytes());
+        let junk = laptop
+            .chain_mut()
+            .append(
+                &key,
+                T0,
+                vec![(vec![0xff, 0x00], vec![IDENTITY_TOPIC.to_owned()])],
+            )
+            .await
+            .unwrap()[0]
+            .block
+            .id();
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let leaves = laptop.chain().leaves().to_vec();
+        let height = blocks(&laptop).await.last().unwrap().height() + 1;
+        let stranger = forge_after(&mut laptop, &outsider, leaves, height).await;
+        laptop.refresh().await.unwrap();
+        assert!(matches!(
+            laptop.state().rejection(&junk),
+            Some(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            laptop.state().rejection(&stranger),
+            Some(&Rejection::Unauthorised)
+        );
+        assert_eq!(laptop.document(), before);
+        assert!(matches!(
+            Invitation::from_code("endra-invite:0OIl"),
+            Err(IdentityError::InvalidInvitation(_))
+        ));
+        assert!(IdentityState::resolve(&[]).is_err());
+    });
+}
+
+#[test]
+fn the_did_document_lists_keys_services_and_members() {
+    block_on(async {
+        let laptop = Identity::create(
+            MemoryStore::new(),
+            DeviceKeys::generate(&mut OsRng),
+            person("Ada"),
+            T0,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let doc = laptop.document();
+        assert!(laptop.did().starts_with("did:endra:b"));
+        assert_eq!(
+            endra::identity::parse_identity_did(&laptop.did()).unwrap(),
+            laptop.chain().id()
+        );
+        assert_eq!(doc["@context"][0], "https://www.w3.org/ns/did/v1");
+        assert_eq!(doc["controller"][0], laptop.device().did());
+        assert!(
+            laptop.device().did().starts_with("did:key:z6Mk"),
+            "an Ed25519 did:key"
+        );
+        let methods = doc["verificationMethod"].as_array().unwrap();
+        assert_eq!(methods.len(), 2);
+        assert_eq!(methods[0]["type"], "Multikey");
+        assert_eq!(doc["authentication"][0], methods[0]["id"]);
+        assert_eq!(doc["keyAgreement"][0], methods[1]["id"]);
+        assert_eq!(
+            doc["service"][0]["serviceEndpoint"],
+            "/ip4/127.0.0.1/tcp/4002/ws"
+        );
+        assert_eq!(doc["endra:kind"], "person");
+    });
+}
