@@ -1,6 +1,23 @@
 // Compiled with `tsc --noEmit` by `npm test`: the declarations in pkg/index.d.ts must type
 // the way an application uses the API.
-import { Chain, EndraError, Node, Store, type Block, type ErrorCode } from '../pkg/index.js';
+import { Chain, EndraError, Group, Identity, Node, Store, type Block, type DidDocument, type ErrorCode } from '../pkg/index.js';
+
+export async function identities(store: Store, node: Node): Promise<void> {
+  const me: Identity = await Identity.create({ store, node, name: 'Ada', passphrase: 'p' });
+  const { code, expires } = await me.inviteDevice({ expiresIn: 60_000 });
+  me.addEventListener('request', (event) => void me.approve(event.detail));
+  const other: Identity = await Identity.joinAsDevice(code, { store, node, passphrase: 'p' });
+  const doc: DidDocument = await other.document();
+  const keys: string[] = doc.keyAgreement;
+  await me.until((s) => s.current && expires > 0);
+  await me.removeDevice((await me.devices())[0].did);
+  const group: Group = await Group.create({ store, node, passphrase: 'p', person: me });
+  const invitation = await group.invite({ role: 'member' });
+  await Group.join(invitation.code, { store, node, passphrase: 'p', person: other });
+  const roles: ('admin' | 'member')[] = (await group.members()).map((m) => m.role);
+  const id: string = await group.write(new Uint8Array([1]));
+  void keys; void roles; void id;
+}
 
 export async function usage(): Promise<void> {
   const store: Store = await Store.indexedDb('app');

@@ -13,6 +13,17 @@ export type ErrorCode =
   | 'NETWORK_SETUP'
   | 'NETWORK_STOPPED'
   | 'ABORTED'
+  | 'NOT_A_MEMBER'
+  | 'NOT_PERMITTED'
+  | 'NO_KEY'
+  | 'WRONG_PASSPHRASE'
+  | 'KEYSTORE_INVALID'
+  | 'KEY_INVALID'
+  | 'IDENTITY_INVALID'
+  | 'INVITATION_INVALID'
+  | 'INVITATION_EXPIRED'
+  | 'INVITATION_USED'
+  | 'INVITATION_FORGED'
   | 'INTERNAL';
 
 /** Every failure of the library. */
@@ -185,4 +196,138 @@ export class Node extends EventTarget {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | AddEventListenerOptions,
   ): void;
+}
+
+/** Options shared by identity constructors. */
+export interface IdentityOptions {
+  store: Store;
+  node: Node;
+  /** Encrypts this device's keys in the store (Argon2id); the same one opens them later. */
+  passphrase: string;
+}
+
+/** What {@link Identity.summary} returns. */
+export interface IdentitySummary {
+  readonly did: string;
+  /** This device's DID (`did:key:z…`). */
+  readonly device: string;
+  readonly kind: 'person' | 'group';
+  readonly name: string;
+  /** Whether this device is currently one of the identity's devices. */
+  readonly current: boolean;
+  /** Whether this device was removed (for good). */
+  readonly removed: boolean;
+  /** Join requests waiting for approval. */
+  readonly pending: JoinRequest[];
+  /** Number of membership and key changes so far. */
+  readonly changes: number;
+  /** Number of blocks of the identity chain. */
+  readonly blocks: number;
+}
+
+/** Someone presented an invitation. */
+export interface JoinRequest {
+  /** The request block's ID: pass it (or this object) to `approve`. */
+  readonly request: string;
+  /** The would-be member's DID (a device's `did:key`, or a person's `did:endra`). */
+  readonly member: string;
+  readonly devices: string[];
+}
+
+/** A one-time invitation. */
+export interface IdentityInvitation {
+  /** The whole invitation as a copyable string (`endra-invite:…`). */
+  readonly code: string;
+  /** The same as a URL payload for a link or QR code. */
+  readonly url: string;
+  /** Expiry, ms since the epoch. */
+  readonly expires: number;
+}
+
+/** A current device. */
+export interface IdentityDevice {
+  readonly did: string;
+  /** The member it belongs to. */
+  readonly member: string;
+  /** Whether it is this device. */
+  readonly current: boolean;
+}
+
+/** A decrypted message of an identity or group. */
+export interface IdentityMessage {
+  readonly id: string;
+  /** Author key, 64 hex digits. */
+  readonly author: string;
+  /** Author device DID, if the device is still current. */
+  readonly device?: string;
+  readonly time: number;
+  readonly body?: Uint8Array;
+  /** Why the body could not be read (no key for its epoch). */
+  readonly error?: string;
+}
+
+/** A W3C DID Core document. */
+export interface DidDocument {
+  readonly '@context': string[];
+  readonly id: string;
+  readonly controller: string[];
+  readonly verificationMethod: { id: string; type: 'Multikey'; controller: string; publicKeyMultibase: string }[];
+  readonly authentication: string[];
+  readonly assertionMethod: string[];
+  readonly keyAgreement: string[];
+  readonly service: { id: string; type: string; serviceEndpoint: string }[];
+  readonly [extension: string]: unknown;
+}
+
+interface IdentityEventMap {
+  change: CustomEvent<IdentitySummary>;
+  request: CustomEvent<JoinRequest>;
+  removed: CustomEvent<IdentitySummary>;
+  error: CustomEvent<EndraError>;
+}
+
+/** A person DID (`did:endra:<chain-id>`) controlled by its devices. */
+export class Identity extends EventTarget {
+  static create(options: IdentityOptions & { name?: string; relays?: string[] }): Promise<Identity>;
+  static open(did: string, options: IdentityOptions): Promise<Identity>;
+  /** Joins as a new device; resolves once an existing device approved. */
+  static joinAsDevice(code: string, options: IdentityOptions & { signal?: AbortSignal }): Promise<Identity>;
+  readonly did: string;
+  readonly chain: string;
+  summary(): Promise<IdentitySummary>;
+  /** Resolves when `test(summary)` holds, checking again at every change of the chain. */
+  until(test: (summary: IdentitySummary) => boolean, signal?: AbortSignal): Promise<void>;
+  document(): Promise<DidDocument>;
+  devices(): Promise<IdentityDevice[]>;
+  inviteDevice(options?: { expiresIn?: number }): Promise<IdentityInvitation>;
+  approve(request: string | JoinRequest): Promise<void>;
+  removeDevice(did: string): Promise<void>;
+  rotateKeys(): Promise<void>;
+  /** Encrypts and writes; resolves to the block ID. */
+  write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
+  messages(): Promise<IdentityMessage[]>;
+  close(): void;
+  addEventListener<K extends keyof IdentityEventMap>(
+    type: K,
+    listener: (event: IdentityEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** A member of a group. */
+export interface GroupMember {
+  readonly did: string;
+  readonly role: 'admin' | 'member';
+  readonly devices: string[];
+}
+
+/** A group DID controlled by its admins (persons). */
+export class Group extends Identity {
+  static create(options: IdentityOptions & { person: Identity; name?: string; relays?: string[] }): Promise<Group>;
+  static join(code: string, options: IdentityOptions & { person: Identity; signal?: AbortSignal }): Promise<Group>;
+  invite(options?: { role?: 'admin' | 'member'; expiresIn?: number }): Promise<IdentityInvitation>;
+  members(): Promise<GroupMember[]>;
+  remove(did: string): Promise<void>;
+  leave(): Promise<void>;
 }

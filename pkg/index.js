@@ -1,5 +1,5 @@
 // The JavaScript API of Endra: idiomatic classes over the raw wasm-bindgen exports.
-import init, { WasmChain, WasmNode, WasmStore } from './wasm/endra.js';
+import init, { WasmChain, WasmIdentity, WasmNode, WasmStore } from './wasm/endra.js';
 
 let ready;
 /** Loads and instantiates the WebAssembly module once. */
@@ -123,15 +123,7 @@ export class Chain extends EventTarget {
     if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
     if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
     const { chain, relays } = parseInvitation(invitation);
-    await Promise.all(relays.map((address) => node.useRelay(address)));
-    await node.open(chain);
-    for (;;) {
-      // Wait first, check second: a change between the two is not missed.
-      const next = node.nextChange(chain, signal);
-      if ((await store.chains()).includes(chain)) break;
-      if (signal?.aborted) throw new EndraError('join aborted', 'ABORTED', { cause: signal.reason });
-      await next;
-    }
+    await fetchChain(chain, relays, { store, node, signal });
     return Chain.open(chain, { store, node });
   }
 
@@ -153,7 +145,7 @@ export class Chain extends EventTarget {
     if (node === undefined || node === null) return this;
     if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
     this.#node = node;
-    node.watch(this.id, () => this.#wake());
+    node.watch(this.id, this.#wakeAll);
     await node.open(this.id);
     return this;
   }
@@ -248,7 +240,7 @@ export class Chain extends EventTarget {
   /** Stops subscriptions and events of this handle. */
   close() {
     this.#closed = true;
-    this.#node?.unwatch(this.id);
+    this.#node?.unwatch(this.id, this.#wakeAll);
     this.#wake();
     this.#store.channel?.removeEventListener('message', this.#onMessage);
   }
@@ -265,6 +257,8 @@ export class Chain extends EventTarget {
     }
   }
 
+  #wakeAll = () => this.#wake();
+
   #nextWake(signal) {
     return new Promise((resolve) => {
       const waker = () => {
@@ -278,6 +272,19 @@ export class Chain extends EventTarget {
 
   #wake() {
     for (const waker of [...this.#wakers]) waker();
+  }
+}
+
+/** Uses the relays, asks the chain's peers for it and resolves once its genesis is stored. */
+async function fetchChain(chain, relays, { store, node, signal }) {
+  await Promise.all(relays.map((address) => node.useRelay(address)));
+  await node.open(chain);
+  for (;;) {
+    // Wait first, check second: a change between the two is not missed.
+    const next = node.nextChange(chain, signal);
+    if ((await store.chains()).includes(chain)) return;
+    if (signal?.aborted) throw new EndraError('join aborted', 'ABORTED', { cause: signal.reason });
+    await next;
   }
 }
 
@@ -370,12 +377,18 @@ export class Node extends EventTarget {
 
   /** @internal */
   watch(chain, wake) {
-    this.#watchers.set(chain, wake);
+    if (!this.#watchers.has(chain)) this.#watchers.set(chain, new Set());
+    this.#watchers.get(chain).add(wake);
   }
 
   /** @internal */
-  unwatch(chain) {
-    this.#watchers.delete(chain);
+  unwatch(chain, wake) {
+    this.#watchers.get(chain)?.delete(wake);
+  }
+
+  /** @internal The raw wasm node. */
+  get raw() {
+    return this.#raw;
   }
 
   /** @internal Resolves at the next change of `chain`. */
@@ -390,7 +403,7 @@ export class Node extends EventTarget {
   #onEvent(event) {
     switch (event.type) {
       case 'changed':
-        this.#watchers.get(event.chain)?.();
+        for (const wake of this.#watchers.get(event.chain) ?? []) wake();
         // Blocks from the network wake this store's other tabs too.
         this.#store.channel?.postMessage({ chain: event.chain });
         for (const waiter of [...this.#changes]) {
@@ -411,5 +424,237 @@ export class Node extends EventTarget {
       default:
         break;
     }
+  }
+}
+
+function checkIdentityOptions({ store, node, passphrase }) {
+  if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
+  if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
+  if (typeof passphrase !== 'string' || passphrase === '') {
+    throw new EndraError('options.passphrase must be a non-empty string (it encrypts the device keys)', 'INVALID_ARGUMENT');
+  }
+}
+
+/**
+ * A DID (`did:endra:<chain-id>`) backed by its own chain: a person controlled by its devices.
+ * This device's keys are kept in the store encrypted under `passphrase` (Argon2id).
+ *
+ * Events: `change` (membership, keys or messages changed), `request` (detail
+ * `{ request, member, devices }`: someone presented an invitation; call `approve`),
+ * `removed` (this device was removed: it can no longer read new messages or write).
+ */
+export class Identity extends EventTarget {
+  #raw;
+  #node;
+  #seen = { changes: -1, requests: new Set(), removed: false };
+  #wake = () => this.#update();
+  #updating = Promise.resolve();
+
+  /** @internal */
+  constructor(raw, node) {
+    super();
+    this.#raw = raw;
+    this.#node = node;
+    node.watch(raw.chain, this.#wake);
+  }
+
+  /** @internal */
+  get raw() {
+    return this.#raw;
+  }
+
+  /** Creates a person identity whose first device is this one. */
+  static async create({ store, node, name = '', passphrase, relays } = {}) {
+    checkIdentityOptions({ store, node, passphrase });
+    const raw = await call(() => WasmIdentity.create(store.raw, node.raw, String(name), passphrase, relays ?? node.relays));
+    return this.attach(raw, node);
+  }
+
+  /** Opens an identity whose chain the store holds. */
+  static async open(did, { store, node, passphrase } = {}) {
+    checkIdentityOptions({ store, node, passphrase });
+    const chain = String(did).replace(/^did:endra:/, '');
+    const raw = await call(() => WasmIdentity.open(store.raw, node.raw, chain, passphrase));
+    return this.attach(raw, node);
+  }
+
+  /**
+   * Joins as a new device of the person who made `code` (`identity.inviteDevice()`): fetches
+   * the identity through the relays in the code, writes a request signed by this device's
+   * keys and resolves once an existing device approved it.
+   */
+  static async joinAsDevice(code, { store, node, passphrase, signal } = {}) {
+    checkIdentityOptions({ store, node, passphrase });
+    const identity = await openInvited(Identity, code, { store, node, passphrase, signal });
+    await call(() => identity.raw.requestJoin(String(code)));
+    await identity.until((s) => s.current, signal);
+    return identity;
+  }
+
+  /** @internal Opens a handle and emits the first events. */
+  static async attach(raw, node) {
+    return new this(raw, node).#started();
+  }
+
+  async #started() {
+    await this.#update();
+    return this;
+  }
+
+  /** Resolves when `test(summary)` holds, re-checking at every change of the chain. */
+  async until(test, signal) {
+    for (;;) {
+      const next = this.#node.nextChange(this.#raw.chain, signal);
+      if (test(await this.summary())) return;
+      if (signal?.aborted) throw new EndraError('aborted', 'ABORTED', { cause: signal.reason });
+      await next;
+    }
+  }
+
+  #update() {
+    this.#updating = this.#updating.then(async () => {
+      await call(() => this.#raw.refresh());
+      const s = await this.summary();
+      for (const p of s.pending) {
+        if (!this.#seen.requests.has(p.request)) {
+          this.#seen.requests.add(p.request);
+          this.dispatchEvent(new CustomEvent('request', { detail: p }));
+        }
+      }
+      // Membership, keys or messages: any new block.
+      const version = `${s.changes}/${s.blocks}`;
+      if (version !== this.#seen.changes) {
+        this.#seen.changes = version;
+        this.dispatchEvent(new CustomEvent('change', { detail: s }));
+      }
+      if (s.removed && !this.#seen.removed) {
+        this.#seen.removed = true;
+        this.dispatchEvent(new CustomEvent('removed', { detail: s }));
+      }
+    }).catch((error) => {
+      this.dispatchEvent(new CustomEvent('error', { detail: wrap(error) }));
+    });
+    return this.#updating;
+  }
+
+  /** `did:endra:<chain-id>`. */
+  get did() {
+    return this.#raw.did;
+  }
+
+  /** The identity chain's ID. */
+  get chain() {
+    return this.#raw.chain;
+  }
+
+  /** `{ did, device, kind, name, current, removed, pending, changes, blocks }`. */
+  summary() {
+    return call(() => this.#raw.summary());
+  }
+
+  /** The W3C DID document (a plain object), derived from the chain. */
+  async document() {
+    return JSON.parse(await call(() => this.#raw.document()));
+  }
+
+  /** Current devices: `[{ did, member, current }]` (`current` marks this device). */
+  devices() {
+    return call(() => this.#raw.devices());
+  }
+
+  /**
+   * A one-time invitation for a new device, valid `expiresIn` ms (default 10 minutes):
+   * `{ code, url, expires }`. The code is the whole invitation (identity, relays, signer).
+   */
+  async inviteDevice({ expiresIn = 600_000 } = {}) {
+    return this.inviteAs('admin', expiresIn);
+  }
+
+  /** @internal */
+  async inviteAs(role, expiresIn) {
+    const { code, expires } = await call(() => this.#raw.invite(role, Number(expiresIn)));
+    return { code, url: `endra:join?code=${encodeURIComponent(code)}`, expires };
+  }
+
+  /** Lets in the device or member of a pending request (see the `request` event). */
+  async approve(request) {
+    await call(() => this.#raw.approve(String(request?.request ?? request)));
+  }
+
+  /** Removes a device (by its `did:key`): it can neither read what follows nor write. */
+  async removeDevice(did) {
+    await call(() => this.#raw.remove(String(did)));
+  }
+
+  /** Replaces this device's keys; history stays readable. */
+  async rotateKeys() {
+    await call(() => this.#raw.rotate());
+  }
+
+  /** Writes an encrypted message (bytes) readable by the current devices or members. */
+  write(body, { topics = [] } = {}) {
+    return call(() => this.#raw.write(bytes(body, 'body'), topics));
+  }
+
+  /** Accepted messages in order: `[{ id, device, time, body }]` (`error` if unreadable). */
+  messages() {
+    return call(() => this.#raw.messages());
+  }
+
+  /** Stops events of this handle. */
+  close() {
+    this.#node.unwatch(this.#raw.chain, this.#wake);
+  }
+}
+
+/** Fetches the identity chain named in an invitation code through its relays and opens it. */
+async function openInvited(Class, code, { store, node, passphrase, signal }) {
+  await load();
+  const { chain, relays } = await call(async () => WasmIdentity.parseInvitation(String(code)));
+  await fetchChain(chain, relays, { store, node, signal });
+  return Class.attach(await call(() => WasmIdentity.open(store.raw, node.raw, chain, passphrase)), node);
+}
+
+/**
+ * A group DID controlled by its admins (persons), read and written by its members.
+ * Events as for `Identity`.
+ */
+export class Group extends Identity {
+  /** Creates a group founded by `person` (an `Identity` of this device). */
+  static async create({ store, node, name = '', passphrase, relays, person } = {}) {
+    checkIdentityOptions({ store, node, passphrase });
+    if (!(person instanceof Identity)) throw new EndraError('options.person must be an Identity', 'INVALID_ARGUMENT');
+    const raw = await call(() => WasmIdentity.createGroup(store.raw, node.raw, String(name), passphrase, relays ?? node.relays, person.raw));
+    return Group.attach(raw, node);
+  }
+
+  /** Joins with an invitation code as `person`; resolves once an admin approved. */
+  static async join(code, { store, node, passphrase, person, signal } = {}) {
+    checkIdentityOptions({ store, node, passphrase });
+    if (!(person instanceof Identity)) throw new EndraError('options.person must be an Identity', 'INVALID_ARGUMENT');
+    const group = await openInvited(Group, code, { store, node, passphrase, signal });
+    await call(() => group.raw.requestJoinAs(String(code), person.raw));
+    await group.until((s) => s.current, signal);
+    return group;
+  }
+
+  /** A one-time invitation for a person (`role`: 'member' or 'admin'). */
+  invite({ role = 'member', expiresIn = 600_000 } = {}) {
+    return this.inviteAs(role, expiresIn);
+  }
+
+  /** Current members `[{ did, role, devices }]`. */
+  members() {
+    return call(() => this.raw.members());
+  }
+
+  /** Removes a member (by person DID) and rekeys. */
+  async remove(did) {
+    await call(() => this.raw.remove(String(did)));
+  }
+
+  /** Leaves the group. */
+  async leave() {
+    await call(() => this.raw.leave());
   }
 }

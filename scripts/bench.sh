@@ -13,6 +13,9 @@ mkdir -p bench/results
 echo "== criterion: walytis core =="
 cargo bench --bench walytis
 
+echo "== identities: rekey on removal vs group size, resolving a DID =="
+cargo bench --bench identity
+
 echo "== browser: IndexedDB append and insert =="
 bash scripts/build-wasm.sh
 node bench/browser.mjs

@@ -177,11 +177,26 @@ impl<S: BlockStore> Identity<S> {
             .iter()
             .map(|op| (op.encode(), vec![IDENTITY_TOPIC.to_owned()]))
             .collect();
+        self.append(items, time).await
+    }
+
+    /// Appends blocks and folds them in; only if another handle on the same store wrote in
+    /// between is the whole chain folded again.
+    async fn append(
+        &mut self,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+        time: u64,
+    ) -> Result<Vec<Entry>, IdentityError> {
+        let before = self.chain.len();
         let entries = self
             .chain
             .append(self.device.signing().as_dalek(), time, items)
             .await?;
-        self.state = resolve(&self.chain).await?;
+        if self.chain.len() == before + entries.len() as u64 {
+            self.state.extend_appended(entries.iter().map(|e| &e.block));
+        } else {
+            self.state = resolve(&self.chain).await?;
+        }
         Ok(entries)
     }
 
@@ -341,7 +356,8 @@ impl<S: BlockStore> Identity<S> {
     }
 
     /// Replaces this device's keys: the rotation is signed by the old key and proven by the
-    /// new one; a new epoch follows, signed by the new key.
+    /// new one. Then, signed by the new key, every epoch key this device held is sealed
+    /// again to its new agreement key (its history stays readable) and a new epoch follows.
     pub async fn rotate(
         &mut self,
         time: u64,
@@ -359,9 +375,26 @@ impl<S: BlockStore> Identity<S> {
                 &next.agreement().public(),
             ),
         };
+        let mut held = Vec::new();
+        for epoch in self.state.epochs() {
+            if let Ok(key) =
+                self.state
+                    .epoch_key(&epoch.id, self.device.did(), self.device.agreement())
+            {
+                held.push((epoch.id, key));
+            }
+        }
         self.submit(vec![rotate], time).await?;
         self.device = next;
-        self.rekey(time, rng).await
+        let me = [self.device.entry()];
+        let mut ops = Vec::new();
+        for (epoch, key) in &held {
+            ops.extend(self.seal_epoch(*epoch, key, &me, rng)?);
+        }
+        let devices: Vec<DeviceEntry> = self.state.devices().map(|(_, d)| d.clone()).collect();
+        ops.extend(self.new_epoch(&devices, rng)?);
+        self.submit(ops, time).await?;
+        Ok(())
     }
 
     /// Makes a new epoch key and seals it to every current device.
@@ -457,15 +490,7 @@ impl<S: BlockStore> Identity<S> {
         w.array(2);
         w.bytes(&epoch);
         w.bytes(&ciphertext);
-        let entries = self
-            .chain
-            .append(
-                self.device.signing().as_dalek(),
-                time,
-                vec![(w.out, topics)],
-            )
-            .await?;
-        self.state = resolve(&self.chain).await?;
+        let entries = self.append(vec![(w.out, topics)], time).await?;
         entries
             .first()
             .map(|e| e.block.id())

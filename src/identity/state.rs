@@ -206,6 +206,15 @@ impl IdentityState {
         fold(blocks, Some(&rule))
     }
 
+    /// Folds in blocks this device just appended. They sort after every block already folded
+    /// and descend from all of them (a local append names every leaf as parent), so no
+    /// earlier block can become concurrent with them: no need to fold the chain again.
+    pub fn extend_appended<'a>(&mut self, blocks: impl IntoIterator<Item = &'a Block>) {
+        for block in blocks {
+            self.apply(block, None);
+        }
+    }
+
     /// The identity chain's ID.
     pub fn chain(&self) -> BlockId {
         self.chain

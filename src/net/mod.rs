@@ -160,6 +160,11 @@ enum Command {
         time: u64,
         reply: Reply<Vec<Entry>>,
     },
+    Publish {
+        chain: BlockId,
+        blocks: Vec<Vec<u8>>,
+        reply: Reply<()>,
+    },
     Listen(Multiaddr, Reply<()>),
     Dial(Multiaddr, Reply<()>),
     UseRelay(Multiaddr, Reply<()>),
@@ -194,6 +199,17 @@ impl NodeHandle {
         self.call(|reply| Command::Open {
             chain,
             genesis,
+            reply,
+        })
+        .await
+    }
+
+    /// Pushes blocks that another handle on the node's store already stored (signed by
+    /// another key: an identity's device key) to the chain's peers.
+    pub async fn publish(&self, chain: BlockId, blocks: Vec<Vec<u8>>) -> Result<(), NetError> {
+        self.call(|reply| Command::Publish {
+            chain,
+            blocks,
             reply,
         })
         .await
@@ -404,6 +420,24 @@ impl<S: BlockStore + Clone> Node<S> {
                             self.route(chain, outputs);
                             self.changed(chain);
                             Ok(entries)
+                        }
+                        Err(e) => Err(e.into()),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Command::Publish {
+                chain,
+                blocks,
+                reply,
+            } => {
+                let result = match self.chains.get_mut(&chain) {
+                    None => Err(NetError::UnknownChain(chain)),
+                    Some(sync) => match sync.published(blocks).await {
+                        Ok(outputs) => {
+                            self.route(chain, outputs);
+                            self.changed(chain);
+                            Ok(())
                         }
                         Err(e) => Err(e.into()),
                     },

@@ -295,6 +295,16 @@ impl<S: BlockStore> Sync<S> {
         Ok((entries, outputs))
     }
 
+    /// Announces blocks another handle on the same store appended (an identity's ops, say):
+    /// re-reads the chain state and pushes the blocks to peers.
+    pub async fn published(&mut self, blocks: Vec<Vec<u8>>) -> Result<Vec<Output>, ChainError> {
+        self.chain.refresh().await?;
+        Ok(blocks
+            .into_iter()
+            .map(|block| Output::Publish(Message::Push { block }))
+            .collect())
+    }
+
     /// Handles one event at time `now` (milliseconds). Errors are local failures (the store);
     /// anything a peer sends wrong is answered with outputs, never with an error.
     pub async fn handle(&mut self, now: u64, input: Input) -> Result<Vec<Output>, ChainError> {

@@ -6,6 +6,8 @@
 use std::rc::Rc;
 
 #[cfg(feature = "net")]
+mod identity;
+#[cfg(feature = "net")]
 mod node;
 
 use ed25519_dalek::SigningKey;

@@ -62,7 +62,7 @@ fn event_object(event: &NodeEvent) -> JsValue {
 /// A libp2p node in the page, syncing chains of one store with peers through relays.
 #[wasm_bindgen]
 pub struct WasmNode {
-    handle: NodeHandle,
+    pub(super) handle: NodeHandle,
 }
 
 #[wasm_bindgen]

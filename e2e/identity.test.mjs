@@ -1,0 +1,118 @@
+// End to end, identities: two browser profiles pair as two devices of one person through an
+// invitation code and a real relay, show the same DID document, read each other's encrypted
+// messages; then one removes the other, which can no longer read new messages or write.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRelay, startServer } from '../scripts/serve.mjs';
+import { endraPage, launchProfile } from './browser.mjs';
+
+const cleanup = [];
+after(async () => {
+  for (const step of cleanup.reverse()) await step();
+});
+
+async function setup() {
+  const dir = await mkdtemp(join(tmpdir(), 'endra-relay-'));
+  const relay = await startRelay({ dir });
+  cleanup.push(async () => {
+    await relay.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const server = await startServer({ port: 0, relays: [] });
+  cleanup.push(() => server.close());
+  const pages = [];
+  for (let i = 0; i < 2; i += 1) {
+    const profile = await launchProfile();
+    cleanup.push(() => profile.close());
+    pages.push(await endraPage(profile.context, { url: server.url, relays: [relay.ws], store: 'identity-test' }));
+  }
+  return pages;
+}
+
+/** Waits inside the page until the identity shows `devices` current devices. */
+const devicesReach = (page, devices) => page.evaluate(async (n) => {
+  await window.me.until((s) => s.current !== undefined, AbortSignal.timeout(30_000));
+  for (;;) {
+    if ((await window.me.devices()).length === n) break;
+    await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+  }
+  return window.me.document();
+}, devices);
+
+test('two browsers pair as devices of one person; a removed device can no longer write', async () => {
+  const [a, b] = await setup();
+  const { did, code } = await a.evaluate(async () => {
+    window.me = await window.endra.Identity.create({
+      store: window.store, node: window.node, name: 'Ada', passphrase: 'correct horse A',
+    });
+    // This device approves requests that present its invitations.
+    window.me.addEventListener('request', (event) => {
+      window.me.approve(event.detail).catch((error) => { window.approveError = error; });
+    });
+    await window.me.write(new TextEncoder().encode('written before the phone joined'));
+    const invitation = await window.me.inviteDevice({ expiresIn: 120_000 });
+    return { did: window.me.did, code: invitation.code };
+  });
+  assert.match(did, /^did:endra:b/);
+  assert.match(code, /^endra-invite:/);
+
+  const joined = await b.evaluate(async (invitation) => {
+    window.me = await window.endra.Identity.joinAsDevice(invitation, {
+      store: window.store, node: window.node, passphrase: 'correct horse B', signal: AbortSignal.timeout(60_000),
+    });
+    return window.me.did;
+  }, code);
+  assert.equal(joined, did, 'the second device joined the same identity');
+
+  const docA = await devicesReach(a, 2);
+  const docB = await devicesReach(b, 2);
+  assert.deepEqual(docB, docA, 'both devices derive the same DID document');
+  assert.equal(docA.id, did);
+  assert.equal(docA.controller.length, 2);
+  assert.equal(docA.keyAgreement.length, 2);
+
+  // B reads the history and writes; A reads B's message.
+  const historyB = await b.evaluate(async () => (await window.me.messages()).map((m) => new TextDecoder().decode(m.body)));
+  assert.deepEqual(historyB, ['written before the phone joined']);
+  await b.evaluate(() => window.me.write(new TextEncoder().encode('from the phone')));
+  const textsA = await a.evaluate(async () => {
+    await window.me.until(() => true);
+    for (;;) {
+      const texts = (await window.me.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
+      if (texts.length === 2) return texts;
+      await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+    }
+  });
+  assert.deepEqual(textsA, ['written before the phone joined', 'from the phone']);
+
+  // A removes B. B learns it, cannot read what A writes next, and cannot write.
+  const deviceB = await b.evaluate(async () => (await window.me.summary()).device);
+  await a.evaluate(async (device) => {
+    await window.me.removeDevice(device);
+    await window.me.write(new TextEncoder().encode('after the removal'));
+  }, deviceB);
+  const afterRemoval = await b.evaluate(async () => {
+    await window.me.until((s) => s.removed, AbortSignal.timeout(30_000));
+    for (;;) {
+      const messages = await window.me.messages();
+      if (messages.length >= 3) break;
+      await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+    }
+    const messages = await window.me.messages();
+    let code = null;
+    try {
+      await window.me.write(new TextEncoder().encode('locked out'));
+    } catch (error) {
+      code = error.code;
+    }
+    return { last: messages.at(-1), code };
+  });
+  assert.equal(afterRemoval.code, 'NOT_A_MEMBER', 'the removed device cannot write');
+  assert.ok(afterRemoval.last.error, 'the removed device cannot read what was written after');
+  const finalA = await devicesReach(a, 1);
+  assert.equal(finalA.controller.length, 1);
+  assert.equal(await a.evaluate(() => window.approveError?.message ?? null), null);
+});
