@@ -270,3 +270,81 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
         );
     });
 }
+
+/// Rendezvous is shared between peered relays: a client of one relay finds the members of
+/// a chain registered at another, although neither relay stores anything, and catches up
+/// from them over a `/p2p-circuit` connection.
+#[test]
+fn clients_of_two_peered_no_mailbox_relays_find_each_other() {
+    run_local(async {
+        let relay_config = || NodeConfig {
+            mailbox: false,
+            relay_server: true,
+            ..fast()
+        };
+        let (relay1, relay1_address) = start_relay(101, relay_config()).await;
+        let (relay2, relay2_address) = start_relay(102, relay_config()).await;
+        relay2
+            .handle
+            .dial(relay1_address.clone())
+            .await
+            .expect("peer the relays");
+
+        // Alice, a client of relay 1, writes before Bob exists.
+        let (alice_store, chain) = new_chain(1, 1).await;
+        let mut alice = start(alice_store, 1, fast()).await;
+        alice.handle.open(chain, None).await.expect("open");
+        alice
+            .handle
+            .use_relay(relay1_address)
+            .await
+            .expect("use relay 1");
+        alice
+            .handle
+            .append(chain, 2, vec![(b"a".to_vec(), vec![]); 7])
+            .await
+            .expect("append");
+        wait_for(
+            &mut alice,
+            |e| matches!(e, NodeEvent::Listening(a) if a.to_string().contains("p2p-circuit")),
+        )
+        .await;
+
+        // Bob knows only relay 2 and the chain's ID (its genesis, from an invitation).
+        let mut bob = start(MemoryStore::new(), 2, fast()).await;
+        bob.handle
+            .use_relay(relay2_address)
+            .await
+            .expect("use relay 2");
+        bob.handle.open(chain, None).await.expect("join");
+        count_reaches(&mut bob, chain, 8).await;
+
+        // Live both ways over the circuit.
+        bob.handle
+            .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
+            .await
+            .expect("append");
+        count_reaches(&mut alice, chain, 10).await;
+
+        let alice_id = alice.handle.peer_id();
+        assert!(
+            bob.handle
+                .peers(chain)
+                .await
+                .expect("peers")
+                .contains(&alice_id),
+            "Alice is a direct peer of Bob's chain"
+        );
+        assert_eq!(
+            order(&bob.store, chain).await,
+            order(&alice.store, chain).await,
+            "same DAG, same order"
+        );
+        for relay in [&relay1, &relay2] {
+            assert!(
+                relay.store.chains().await.expect("chains").is_empty(),
+                "a relay without a mailbox stores nothing"
+            );
+        }
+    });
+}

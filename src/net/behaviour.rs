@@ -10,7 +10,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, identity, ping, relay, rendezvous, request_response};
 
-use super::protocol::{SyncCodec, PROTOCOL};
+use super::protocol::{PeeredCodec, SyncCodec, PEERED_PROTOCOL, PROTOCOL};
 use super::{NetError, NodeConfig};
 
 /// The behaviours every Endra node runs.
@@ -30,6 +30,9 @@ pub struct Behaviour {
     /// Rendezvous client: registers at relays under each chain's ID and discovers the
     /// chain's other peers there (clients only).
     pub(super) discovery: Toggle<rendezvous::client::Behaviour>,
+    /// Rendezvous registrations shared between peered relays: relays answer (their own
+    /// registrations to peer relays, their peer relays' to clients), clients ask.
+    pub(super) peered: request_response::Behaviour<PeeredCodec>,
 }
 
 impl Behaviour {
@@ -56,6 +59,19 @@ impl Behaviour {
             SyncCodec,
             [(PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+        );
+        let peered = request_response::Behaviour::with_codec(
+            PeeredCodec,
+            [(
+                PEERED_PROTOCOL,
+                if config.relay_server {
+                    request_response::ProtocolSupport::Full
+                } else {
+                    request_response::ProtocolSupport::Outbound
+                },
+            )],
+            // Longer than a relay's round (`peering::ROUND_DEADLINE_MS`) plus a tick.
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
         let peer_id = key.public().to_peer_id();
         let limits = &config.limits;
@@ -94,6 +110,7 @@ impl Behaviour {
             discovery: Toggle::from(
                 (!config.relay_server).then(|| rendezvous::client::Behaviour::new(key.clone())),
             ),
+            peered,
         })
     }
 }

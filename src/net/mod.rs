@@ -10,8 +10,12 @@
 //! replica of every chain a peer subscribes to, fetching its genesis on first sight: it can
 //! read nothing (blocks are public metadata; private content arrives encrypted with the
 //! offchain layer) and forge nothing (every block is signed).
+//!
+//! Relays share rendezvous with the relays they peer with ([`peering`]): a client asks its
+//! relay for a chain's peers registered at those relays and dials them over `/p2p-circuit`.
 
 mod behaviour;
+pub mod peering;
 pub mod protocol;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
@@ -25,12 +29,13 @@ use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identity, rendezvous, request_response, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, identity, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
 use crate::store::BlockStore;
 use crate::walytis::sync::{Input, Message, Output, Peer, Sync};
 use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
-use protocol::Envelope;
+use peering::Peering;
+use protocol::{Envelope, Found, Lookup, PEERED_PROTOCOL};
 
 /// What went wrong in the network shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,6 +285,10 @@ pub struct Node<S: BlockStore + Clone> {
     announced_at: u64,
     /// Chains whose mailbox quota was reported, so the log says it once.
     over_quota: std::collections::HashSet<BlockId>,
+    /// The rendezvous registrations shared with peered relays (relays only).
+    peering: Peering<request_response::ResponseChannel<Vec<Found>>>,
+    /// Lookups this relay sent to its peer relays, by request.
+    peering_asks: HashMap<request_response::OutboundRequestId, (PeerId, rendezvous::Namespace)>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<NodeEvent>,
     started: web_time::Instant,
@@ -305,6 +314,8 @@ impl<S: BlockStore + Clone> Node<S> {
             .and_then(|b| b.try_into().ok())
             .map_or(7, u64::from_le_bytes)
             | 1;
+        // A client asks again every tick while it has no peers: one round per tick at most.
+        let fresh_ms = config.tick.as_millis() as u64;
         let node = Node {
             swarm,
             store,
@@ -318,6 +329,8 @@ impl<S: BlockStore + Clone> Node<S> {
             relays: HashMap::new(),
             reserved: std::collections::HashSet::new(),
             over_quota: std::collections::HashSet::new(),
+            peering: Peering::new(fresh_ms),
+            peering_asks: HashMap::new(),
             announced_at: 0,
             commands,
             events,
@@ -375,6 +388,8 @@ impl<S: BlockStore + Clone> Node<S> {
                             self.announce(chain);
                         }
                     }
+                    let expired = self.peering.expire(self.now());
+                    self.peering_act(expired);
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
             }
@@ -566,6 +581,147 @@ impl<S: BlockStore + Clone> Node<S> {
             if let Some(discovery) = self.swarm.behaviour_mut().discovery.as_mut() {
                 discovery.discover(Some(namespace.clone()), None, None, relay);
             }
+            // And for the chain's peers registered at the relays it peers with.
+            self.swarm.behaviour_mut().peered.send_request(
+                &relay,
+                Lookup {
+                    namespace: namespace.clone(),
+                    forward: true,
+                },
+            );
+        }
+    }
+
+    /// Dials a peer found by rendezvous (at a relay or at a relay's peer relays), unless it
+    /// is this node or already connected.
+    fn dial_found(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .build();
+        match self.swarm.dial(options) {
+            // Found twice (at the relay and at its peers): the first dial serves.
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+            Err(e) => log(format_args!("cannot dial discovered peer {peer}: {e}")),
+        }
+    }
+
+    /// Carries out what the shared rendezvous asks for.
+    fn peering_act(
+        &mut self,
+        actions: Vec<peering::Action<request_response::ResponseChannel<Vec<Found>>>>,
+    ) {
+        for action in actions {
+            match action {
+                peering::Action::Ask { relay, namespace } => {
+                    let request = self.swarm.behaviour_mut().peered.send_request(
+                        &relay,
+                        Lookup {
+                            namespace: namespace.clone(),
+                            forward: false,
+                        },
+                    );
+                    self.peering_asks.insert(request, (relay, namespace));
+                }
+                peering::Action::Answer { waiter, found } => {
+                    // The client may have gone: nothing to do then.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .peered
+                        .send_response(waiter, found);
+                }
+            }
+        }
+    }
+
+    fn on_peered(&mut self, event: request_response::Event<Lookup, Vec<Found>>) {
+        let now = self.now();
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if !self.config.relay_server {
+                    return;
+                }
+                if request.forward {
+                    let actions = self.peering.lookup(now, request.namespace, peer, channel);
+                    self.peering_act(actions);
+                } else {
+                    let found = self.peering.own(now, &request.namespace, peer);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .peered
+                        .send_response(channel, found);
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((relay, namespace)) = self.peering_asks.remove(&request_id) {
+                    let actions = self
+                        .peering
+                        .answered(now, relay, &namespace, Some(response));
+                    self.peering_act(actions);
+                } else if self.relays.contains_key(&peer) {
+                    // A client's own relay answered: dial the peers of its peer relays.
+                    for found in response {
+                        let id = found.record.peer_id();
+                        self.dial_found(id, found.record.addresses().to_vec());
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                if let Some((relay, namespace)) = self.peering_asks.remove(&request_id) {
+                    let actions = self.peering.answered(now, relay, &namespace, None);
+                    self.peering_act(actions);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A connected relay that serves the peered protocol: this relay shares rendezvous with it.
+    fn peer_relay(&mut self, relay: PeerId) {
+        if !self.peering.is_relay(&relay)
+            && self.swarm.is_connected(&relay)
+            && self.peering.relay_connected(relay)
+        {
+            log(format_args!("sharing rendezvous with peer relay {relay}"));
+        }
+    }
+
+    fn on_rendezvous_server(&mut self, event: rendezvous::server::Event) {
+        let now = self.now();
+        match event {
+            rendezvous::server::Event::PeerRegistered { registration, .. } => {
+                self.peering.registered(now, &registration);
+            }
+            rendezvous::server::Event::PeerUnregistered { peer, namespace } => {
+                self.peering.unregistered(peer, &namespace, None);
+            }
+            rendezvous::server::Event::RegistrationExpired(registration) => {
+                self.peering.unregistered(
+                    registration.record.peer_id(),
+                    &registration.namespace,
+                    Some(&registration.record),
+                );
+            }
+            _ => {}
         }
     }
 
@@ -730,22 +886,28 @@ impl<S: BlockStore + Clone> Node<S> {
                 for chain in chains {
                     self.drive(chain, Input::Disconnected(peer)).await;
                 }
+                let actions = self.peering.relay_disconnected(self.now(), peer_id);
+                self.peering_act(actions);
             }
+            // A relay serving the peered protocol is a peer relay (either side dialled).
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.config.relay_server && info.protocols.contains(&PEERED_PROTOCOL) => {
+                self.peer_relay(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
+                self.on_rendezvous_server(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Peered(event)) => self.on_peered(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Discovery(
                 rendezvous::client::Event::Discovered { registrations, .. },
             )) => {
                 for registration in registrations {
                     let peer = registration.record.peer_id();
-                    if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
-                        continue;
-                    }
-                    let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                        .addresses(registration.record.addresses().to_vec())
-                        .build();
-                    if let Err(e) = self.swarm.dial(options) {
-                        log(format_args!("cannot dial discovered peer {peer}: {e}"));
-                    }
+                    self.dial_found(peer, registration.record.addresses().to_vec());
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {

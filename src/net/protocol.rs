@@ -1,12 +1,18 @@
-//! `/endra/walytis/sync/1`: sync messages between two peers over a request-response stream.
+//! The node's own request-response protocols.
 //!
-//! A request is `u32 length (big-endian) ‖ chain ID (36 bytes) ‖ sync message`; the response
-//! is an empty acknowledgement. Answers travel as requests the other way, so the sans-IO
-//! core's `Send(peer, message)` maps one-to-one onto requests.
+//! `/endra/walytis/sync/1` ([`PROTOCOL`]): sync messages between two peers. A request is
+//! `u32 length (big-endian) ‖ chain ID (36 bytes) ‖ sync message`; the response is an empty
+//! acknowledgement. Answers travel as requests the other way, so the sans-IO core's
+//! `Send(peer, message)` maps one-to-one onto requests.
+//!
+//! `/endra/rendezvous/peered/1` ([`PEERED_PROTOCOL`]): rendezvous registrations shared
+//! between peered relays.
 
 use std::io;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::core::{PeerRecord, SignedEnvelope};
+use libp2p::rendezvous::Namespace;
 use libp2p::StreamProtocol;
 
 use crate::walytis::sync::{Message, MAX_MESSAGE_BYTES};
@@ -89,6 +95,148 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
+        io.close().await
+    }
+}
+
+/// `/endra/rendezvous/peered/1`: the rendezvous registrations peered relays share.
+///
+/// A client asks its relay (`forward: true`) for the peers registered under a namespace
+/// (a chain ID) at the relays it peers with; the relay asks each of them (`forward: false`:
+/// their own registrations only, so a question never travels more than one hop) and answers
+/// with what they hold. Records are the peers' own signed peer records, checked on reading:
+/// a relay can withhold a registration but cannot forge one.
+///
+/// A request is `u8 forward (0 or 1) ‖ u8 length ‖ namespace`; a response is
+/// `u16 count ‖ count × (u32 ttl in seconds ‖ u16 length ‖ signed envelope)`, big-endian.
+pub const PEERED_PROTOCOL: StreamProtocol = StreamProtocol::new("/endra/rendezvous/peered/1");
+
+/// Records in one answer; more are left out.
+pub const MAX_FOUND: usize = 64;
+
+/// Bytes of one signed peer record (a handful of addresses takes a few hundred).
+pub const MAX_RECORD_BYTES: usize = 4096;
+
+/// A question about a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The namespace (a chain ID).
+    pub namespace: Namespace,
+    /// Ask the relays this relay peers with (from a client), or answer from this relay's own
+    /// registrations only (from a peer relay).
+    pub forward: bool,
+}
+
+/// A peer registered under the asked namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its signed peer record: its peer ID and the addresses it is reachable at.
+    pub record: PeerRecord,
+    /// For how many more seconds the registration holds.
+    pub ttl: u64,
+}
+
+/// The request-response codec of [`PEERED_PROTOCOL`].
+#[derive(Debug, Clone, Default)]
+pub struct PeeredCodec;
+
+impl libp2p::request_response::Codec for PeeredCodec {
+    type Protocol = StreamProtocol;
+    type Request = Lookup;
+    type Response = Vec<Found>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Lookup>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut head = [0u8; 2];
+        io.read_exact(&mut head).await?;
+        let forward = match head[0] {
+            0 => false,
+            1 => true,
+            other => return Err(invalid(format_args!("lookup flag {other}"))),
+        };
+        let mut namespace = vec![0u8; usize::from(head[1])];
+        io.read_exact(&mut namespace).await?;
+        let namespace = String::from_utf8(namespace).map_err(invalid)?;
+        Ok(Lookup {
+            namespace: Namespace::new(namespace).map_err(invalid)?,
+            forward,
+        })
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<Found>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut count = [0u8; 2];
+        io.read_exact(&mut count).await?;
+        let count = usize::from(u16::from_be_bytes(count));
+        if count > MAX_FOUND {
+            return Err(invalid(format_args!("{count} records in one answer")));
+        }
+        let mut found = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut head = [0u8; 6];
+            io.read_exact(&mut head).await?;
+            let ttl = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+            let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+            // Checked before allocating: an oversized record is refused, not buffered.
+            if len > MAX_RECORD_BYTES {
+                return Err(invalid(format_args!("peer record of {len} bytes")));
+            }
+            let mut envelope = vec![0u8; len];
+            io.read_exact(&mut envelope).await?;
+            let envelope = SignedEnvelope::from_protobuf_encoding(&envelope).map_err(invalid)?;
+            let record = PeerRecord::from_signed_envelope(envelope).map_err(invalid)?;
+            found.push(Found { record, ttl });
+        }
+        Ok(found)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Lookup,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        let namespace = request.namespace.to_string();
+        let len = u8::try_from(namespace.len()).map_err(invalid)?;
+        io.write_all(&[u8::from(request.forward), len]).await?;
+        io.write_all(namespace.as_bytes()).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        found: Vec<Found>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        let mut frame = Vec::new();
+        let mut count = 0u16;
+        for found in found.iter().take(MAX_FOUND) {
+            let envelope = found.record.to_signed_envelope().into_protobuf_encoding();
+            let Ok(len) = u16::try_from(envelope.len()) else {
+                continue;
+            };
+            if envelope.len() > MAX_RECORD_BYTES {
+                continue;
+            }
+            let ttl = u32::try_from(found.ttl).unwrap_or(u32::MAX);
+            frame.extend_from_slice(&ttl.to_be_bytes());
+            frame.extend_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&envelope);
+            count += 1;
+        }
+        io.write_all(&count.to_be_bytes()).await?;
+        io.write_all(&frame).await?;
         io.close().await
     }
 }
