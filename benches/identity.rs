@@ -17,7 +17,7 @@ use endra::identity::{
     document, DeviceKeys, Founding, Identity, IdentityState, Kind, MemberEntry, Role,
 };
 use endra::store::MemoryStore;
-use endra::walytis::{Block, Query};
+use endra::walytis::Block;
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -25,17 +25,7 @@ const T0: u64 = 1_700_000_000_000;
 const RUNS: usize = 3;
 
 async fn all_blocks(identity: &Identity<MemoryStore>) -> Vec<Block> {
-    identity
-        .chain()
-        .blocks(Query {
-            limit: usize::MAX,
-            ..Query::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.block)
-        .collect()
+    identity.blocks().await.unwrap()
 }
 
 /// A group of `devices` one-device members, built through real requests and approvals.

@@ -446,7 +446,7 @@ function checkIdentityOptions({ store, node, passphrase }) {
 export class Identity extends EventTarget {
   #raw;
   #node;
-  #seen = { changes: -1, requests: new Set(), removed: false };
+  #seen = { version: '', requests: new Set(), removed: false };
   #wake = () => this.#update();
   #updating = Promise.resolve();
 
@@ -523,8 +523,8 @@ export class Identity extends EventTarget {
       }
       // Membership, keys or messages: any new block.
       const version = `${s.changes}/${s.blocks}`;
-      if (version !== this.#seen.changes) {
-        this.#seen.changes = version;
+      if (version !== this.#seen.version) {
+        this.#seen.version = version;
         this.dispatchEvent(new CustomEvent('change', { detail: s }));
       }
       if (s.removed && !this.#seen.removed) {

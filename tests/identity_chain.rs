@@ -13,7 +13,7 @@ use endra::identity::{
     KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
 };
 use endra::store::MemoryStore;
-use endra::walytis::{Block, BlockDraft, BlockId, Query};
+use endra::walytis::{Block, BlockDraft, BlockId};
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -23,17 +23,13 @@ const T0: u64 = 1_700_000_000_000;
 const HOUR: u64 = 3_600_000;
 
 async fn blocks(identity: &Id) -> Vec<Block> {
-    identity
-        .chain()
-        .blocks(Query {
-            limit: usize::MAX,
-            ..Query::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.block)
-        .collect()
+    identity.blocks().await.unwrap()
+}
+
+/// Where a block written now would go: the current leaves and the height above them.
+async fn tip(identity: &Id) -> (Vec<BlockId>, u64) {
+    let height = blocks(identity).await.last().unwrap().height() + 1;
+    (identity.chain().leaves().to_vec(), height)
 }
 
 /// Every replica gets every block any of them has.
@@ -152,6 +148,12 @@ async fn forge_after(
     block.id()
 }
 
+/// [`forge_after`] on top of everything the replica holds.
+async fn forge_on_top(identity: &mut Id, key: &DeviceKeys) -> BlockId {
+    let (leaves, height) = tip(identity).await;
+    forge_after(identity, key, leaves, height).await
+}
+
 #[test]
 fn a_person_adds_and_removes_devices() {
     block_on(async {
@@ -227,9 +229,7 @@ fn a_person_adds_and_removes_devices() {
             Err(IdentityError::NotAMember)
         ));
         let key = DeviceKeys::from_secret_bytes(&tablet.device().to_secret_bytes()).unwrap();
-        let leaves = tablet.chain().leaves().to_vec();
-        let height = blocks(&tablet).await.last().unwrap().height() + 1;
-        let forged = forge_after(&mut tablet, &key, leaves, height).await;
+        let forged = forge_on_top(&mut tablet, &key).await;
         exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
         for replica in [&laptop, &phone, &tablet] {
             assert!(matches!(
@@ -420,9 +420,7 @@ fn a_group_of_five_people_with_two_devices_each() {
             .await
             .unwrap();
         let key = DeviceKeys::from_secret_bytes(&group[8].device().to_secret_bytes()).unwrap();
-        let leaves = group[8].chain().leaves().to_vec();
-        let height = blocks(&group[8]).await.last().unwrap().height() + 1;
-        let forged = forge_after(&mut group[8], &key, leaves, height).await;
+        let forged = forge_on_top(&mut group[8], &key).await;
         let mut all: Vec<&mut Id> = group.iter_mut().collect();
         exchange(&mut all).await;
         for (i, replica) in group.iter().enumerate() {
@@ -635,8 +633,7 @@ fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
             .unwrap();
         let old_keys = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
         let old_doc = phone.document();
-        let before_rotation = phone.chain().leaves().to_vec();
-        let height_before = blocks(&phone).await.last().unwrap().height() + 1;
+        let (before_rotation, height_before) = tip(&phone).await;
         phone.rotate(T0 + 2, &mut OsRng).await.unwrap();
         let after = phone
             .write(b"new key", vec![], T0 + 3, &mut OsRng)
@@ -667,9 +664,7 @@ fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
             );
         }
         // Signatures by the rotated-out key: after the rotation, and backdated before it.
-        let leaves = phone.chain().leaves().to_vec();
-        let height = blocks(&phone).await.last().unwrap().height() + 1;
-        let late = forge_after(&mut phone, &old_keys, leaves, height).await;
+        let late = forge_on_top(&mut phone, &old_keys).await;
         let backdated = forge_after(&mut phone, &old_keys, before_rotation, height_before).await;
         exchange(&mut [&mut laptop, &mut phone]).await;
         for replica in [&laptop, &phone] {
@@ -741,9 +736,7 @@ fn malformed_ops_and_outsiders_change_nothing() {
             .block
             .id();
         let outsider = DeviceKeys::generate(&mut OsRng);
-        let leaves = laptop.chain().leaves().to_vec();
-        let height = blocks(&laptop).await.last().unwrap().height() + 1;
-        let stranger = forge_after(&mut laptop, &outsider, leaves, height).await;
+        let stranger = forge_on_top(&mut laptop, &outsider).await;
         laptop.refresh().await.unwrap();
         assert!(matches!(
             laptop.state().rejection(&junk),

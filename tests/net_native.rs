@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{count_reaches, new_chain, run_local, start, start_relay, wait_for};
+use common::net::{count_reaches, new_chain, run_local, start, start_relay, wait_for, Running};
 use endra::net::{NodeConfig, NodeEvent};
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, Chain, Query};
+use libp2p::Multiaddr;
 
 async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
     let chain = Chain::open(store.clone(), chain).await.expect("open");
@@ -23,6 +24,76 @@ async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
         .into_iter()
         .map(|e| e.block.id())
         .collect()
+}
+
+/// A relay config without a mailbox: circuits and rendezvous only.
+fn no_mailbox_relay() -> NodeConfig {
+    NodeConfig {
+        mailbox: false,
+        relay_server: true,
+        ..fast()
+    }
+}
+
+/// Alice, a client of `alice_relay`, writes `written` blocks before Bob exists; Bob, who
+/// knows only `bob_relay` and the chain's ID, must find her, catch up and write 2 blocks
+/// that reach her. Asserts that Alice is Bob's direct chain peer and that both hold the same
+/// order; returns both nodes for further checks.
+async fn alice_writes_then_bob_catches_up(
+    alice_relay: Multiaddr,
+    bob_relay: Multiaddr,
+    written: usize,
+) -> (Running, Running) {
+    let (alice_store, chain) = new_chain(1, 1).await;
+    let mut alice = start(alice_store, 1, fast()).await;
+    alice.handle.open(chain, None).await.expect("open");
+    alice
+        .handle
+        .use_relay(alice_relay)
+        .await
+        .expect("use Alice's relay");
+    alice
+        .handle
+        .append(chain, 2, vec![(b"a".to_vec(), vec![]); written])
+        .await
+        .expect("append");
+    // Alice is reachable once the relay holds a reservation for her.
+    wait_for(
+        &mut alice,
+        |e| matches!(e, NodeEvent::Listening(a) if a.to_string().contains("p2p-circuit")),
+    )
+    .await;
+
+    // Bob knows only his relay and the chain's ID (its genesis, from an invitation).
+    let mut bob = start(MemoryStore::new(), 2, fast()).await;
+    bob.handle
+        .use_relay(bob_relay)
+        .await
+        .expect("use Bob's relay");
+    bob.handle.open(chain, None).await.expect("join");
+    count_reaches(&mut bob, chain, written as u64 + 1).await;
+    // Live both ways over the circuit.
+    bob.handle
+        .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
+        .await
+        .expect("append");
+    count_reaches(&mut alice, chain, written as u64 + 3).await;
+
+    let alice_id = alice.handle.peer_id();
+    assert!(
+        bob.handle
+            .peers(chain)
+            .await
+            .expect("peers")
+            .contains(&alice_id),
+        "Alice is a direct peer of Bob's chain"
+    );
+    assert_eq!(
+        order(&bob.store, chain).await,
+        order(&alice.store, chain).await,
+        "same DAG, same order"
+    );
+    (alice, bob)
 }
 
 fn fast() -> NodeConfig {
@@ -159,60 +230,9 @@ fn clients_of_two_peered_relays_converge() {
 #[test]
 fn clients_find_each_other_by_rendezvous_and_sync_over_a_circuit() {
     run_local(async {
-        let relay_config = NodeConfig {
-            mailbox: false,
-            relay_server: true,
-            ..fast()
-        };
-        let (relay, relay_address) = start_relay(100, relay_config).await;
-
-        let (alice_store, chain) = new_chain(1, 1).await;
-        let mut alice = start(alice_store, 1, fast()).await;
-        alice.handle.open(chain, None).await.expect("open");
-        alice
-            .handle
-            .use_relay(relay_address.clone())
-            .await
-            .expect("use relay");
-        alice
-            .handle
-            .append(chain, 2, vec![(b"a".to_vec(), vec![]); 5])
-            .await
-            .expect("append");
-        // Alice is reachable once the relay holds a reservation for her.
-        wait_for(
-            &mut alice,
-            |e| matches!(e, NodeEvent::Listening(a) if a.to_string().contains("p2p-circuit")),
-        )
-        .await;
-
-        let mut bob = start(MemoryStore::new(), 2, fast()).await;
-        bob.handle
-            .use_relay(relay_address)
-            .await
-            .expect("use relay");
-        bob.handle.open(chain, None).await.expect("join");
-        count_reaches(&mut bob, chain, 6).await;
-        bob.handle
-            .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
-            .await
-            .expect("append");
-        count_reaches(&mut alice, chain, 8).await;
-
-        let alice_id = alice.handle.peer_id();
-        assert!(
-            bob.handle
-                .peers(chain)
-                .await
-                .expect("peers")
-                .contains(&alice_id),
-            "Alice is a direct peer of Bob's chain"
-        );
-        assert_eq!(
-            order(&bob.store, chain).await,
-            order(&alice.store, chain).await,
-            "same DAG, same order"
-        );
+        let (relay, relay_address) = start_relay(100, no_mailbox_relay()).await;
+        let _nodes =
+            alice_writes_then_bob_catches_up(relay_address.clone(), relay_address, 5).await;
         assert!(
             relay.store.chains().await.expect("chains").is_empty(),
             "a relay without a mailbox stores nothing"
@@ -277,69 +297,14 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
 #[test]
 fn clients_of_two_peered_no_mailbox_relays_find_each_other() {
     run_local(async {
-        let relay_config = || NodeConfig {
-            mailbox: false,
-            relay_server: true,
-            ..fast()
-        };
-        let (relay1, relay1_address) = start_relay(101, relay_config()).await;
-        let (relay2, relay2_address) = start_relay(102, relay_config()).await;
+        let (relay1, relay1_address) = start_relay(101, no_mailbox_relay()).await;
+        let (relay2, relay2_address) = start_relay(102, no_mailbox_relay()).await;
         relay2
             .handle
             .dial(relay1_address.clone())
             .await
             .expect("peer the relays");
-
-        // Alice, a client of relay 1, writes before Bob exists.
-        let (alice_store, chain) = new_chain(1, 1).await;
-        let mut alice = start(alice_store, 1, fast()).await;
-        alice.handle.open(chain, None).await.expect("open");
-        alice
-            .handle
-            .use_relay(relay1_address)
-            .await
-            .expect("use relay 1");
-        alice
-            .handle
-            .append(chain, 2, vec![(b"a".to_vec(), vec![]); 7])
-            .await
-            .expect("append");
-        wait_for(
-            &mut alice,
-            |e| matches!(e, NodeEvent::Listening(a) if a.to_string().contains("p2p-circuit")),
-        )
-        .await;
-
-        // Bob knows only relay 2 and the chain's ID (its genesis, from an invitation).
-        let mut bob = start(MemoryStore::new(), 2, fast()).await;
-        bob.handle
-            .use_relay(relay2_address)
-            .await
-            .expect("use relay 2");
-        bob.handle.open(chain, None).await.expect("join");
-        count_reaches(&mut bob, chain, 8).await;
-
-        // Live both ways over the circuit.
-        bob.handle
-            .append(chain, 3, vec![(b"b".to_vec(), vec![]); 2])
-            .await
-            .expect("append");
-        count_reaches(&mut alice, chain, 10).await;
-
-        let alice_id = alice.handle.peer_id();
-        assert!(
-            bob.handle
-                .peers(chain)
-                .await
-                .expect("peers")
-                .contains(&alice_id),
-            "Alice is a direct peer of Bob's chain"
-        );
-        assert_eq!(
-            order(&bob.store, chain).await,
-            order(&alice.store, chain).await,
-            "same DAG, same order"
-        );
+        let _nodes = alice_writes_then_bob_catches_up(relay1_address, relay2_address, 7).await;
         for relay in [&relay1, &relay2] {
             assert!(
                 relay.store.chains().await.expect("chains").is_empty(),

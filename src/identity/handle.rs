@@ -146,11 +146,19 @@ impl<S: BlockStore> Identity<S> {
         self.state.device(self.device.did()).is_some()
     }
 
-    /// Re-derives the state from the chain (after blocks arrived through another handle).
+    /// Re-derives the state from the chain if blocks arrived through another handle (a
+    /// node syncing the same store); a no-op when the state already covers every block.
     pub async fn refresh(&mut self) -> Result<(), IdentityError> {
         self.chain.refresh().await?;
-        self.state = resolve(&self.chain).await?;
+        if self.chain.len() != self.state.block_count() as u64 {
+            self.state = resolve(&self.chain).await?;
+        }
         Ok(())
+    }
+
+    /// Every block of the identity chain, in chain order.
+    pub async fn blocks(&self) -> Result<Vec<Block>, IdentityError> {
+        all_blocks(&self.chain).await
     }
 
     /// Offers blocks from a peer, then re-derives the state.
@@ -522,7 +530,8 @@ impl<S: BlockStore> Identity<S> {
 
     /// The accepted data blocks (not identity ops) in chain order.
     pub async fn data_blocks(&self) -> Result<Vec<Block>, IdentityError> {
-        Ok(all_blocks(&self.chain)
+        Ok(self
+            .blocks()
             .await?
             .into_iter()
             .filter(|b| {

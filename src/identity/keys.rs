@@ -488,18 +488,12 @@ pub fn verify(
 // Key agreement
 
 /// A 32-byte secret shared through the hybrid KEM. Zeroized on drop; `Debug` hides it.
-pub struct SharedSecret([u8; 32]);
+pub struct SharedSecret(Zeroizing<[u8; 32]>);
 
 impl SharedSecret {
     /// The secret bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
-    }
-}
-
-impl Drop for SharedSecret {
-    fn drop(&mut self) {
-        self.0.zeroize();
     }
 }
 
@@ -592,7 +586,7 @@ fn combine(
             recipient,
         ],
     )?;
-    Ok(SharedSecret(*okm))
+    Ok(SharedSecret(okm))
 }
 
 /// Encapsulates a fresh shared secret to `recipient`, a hybrid X25519 + ML-KEM-768 key.
@@ -828,24 +822,24 @@ pub fn seal(
 ///
 /// Ciphertext format: `0x01 (version) ‖ nonce (24, random) ‖ ciphertext+tag`; the AEAD's
 /// associated data is the version byte, then the caller's AAD.
-pub struct EpochKey([u8; 32]);
+pub struct EpochKey(Zeroizing<[u8; 32]>);
 
 impl EpochKey {
     /// A fresh random key.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
-        let mut key = [0u8; 32];
-        rng.fill_bytes(&mut key);
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *key);
         EpochKey(key)
     }
 
     /// A key from its bytes (say, just opened from a sealed message).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        EpochKey(bytes)
+        EpochKey(Zeroizing::new(bytes))
     }
 
     /// A key from a slice of exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
-        Ok(EpochKey(array32(bytes)?))
+        Ok(EpochKey(Zeroizing::new(array32(bytes)?)))
     }
 
     /// The key bytes (to [`seal`] them to each device).
@@ -863,7 +857,7 @@ impl EpochKey {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let aead_aad = [&[EPOCH_CIPHERTEXT_VERSION][..], aad].concat();
-        let ciphertext = XChaCha20Poly1305::new((&self.0).into())
+        let ciphertext = XChaCha20Poly1305::new((&*self.0).into())
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
@@ -896,7 +890,7 @@ impl EpochKey {
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let aead_aad = [&[version][..], aad].concat();
-        XChaCha20Poly1305::new((&self.0).into())
+        XChaCha20Poly1305::new((&*self.0).into())
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
@@ -905,12 +899,6 @@ impl EpochKey {
                 },
             )
             .map_err(|_| KeyError::DecryptionFailed)
-    }
-}
-
-impl Drop for EpochKey {
-    fn drop(&mut self) {
-        self.0.zeroize();
     }
 }
 

@@ -192,7 +192,10 @@ pub struct IdentityState {
 
 /// Revocations with the ancestors of each revoking block, for the second pass.
 struct StrongRule {
-    by_key: HashMap<[u8; 32], Vec<(BlockId, HashSet<BlockId>)>>,
+    /// Revoked key → the blocks that revoked it.
+    by_key: HashMap<[u8; 32], Vec<BlockId>>,
+    /// Revoking block → its ancestors (one set per block, however many keys it revoked).
+    ancestors: HashMap<BlockId, HashSet<BlockId>>,
 }
 
 impl IdentityState {
@@ -807,16 +810,17 @@ impl StrongRule {
     fn new(blocks: &[Block], revocations: &[([u8; 32], BlockId)]) -> Self {
         let parents: HashMap<BlockId, &[BlockId]> =
             blocks.iter().map(|b| (b.id(), b.parents())).collect();
-        let mut ancestors: HashMap<BlockId, HashSet<BlockId>> = HashMap::new();
-        let mut by_key: HashMap<[u8; 32], Vec<(BlockId, HashSet<BlockId>)>> = HashMap::new();
+        let mut rule = StrongRule {
+            by_key: HashMap::new(),
+            ancestors: HashMap::new(),
+        };
         for (key, by) in revocations {
-            let set = ancestors
+            rule.ancestors
                 .entry(*by)
-                .or_insert_with(|| ancestors_of(&parents, by))
-                .clone();
-            by_key.entry(*key).or_default().push((*by, set));
+                .or_insert_with(|| ancestors_of(&parents, by));
+            rule.by_key.entry(*key).or_default().push(*by);
         }
-        StrongRule { by_key }
+        rule
     }
 
     /// The revocation of `key` that `block` is not an ancestor of, if any.
@@ -824,7 +828,8 @@ impl StrongRule {
         self.by_key
             .get(key)?
             .iter()
-            .find_map(|(by, ancestors)| (by != block && !ancestors.contains(block)).then_some(*by))
+            .copied()
+            .find(|by| by != block && !self.ancestors.get(by).is_some_and(|a| a.contains(block)))
     }
 }
 
