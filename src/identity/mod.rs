@@ -14,6 +14,9 @@
 //!   removal (a removed device's concurrent blocks are dropped too).
 //! - [`document`]: `did:endra:<chain-id>` and its W3C DID document.
 //! - [`handle`]: [`Identity`], one device's read-write view of an identity.
+//! - [`session`]: authenticated, encrypted sessions between two persons' devices: a
+//!   three-message handshake in which each proves its DID with a key its current document
+//!   lists, then ChaCha20-Poly1305 frames ([`Initiator`], [`Responder`], [`Session`]).
 
 pub mod device;
 pub mod document;
@@ -21,6 +24,7 @@ pub mod handle;
 pub mod keys;
 pub mod keystore;
 pub mod ops;
+pub mod session;
 pub mod state;
 
 pub use device::DeviceKeys;
@@ -32,6 +36,9 @@ pub use keys::{
 };
 pub use keystore::{KdfFloor, KdfParams, Keystore, KeystoreError};
 pub use ops::{DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role, IDENTITY_TOPIC};
+pub use session::{
+    Directory, Initiator, Local, PeerIdentity, ReplayGuard, Responder, Session, SessionError,
+};
 pub use state::{Change, ChangeRecord, IdentityState, Member, PendingRequest, Rejection};
 
 use crate::walytis::ChainError;

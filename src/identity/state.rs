@@ -329,6 +329,12 @@ impl IdentityState {
         self.removed_devices.contains(device)
     }
 
+    /// The block that revoked a signing key (its device removed, or the key rotated out),
+    /// if it was revoked.
+    pub fn revoked_by(&self, key: &[u8; 32]) -> Option<BlockId> {
+        self.revoked.get(key).copied()
+    }
+
     /// Opens `device`'s copy of an epoch key with its agreement key pair.
     pub fn epoch_key(
         &self,

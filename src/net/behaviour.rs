@@ -33,6 +33,8 @@ pub struct Behaviour {
     /// Rendezvous registrations shared between peered relays: relays answer (their own
     /// registrations to peer relays, their peer relays' to clients), clients ask.
     pub(super) peered: request_response::Behaviour<PeeredCodec>,
+    /// Raw streams: `/endra/session/1` ([`super::session`]) runs over them.
+    pub(super) streams: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -111,6 +113,7 @@ impl Behaviour {
                 (!config.relay_server).then(|| rendezvous::client::Behaviour::new(key.clone())),
             ),
             peered,
+            streams: libp2p_stream::Behaviour::new(),
         })
     }
 }

@@ -17,6 +17,7 @@
 mod behaviour;
 pub mod peering;
 pub mod protocol;
+pub mod session;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
 
@@ -182,6 +183,7 @@ enum Command {
 pub struct NodeHandle {
     commands: mpsc::UnboundedSender<Command>,
     peer_id: PeerId,
+    streams: libp2p_stream::Control,
 }
 
 impl NodeHandle {
@@ -196,6 +198,12 @@ impl NodeHandle {
     /// This node's peer ID.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Opens and accepts raw streams on the node's connections, such as identity sessions
+    /// ([`session::open_session`], [`session::accept_sessions`]).
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
     }
 
     /// Starts syncing a chain: the store's copy, a new replica starting at `genesis`, or, with
@@ -307,6 +315,7 @@ impl<S: BlockStore + Clone> Node<S> {
         let (command_tx, commands) = mpsc::unbounded();
         let (events, event_rx) = mpsc::unbounded();
         let peer_id = *swarm.local_peer_id();
+        let streams = swarm.behaviour().streams.new_control();
         // Seeded from the peer ID so the nodes' anti-entropy timers drift apart.
         let jitter = peer_id
             .to_bytes()
@@ -342,6 +351,7 @@ impl<S: BlockStore + Clone> Node<S> {
             NodeHandle {
                 commands: command_tx,
                 peer_id,
+                streams,
             },
             event_rx,
         )
