@@ -62,7 +62,7 @@ try {
     }
     return window.big.id;
   }, CATCH_UP);
-  await relay.waitFor(new RegExp(`mailbox holds ${CATCH_UP + 1} blocks of ${chainId}`), 300_000);
+  await relay.waitFor(new RegExp(`event=mailbox_stored chain=${chainId} blocks=${CATCH_UP + 1}\\b`), 300_000);
   const bigInvitation = await a.evaluate(() => window.big.invite());
   const c = await device(profiles[2], 'catch-up-c');
   const catchUp = await c.evaluate(async ([inv, n]) => {

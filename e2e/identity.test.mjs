@@ -1,6 +1,7 @@
 // End to end, identities: two browser profiles pair as two devices of one person through an
 // invitation code and a real relay, show the same DID document, read each other's encrypted
 // messages; then one removes the other, which can no longer read new messages or write.
+// A browser that has only the DID resolves its document through the relay.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,7 +15,7 @@ after(async () => {
   for (const step of cleanup.reverse()) await step();
 });
 
-async function setup() {
+async function setup(count = 2) {
   const dir = await mkdtemp(join(tmpdir(), 'endra-relay-'));
   const relay = await startRelay({ dir });
   cleanup.push(async () => {
@@ -24,7 +25,7 @@ async function setup() {
   const server = await startServer({ port: 0, relays: [] });
   cleanup.push(() => server.close());
   const pages = [];
-  for (let i = 0; i < 2; i += 1) {
+  for (let i = 0; i < count; i += 1) {
     const profile = await launchProfile();
     cleanup.push(() => profile.close());
     pages.push(await endraPage(profile.context, { url: server.url, relays: [relay.ws], store: 'identity-test' }));
@@ -115,4 +116,35 @@ test('two browsers pair as devices of one person; a removed device can no longer
   const finalA = await devicesReach(a, 1);
   assert.equal(finalA.controller.length, 1);
   assert.equal(await a.evaluate(() => window.approveError?.message ?? null), null);
+});
+
+test('a browser with only the DID resolves its document through the relay', async () => {
+  const [a, c] = await setup(2);
+  const { did, document } = await a.evaluate(async () => {
+    window.me = await window.endra.Identity.create({
+      store: window.store, node: window.node, name: 'Ada', passphrase: 'correct horse A',
+    });
+    await window.me.rotateKeys();
+    return { did: window.me.did, document: await window.me.document() };
+  });
+  const resolved = await c.evaluate(async (wanted) => {
+    const endra = window.endra;
+    const document = await endra.Identity.resolve(wanted, { store: window.store, node: window.node, timeout: 30_000 });
+    // Held now: resolving again needs no network.
+    const again = await endra.Identity.resolve(wanted, { store: window.store, node: window.node });
+    // A well-formed DID whose chain lives only in this page's memory: no peer serves it.
+    const nowhere = await endra.Chain.create({ store: await endra.Store.memory() });
+    let unknown = null;
+    try {
+      await endra.Identity.resolve(`did:endra:${nowhere.id}`, {
+        store: window.store, node: window.node, timeout: 1_500,
+      });
+    } catch (error) {
+      unknown = error.code;
+    }
+    return { document, again, unknown };
+  }, did);
+  assert.deepEqual(resolved.document, document, 'the document its own device derives, rotated key included');
+  assert.deepEqual(resolved.again, document);
+  assert.equal(resolved.unknown, 'NOT_FOUND', 'a DID no peer serves is reported, not waited on forever');
 });

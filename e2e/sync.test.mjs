@@ -89,7 +89,7 @@ test('a device that was never online with the writer gets its blocks from the ma
   });
   // The relay reports what its mailbox holds; Alice leaves once it has all 31 blocks.
   const chainId = await a.evaluate(() => window.chain.id);
-  await relay.waitFor(new RegExp(`mailbox holds 31 blocks of ${chainId}`));
+  await relay.waitFor(new RegExp(`event=mailbox_stored chain=${chainId} blocks=31\\b`));
   const expected = await order(a);
   await a.close();
   const b = await device(bob);

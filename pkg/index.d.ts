@@ -159,6 +159,8 @@ export interface NodeEventMap {
   connection: CustomEvent<{ peer: string; connected: boolean }>;
   /** A peer started or stopped syncing one of this node's chains. */
   peer: CustomEvent<{ chain: string; peer: string; joined: boolean }>;
+  /** A chain caught up with its peers (every block a peer's leaves name is stored here). */
+  synced: CustomEvent<{ chain: string }>;
 }
 
 /**
@@ -186,6 +188,11 @@ export class Node extends EventTarget {
   dial(address: string): Promise<void>;
   /** Peer IDs syncing `chain` with this node. */
   peers(chain: string): Promise<string[]>;
+  /**
+   * Resolves once `chain` caught up with its peers; waits for a peer as long as it takes
+   * (`signal` gives up, rejecting with `ABORTED`).
+   */
+  synced(chain: string, signal?: AbortSignal): Promise<void>;
   addEventListener<K extends keyof NodeEventMap>(
     type: K,
     listener: (this: Node, event: NodeEventMap[K]) => void,
@@ -290,6 +297,15 @@ interface IdentityEventMap {
 export class Identity extends EventTarget {
   static create(options: IdentityOptions & { name?: string; relays?: string[] }): Promise<Identity>;
   static open(did: string, options: IdentityOptions): Promise<Identity>;
+  /**
+   * The DID document of any `did:endra:` DID, fetching its chain through the node's relays
+   * when the store does not hold it (no invitation or keys needed). Rejects with `NOT_FOUND`
+   * when no peer served it within `timeout` ms (default 30,000).
+   */
+  static resolve(
+    did: string,
+    options: { store: Store; node: Node; signal?: AbortSignal; timeout?: number },
+  ): Promise<DidDocument>;
   /** Joins as a new device; resolves once an existing device approved. */
   static joinAsDevice(code: string, options: IdentityOptions & { signal?: AbortSignal }): Promise<Identity>;
   readonly did: string;

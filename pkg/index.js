@@ -43,6 +43,7 @@ function bytes(value, what) {
 export class Store {
   #raw;
   #channel;
+  #announced = new Set();
 
   constructor(raw) {
     this.#raw = raw;
@@ -82,6 +83,22 @@ export class Store {
       : null;
     return this.#channel;
   }
+
+  /**
+   * @internal Tells the store's other tabs that `chain` changed. Coalesced and sent after the
+   * current task: `postMessage` costs a fraction of a millisecond, not to be paid before this
+   * tab's own listeners run.
+   */
+  announce(chain) {
+    if (!this.channel) return;
+    if (this.#announced.size === 0) {
+      setTimeout(() => {
+        for (const changed of this.#announced) this.#channel.postMessage({ chain: changed });
+        this.#announced.clear();
+      }, 0);
+    }
+    this.#announced.add(chain);
+  }
 }
 
 /**
@@ -97,13 +114,21 @@ export class Chain extends EventTarget {
   #listening = null;
   #closed = false;
   #onMessage;
+  /** Blocks the node handed over with its latest changes, by `seq`: read without the store. */
+  #recent = [];
+  /** The block count as of the node's latest change; `null` when unknown (read the store). */
+  #count = null;
 
   constructor(raw, store) {
     super();
     this.#raw = raw;
     this.#store = store;
     this.#onMessage = (event) => {
-      if (event.data?.chain === this.id) this.#wake();
+      if (event.data?.chain === this.id) {
+        // Another tab wrote: only the store knows what.
+        this.#count = null;
+        this.#wake();
+      }
     };
     store.channel?.addEventListener('message', this.#onMessage);
   }
@@ -181,8 +206,10 @@ export class Chain extends EventTarget {
     const blocks = this.#node
       ? await this.#node.append(this.id, checked)
       : await call(() => this.#raw.addBlocks(checked));
+    // Through the node, its change event brought the blocks and the count.
+    if (!this.#node) this.#count = null;
     this.#wake();
-    this.#store.channel?.postMessage({ chain: this.id });
+    this.#store.announce(this.id);
     return blocks;
   }
 
@@ -190,8 +217,9 @@ export class Chain extends EventTarget {
   async insert(encoded) {
     const report = await call(() => this.#raw.insert(encoded.map((b) => bytes(b, 'block'))));
     if (report.accepted.length > 0) {
+      this.#count = null;
       this.#wake();
-      this.#store.channel?.postMessage({ chain: this.id });
+      this.#store.announce(this.id);
     }
     return report;
   }
@@ -225,7 +253,13 @@ export class Chain extends EventTarget {
     let cursor = since;
     while (!this.#closed && !signal?.aborted) {
       const woken = this.#nextWake(signal);
-      const page = await call(() => this.#raw.since(cursor, 256));
+      // A live block came with the node's event; nothing new if the count says so; else read.
+      const handed = this.#recentAfter(cursor);
+      if (handed.length === 0 && this.#count !== null && cursor + 1 >= this.#count) {
+        await woken;
+        continue;
+      }
+      const page = handed.length > 0 ? handed : await call(() => this.#raw.since(cursor, 256));
       if (page.length > 0) {
         for (const block of page) {
           cursor = block.seq;
@@ -257,7 +291,27 @@ export class Chain extends EventTarget {
     }
   }
 
-  #wakeAll = () => this.#wake();
+  #wakeAll = (change) => {
+    if (change) {
+      this.#count = change.count;
+      if (change.blocks) {
+        this.#recent.push(...change.blocks);
+        if (this.#recent.length > 64) this.#recent.splice(0, this.#recent.length - 64);
+      }
+    }
+    this.#wake();
+  };
+
+  /** The handed-over blocks that directly follow `cursor`, in `seq` order. */
+  #recentAfter(cursor) {
+    const start = this.#recent.findIndex((block) => block.seq === cursor + 1);
+    if (start < 0) return [];
+    const run = [this.#recent[start]];
+    for (let i = start + 1; i < this.#recent.length && this.#recent[i].seq === run.at(-1).seq + 1; i++) {
+      run.push(this.#recent[i]);
+    }
+    return run;
+  }
 
   #nextWake(signal) {
     return new Promise((resolve) => {
@@ -301,13 +355,15 @@ function parseInvitation(invitation) {
 
 /**
  * A libp2p node in the page that syncs chains with other devices through relays.
- * Events: `connection` (detail `{ peer, connected }`), `peer` (detail `{ chain, peer, joined }`).
+ * Events: `connection` (detail `{ peer, connected }`), `peer` (detail `{ chain, peer, joined }`),
+ * `synced` (detail `{ chain }`: the chain caught up with its peers).
  */
 export class Node extends EventTarget {
   #raw;
   #store;
   #watchers = new Map();
-  #changes = new Set();
+  /** Waiters for the next `changed` or `synced` event of a chain: `{ type, chain, resolve }`. */
+  #waiters = new Set();
   #connected = new Set();
   #relays = [];
 
@@ -393,25 +449,51 @@ export class Node extends EventTarget {
 
   /** @internal Resolves at the next change of `chain`. */
   nextChange(chain, signal) {
+    return this.#next('changed', chain, signal);
+  }
+
+  /**
+   * Resolves once `chain` has caught up with its peers: a peer told this node its leaves and
+   * every block they name is stored here. Waits for a peer as long as it takes: pass `signal`
+   * to give up (the promise then rejects with `ABORTED`).
+   */
+  async synced(chain, signal) {
+    for (;;) {
+      const next = this.#next('synced', chain, signal);
+      if (await call(() => this.#raw.isSynced(String(chain)))) return;
+      if (signal?.aborted) throw new EndraError('aborted', 'ABORTED', { cause: signal.reason });
+      await next;
+    }
+  }
+
+  #next(type, chain, signal) {
     return new Promise((resolve) => {
-      const waiter = { chain, resolve };
-      this.#changes.add(waiter);
-      signal?.addEventListener('abort', () => { this.#changes.delete(waiter); resolve(); }, { once: true });
+      const waiter = { type, chain, resolve };
+      this.#waiters.add(waiter);
+      signal?.addEventListener('abort', () => { this.#waiters.delete(waiter); resolve(); }, { once: true });
     });
+  }
+
+  #wakeWaiters(type, chain) {
+    for (const waiter of [...this.#waiters]) {
+      if (waiter.type === type && waiter.chain === chain) {
+        this.#waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
   }
 
   #onEvent(event) {
     switch (event.type) {
       case 'changed':
-        for (const wake of this.#watchers.get(event.chain) ?? []) wake();
+        for (const wake of this.#watchers.get(event.chain) ?? []) wake(event);
         // Blocks from the network wake this store's other tabs too.
-        this.#store.channel?.postMessage({ chain: event.chain });
-        for (const waiter of [...this.#changes]) {
-          if (waiter.chain === event.chain) {
-            this.#changes.delete(waiter);
-            waiter.resolve();
-          }
-        }
+        this.#store.announce(event.chain);
+        this.#wakeWaiters('changed', event.chain);
+        break;
+      case 'synced':
+        this.#wakeWaiters('synced', event.chain);
+        this.dispatchEvent(new CustomEvent('synced', { detail: { chain: event.chain } }));
         break;
       case 'connection':
         if (event.connected) this.#connected.add(event.peer);
@@ -468,6 +550,37 @@ export class Identity extends EventTarget {
     checkIdentityOptions({ store, node, passphrase });
     const raw = await call(() => WasmIdentity.create(store.raw, node.raw, String(name), passphrase, relays ?? node.relays));
     return this.attach(raw, node);
+  }
+
+  /**
+   * Resolves any `did:endra:` DID to its W3C DID document (a plain object), with no
+   * invitation and no keys: if the store does not hold the identity's chain, it is fetched
+   * through the node's relays (the chain ID is in the DID) and the promise waits until it
+   * caught up with a peer that holds it; the node keeps it in sync afterwards. A chain the
+   * store holds resolves at once from what it holds. Rejects with `NOT_FOUND` when no peer
+   * served the chain within `timeout` ms (default 30 s), `ABORTED` on `signal`.
+   */
+  static async resolve(did, { store, node, signal, timeout = 30_000 } = {}) {
+    if (!(store instanceof Store)) throw new EndraError('options.store must be a Store', 'INVALID_ARGUMENT');
+    if (!(node instanceof Node)) throw new EndraError('options.node must be a Node', 'INVALID_ARGUMENT');
+    await load();
+    const chain = await call(async () => WasmIdentity.chainOfDid(String(did)));
+    if (!(await store.chains()).includes(chain)) {
+      const expired = AbortSignal.timeout(timeout);
+      const until = signal ? AbortSignal.any([signal, expired]) : expired;
+      try {
+        await fetchChain(chain, node.relays, { store, node, signal: until });
+        await node.synced(chain, until);
+      } catch (error) {
+        if (expired.aborted && !signal?.aborted) {
+          throw new EndraError(`no peer served ${did} within ${timeout} ms`, 'NOT_FOUND', { cause: error });
+        }
+        throw error;
+      }
+    } else {
+      await node.open(chain);
+    }
+    return JSON.parse(await call(() => WasmIdentity.resolveDocument(store.raw, chain)));
   }
 
   /** Opens an identity whose chain the store holds. */

@@ -16,6 +16,18 @@ cargo bench --bench walytis
 echo "== identities: rekey on removal vs group size, resolving a DID =="
 cargo bench --bench identity
 
+echo "== identities in wasm: the same scenarios in headless Chromium, release profile =="
+# An #[ignore]d wasm-bindgen test (tests/identity_wasm_bench.rs) that prints one line.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+CHROMEDRIVER="$(command -v chromedriver)" \
+WASM_BINDGEN_TEST_TIMEOUT=900 \
+  cargo test --release --target wasm32-unknown-unknown --test identity_wasm_bench \
+    -- --include-ignored --nocapture | tee /tmp/endra-identity-wasm.log
+grep -o 'ENDRA_BENCH .*' /tmp/endra-identity-wasm.log | sed 's/^ENDRA_BENCH //' \
+  | node -e 'let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => console.log(JSON.stringify(JSON.parse(s), null, 2)))' \
+  > bench/results/identity-wasm.json
+test -s bench/results/identity-wasm.json
+
 echo "== browser: IndexedDB append and insert =="
 bash scripts/build-wasm.sh
 node bench/browser.mjs

@@ -56,7 +56,7 @@ export async function startRelay({
           waiter.resolve(line);
         }
       }
-      const match = /listening on (\S+)/.exec(line);
+      const match = /event=listening address=(\S+)/.exec(line);
       if (match) {
         found.push(match[1]);
         if (found.length === listeners.length) {

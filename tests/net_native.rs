@@ -313,3 +313,79 @@ fn clients_of_two_peered_no_mailbox_relays_find_each_other() {
         }
     });
 }
+
+#[test]
+fn a_did_resolves_over_the_network_from_the_did_alone() {
+    use endra::identity::{
+        handle::resolve, parse_identity_did, DeviceKeys, Founding, Identity, Kind,
+    };
+    use rand_core::OsRng;
+    run_local(async {
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            ..fast()
+        };
+        let (_relay, relay_address) = start_relay(100, relay_config).await;
+
+        // Ada's person identity, past its genesis: her device rotated its keys twice.
+        let ada_store = MemoryStore::new();
+        let founding = Founding {
+            kind: Kind::Person,
+            name: "Ada".into(),
+            relays: vec![relay_address.to_string()],
+            founder: None,
+        };
+        let mut ada = Identity::create(
+            ada_store.clone(),
+            DeviceKeys::generate(&mut OsRng),
+            founding,
+            1,
+            &mut OsRng,
+        )
+        .await
+        .expect("create");
+        ada.rotate(2, &mut OsRng).await.expect("rotate");
+        ada.rotate(3, &mut OsRng).await.expect("rotate again");
+        let ada_node = start(ada_store, 1, fast()).await;
+        ada_node
+            .handle
+            .dial(relay_address.clone())
+            .await
+            .expect("dial");
+        ada_node
+            .handle
+            .open(ada.chain().id(), None)
+            .await
+            .expect("open");
+
+        // Bob has only the DID (no invitation, no keys) and a relay.
+        let did = ada.did();
+        let chain = parse_identity_did(&did).expect("did");
+        let mut bob = start(MemoryStore::new(), 2, fast()).await;
+        bob.handle.dial(relay_address).await.expect("dial");
+        bob.handle.open(chain, None).await.expect("open by ID");
+        wait_for(
+            &mut bob,
+            |event| matches!(event, NodeEvent::Synced { chain: c } if *c == chain),
+        )
+        .await;
+        assert!(bob.handle.is_synced(chain).await.expect("synced"));
+
+        let replica = Chain::open(bob.store.clone(), chain)
+            .await
+            .expect("replica");
+        assert_eq!(
+            replica.len(),
+            ada.chain().len(),
+            "every block of the identity"
+        );
+        let state = resolve(&replica).await.expect("resolve");
+        assert_eq!(state.did(), did);
+        assert_eq!(
+            endra::identity::document(&state),
+            ada.document(),
+            "the document Ada's own device derives, with her current keys"
+        );
+    });
+}

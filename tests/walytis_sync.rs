@@ -120,11 +120,13 @@ impl<S: BlockStore> Sim<S> {
     fn write(&mut self, node: usize, count: usize) {
         let key = self.nodes[node].key.clone();
         let now = self.now;
-        let items = (0..count)
+        let items: Vec<_> = (0..count)
             .map(|i| (format!("{node}@{now}#{i}").into_bytes(), vec![]))
             .collect();
-        let (_, outputs) = block_on(self.sync(node).append(&key, now, items)).expect("append");
+        // As the node does: the pushes go out before the blocks are stored.
+        let (blocks, outputs) = block_on(self.sync(node).sign(&key, now, &items)).expect("sign");
         self.route(node, outputs);
+        block_on(self.sync(node).store_signed(blocks)).expect("store");
     }
 
     /// Delivers queued messages, in a shuffled interleaving, until none are left.

@@ -4,10 +4,15 @@
 //! and rendezvous servers, gossipsub for every chain its users use, and the mailbox, which
 //! keeps a replica of each such chain in a redb file so that peers who are never online at
 //! the same time still converge. Browsers reach it over WebSocket or WebRTC-Direct.
+//!
+//! It logs in logfmt ([`LogLine`]): events of normal operation (`started`, `listening`,
+//! `connection`, `mailbox_stored`, `shutting_down`) on standard output, refusals and
+//! failures (`level=warn`, `level=error`) on standard error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use endra::net::logline::LogLine;
 use endra::net::{
     native_swarm_with_webrtc, new_webrtc_certificate, Limits, Node, NodeConfig, NodeEvent,
     WebRtcCertificate,
@@ -202,23 +207,40 @@ async fn serve<S: BlockStore + Clone + 'static>(
                 let address: Multiaddr = peer.parse().map_err(|e| format!("{peer}: {e}"))?;
                 handle.dial(address).await.map_err(|e| e.to_string())?;
             }
-            println!("endra-relay: peer id {peer_id}");
+            println!("{}", LogLine::info("started").field("peer", peer_id));
+            let mut connections: u64 = 0;
             loop {
                 tokio::select! {
                     event = events.next() => match event {
                         Some(NodeEvent::Listening(address)) => {
                             handle.add_external_address(address.clone());
-                            println!("endra-relay: listening on {address}/p2p/{peer_id}");
+                            let dial = format!("{address}/p2p/{peer_id}");
+                            println!("{}", LogLine::info("listening").field("address", dial));
                         }
-                        Some(NodeEvent::Changed { chain, count }) => {
-                            println!("endra-relay: mailbox holds {count} blocks of {chain}");
+                        Some(NodeEvent::Changed { chain, count, .. }) => {
+                            let line = LogLine::info("mailbox_stored")
+                                .field("chain", chain)
+                                .field("blocks", count);
+                            println!("{line}");
                         }
-                        Some(NodeEvent::ChainPeer { .. } | NodeEvent::Connection { .. }) => {}
+                        Some(NodeEvent::Connection { peer, connected }) => {
+                            if connected {
+                                connections += 1;
+                            } else {
+                                connections = connections.saturating_sub(1);
+                            }
+                            let line = LogLine::info("connection")
+                                .field("peer", peer)
+                                .field("connected", connected)
+                                .field("peers", connections);
+                            println!("{line}");
+                        }
+                        Some(NodeEvent::ChainPeer { .. } | NodeEvent::Synced { .. }) => {}
                         None => return Err("the network node stopped".to_string()),
                     },
                     _ = tokio::signal::ctrl_c() => {
                         // Every mailbox commit is a finished redb transaction: nothing to flush.
-                        println!("endra-relay: shutting down");
+                        println!("{}", LogLine::info("shutting_down"));
                         return Ok(());
                     }
                 }
@@ -239,20 +261,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // The node task (swarm and mailbox) runs on this thread; libp2p's connection tasks run on
+    // the workers, so a gossip message is forwarded while the mailbox commits the block.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("endra-relay: cannot start the runtime: {e}");
+            eprintln!("{}", LogLine::error("runtime_failed").field("error", e));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("endra-relay: {e}");
+            eprintln!("{}", LogLine::error("stopped").field("error", e));
             ExitCode::FAILURE
         }
     }

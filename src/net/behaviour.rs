@@ -9,6 +9,7 @@ use libp2p::gossipsub::{self, MessageAuthenticity};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, identity, ping, relay, rendezvous, request_response};
+use sha2::{Digest, Sha256};
 
 use super::protocol::{PeeredCodec, SyncCodec, PEERED_PROTOCOL, PROTOCOL};
 use super::{NetError, NodeConfig};
@@ -45,7 +46,16 @@ impl Behaviour {
         config: &NodeConfig,
         relay_client: Option<relay::client::Behaviour>,
     ) -> Result<Self, NetError> {
+        // Gossip carries blocks, each signed by its author and checked before it is stored,
+        // and heads, which are hints checked against the store: a second signature per
+        // message (made by the sender, checked by every hop and every copy) buys nothing and
+        // costs a message's latency. Messages are anonymous and named by their content.
         let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|message: &gossipsub::Message| {
+                let digest = Sha256::digest(&message.data);
+                gossipsub::MessageId::new(&digest[..20])
+            })
             .max_transmit_size(256 * 1024)
             .heartbeat_interval(Duration::from_millis(700))
             // Small groups: publish to every subscriber rather than wait for a full mesh.
@@ -54,9 +64,8 @@ impl Behaviour {
             .mesh_outbound_min(0)
             .build()
             .map_err(|e| NetError::Setup(e.to_string()))?;
-        let gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
-                .map_err(|e| NetError::Setup(e.to_string()))?;
+        let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| NetError::Setup(e.to_string()))?;
         let sync = request_response::Behaviour::with_codec(
             SyncCodec,
             [(PROTOCOL, request_response::ProtocolSupport::Full)],

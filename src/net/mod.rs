@@ -15,6 +15,7 @@
 //! relay for a chain's peers registered at those relays and dials them over `/p2p-circuit`.
 
 mod behaviour;
+pub mod logline;
 pub mod peering;
 pub mod protocol;
 pub mod session;
@@ -33,8 +34,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
 use crate::store::BlockStore;
-use crate::walytis::sync::{Input, Message, Output, Peer, Sync};
+use crate::walytis::sync::{Input, Message, Output, Peer, Sync, RECENT_BLOCKS};
 use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
+use logline::LogLine;
 use peering::Peering;
 use protocol::{Envelope, Found, Lookup, PEERED_PROTOCOL};
 
@@ -130,6 +132,9 @@ pub enum NodeEvent {
         chain: BlockId,
         /// Its block count now.
         count: u64,
+        /// The new blocks in arrival order when few (a live message: no store read needed to
+        /// show it), `None` after a larger batch (a catch-up) or a change made elsewhere.
+        blocks: Option<Vec<Entry>>,
     },
     /// A connection to a peer opened (`true`) or its last connection closed (`false`).
     Connection {
@@ -137,6 +142,12 @@ pub enum NodeEvent {
         peer: PeerId,
         /// Whether the node is now connected to it.
         connected: bool,
+    },
+    /// A chain caught up with its peers: a peer's heads were heard and every block they named
+    /// is stored (see [`Sync::is_synced`]). Reported each time it becomes true again.
+    Synced {
+        /// The chain.
+        chain: BlockId,
     },
     /// A peer of a chain joined or left.
     ChainPeer {
@@ -176,6 +187,7 @@ enum Command {
     UseRelay(Multiaddr, Reply<()>),
     AddExternal(Multiaddr),
     Peers(BlockId, Reply<Vec<PeerId>>),
+    Synced(BlockId, Reply<bool>),
 }
 
 /// A cheap handle to a running node.
@@ -270,6 +282,12 @@ impl NodeHandle {
     /// The peers currently syncing a chain with this node.
     pub async fn peers(&self, chain: BlockId) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::Peers(chain, reply)).await
+    }
+
+    /// Whether a chain has caught up with its peers ([`NodeEvent::Synced`]); `false` while it
+    /// is still being joined or is not open.
+    pub async fn is_synced(&self, chain: BlockId) -> Result<bool, NetError> {
+        self.call(|reply| Command::Synced(chain, reply)).await
     }
 }
 
@@ -438,17 +456,7 @@ impl<S: BlockStore + Clone> Node<S> {
                 time,
                 reply,
             } => {
-                let result = match self.chains.get_mut(&chain) {
-                    None => Err(NetError::UnknownChain(chain)),
-                    Some(sync) => match sync.append(&self.key, time, items).await {
-                        Ok((entries, outputs)) => {
-                            self.route(chain, outputs);
-                            self.changed(chain);
-                            Ok(entries)
-                        }
-                        Err(e) => Err(e.into()),
-                    },
-                };
+                let result = self.append(chain, time, &items).await;
                 let _ = reply.send(result);
             }
             Command::Publish {
@@ -461,7 +469,7 @@ impl<S: BlockStore + Clone> Node<S> {
                     Some(sync) => match sync.published(blocks).await {
                         Ok(outputs) => {
                             self.route(chain, outputs);
-                            self.changed(chain);
+                            self.changed(chain, None);
                             Ok(())
                         }
                         Err(e) => Err(e.into()),
@@ -498,7 +506,35 @@ impl<S: BlockStore + Clone> Node<S> {
                 let topic = IdentTopic::new(chain.to_string()).hash();
                 let _ = reply.send(Ok(self.topic_peers(&topic)));
             }
+            Command::Synced(chain, reply) => {
+                let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
+                let _ = reply.send(Ok(synced));
+            }
         }
+    }
+
+    /// Signs the blocks, pushes them to the chain's peers, then stores them: the store's
+    /// write overlaps their trip instead of preceding it (see [`Sync::sign`]).
+    async fn append(
+        &mut self,
+        chain: BlockId,
+        time: u64,
+        items: &[(Vec<u8>, Vec<String>)],
+    ) -> Result<Vec<Entry>, NetError> {
+        let sync = self
+            .chains
+            .get_mut(&chain)
+            .ok_or(NetError::UnknownChain(chain))?;
+        let (blocks, outputs) = sync.sign(&self.key, time, items).await?;
+        self.route(chain, outputs);
+        let sync = self
+            .chains
+            .get_mut(&chain)
+            .ok_or(NetError::UnknownChain(chain))?;
+        let entries = sync.store_signed(blocks).await?;
+        let recent = (entries.len() <= RECENT_BLOCKS).then(|| entries.clone());
+        self.changed(chain, recent);
+        Ok(entries)
     }
 
     async fn open(&mut self, chain: BlockId, genesis: Option<Block>) -> Result<(), NetError> {
@@ -578,7 +614,10 @@ impl<S: BlockStore + Clone> Node<S> {
         };
         for relay in &self.reserved {
             if let Err(e) = discovery.register(namespace.clone(), *relay, None) {
-                log(format_args!("cannot register {chain} at {relay}: {e}"));
+                log(LogLine::warn("register_failed")
+                    .field("chain", chain)
+                    .field("relay", relay)
+                    .field("error", e));
             }
         }
         let connected: Vec<PeerId> = self
@@ -614,7 +653,9 @@ impl<S: BlockStore + Clone> Node<S> {
         match self.swarm.dial(options) {
             // Found twice (at the relay and at its peers): the first dial serves.
             Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-            Err(e) => log(format_args!("cannot dial discovered peer {peer}: {e}")),
+            Err(e) => log(LogLine::warn("dial_failed")
+                .field("peer", peer)
+                .field("error", e)),
         }
     }
 
@@ -711,7 +752,7 @@ impl<S: BlockStore + Clone> Node<S> {
             && self.swarm.is_connected(&relay)
             && self.peering.relay_connected(relay)
         {
-            log(format_args!("sharing rendezvous with peer relay {relay}"));
+            log(LogLine::info("peer_relay").field("relay", relay));
         }
     }
 
@@ -774,6 +815,7 @@ impl<S: BlockStore + Clone> Node<S> {
             return;
         };
         let before = sync.chain().len();
+        let was_synced = sync.is_synced();
         if self.config.mailbox
             && before >= self.config.limits.mailbox_chain_blocks
             && matches!(
@@ -782,30 +824,39 @@ impl<S: BlockStore + Clone> Node<S> {
             )
         {
             if self.over_quota.insert(chain) {
-                log(format_args!(
-                    "mailbox quota reached for {chain} ({before} blocks): not storing more"
-                ));
+                log(LogLine::warn("mailbox_quota_reached")
+                    .field("chain", chain)
+                    .field("blocks", before));
             }
             return;
         }
         match sync.handle(now, input).await {
             Ok(outputs) => {
                 let grew = sync.chain().len() > before;
+                let recent = sync.take_recent();
+                let synced = !was_synced && sync.is_synced();
                 self.route(chain, outputs);
                 if grew {
-                    self.changed(chain);
+                    self.changed(chain, recent);
+                }
+                if synced {
+                    let _ = self.events.unbounded_send(NodeEvent::Synced { chain });
                 }
             }
-            Err(e) => log(format_args!("sync of {chain} failed: {e}")),
+            Err(e) => log(LogLine::warn("sync_failed")
+                .field("chain", chain)
+                .field("error", e)),
         }
     }
 
-    fn changed(&mut self, chain: BlockId) {
+    fn changed(&mut self, chain: BlockId, blocks: Option<Vec<Entry>>) {
         if let Some(sync) = self.chains.get(&chain) {
             let count = sync.chain().len();
-            let _ = self
-                .events
-                .unbounded_send(NodeEvent::Changed { chain, count });
+            let _ = self.events.unbounded_send(NodeEvent::Changed {
+                chain,
+                count,
+                blocks,
+            });
         }
     }
 
@@ -820,6 +871,21 @@ impl<S: BlockStore + Clone> Node<S> {
                             .send_request(&peer, Envelope { chain, message });
                     }
                 }
+                Output::Publish(message @ Message::Heads { .. }) => {
+                    // Gossip names a message by its content (see `Behaviour::new`) and drops
+                    // repeats, as it should for blocks; heads repeat tick after tick, so they
+                    // go to each peer of the chain directly.
+                    let topic = IdentTopic::new(chain.to_string()).hash();
+                    for peer in self.topic_peers(&topic) {
+                        self.swarm.behaviour_mut().sync.send_request(
+                            &peer,
+                            Envelope {
+                                chain,
+                                message: message.clone(),
+                            },
+                        );
+                    }
+                }
                 Output::Publish(message) => {
                     let topic = IdentTopic::new(chain.to_string());
                     // No subscribed peer yet is normal: heads exchanges catch up later.
@@ -831,9 +897,9 @@ impl<S: BlockStore + Clone> Node<S> {
                 }
                 Output::Disconnect(peer) => {
                     if let Some(peer) = self.peer_ids.get(&peer).copied() {
-                        log(format_args!(
-                            "disconnecting {peer}: invalid blocks or flood"
-                        ));
+                        log(LogLine::warn("peer_disconnected")
+                            .field("peer", peer)
+                            .field("reason", "invalid blocks or flood"));
                         let _ = self.swarm.disconnect_peer_id(peer);
                     }
                 }
@@ -872,7 +938,9 @@ impl<S: BlockStore + Clone> Node<S> {
                     if let Some(address) = self.relays.get(&peer_id).and_then(|a| a.first()) {
                         let circuit = address.clone().with(Protocol::P2pCircuit);
                         if let Err(e) = self.swarm.listen_on(circuit) {
-                            log(format_args!("cannot listen through {peer_id}: {e}"));
+                            log(LogLine::warn("circuit_listen_failed")
+                                .field("relay", peer_id)
+                                .field("error", e));
                         }
                     }
                 }
@@ -920,6 +988,16 @@ impl<S: BlockStore + Clone> Node<S> {
                     self.dial_found(peer, registration.record.addresses().to_vec());
                 }
             }
+            // An oversized or malformed sync frame fails its decoding: dropped, with a line.
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::InboundFailure {
+                    peer,
+                    error: request_response::InboundFailure::Io(e),
+                    ..
+                },
+            )) => log(LogLine::warn("sync_frame_dropped")
+                .field("peer", peer)
+                .field("error", e)),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
                 message:
@@ -986,9 +1064,9 @@ impl<S: BlockStore + Clone> Node<S> {
                     Ok(m @ (Message::Push { .. } | Message::Heads { .. })) => {
                         self.drive(chain, Input::Received(from, m)).await;
                     }
-                    Ok(_) | Err(_) => log(format_args!(
-                        "dropped a malformed gossip message from {propagation_source}"
-                    )),
+                    Ok(_) | Err(_) => log(LogLine::warn("malformed_message_dropped")
+                        .field("peer", propagation_source)
+                        .field("bytes", message.data.len())),
                 }
             }
             _ => {}
@@ -1001,17 +1079,18 @@ impl<S: BlockStore + Clone> Node<S> {
             return;
         };
         if self.chains.len() + self.joining.len() >= self.config.limits.mailbox_max_chains {
-            log(format_args!(
-                "mailbox full ({} chains): not replicating {chain} for {peer_id}",
-                self.config.limits.mailbox_max_chains
-            ));
+            log(LogLine::warn("mailbox_full")
+                .field("chains", self.config.limits.mailbox_max_chains)
+                .field("chain", chain)
+                .field("peer", peer_id));
             return;
         }
         // Joining asks every subscriber of the topic, `peer_id` among them, for the genesis.
         if let Err(e) = self.open(chain, None).await {
-            log(format_args!(
-                "mailbox cannot open {chain} for {peer_id}: {e}"
-            ));
+            log(LogLine::warn("mailbox_open_failed")
+                .field("chain", chain)
+                .field("peer", peer_id)
+                .field("error", e));
         }
     }
 
@@ -1030,14 +1109,13 @@ impl<S: BlockStore + Clone> Node<S> {
         }
         match self.open(request.chain, Some(genesis)).await {
             Ok(()) => {
-                self.changed(request.chain);
+                self.changed(request.chain, None);
                 true
             }
             Err(e) => {
-                log(format_args!(
-                    "cannot start a replica of {}: {e}",
-                    request.chain
-                ));
+                log(LogLine::warn("replica_failed")
+                    .field("chain", request.chain)
+                    .field("error", e));
                 false
             }
         }
@@ -1057,12 +1135,12 @@ fn circuit_relay(address: &Multiaddr) -> Option<PeerId> {
     None
 }
 
-/// One line to standard error (native) or the console (browser).
-fn log(message: std::fmt::Arguments<'_>) {
+/// One structured line to standard error (native) or the console (browser).
+fn log(line: LogLine) {
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("endra-net: {message}");
+    eprintln!("{line}");
     #[cfg(target_arch = "wasm32")]
-    web_sys::console::warn_1(&format!("endra-net: {message}").into());
+    web_sys::console::warn_1(&line.to_string().into());
 }
 
 /// Builds a native swarm over TCP and WebSocket (Noise, Yamux) with identity `key`.

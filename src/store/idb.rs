@@ -7,14 +7,17 @@
 //! transaction, which IndexedDB applies entirely or not at all.
 
 use indexed_db_futures::database::Database;
+use indexed_db_futures::error::DomException;
 use indexed_db_futures::index::Index as IdbIndex;
 use indexed_db_futures::prelude::*;
-use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::transaction::{Transaction, TransactionMode};
 use indexed_db_futures::KeyRange;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
+use super::{
+    keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT,
+};
 use crate::walytis::BlockId;
 
 const VERSION: u32 = 1;
@@ -155,6 +158,23 @@ impl IdbStore {
             .map_err(backend)
     }
 
+    /// The value under `key` in object store `store`, in a read-only transaction of its own.
+    async fn get_one(&self, store: &str, key: JsValue) -> Result<Option<JsValue>, StoreError> {
+        let tx = self.db.transaction(store).build().map_err(backend)?;
+        let value = async {
+            tx.object_store(store)
+                .map_err(backend)?
+                .get::<JsValue, _, _>(key)
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)
+        }
+        .await;
+        release(tx);
+        value
+    }
+
     async fn get_all(
         index: &IdbIndex<'_>,
         bounds: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>),
@@ -211,95 +231,142 @@ fn chain_state(value: Option<JsValue>) -> Result<Option<ChainState>, StoreError>
         .transpose()
 }
 
+/// The IndexedDB value of a block: its record and the keys of the indexes it is in.
+fn block_record(chain: &BlockId, record: &BlockRecord) -> Result<JsValue, StoreError> {
+    let position = record.position();
+    let value = Object::new();
+    let set = |name: &str, v: JsValue| {
+        Reflect::set(&value, &JsValue::from_str(name), &v).map_err(|_| backend("Reflect.set"))
+    };
+    set(
+        ORDER_FIELD,
+        bytes(&keys::index(chain, &Index::Order, &position)),
+    )?;
+    set(SEQ_FIELD, bytes(&keys::seq(chain, record.seq)))?;
+    set(
+        AUTHOR_FIELD,
+        bytes(&keys::index(
+            chain,
+            &Index::Author(&record.author),
+            &position,
+        )),
+    )?;
+    let topics = Array::new();
+    for topic in &record.topics {
+        topics.push(&bytes(&keys::index(chain, &Index::Topic(topic), &position)));
+    }
+    set(TOPICS_FIELD, topics.into())?;
+    set(VALUE_FIELD, bytes(&keys::block_value(record)))?;
+    Ok(value.into())
+}
+
+/// Ends a read-only transaction. Dropped uncommitted, `indexed_db_futures` aborts it, and an
+/// `abort()` costs Chromium about a third of a millisecond, more than a small read; a commit
+/// is free. Its `complete` event is not awaited: the reads are done.
+fn release(tx: Transaction<'_>) {
+    // The first poll marks the transaction done and calls `commit()`; then the future is
+    // dropped instead of waiting for `complete`.
+    let _ = futures_util::FutureExt::now_or_never(tx.commit());
+}
+
 impl BlockStore for IdbStore {
     async fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let chain = &commit.chain;
+        // Another writer that read the same state wrote the same first `seq`, which the unique
+        // `seq` index refuses, and `add` refuses a block already held: the database aborts the
+        // transaction itself, so the writes go out with no read before them and the commit
+        // costs one round trip. Only a commit with no blocks (or an unusual first `seq`) has
+        // to read the state first.
+        let first_seq = commit.expected.as_ref().map_or(0, |state| state.next_seq);
+        let checked_by_index = commit
+            .blocks
+            .first()
+            .is_some_and(|record| record.seq == first_seq);
         let tx = self
             .db
             .transaction([BLOCKS, CHAINS])
             .with_mode(TransactionMode::Readwrite)
             .build()
             .map_err(backend)?;
-        let chains = tx.object_store(CHAINS).map_err(backend)?;
-        let current: Option<JsValue> = chains
-            .get(bytes(chain.as_bytes()))
-            .primitive()
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
-        if chain_state(current)? != commit.expected {
-            tx.abort().await.map_err(backend)?;
-            return Err(StoreError::Conflict { chain: *chain });
-        }
-        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
-        for record in &commit.blocks {
-            let position = record.position();
-            let value = Object::new();
-            let set = |name: &str, v: JsValue| {
-                Reflect::set(&value, &JsValue::from_str(name), &v)
-                    .map_err(|_| backend("Reflect.set"))
-            };
-            set(
-                ORDER_FIELD,
-                bytes(&keys::index(chain, &Index::Order, &position)),
-            )?;
-            set(SEQ_FIELD, bytes(&keys::seq(chain, record.seq)))?;
-            set(
-                AUTHOR_FIELD,
-                bytes(&keys::index(
-                    chain,
-                    &Index::Author(&record.author),
-                    &position,
-                )),
-            )?;
-            let topics = Array::new();
-            for topic in &record.topics {
-                topics.push(&bytes(&keys::index(chain, &Index::Topic(topic), &position)));
-            }
-            set(TOPICS_FIELD, topics.into())?;
-            set(VALUE_FIELD, bytes(&keys::block_value(record)))?;
-            // Requests go out when built; the transaction commit below waits for all of them.
-            drop(
-                blocks
-                    .put(JsValue::from(value))
-                    .with_key(bytes(&keys::block(chain, &record.id)))
+        let written = async {
+            let chains = tx.object_store(CHAINS).map_err(backend)?;
+            let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+            if !checked_by_index {
+                let current: Option<JsValue> = chains
+                    .get(bytes(chain.as_bytes()))
                     .primitive()
-                    .map_err(backend)?,
-            );
+                    .map_err(backend)?
+                    .await
+                    .map_err(backend)?;
+                if chain_state(current)? != commit.expected {
+                    return Err(StoreError::Conflict { chain: *chain });
+                }
+            }
+            for record in &commit.blocks {
+                // Requests go out when built; the commit below waits for all of them.
+                drop(
+                    blocks
+                        .add(block_record(chain, record)?)
+                        .with_key(bytes(&keys::block(chain, &record.id)))
+                        .primitive()
+                        .map_err(backend)?,
+                );
+            }
+            let state = bytes(&commit.state.encode());
+            let key = bytes(chain.as_bytes());
+            // A new chain's state is added: a second creator of the same chain conflicts.
+            if commit.expected.is_none() {
+                drop(
+                    chains
+                        .add(state)
+                        .with_key(key)
+                        .primitive()
+                        .map_err(backend)?,
+                );
+            } else {
+                drop(
+                    chains
+                        .put(state)
+                        .with_key(key)
+                        .primitive()
+                        .map_err(backend)?,
+                );
+            }
+            Ok(())
         }
-        drop(
-            chains
-                .put(bytes(&commit.state.encode()))
-                .with_key(bytes(chain.as_bytes()))
-                .primitive()
-                .map_err(backend)?,
-        );
-        tx.commit().await.map_err(backend)
+        .await;
+        if let Err(e) = written {
+            let _ = tx.abort().await;
+            return Err(e);
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(indexed_db_futures::error::Error::DomException(DomException::ConstraintError(
+                _,
+            ))) => Err(StoreError::Conflict { chain: *chain }),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn chain_state(&self, chain: &BlockId) -> Result<Option<ChainState>, StoreError> {
-        let tx = self.db.transaction(CHAINS).build().map_err(backend)?;
-        let chains = tx.object_store(CHAINS).map_err(backend)?;
-        let value: Option<JsValue> = chains
-            .get(bytes(chain.as_bytes()))
-            .primitive()
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
-        chain_state(value)
+        chain_state(self.get_one(CHAINS, bytes(chain.as_bytes())).await?)
     }
 
     async fn chains(&self) -> Result<Vec<BlockId>, StoreError> {
         let tx = self.db.transaction(CHAINS).build().map_err(backend)?;
-        let chains = tx.object_store(CHAINS).map_err(backend)?;
-        let keys = chains
-            .get_all_keys::<JsValue>()
-            .primitive()
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
+        let keys = async {
+            let chains = tx.object_store(CHAINS).map_err(backend)?;
+            chains
+                .get_all_keys::<JsValue>()
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)
+        }
+        .await;
+        release(tx);
         let mut out = Vec::new();
-        for key in keys {
+        for key in keys? {
             // IndexedDB hands binary keys back as ArrayBuffers.
             let key = Uint8Array::new(&key.map_err(backend)?).to_vec();
             out.push(keys::stored_id(&key)?);
@@ -312,14 +379,7 @@ impl BlockStore for IdbStore {
         chain: &BlockId,
         id: &BlockId,
     ) -> Result<Option<StoredBlock>, StoreError> {
-        let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
-        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
-        let record: Option<JsValue> = blocks
-            .get(bytes(&keys::block(chain, id)))
-            .primitive()
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
+        let record = self.get_one(BLOCKS, bytes(&keys::block(chain, id))).await?;
         record.map(|r| stored(&r)).transpose()
     }
 
@@ -329,36 +389,46 @@ impl BlockStore for IdbStore {
         ids: &[BlockId],
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
-        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
-        // Every request goes out before the first is awaited: one round of the event loop.
-        let requests = ids
-            .iter()
-            .map(|id| {
-                blocks
-                    .get::<JsValue, _, _>(bytes(&keys::block(chain, id)))
-                    .primitive()
-                    .map_err(backend)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut heights = Vec::with_capacity(ids.len());
-        for request in requests {
-            let record: Option<JsValue> = request.await.map_err(backend)?;
-            heights.push(record.map(|r| stored(&r)).transpose()?.map(|b| b.height));
+        let heights = async {
+            let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+            // Every request goes out before the first is awaited: one round of the event loop.
+            let requests = ids
+                .iter()
+                .map(|id| {
+                    blocks
+                        .get::<JsValue, _, _>(bytes(&keys::block(chain, id)))
+                        .primitive()
+                        .map_err(backend)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut heights = Vec::with_capacity(ids.len());
+            for request in requests {
+                let record: Option<JsValue> = request.await.map_err(backend)?;
+                heights.push(record.map(|r| stored(&r)).transpose()?.map(|b| b.height));
+            }
+            Ok(heights)
         }
-        Ok(heights)
+        .await;
+        release(tx);
+        heights
     }
 
     async fn scan(&self, chain: &BlockId, scan: Scan<'_>) -> Result<Vec<StoredBlock>, StoreError> {
         let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
-        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
-        let index = blocks
-            .index(match scan.index {
-                Index::Order => "order",
-                Index::Topic(_) => "topic",
-                Index::Author(_) => "author",
-            })
-            .map_err(backend)?;
-        Self::get_all(&index, keys::range(chain, &scan), scan.reverse, scan.limit).await
+        let found = async {
+            let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+            let index = blocks
+                .index(match scan.index {
+                    Index::Order => "order",
+                    Index::Topic(_) => "topic",
+                    Index::Author(_) => "author",
+                })
+                .map_err(backend)?;
+            Self::get_all(&index, keys::range(chain, &scan), scan.reverse, scan.limit).await
+        }
+        .await;
+        release(tx);
+        found
     }
 
     async fn since(
@@ -374,20 +444,18 @@ impl BlockStore for IdbStore {
         };
         let end = keys::prefix_end(chain.as_bytes()).map_or(Unbounded, Excluded);
         let tx = self.db.transaction(BLOCKS).build().map_err(backend)?;
-        let blocks = tx.object_store(BLOCKS).map_err(backend)?;
-        let index = blocks.index("seq").map_err(backend)?;
-        Self::get_all(&index, (start, end), false, limit).await
+        let found = async {
+            let blocks = tx.object_store(BLOCKS).map_err(backend)?;
+            let index = blocks.index("seq").map_err(backend)?;
+            Self::get_all(&index, (start, end), false, limit).await
+        }
+        .await;
+        release(tx);
+        found
     }
 
     async fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.transaction(SETTINGS).build().map_err(backend)?;
-        let settings = tx.object_store(SETTINGS).map_err(backend)?;
-        let value: Option<JsValue> = settings
-            .get(JsValue::from_str(key))
-            .primitive()
-            .map_err(backend)?
-            .await
-            .map_err(backend)?;
+        let value = self.get_one(SETTINGS, JsValue::from_str(key)).await?;
         value.map(|v| bytes_of(&v, "setting")).transpose()
     }
 

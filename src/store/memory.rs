@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock};
+use super::{
+    keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
+};
 use crate::walytis::BlockId;
 
 /// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
@@ -55,7 +57,12 @@ impl Tables {
 impl BlockStore for MemoryStore {
     async fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut t = self.tables();
-        if t.chains.get(&commit.chain) != commit.expected.as_ref() {
+        let held = |record: &BlockRecord| {
+            t.blocks
+                .contains_key(&keys::block(&commit.chain, &record.id))
+        };
+        if t.chains.get(&commit.chain) != commit.expected.as_ref() || commit.blocks.iter().any(held)
+        {
             return Err(StoreError::Conflict {
                 chain: commit.chain,
             });

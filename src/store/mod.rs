@@ -130,7 +130,8 @@ pub struct Commit {
     /// The chain the blocks belong to.
     pub chain: BlockId,
     /// The state the writer read before making this commit; the store refuses the commit with
-    /// [`StoreError::Conflict`] if the stored state differs (another writer got there first).
+    /// [`StoreError::Conflict`] if the stored state differs (another writer got there first),
+    /// or if it already holds one of the blocks (the writer did not know it had it).
     /// `None` when the chain is being created.
     pub expected: Option<ChainState>,
     /// The blocks, in sequence order.

@@ -127,6 +127,12 @@ impl BlockStore for RedbStore {
                 return Err(StoreError::Conflict { chain: *chain });
             }
             let mut blocks = tx.open_table(BLOCKS).map_err(backend)?;
+            for record in &commit.blocks {
+                let key = keys::block(chain, &record.id);
+                if blocks.get(key.as_slice()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Conflict { chain: *chain });
+                }
+            }
             let mut order = tx.open_table(ORDER).map_err(backend)?;
             let mut topics = tx.open_table(TOPICS).map_err(backend)?;
             let mut authors = tx.open_table(AUTHORS).map_err(backend)?;

@@ -293,38 +293,7 @@ impl<S: BlockStore> Chain<S> {
     ) -> Result<Vec<Entry>, ChainError> {
         let mut attempt = 0;
         loop {
-            let mut blocks = Vec::with_capacity(items.len());
-            let mut leaves = self.state.leaves.clone();
-            let mut heights: HashMap<BlockId, u64> = HashMap::new();
-            for (body, topics) in &items {
-                // More leaves than a block may name: merge the first ones now, the rest later.
-                let rest = leaves.split_off(leaves.len().min(MAX_PARENTS));
-                let mut height = 0;
-                for parent in &leaves {
-                    let parent_height = match heights.get(parent) {
-                        Some(h) => Some(*h),
-                        None => self.height_of(parent).await?,
-                    };
-                    let parent_height = parent_height.ok_or_else(|| {
-                        StoreError::Corrupt(format!("leaf {parent} is not stored"))
-                    })?;
-                    height = height.max(parent_height + 1);
-                }
-                let block = BlockDraft {
-                    chain: Some(self.id),
-                    parents: leaves,
-                    height,
-                    time,
-                    topics: topics.clone(),
-                    body: body.clone(),
-                }
-                .sign(key)?;
-                heights.insert(block.id(), height);
-                leaves = rest;
-                leaves.push(block.id());
-                leaves.sort_unstable();
-                blocks.push(block);
-            }
+            let (blocks, heights) = self.sign_on_leaves(key, time, &items).await?;
             match self.write(&blocks).await {
                 Ok(first) => {
                     self.remember(heights);
@@ -340,6 +309,97 @@ impl<S: BlockStore> Chain<S> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Signs the blocks [`Chain::append`] would write now, without storing them, so that they
+    /// can travel to peers while [`Chain::store_signed`] stores them.
+    pub async fn sign(
+        &mut self,
+        key: &SigningKey,
+        time: u64,
+        items: &[(Vec<u8>, Vec<String>)],
+    ) -> Result<Vec<Block>, ChainError> {
+        Ok(self.sign_on_leaves(key, time, items).await?.0)
+    }
+
+    /// Stores blocks from [`Chain::sign`]. If another writer changed the chain since, they are
+    /// inserted like a peer's blocks (beside that writer's, not on top): they may be out
+    /// already, so they are never signed again.
+    pub async fn store_signed(&mut self, blocks: Vec<Block>) -> Result<Vec<Entry>, ChainError> {
+        let heights: HashMap<BlockId, u64> = blocks.iter().map(|b| (b.id(), b.height())).collect();
+        match self.write(&blocks).await {
+            Ok(first) => {
+                self.remember(heights);
+                self.notify();
+                Ok(entries(first, blocks))
+            }
+            Err(ChainError::Store(StoreError::Conflict { .. })) => {
+                self.refresh().await?;
+                let report = self.insert(blocks.iter().map(Block::bytes)).await?;
+                if let Some((_, e)) = report.rejected.into_iter().next() {
+                    return Err(e);
+                }
+                // Accepted now, or stored already by that writer (a tab that got them from a
+                // peer): read back either way.
+                let mut stored = Vec::with_capacity(blocks.len());
+                for block in &blocks {
+                    match self.block(&block.id()).await? {
+                        Some(entry) => stored.push(entry),
+                        None => {
+                            return Err(StoreError::Corrupt(format!(
+                                "signed block {} on stored leaves was not stored",
+                                block.id()
+                            ))
+                            .into())
+                        }
+                    }
+                }
+                Ok(stored)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs one block per item on top of the current leaves (each on the previous one), with
+    /// the heights they get.
+    async fn sign_on_leaves(
+        &mut self,
+        key: &SigningKey,
+        time: u64,
+        items: &[(Vec<u8>, Vec<String>)],
+    ) -> Result<(Vec<Block>, HashMap<BlockId, u64>), ChainError> {
+        let mut blocks = Vec::with_capacity(items.len());
+        let mut leaves = self.state.leaves.clone();
+        let mut heights: HashMap<BlockId, u64> = HashMap::new();
+        for (body, topics) in items {
+            // More leaves than a block may name: merge the first ones now, the rest later.
+            let rest = leaves.split_off(leaves.len().min(MAX_PARENTS));
+            let mut height = 0;
+            for parent in &leaves {
+                let parent_height = match heights.get(parent) {
+                    Some(h) => Some(*h),
+                    None => self.height_of(parent).await?,
+                };
+                let parent_height = parent_height
+                    .ok_or_else(|| StoreError::Corrupt(format!("leaf {parent} is not stored")))?;
+                height = height.max(parent_height + 1);
+            }
+            let block = BlockDraft {
+                chain: Some(self.id),
+                parents: leaves,
+                height,
+                time,
+                topics: topics.clone(),
+                body: body.clone(),
+            }
+            .sign(key)?;
+            heights.insert(block.id(), height);
+            leaves = rest;
+            leaves.push(block.id());
+            leaves.sort_unstable();
+            blocks.push(block);
+        }
+        Ok((blocks, heights))
     }
 
     /// Offers blocks received from anywhere (a peer, a file). Each is decoded and checked;
@@ -372,12 +432,12 @@ impl<S: BlockStore> Chain<S> {
                 Ok(block) => fresh.push(block),
             }
         }
-        // Blocks already stored or pending are duplicates: one batched store lookup.
-        let ids: Vec<BlockId> = fresh.iter().map(Block::id).collect();
-        let stored = self.heights_of(&ids).await?;
+        // Blocks pending or known stored are duplicates. No store lookup for the others: the
+        // commit refuses blocks it already holds, and the retry below sorts them out. A block
+        // from a peer costs one transaction, not two.
         fresh.retain(|block| {
             let id = block.id();
-            let duplicate = self.pending.blocks.contains_key(&id) || stored.contains_key(&id);
+            let duplicate = self.pending.blocks.contains_key(&id) || self.heights.contains_key(&id);
             if duplicate {
                 report.duplicates.push(id);
             }
@@ -393,16 +453,17 @@ impl<S: BlockStore> Chain<S> {
                 {
                     attempt += 1;
                     self.refresh().await?;
-                    // Blocks the other writer stored are duplicates now.
-                    let mut still_fresh = Vec::with_capacity(fresh.len());
-                    for block in fresh {
-                        if self.height_of(&block.id()).await?.is_some() {
+                    // Blocks already stored (by another writer, or before this handle's
+                    // cache) are duplicates: one batched lookup.
+                    let ids: Vec<BlockId> = fresh.iter().map(Block::id).collect();
+                    let stored = self.heights_of(&ids).await?;
+                    fresh.retain(|block| {
+                        let duplicate = stored.contains_key(&block.id());
+                        if duplicate {
                             report.duplicates.push(block.id());
-                        } else {
-                            still_fresh.push(block);
                         }
-                    }
-                    fresh = still_fresh;
+                        !duplicate
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -554,6 +615,11 @@ impl<S: BlockStore> Chain<S> {
             self.heights.clear();
         }
         self.heights.extend(heights);
+    }
+
+    /// Whether any received block waits for a parent.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.blocks.is_empty()
     }
 
     /// The parents that blocks in the pending set wait for.

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::SigningKey;
 
-use super::block::{BlockError, Position, MAX_BLOCK_BYTES};
+use super::block::{Block, BlockError, Position, MAX_BLOCK_BYTES};
 use super::cbor::{Reader, Writer};
 use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
 use super::id::BlockId;
@@ -36,6 +36,8 @@ pub const MAX_STRIKES: u32 = 3;
 pub const WALK_LIMIT: usize = 4 * MAX_BATCH_BLOCKS;
 /// A wanted block not received after this many milliseconds may be asked for again.
 pub const WANT_TIMEOUT_MS: u64 = 5_000;
+/// Most blocks [`Sync::take_recent`] hands over at once.
+pub const RECENT_BLOCKS: usize = 32;
 
 /// Largest encoded sync message: a full batch and its framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + MAX_BLOCK_BYTES + 64 * 1024;
@@ -259,6 +261,11 @@ pub struct Sync<S: BlockStore> {
     peers: HashMap<Peer, PeerState>,
     /// Wanted block → when it was last asked for.
     wanted: HashMap<BlockId, u64>,
+    /// Blocks accepted from peers since [`Sync::take_recent`]; `None` once more than
+    /// [`RECENT_BLOCKS`] were (a catch-up: readers page through the store instead).
+    recent: Option<Vec<Entry>>,
+    /// Whether a peer's heads were heard: before that, an empty `wanted` means nothing.
+    heard_heads: bool,
 }
 
 impl<S: BlockStore> Sync<S> {
@@ -268,7 +275,23 @@ impl<S: BlockStore> Sync<S> {
             chain,
             peers: HashMap::new(),
             wanted: HashMap::new(),
+            recent: Some(Vec::new()),
+            heard_heads: false,
         }
+    }
+
+    /// Whether this replica has caught up: it heard a peer's heads and holds every block they
+    /// named and every ancestor of those (nothing asked for is outstanding, nothing waits for
+    /// a parent). A new replica is not synced until a peer answered.
+    pub fn is_synced(&self) -> bool {
+        self.heard_heads && self.wanted.is_empty() && !self.chain.has_pending()
+    }
+
+    /// The blocks accepted from peers since the last call, in arrival order, if there were
+    /// at most [`RECENT_BLOCKS`]: what a node hands its app with the change, so that a live
+    /// message reaches the screen without a store read.
+    pub fn take_recent(&mut self) -> Option<Vec<Entry>> {
+        self.recent.replace(Vec::new())
     }
 
     /// The chain being synced.
@@ -276,23 +299,31 @@ impl<S: BlockStore> Sync<S> {
         &self.chain
     }
 
-    /// Appends local blocks and returns them with the messages that push them to peers.
-    pub async fn append(
+    /// Signs blocks on the current leaves and returns the pushes that announce them; store
+    /// them with [`Sync::store_signed`]. Routing the pushes before storing takes the store's
+    /// write off the path of a message to its readers: if storing fails, the blocks may be
+    /// out already, and come back to this replica by sync like any peer's.
+    pub async fn sign(
         &mut self,
         key: &SigningKey,
         time: u64,
-        items: Vec<(Vec<u8>, Vec<String>)>,
-    ) -> Result<(Vec<Entry>, Vec<Output>), ChainError> {
-        let entries = self.chain.append(key, time, items).await?;
-        let outputs = entries
+        items: &[(Vec<u8>, Vec<String>)],
+    ) -> Result<(Vec<Block>, Vec<Output>), ChainError> {
+        let blocks = self.chain.sign(key, time, items).await?;
+        let outputs = blocks
             .iter()
-            .map(|e| {
+            .map(|block| {
                 Output::Publish(Message::Push {
-                    block: e.block.bytes().to_vec(),
+                    block: block.bytes().to_vec(),
                 })
             })
             .collect();
-        Ok((entries, outputs))
+        Ok((blocks, outputs))
+    }
+
+    /// Stores blocks from [`Sync::sign`].
+    pub async fn store_signed(&mut self, blocks: Vec<Block>) -> Result<Vec<Entry>, ChainError> {
+        self.chain.store_signed(blocks).await
     }
 
     /// Announces blocks another handle on the same store appended (an identity's ops, say):
@@ -380,6 +411,7 @@ impl<S: BlockStore> Sync<S> {
                     self.strike(peer, MAX_STRIKES, out);
                     return Ok(());
                 }
+                self.heard_heads = true;
                 let theirs: HashSet<BlockId> = leaves.iter().copied().collect();
                 let mut unknown = Vec::new();
                 for id in leaves {
@@ -434,6 +466,12 @@ impl<S: BlockStore> Sync<S> {
         for entry in &report.accepted {
             self.wanted.remove(&entry.block.id());
         }
+        self.recent = self.recent.take().and_then(|mut recent| {
+            (recent.len() + report.accepted.len() <= RECENT_BLOCKS).then(|| {
+                recent.extend(report.accepted.iter().cloned());
+                recent
+            })
+        });
         let invalid = report
             .rejected
             .iter()

@@ -19,7 +19,7 @@ use crate::identity::{
 };
 use crate::net::NodeHandle;
 use crate::store::BlockStore;
-use crate::walytis::BlockId;
+use crate::walytis::{BlockId, Chain};
 
 /// Setting under which a store keeps this device's identity keys, sealed under the user's
 /// passphrase (Argon2id + XChaCha20-Poly1305); the store never holds them in the clear.
@@ -199,6 +199,26 @@ impl WasmIdentity {
             .await
             .map_err(JsFailure::from)?;
         Ok(Self::attach(identity, node).await?)
+    }
+
+    /// The chain ID of a `did:endra:<chain-id>` DID.
+    #[wasm_bindgen(js_name = chainOfDid)]
+    pub fn chain_of_did(did: String) -> Result<String, JsValue> {
+        let chain = crate::identity::parse_identity_did(&did).map_err(JsFailure::from)?;
+        Ok(chain.to_string())
+    }
+
+    /// The DID document (a JSON string) of an identity whose chain the store holds, derived
+    /// from the chain alone: no keys, no membership needed.
+    #[wasm_bindgen(js_name = resolveDocument)]
+    pub async fn resolve_document(store: &WasmStore, chain: String) -> Result<String, JsValue> {
+        let chain = Chain::open(store.store.clone(), parse_id(&chain)?)
+            .await
+            .map_err(JsFailure::from)?;
+        let state = crate::identity::handle::resolve(&chain)
+            .await
+            .map_err(JsFailure::from)?;
+        Ok(crate::identity::document(&state).to_string())
     }
 
     /// Reads an invitation code: `{ chain, relays, expires, role }`.

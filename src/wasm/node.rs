@@ -35,15 +35,30 @@ fn event_object(event: &NodeEvent) -> JsValue {
             set(&object, "type", "listening");
             set(&object, "address", address.to_string());
         }
-        NodeEvent::Changed { chain, count } => {
+        NodeEvent::Changed {
+            chain,
+            count,
+            blocks,
+        } => {
             set(&object, "type", "changed");
             set(&object, "chain", chain.to_string());
             set(&object, "count", *count as f64);
+            if let Some(blocks) = blocks {
+                set(
+                    &object,
+                    "blocks",
+                    blocks.iter().map(block_object).collect::<Array>(),
+                );
+            }
         }
         NodeEvent::Connection { peer, connected } => {
             set(&object, "type", "connection");
             set(&object, "peer", peer.to_string());
             set(&object, "connected", *connected);
+        }
+        NodeEvent::Synced { chain } => {
+            set(&object, "type", "synced");
+            set(&object, "chain", chain.to_string());
         }
         NodeEvent::ChainPeer {
             chain,
@@ -137,6 +152,13 @@ impl WasmNode {
             let entries = handle.append(chain, super::now(), drafts).await?;
             Ok(entries.iter().map(block_object).collect::<Array>().into())
         })
+    }
+
+    /// Whether a chain has caught up with its peers.
+    #[wasm_bindgen(js_name = isSynced)]
+    pub fn is_synced(&self, chain: String) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move { Ok(handle.is_synced(parse_id(&chain)?).await?.into()) })
     }
 
     /// Peer IDs currently syncing a chain with this node.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use endra::store::{BlockStore, ChainState, Commit, StoreError};
+use endra::store::{BlockRecord, BlockStore, ChainState, Commit, StoreError};
 use endra::walytis::{Author, Block, BlockId, Chain, ChainError, Entry, Position, Query};
 
 use super::{key, random_dag, Rng};
@@ -207,6 +207,37 @@ async fn stale_commit_is_refused_whole<S: BlockStore + Clone>(store: S) -> S {
     first.refresh().await.expect("refresh");
     assert_eq!(first.len(), 3);
     assert_eq!(first.leaves(), &[entries[0].block.id()]);
+
+    // A commit on the current state that repeats a stored block is refused too.
+    let state = store.chain_state(&id).await.expect("state").expect("chain");
+    let held = &entries[0].block;
+    let repeat = Commit {
+        chain: id,
+        expected: Some(state.clone()),
+        blocks: vec![BlockRecord {
+            id: held.id(),
+            seq: state.next_seq,
+            height: held.height(),
+            author: held.author(),
+            topics: held.topics().to_vec(),
+            bytes: held.bytes().to_vec(),
+        }],
+        state: ChainState {
+            next_seq: state.next_seq + 1,
+            leaves: state.leaves.clone(),
+        },
+    };
+    assert_eq!(
+        store.commit(&repeat).await,
+        Err(StoreError::Conflict { chain: id })
+    );
+    // A new handle knows nothing of the stored blocks: offered one again, it stores no copy.
+    let mut third = Chain::open(store.clone(), id).await.expect("third handle");
+    let report = third.insert([held.bytes()]).await.expect("insert");
+    assert_eq!(report.duplicates, vec![held.id()]);
+    assert!(report.accepted.is_empty());
+    assert_eq!(third.len(), 3);
+    assert_eq!(third.since(Some(1), 10).await.expect("since").len(), 1);
     store
 }
 

@@ -85,9 +85,9 @@ pub async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
     let wait = async {
         loop {
             match node.events.next().await {
-                Some(NodeEvent::Changed { chain: c, count: n }) if c == chain && n >= count => {
-                    return
-                }
+                Some(NodeEvent::Changed {
+                    chain: c, count: n, ..
+                }) if c == chain && n >= count => return,
                 Some(_) => {}
                 None => panic!("node stopped"),
             }
