@@ -1,7 +1,8 @@
 // End to end, identities: two browser profiles pair as two devices of one person through an
 // invitation code and a real relay, show the same DID document, read each other's encrypted
 // messages; then one removes the other, which can no longer read new messages or write.
-// A browser that has only the DID resolves its document through the relay.
+// A browser that has only the DID resolves its document through the relay; a passphrase
+// opens the keys however its accents were typed.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -120,13 +121,19 @@ test('two browsers pair as devices of one person; a removed device can no longer
 
 test('a browser with only the DID resolves its document through the relay', async () => {
   const [a, c] = await setup(2);
-  const { did, document } = await a.evaluate(async () => {
+  const { did, document, reopened } = await a.evaluate(async () => {
+    // The passphrase with "é" as one code point …
     window.me = await window.endra.Identity.create({
-      store: window.store, node: window.node, name: 'Ada', passphrase: 'correct horse A',
+      store: window.store, node: window.node, name: 'Ada', passphrase: 'caf\u00e9 horse',
     });
     await window.me.rotateKeys();
-    return { did: window.me.did, document: await window.me.document() };
+    // … opens the keys typed as "e" + combining accent (another keyboard, same passphrase).
+    const again = await window.endra.Identity.open(window.me.did, {
+      store: window.store, node: window.node, passphrase: 'cafe\u0301 horse',
+    });
+    return { did: window.me.did, document: await window.me.document(), reopened: again.did };
   });
+  assert.equal(reopened, did, 'the passphrase is compared in Unicode NFC');
   const resolved = await c.evaluate(async (wanted) => {
     const endra = window.endra;
     const document = await endra.Identity.resolve(wanted, { store: window.store, node: window.node, timeout: 30_000 });

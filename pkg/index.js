@@ -116,8 +116,13 @@ export class Chain extends EventTarget {
   #onMessage;
   /** Blocks the node handed over with its latest changes, by `seq`: read without the store. */
   #recent = [];
-  /** The block count as of the node's latest change; `null` when unknown (read the store). */
+  /**
+   * The store's block count as far as this handle knows: set by a read that found nothing
+   * new, raised by the node's changes; `null` once another writer may have added blocks.
+   */
   #count = null;
+  /** Bumped whenever `#count` becomes unknown, so a read that raced a write sets nothing. */
+  #unknowns = 0;
 
   constructor(raw, store) {
     super();
@@ -126,7 +131,7 @@ export class Chain extends EventTarget {
     this.#onMessage = (event) => {
       if (event.data?.chain === this.id) {
         // Another tab wrote: only the store knows what.
-        this.#count = null;
+        this.#forgetCount();
         this.#wake();
       }
     };
@@ -207,7 +212,7 @@ export class Chain extends EventTarget {
       ? await this.#node.append(this.id, checked)
       : await call(() => this.#raw.addBlocks(checked));
     // Through the node, its change event brought the blocks and the count.
-    if (!this.#node) this.#count = null;
+    if (!this.#node) this.#forgetCount();
     this.#wake();
     this.#store.announce(this.id);
     return blocks;
@@ -217,7 +222,7 @@ export class Chain extends EventTarget {
   async insert(encoded) {
     const report = await call(() => this.#raw.insert(encoded.map((b) => bytes(b, 'block'))));
     if (report.accepted.length > 0) {
-      this.#count = null;
+      this.#forgetCount();
       this.#wake();
       this.#store.announce(this.id);
     }
@@ -259,6 +264,7 @@ export class Chain extends EventTarget {
         await woken;
         continue;
       }
+      const unknowns = this.#unknowns;
       const page = handed.length > 0 ? handed : await call(() => this.#raw.since(cursor, 256));
       if (page.length > 0) {
         for (const block of page) {
@@ -267,6 +273,8 @@ export class Chain extends EventTarget {
         }
         continue;
       }
+      // Nothing after `cursor`: the count, unless another writer came in during the read.
+      if (unknowns === this.#unknowns) this.#count = Math.max(this.#count ?? 0, cursor + 1);
       await woken;
     }
   }
@@ -293,7 +301,9 @@ export class Chain extends EventTarget {
 
   #wakeAll = (change) => {
     if (change) {
-      this.#count = change.count;
+      // The node's count is exact when it changed the chain, but may trail another tab's
+      // write: it raises a known count, never replaces an unknown one.
+      if (this.#count !== null) this.#count = Math.max(this.#count, change.count);
       if (change.blocks) {
         this.#recent.push(...change.blocks);
         if (this.#recent.length > 64) this.#recent.splice(0, this.#recent.length - 64);
@@ -301,6 +311,11 @@ export class Chain extends EventTarget {
     }
     this.#wake();
   };
+
+  #forgetCount() {
+    this.#count = null;
+    this.#unknowns += 1;
+  }
 
   /** The handed-over blocks that directly follow `cursor`, in `seq` order. */
   #recentAfter(cursor) {
@@ -515,6 +530,8 @@ function checkIdentityOptions({ store, node, passphrase }) {
   if (typeof passphrase !== 'string' || passphrase === '') {
     throw new EndraError('options.passphrase must be a non-empty string (it encrypts the device keys)', 'INVALID_ARGUMENT');
   }
+  // One passphrase, one key: "é" typed as one code point or as e + accent opens the same keys.
+  return passphrase.normalize('NFC');
 }
 
 /**
@@ -547,8 +564,8 @@ export class Identity extends EventTarget {
 
   /** Creates a person identity whose first device is this one. */
   static async create({ store, node, name = '', passphrase, relays } = {}) {
-    checkIdentityOptions({ store, node, passphrase });
-    const raw = await call(() => WasmIdentity.create(store.raw, node.raw, String(name), passphrase, relays ?? node.relays));
+    const secret = checkIdentityOptions({ store, node, passphrase });
+    const raw = await call(() => WasmIdentity.create(store.raw, node.raw, String(name), secret, relays ?? node.relays));
     return this.attach(raw, node);
   }
 
@@ -569,7 +586,8 @@ export class Identity extends EventTarget {
       const expired = AbortSignal.timeout(timeout);
       const until = signal ? AbortSignal.any([signal, expired]) : expired;
       try {
-        await fetchChain(chain, node.relays, { store, node, signal: until });
+        // The node already uses its relays: it asks them (and their rendezvous) for the chain.
+        await fetchChain(chain, [], { store, node, signal: until });
         await node.synced(chain, until);
       } catch (error) {
         if (expired.aborted && !signal?.aborted) {
@@ -585,9 +603,9 @@ export class Identity extends EventTarget {
 
   /** Opens an identity whose chain the store holds. */
   static async open(did, { store, node, passphrase } = {}) {
-    checkIdentityOptions({ store, node, passphrase });
+    const secret = checkIdentityOptions({ store, node, passphrase });
     const chain = String(did).replace(/^did:endra:/, '');
-    const raw = await call(() => WasmIdentity.open(store.raw, node.raw, chain, passphrase));
+    const raw = await call(() => WasmIdentity.open(store.raw, node.raw, chain, secret));
     return this.attach(raw, node);
   }
 
@@ -597,8 +615,8 @@ export class Identity extends EventTarget {
    * keys and resolves once an existing device approved it.
    */
   static async joinAsDevice(code, { store, node, passphrase, signal } = {}) {
-    checkIdentityOptions({ store, node, passphrase });
-    const identity = await openInvited(Identity, code, { store, node, passphrase, signal });
+    const secret = checkIdentityOptions({ store, node, passphrase });
+    const identity = await openInvited(Identity, code, { store, node, passphrase: secret, signal });
     await call(() => identity.raw.requestJoin(String(code)));
     await identity.until((s) => s.current, signal);
     return identity;
@@ -735,17 +753,17 @@ async function openInvited(Class, code, { store, node, passphrase, signal }) {
 export class Group extends Identity {
   /** Creates a group founded by `person` (an `Identity` of this device). */
   static async create({ store, node, name = '', passphrase, relays, person } = {}) {
-    checkIdentityOptions({ store, node, passphrase });
+    const secret = checkIdentityOptions({ store, node, passphrase });
     if (!(person instanceof Identity)) throw new EndraError('options.person must be an Identity', 'INVALID_ARGUMENT');
-    const raw = await call(() => WasmIdentity.createGroup(store.raw, node.raw, String(name), passphrase, relays ?? node.relays, person.raw));
+    const raw = await call(() => WasmIdentity.createGroup(store.raw, node.raw, String(name), secret, relays ?? node.relays, person.raw));
     return Group.attach(raw, node);
   }
 
   /** Joins with an invitation code as `person`; resolves once an admin approved. */
   static async join(code, { store, node, passphrase, person, signal } = {}) {
-    checkIdentityOptions({ store, node, passphrase });
+    const secret = checkIdentityOptions({ store, node, passphrase });
     if (!(person instanceof Identity)) throw new EndraError('options.person must be an Identity', 'INVALID_ARGUMENT');
-    const group = await openInvited(Group, code, { store, node, passphrase, signal });
+    const group = await openInvited(Group, code, { store, node, passphrase: secret, signal });
     await call(() => group.raw.requestJoinAs(String(code), person.raw));
     await group.until((s) => s.current, signal);
     return group;

@@ -22,6 +22,7 @@ where
     let store = appends_reads_and_reopens(store, &reopen).await;
     let store = out_of_order_inserts_match_in_order(store).await;
     let store = stale_commit_is_refused_whole(store).await;
+    let store = signed_blocks_survive_another_writer(store).await;
     let store = queries_page_and_filter(store).await;
     settings_round_trip(store, &reopen).await;
 }
@@ -238,6 +239,44 @@ async fn stale_commit_is_refused_whole<S: BlockStore + Clone>(store: S) -> S {
     assert!(report.accepted.is_empty());
     assert_eq!(third.len(), 3);
     assert_eq!(third.since(Some(1), 10).await.expect("since").len(), 1);
+    store
+}
+
+/// A block signed (and perhaps already sent to peers) before another writer changed the
+/// chain is stored as it is, beside that writer's block: never signed a second time.
+async fn signed_blocks_survive_another_writer<S: BlockStore + Clone>(store: S) -> S {
+    let writer = key(4);
+    let mut node = Chain::create(store.clone(), &writer, 5, vec![], b"signed".to_vec())
+        .await
+        .expect("create");
+    let id = node.id();
+    let mut tab = Chain::open(store.clone(), id).await.expect("other handle");
+    let signed = node
+        .sign(&writer, 6, &[(b"sent first".to_vec(), vec![])])
+        .await
+        .expect("sign");
+    let other = tab
+        .append(&writer, 6, vec![(b"from the other tab".to_vec(), vec![])])
+        .await
+        .expect("other writes");
+    let stored = node.store_signed(signed.clone()).await.expect("store");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].block, signed[0], "the very block that was signed");
+    assert_eq!(stored[0].seq, 2, "after the other tab's block");
+    assert_eq!(
+        stored[0].block.parents(),
+        other[0].block.parents(),
+        "siblings: both on the genesis"
+    );
+    assert_eq!(node.len(), 3);
+    let mut leaves = vec![signed[0].id(), other[0].block.id()];
+    leaves.sort();
+    assert_eq!(node.leaves(), leaves.as_slice());
+    // Stored again (the other tab got it from a peer first): read back, not duplicated.
+    let again = tab.store_signed(signed.clone()).await.expect("store again");
+    assert_eq!(again[0].seq, 2);
+    tab.refresh().await.expect("refresh");
+    assert_eq!(tab.len(), 3);
     store
 }
 
