@@ -4,7 +4,10 @@
 //!   (10, 100, 1,000 devices); time for an admin to remove one member, which seals a new
 //!   epoch key to every remaining device (hybrid X25519 + ML-KEM-768) and appends it;
 //! - resolving a DID from a 1,000-block identity chain: folding every block into the state
-//!   and deriving the W3C DID document.
+//!   and deriving the W3C DID document;
+//! - the admission rule's cost: a fresh replica storing that chain in one batch (every block
+//!   checked against the identity rule before it is stored), beside a plain chain of as many
+//!   blocks of the same sizes.
 //!
 //! `cargo bench --bench identity` prints the numbers and writes them to
 //! `bench/results/identity.json` (summarised in the README).
@@ -13,7 +16,10 @@
 
 use std::time::Instant;
 
+use ed25519_dalek::SigningKey;
 use endra::identity::{document, IdentityState};
+use endra::store::MemoryStore;
+use endra::walytis::{Block, Chain};
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -55,12 +61,63 @@ fn main() {
         chain.len()
     );
 
+    let plain = block_on(plain_twin(&chain));
+    let admitted_ms = store_all(&chain);
+    let plain_ms = store_all(&plain);
+    println!(
+        "store a {}-block chain in a fresh replica: identity chain (admission rule) {admitted_ms:.1} ms, plain chain {plain_ms:.1} ms (median of 5)",
+        chain.len()
+    );
+
     let json = format!(
-        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }}\n}}\n",
+        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }}\n}}\n",
         rekey.join(",\n    "),
+        chain.len(),
         chain.len()
     );
     std::fs::create_dir_all("bench/results").unwrap();
     std::fs::write("bench/results/identity.json", &json).unwrap();
     print!("{json}");
+}
+
+/// A plain chain (no admission rule) of as many blocks as `chain`, with the same bodies,
+/// written in a line by one key.
+async fn plain_twin(chain: &[Block]) -> Vec<Block> {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut plain = Chain::create(MemoryStore::new(), &key, T0, vec![], b"plain".to_vec())
+        .await
+        .unwrap();
+    for block in &chain[1..] {
+        plain
+            .append(&key, T0, vec![(block.body().to_vec(), vec![])])
+            .await
+            .unwrap();
+    }
+    plain
+        .since(None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.block)
+        .collect()
+}
+
+/// Median time for a fresh replica (from the genesis) to store all of `chain` in one batch.
+fn store_all(chain: &[Block]) -> f64 {
+    let bytes: Vec<&[u8]> = chain[1..].iter().map(Block::bytes).collect();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut replica =
+            block_on(Chain::from_genesis(MemoryStore::new(), chain[0].clone())).unwrap();
+        let report = block_on(replica.insert(bytes.iter())).unwrap();
+        assert_eq!(
+            report.accepted.len(),
+            bytes.len(),
+            "{:?}",
+            report.rejected.first()
+        );
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    median(times)
 }

@@ -743,6 +743,9 @@ async function openInvited(Class, code, { store, node, passphrase, signal }) {
   await load();
   const { chain, relays } = await call(async () => WasmIdentity.parseInvitation(String(code)));
   await fetchChain(chain, relays, { store, node, signal });
+  // Caught up before asking to join: every replica admits a request only if its inviter is a
+  // device in the request's own history, which is what this device holds when it writes it.
+  await node.synced(chain, signal);
   return Class.attach(await call(() => WasmIdentity.open(store.raw, node.raw, chain, passphrase)), node);
 }
 

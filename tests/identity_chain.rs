@@ -13,7 +13,8 @@ use endra::identity::{
     KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
 };
 use endra::store::MemoryStore;
-use endra::walytis::{Block, BlockDraft, BlockId};
+use endra::walytis::sync::{Input, Message, Output, Peer, Sync};
+use endra::walytis::{Block, BlockDraft, BlockId, Chain, ChainError};
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -126,14 +127,10 @@ async fn read_all(identity: &Id) -> Vec<Result<Vec<u8>, String>> {
         .collect()
 }
 
-/// Appends a raw block with an old key, bypassing every local check, as an attacker would.
-async fn forge_after(
-    identity: &mut Id,
-    key: &DeviceKeys,
-    parents: Vec<BlockId>,
-    height: u64,
-) -> BlockId {
-    let block = BlockDraft {
+/// Signs a raw block with `key` on `parents`, bypassing every local check, as an attacker
+/// would.
+fn forge(identity: &Id, key: &DeviceKeys, parents: Vec<BlockId>, height: u64) -> Block {
+    BlockDraft {
         chain: Some(identity.chain().id()),
         parents,
         height,
@@ -142,16 +139,60 @@ async fn forge_after(
         body: b"written after being locked out".to_vec(),
     }
     .sign(key.signing().as_dalek())
-    .unwrap();
+    .unwrap()
+}
+
+/// [`forge`]s a block and stores it: one whose own history still lists its key (written
+/// "into the past"), so every replica admits it and only the fold can drop it.
+async fn forge_after(
+    identity: &mut Id,
+    key: &DeviceKeys,
+    parents: Vec<BlockId>,
+    height: u64,
+) -> BlockId {
+    let block = forge(identity, key, parents, height);
     let report = identity.insert([block.bytes()]).await.unwrap();
-    assert_eq!(report.accepted.len(), 1, "structurally valid, so stored");
+    assert_eq!(
+        report.accepted.len(),
+        1,
+        "admitted by its own history, so stored"
+    );
     block.id()
 }
 
-/// [`forge_after`] on top of everything the replica holds.
-async fn forge_on_top(identity: &mut Id, key: &DeviceKeys) -> BlockId {
+/// [`forge`]s a block on top of everything the replica holds.
+async fn forge_on_top(identity: &Id, key: &DeviceKeys) -> Block {
     let (leaves, height) = tip(identity).await;
-    forge_after(identity, key, leaves, height).await
+    forge(identity, key, leaves, height)
+}
+
+/// Offers `block` to every replica; each refuses to store it, and the block's children are
+/// refused with it, in the same batch or later (nothing can be built on a refused block).
+async fn assert_refused_everywhere(replicas: &mut [&mut Id], block: &Block, key: &DeviceKeys) {
+    let child = forge(replicas[0], key, vec![block.id()], block.height() + 1);
+    let later = forge(replicas[0], key, vec![child.id()], block.height() + 2);
+    for replica in replicas.iter_mut() {
+        let len = replica.chain().len();
+        let mut report = replica
+            .insert([block.bytes(), child.bytes()])
+            .await
+            .unwrap();
+        let again = replica.insert([later.bytes()]).await.unwrap();
+        assert!(again.accepted.is_empty() && again.waiting.is_empty());
+        report.rejected.extend(again.rejected);
+        assert!(report.accepted.is_empty() && report.waiting.is_empty());
+        assert_eq!(report.rejected.len(), 3, "{:?}", report.rejected);
+        assert!(report
+            .rejected
+            .iter()
+            .all(|(_, e)| matches!(e, ChainError::NotAdmitted(_))));
+        assert_eq!(replica.chain().len(), len, "nothing stored");
+        assert!(replica.chain().block(&block.id()).await.unwrap().is_none());
+        assert!(
+            replica.state().rejection(&block.id()).is_none(),
+            "never folded"
+        );
+    }
 }
 
 #[test]
@@ -222,20 +263,25 @@ fn a_person_adds_and_removes_devices() {
             Ok(b"after the tablet left".to_vec())
         );
 
-        // The tablet can no longer write: locally refused, and a forced block is rejected
-        // by every peer.
+        // The tablet can no longer write: locally refused, even through the raw chain, and
+        // a forced block is refused by every peer, the tablet's own replica included.
         assert!(matches!(
             tablet.write(b"x", vec![], T0 + 40, &mut OsRng).await,
             Err(IdentityError::NotAMember)
         ));
         let key = DeviceKeys::from_secret_bytes(&tablet.device().to_secret_bytes()).unwrap();
-        let forged = forge_on_top(&mut tablet, &key).await;
-        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        let raw = tablet
+            .chain_mut()
+            .append(
+                key.signing().as_dalek(),
+                T0 + 40,
+                vec![(b"x".to_vec(), vec![])],
+            )
+            .await;
+        assert!(matches!(raw, Err(ChainError::NotAdmitted(_))), "{raw:?}");
+        let forged = forge_on_top(&tablet, &key).await;
+        assert_refused_everywhere(&mut [&mut laptop, &mut phone, &mut tablet], &forged, &key).await;
         for replica in [&laptop, &phone, &tablet] {
-            assert!(matches!(
-                replica.state().rejection(&forged),
-                Some(Rejection::Revoked { .. })
-            ));
             assert_eq!(replica.data_blocks().await.unwrap().len(), 2);
         }
         // Re-adding the same device keys is refused: a removed device stays removed.
@@ -420,12 +466,12 @@ fn a_group_of_five_people_with_two_devices_each() {
             .await
             .unwrap();
         let key = DeviceKeys::from_secret_bytes(&group[8].device().to_secret_bytes()).unwrap();
-        let forged = forge_on_top(&mut group[8], &key).await;
+        let forged = forge_on_top(&group[8], &key).await;
         let mut all: Vec<&mut Id> = group.iter_mut().collect();
         exchange(&mut all).await;
+        assert_refused_everywhere(&mut all, &forged, &key).await;
         for (i, replica) in group.iter().enumerate() {
             assert_eq!(replica.state().members().len(), 4);
-            assert!(replica.state().rejection(&forged).is_some(), "replica {i}");
             let last = read_all(replica).await.pop().unwrap();
             if i >= 8 {
                 assert!(last.is_err(), "removed device {i} read new data");
@@ -542,20 +588,41 @@ fn forged_replayed_and_expired_invitations_are_refused() {
             outsider.signing(),
         );
         let mut mallory = new_replica(genesis.clone()).await;
-        let request = mallory.request_join(forged, None, T0).await.unwrap();
-        exchange(&mut [&mut admin, &mut mallory]).await;
         assert!(matches!(
-            admin.approve(request, T0 + 1, &mut OsRng).await,
+            mallory.request_join(forged.clone(), None, T0).await,
             Err(IdentityError::Rejected(Rejection::ForgedInvitation))
         ));
+        // Forced into a block anyway, the request is refused by every replica: a forged
+        // join never reaches the chain, so no admin ever sees it.
+        let op = Op::Request {
+            invitation: forged,
+            member: MemberEntry {
+                did: mallory.device().did().to_owned(),
+                devices: vec![mallory.device().entry()],
+            },
+        };
+        let forced = BlockDraft {
+            chain: Some(admin.chain().id()),
+            parents: admin.chain().leaves().to_vec(),
+            height: tip(&admin).await.1,
+            time: T0,
+            topics: vec![IDENTITY_TOPIC.to_owned()],
+            body: op.encode(),
+        }
+        .sign(mallory.device().signing().as_dalek())
+        .unwrap();
+        let report = admin.insert([forced.bytes()]).await.unwrap();
+        assert!(matches!(
+            report.rejected.as_slice(),
+            [(_, ChainError::NotAdmitted(why))] if why == "forged invitation"
+        ));
+        assert_eq!(admin.state().pending_requests().count(), 0);
         // A tampered invitation (role or expiry changed after signing) is forged too.
         let mut tampered = admin.invite(Role::Admin, T0 + HOUR, &mut OsRng).unwrap();
         tampered.expires += 10 * HOUR;
         let mut eve = new_replica(genesis.clone()).await;
-        let request = eve.request_join(tampered, None, T0).await.unwrap();
-        exchange(&mut [&mut admin, &mut eve]).await;
         assert!(matches!(
-            admin.approve(request, T0 + 1, &mut OsRng).await,
+            eve.request_join(tampered, None, T0).await,
             Err(IdentityError::Rejected(Rejection::ForgedInvitation))
         ));
 
@@ -664,14 +731,11 @@ fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
             );
         }
         // Signatures by the rotated-out key: after the rotation, and backdated before it.
-        let late = forge_on_top(&mut phone, &old_keys).await;
+        let late = forge_on_top(&phone, &old_keys).await;
+        assert_refused_everywhere(&mut [&mut laptop, &mut phone], &late, &old_keys).await;
         let backdated = forge_after(&mut phone, &old_keys, before_rotation, height_before).await;
         exchange(&mut [&mut laptop, &mut phone]).await;
         for replica in [&laptop, &phone] {
-            assert!(matches!(
-                replica.state().rejection(&late),
-                Some(Rejection::Revoked { .. })
-            ));
             // Same height as the rotation: `Revoked` if it sorts after, else concurrent.
             assert!(matches!(
                 replica.state().rejection(&backdated),
@@ -724,6 +788,7 @@ fn malformed_ops_and_outsiders_change_nothing() {
         let before = laptop.document();
         let key =
             ed25519_dalek::SigningKey::from_bytes(&laptop.device().signing().as_dalek().to_bytes());
+        // A device's malformed op is refused by the chain itself, before it is stored.
         let junk = laptop
             .chain_mut()
             .append(
@@ -731,27 +796,125 @@ fn malformed_ops_and_outsiders_change_nothing() {
                 T0,
                 vec![(vec![0xff, 0x00], vec![IDENTITY_TOPIC.to_owned()])],
             )
-            .await
-            .unwrap()[0]
-            .block
-            .id();
-        let outsider = DeviceKeys::generate(&mut OsRng);
-        let stranger = forge_on_top(&mut laptop, &outsider).await;
-        laptop.refresh().await.unwrap();
-        assert!(matches!(
-            laptop.state().rejection(&junk),
-            Some(Rejection::Malformed(_))
-        ));
-        assert_eq!(
-            laptop.state().rejection(&stranger),
-            Some(&Rejection::Unauthorised)
+            .await;
+        assert!(
+            matches!(&junk, Err(ChainError::NotAdmitted(why)) if why.starts_with("malformed")),
+            "{junk:?}"
         );
+        // So is a block by a key the identity never listed, and a second genesis op.
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let stranger = forge_on_top(&laptop, &outsider).await;
+        let mut replica = Identity::replica(
+            MemoryStore::new(),
+            genesis(&laptop).await,
+            DeviceKeys::generate(&mut OsRng),
+        )
+        .await
+        .unwrap();
+        exchange(&mut [&mut laptop, &mut replica]).await;
+        assert_refused_everywhere(&mut [&mut laptop, &mut replica], &stranger, &outsider).await;
+        let genesis_op = genesis(&laptop).await.body().to_vec();
+        let regenesis = laptop
+            .chain_mut()
+            .append(
+                &key,
+                T0,
+                vec![(genesis_op, vec![IDENTITY_TOPIC.to_owned()])],
+            )
+            .await;
+        assert!(matches!(regenesis, Err(ChainError::NotAdmitted(_))));
+        laptop.refresh().await.unwrap();
+        assert_eq!(laptop.state().block_count() as u64, laptop.chain().len());
         assert_eq!(laptop.document(), before);
         assert!(matches!(
             Invitation::from_code("endra-invite:0OIl"),
             Err(IdentityError::InvalidInvitation(_))
         ));
         assert!(IdentityState::resolve(&[]).is_err());
+    });
+}
+
+#[test]
+fn a_mailbox_replica_refuses_what_no_current_device_wrote() {
+    block_on(async {
+        let mut laptop = new_person("Ada").await;
+        let phone = add_device(&mut laptop, T0).await;
+        let phone_key = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        laptop
+            .remove(phone.device().did(), T0 + 5, &mut OsRng)
+            .await
+            .unwrap();
+        // A relay's mailbox holds a chain as a bare `Sync` over its store and knows nothing
+        // of identities: the chain's genesis alone makes it apply the identity rule.
+        let genesis = genesis(&laptop).await;
+        let store = MemoryStore::new();
+        let chain = Chain::from_genesis(store.clone(), genesis.clone())
+            .await
+            .unwrap();
+        assert!(chain.has_admission_rule());
+        let mut mailbox = Sync::new(chain);
+        const HONEST: Peer = 1;
+        const EVIL: Peer = 2;
+        // The honest history arrives pushed block by block, as gossip brings it.
+        for block in &blocks(&laptop).await[1..] {
+            let push = Message::Push {
+                block: block.bytes().to_vec(),
+            };
+            let outputs = mailbox
+                .handle(T0, Input::Received(HONEST, push))
+                .await
+                .unwrap();
+            assert!(!outputs.contains(&Output::Disconnect(HONEST)));
+        }
+        assert_eq!(mailbox.chain().len(), laptop.chain().len());
+        // The removed phone and an outsider push blocks on top: refused, and the pusher is
+        // cut off.
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let mut outputs = Vec::new();
+        for key in [&phone_key, &outsider, &phone_key] {
+            let push = Message::Push {
+                block: forge_on_top(&laptop, key).await.bytes().to_vec(),
+            };
+            outputs.extend(
+                mailbox
+                    .handle(T0, Input::Received(EVIL, push))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            mailbox.chain().len(),
+            laptop.chain().len(),
+            "nothing stored"
+        );
+        assert!(outputs.contains(&Output::Disconnect(EVIL)));
+        // Reopened from its store (a restart), the mailbox still refuses them.
+        let mut reopened = Chain::open(store, genesis.id()).await.unwrap();
+        let report = reopened
+            .insert([forge_on_top(&laptop, &outsider).await.bytes()])
+            .await
+            .unwrap();
+        assert!(matches!(
+            report.rejected.as_slice(),
+            [(_, ChainError::NotAdmitted(_))]
+        ));
+        // A replica filled from the mailbox holds exactly the honest chain.
+        let mut fresh = Identity::replica(
+            MemoryStore::new(),
+            genesis,
+            DeviceKeys::generate(&mut OsRng),
+        )
+        .await
+        .unwrap();
+        let held: Vec<Vec<u8>> = reopened
+            .since(None, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.block.bytes().to_vec())
+            .collect();
+        fresh.insert(held.iter()).await.unwrap();
+        assert_converged(&[&laptop, &fresh]).await;
     });
 }
 

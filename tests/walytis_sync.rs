@@ -83,6 +83,7 @@ impl<S: BlockStore> Sim<S> {
                     }
                 }
                 Output::Disconnect(peer) => self.disconnect(from, peer as usize),
+                Output::Refused(..) => {}
             }
         }
     }

@@ -93,6 +93,10 @@ pub async fn person_chain(blocks: u64) -> Vec<Block> {
         )
         .await
         .unwrap();
+        // A joining device catches up first: a request is admitted only if its own history
+        // holds the inviter's current key (rotated every third round here).
+        let held = all_blocks(&me).await;
+        device.insert(held.iter().map(Block::bytes)).await.unwrap();
         let request = device.request_join(invitation, None, T0).await.unwrap();
         let block = device.chain().block(&request).await.unwrap().unwrap().block;
         me.insert([block.bytes()]).await.unwrap();

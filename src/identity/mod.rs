@@ -12,12 +12,15 @@
 //!   device lists, key rotation, epoch keys, relays; one-time expiring [`Invitation`]s.
 //! - [`state`]: the [`IdentityState`] every peer derives alike from the chain, with strong
 //!   removal (a removed device's concurrent blocks are dropped too).
+//! - [`admission_rule`]: what every replica, the relay included, checks before storing a
+//!   block of an identity chain: that the block's own history authorises its author.
 //! - [`document`]: `did:endra:<chain-id>` and its W3C DID document.
 //! - [`handle`]: [`Identity`], one device's read-write view of an identity.
 //! - [`session`]: authenticated, encrypted sessions between two persons' devices: a
 //!   three-message handshake in which each proves its DID with a key its current document
 //!   lists, then ChaCha20-Poly1305 frames ([`Initiator`], [`Responder`], [`Session`]).
 
+mod admission;
 pub mod device;
 pub mod document;
 pub mod handle;
@@ -27,6 +30,7 @@ pub mod ops;
 pub mod session;
 pub mod state;
 
+pub use admission::admission_rule;
 pub use device::DeviceKeys;
 pub use document::{device_did, document, identity_did, parse_identity_did};
 pub use handle::{Founding, Identity};

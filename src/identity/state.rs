@@ -371,6 +371,8 @@ impl IdentityState {
     ) -> Result<(), Rejection> {
         let placeholder = BlockId::of(&op.encode());
         if let Op::Request { invitation, member } = op {
+            // What the chain's admission rule will ask, with a typed answer.
+            self.admits_request(*author, time, invitation, member)?;
             return self.request(placeholder, *author, invitation.clone(), member.clone());
         }
         if let Some(by) = self.revoked.get(author) {
@@ -383,6 +385,83 @@ impl IdentityState {
             .ok_or(Rejection::Unauthorised)?;
         self.apply_op(placeholder, *author, time, &member, &device, op.clone())
             .map(|_| ())
+    }
+
+    /// Whether `block` may be stored on top of the blocks this state was folded from, its
+    /// parents being their leaves: the identity chain's admission rule, which every replica
+    /// applies before storing a block, the relay's mailbox included (see
+    /// [`crate::walytis::Admission`]). It asks only who wrote the block: a current device
+    /// (not a revoked key), or, for a join request, the joiner presenting an invitation by a
+    /// current device that is genuine, unused and unexpired. Whether an op is *permitted*
+    /// (only admins approve, say) is left to the fold, as is strong removal: a removed
+    /// device's block written on pre-removal parents passes here, since its own history
+    /// still lists the device, and is then dropped by the fold on every replica.
+    pub fn admits(&self, block: &Block) -> Result<(), Rejection> {
+        let key = *block.author().key_bytes();
+        let op = if block.topics().iter().any(|t| t == IDENTITY_TOPIC) {
+            Some(Op::decode(block.body()).map_err(|e| Rejection::Malformed(e.to_string()))?)
+        } else {
+            None
+        };
+        if let Some(Op::Request { invitation, member }) = &op {
+            return self.admits_request(key, block.time(), invitation, member);
+        }
+        if let Some(by) = self.revoked.get(&key) {
+            return Err(Rejection::Revoked { by: *by });
+        }
+        if !self.signers.contains_key(&key) {
+            return Err(Rejection::Unauthorised);
+        }
+        if let Some(Op::Genesis { .. }) = op {
+            return Err(Rejection::Malformed("a second genesis op".into()));
+        }
+        Ok(())
+    }
+
+    /// What every join request must be: signed by a device of the joiner, for this chain.
+    fn request_fits(
+        &self,
+        author: [u8; 32],
+        invitation: &Invitation,
+        member: &MemberEntry,
+    ) -> Result<(), Rejection> {
+        let author = PublicKey::Ed25519(author);
+        if !member.devices.iter().any(|d| d.signing == author) {
+            return Err(Rejection::NotPermitted(
+                "a request is signed by a device of the joiner",
+            ));
+        }
+        if invitation.chain != self.chain {
+            return Err(Rejection::NotPermitted(
+                "the invitation is for another chain",
+            ));
+        }
+        Ok(())
+    }
+
+    fn admits_request(
+        &self,
+        author: [u8; 32],
+        time: u64,
+        invitation: &Invitation,
+        member: &MemberEntry,
+    ) -> Result<(), Rejection> {
+        self.request_fits(author, invitation, member)?;
+        if self.used_invitations.contains(&invitation.id) {
+            return Err(Rejection::InvitationReplayed);
+        }
+        if time > invitation.expires {
+            return Err(Rejection::InvitationExpired);
+        }
+        let (_, inviter) = self
+            .device(&invitation.inviter)
+            .ok_or(Rejection::NotPermitted(
+                "the inviter is not a current device",
+            ))?;
+        if !invitation.verify(&inviter.signing) {
+            return Err(Rejection::ForgedInvitation);
+        }
+        Ok(())
     }
 
     fn genesis(block: &Block) -> Result<Self, IdentityError> {
@@ -503,17 +582,7 @@ impl IdentityState {
         invitation: Invitation,
         member: MemberEntry,
     ) -> Result<(), Rejection> {
-        let author = PublicKey::Ed25519(author);
-        if !member.devices.iter().any(|d| d.signing == author) {
-            return Err(Rejection::NotPermitted(
-                "a request is signed by a device of the joiner",
-            ));
-        }
-        if invitation.chain != self.chain {
-            return Err(Rejection::NotPermitted(
-                "the invitation is for another chain",
-            ));
-        }
+        self.request_fits(author, &invitation, &member)?;
         self.changes.push(ChangeRecord {
             block: id,
             change: Change::Requested {

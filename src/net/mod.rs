@@ -895,6 +895,19 @@ impl<S: BlockStore + Clone> Node<S> {
                         .gossipsub
                         .publish(topic, message.encode());
                 }
+                Output::Refused(peer, block, reason) => {
+                    log(LogLine::warn("block_refused")
+                        .field("chain", chain)
+                        .field("block", block)
+                        .field(
+                            "peer",
+                            self.peer_ids
+                                .get(&peer)
+                                .map(PeerId::to_string)
+                                .unwrap_or_default(),
+                        )
+                        .field("reason", reason));
+                }
                 Output::Disconnect(peer) => {
                     if let Some(peer) = self.peer_ids.get(&peer).copied() {
                         log(LogLine::warn("peer_disconnected")

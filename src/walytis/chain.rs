@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use ed25519_dalek::SigningKey;
 use futures_channel::mpsc;
 
+use super::admission::Guard;
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
 use crate::store::{
@@ -25,6 +26,9 @@ pub const MAX_PENDING: usize = 4096;
 const CONFLICT_RETRIES: usize = 16;
 /// Heights remembered to check new blocks against their parents without a store lookup.
 const HEIGHT_CACHE: usize = 1 << 17;
+/// Blocks the admission rule refused, remembered so that they and their descendants are
+/// refused again without another check.
+const REFUSED_CACHE: usize = 4096;
 
 /// What went wrong in a chain operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +49,10 @@ pub enum ChainError {
     /// The pending set is full; the block was dropped and will be fetched again by sync.
     #[error("{MAX_PENDING} blocks already wait for their parents")]
     PendingFull,
+    /// The chain's admission rule refused the block (see [`super::Admission`]): for an
+    /// identity chain, its author is not a device the block's own history authorises.
+    #[error("not admitted: {0}")]
+    NotAdmitted(String),
 }
 
 /// The outcome of offering blocks to a chain with [`Chain::insert`].
@@ -139,6 +147,47 @@ struct Plan {
     released: HashSet<BlockId>,
     waiting: Vec<(Block, Vec<BlockId>)>,
     rejected: Vec<(BlockId, ChainError)>,
+    /// Blocks the admission rule refused: their descendants are refused with them.
+    refused: HashSet<BlockId>,
+}
+
+/// The blocks [`Chain::plan`] still has to resolve.
+struct Frontier {
+    /// Lowest height first, so parents come before children.
+    queue: BinaryHeap<Reverse<(u64, BlockId)>>,
+    queued: HashMap<BlockId, Block>,
+    /// Missing parent → blocks of this batch waiting for it (it may come later in the batch).
+    local_waiting: HashMap<BlockId, Vec<BlockId>>,
+    waiting: HashMap<BlockId, (Block, Vec<BlockId>)>,
+}
+
+impl Frontier {
+    fn push(&mut self, block: Block) {
+        self.queue.push(Reverse((block.height(), block.id())));
+        self.queued.insert(block.id(), block);
+    }
+
+    /// Queues the blocks that waited for `id`, in the pending set or in this batch, now that
+    /// it is resolved (accepted, or refused with its descendants).
+    fn release_children(
+        &mut self,
+        id: &BlockId,
+        pending: &Pending,
+        released: &mut HashSet<BlockId>,
+    ) {
+        for child in pending.waiting_on.get(id).into_iter().flatten() {
+            if let Some(block) = pending.blocks.get(child) {
+                if released.insert(*child) {
+                    self.push(block.clone());
+                }
+            }
+        }
+        for child in self.local_waiting.remove(id).unwrap_or_default() {
+            if let Some((block, _)) = self.waiting.remove(&child) {
+                self.push(block);
+            }
+        }
+    }
 }
 
 /// One chain in one store.
@@ -149,6 +198,10 @@ pub struct Chain<S: BlockStore> {
     heights: HashMap<BlockId, u64>,
     pending: Pending,
     watchers: Vec<mpsc::UnboundedSender<u64>>,
+    /// The rule the chain's genesis calls for, if any.
+    admission: Option<Guard>,
+    /// Blocks the rule refused (bounded; see [`REFUSED_CACHE`]).
+    refused: HashSet<BlockId>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Chain<S> {
@@ -158,6 +211,7 @@ impl<S: BlockStore> std::fmt::Debug for Chain<S> {
             .field("blocks", &self.state.next_seq)
             .field("leaves", &self.state.leaves.len())
             .field("pending", &self.pending.blocks.len())
+            .field("admission", &self.admission.is_some())
             .finish()
     }
 }
@@ -209,7 +263,8 @@ impl<S: BlockStore> Chain<S> {
             Err(StoreError::Conflict { .. }) => return Self::open(store, id).await,
             Err(e) => return Err(e.into()),
         }
-        Ok(Self::with_state(store, id, state))
+        let admission = rule_for(&genesis).map(|rule| Guard::at_genesis(rule, &genesis));
+        Ok(Self::with_state(store, id, state, admission))
     }
 
     /// Opens a chain the store holds.
@@ -218,13 +273,15 @@ impl<S: BlockStore> Chain<S> {
             .chain_state(&id)
             .await?
             .ok_or(ChainError::UnknownChain(id))?;
-        if store.block(&id, &id).await?.is_none() {
+        let Some(genesis) = store.block(&id, &id).await? else {
             return Err(StoreError::Corrupt(format!("chain {id} has no genesis block")).into());
-        }
-        Ok(Self::with_state(store, id, state))
+        };
+        let genesis = entry(genesis, Some(&id))?.block;
+        let admission = rule_for(&genesis).map(Guard::unbuilt);
+        Ok(Self::with_state(store, id, state, admission))
     }
 
-    fn with_state(store: S, id: BlockId, state: ChainState) -> Self {
+    fn with_state(store: S, id: BlockId, state: ChainState, admission: Option<Guard>) -> Self {
         Chain {
             store,
             id,
@@ -232,6 +289,29 @@ impl<S: BlockStore> Chain<S> {
             heights: HashMap::new(),
             pending: Pending::default(),
             watchers: Vec::new(),
+            admission,
+            refused: HashSet::new(),
+        }
+    }
+
+    /// Whether the chain holds its blocks to an admission rule (an identity chain does).
+    pub fn has_admission_rule(&self) -> bool {
+        self.admission.is_some()
+    }
+
+    /// Tells the admission rule's view about blocks another handle on the same store wrote
+    /// (parents first), so that the next block on top of them is checked without reading the
+    /// chain again. Blocks that do not follow the view are left for a rebuild.
+    pub fn follow(&mut self, blocks: &[Block]) {
+        let Some(guard) = &mut self.admission else {
+            return;
+        };
+        for block in blocks {
+            if guard.fits(block) && guard.admit(block).is_err() {
+                // Stored by a handle that applies the same rule: cannot happen, but if it
+                // did, the view no longer matches the chain; rebuild it next time.
+                guard.invalidate();
+            }
         }
     }
 
@@ -393,6 +473,10 @@ impl<S: BlockStore> Chain<S> {
                 body: body.clone(),
             }
             .sign(key)?;
+            // Refused here, a block never leaves this replica: peers would refuse it too.
+            self.admit(&block, &blocks)
+                .await?
+                .map_err(ChainError::NotAdmitted)?;
             heights.insert(block.id(), height);
             leaves = rest;
             leaves.push(block.id());
@@ -479,6 +563,10 @@ impl<S: BlockStore> Chain<S> {
             }
         }
         report.rejected.extend(plan.rejected);
+        if self.refused.len() + plan.refused.len() > REFUSED_CACHE {
+            self.refused.clear();
+        }
+        self.refused.extend(plan.refused);
         self.remember(plan.heights);
         if !plan.accepted.is_empty() {
             self.notify();
@@ -491,86 +579,147 @@ impl<S: BlockStore> Chain<S> {
     /// that parents offered in the same batch come before their children.
     async fn plan(&mut self, fresh: &[Block]) -> Result<Plan, ChainError> {
         let mut plan = Plan::default();
-        let mut queue: BinaryHeap<Reverse<(u64, BlockId)>> = BinaryHeap::new();
-        let mut queued: HashMap<BlockId, Block> = HashMap::new();
+        let mut frontier = Frontier {
+            queue: BinaryHeap::new(),
+            queued: HashMap::new(),
+            local_waiting: HashMap::new(),
+            waiting: HashMap::new(),
+        };
         for block in fresh {
-            queue.push(Reverse((block.height(), block.id())));
-            queued.insert(block.id(), block.clone());
+            frontier.push(block.clone());
         }
         // Parents from outside the batch, looked up in one go.
         let outside: HashSet<BlockId> = fresh
             .iter()
             .flat_map(|block| block.parents())
-            .filter(|parent| !queued.contains_key(*parent))
+            .filter(|parent| !frontier.queued.contains_key(*parent))
             .copied()
             .collect();
         let stored = self
             .heights_of(&outside.iter().copied().collect::<Vec<_>>())
             .await?;
-        // Blocks of this batch waiting for a parent that may still come later in the batch.
-        let mut local_waiting: HashMap<BlockId, Vec<BlockId>> = HashMap::new();
-        let mut waiting: HashMap<BlockId, (Block, Vec<BlockId>)> = HashMap::new();
-        while let Some(Reverse((_, id))) = queue.pop() {
-            let Some(block) = queued.remove(&id) else {
+        while let Some(Reverse((_, id))) = frontier.queue.pop() {
+            let Some(block) = frontier.queued.remove(&id) else {
                 continue;
             };
-            let mut missing = Vec::new();
-            let mut height = 0;
-            for parent in block.parents() {
-                let known = match plan.heights.get(parent).or_else(|| stored.get(parent)) {
-                    Some(h) => Some(*h),
-                    // Only parents of released pending blocks were not looked up above.
-                    None if outside.contains(parent) => None,
-                    None => self.height_of(parent).await?,
-                };
-                match known {
-                    Some(h) => height = height.max(h + 1),
-                    None => missing.push(*parent),
-                }
-            }
-            if !missing.is_empty() {
-                for parent in &missing {
-                    local_waiting.entry(*parent).or_default().push(id);
-                }
-                waiting.insert(id, (block, missing));
-                continue;
-            }
-            waiting.remove(&id);
-            if block.height() != height {
-                let error = BlockError::HeightMismatch {
-                    expected: height,
-                    actual: block.height(),
-                };
-                plan.rejected.push((id, error.into()));
-                continue;
-            }
-            plan.heights.insert(id, height);
-            plan.accepted.push(block);
-            // Children that waited for this block, in the pending set or in this batch.
-            let pending_children = self
-                .pending
-                .waiting_on
-                .get(&id)
-                .cloned()
-                .unwrap_or_default();
-            for child in pending_children {
-                if let Some(block) = self.pending.blocks.get(&child) {
-                    if plan.released.insert(child) {
-                        queue.push(Reverse((block.height(), child)));
-                        queued.insert(child, block.clone());
+            let refused = |p: &BlockId| plan.refused.contains(p) || self.refused.contains(p);
+            let verdict = if refused(&id) || block.parents().iter().any(refused) {
+                Err("it or an ancestor was refused".to_owned())
+            } else {
+                let mut missing = Vec::new();
+                let mut height = 0;
+                for parent in block.parents() {
+                    let known = match plan.heights.get(parent).or_else(|| stored.get(parent)) {
+                        Some(h) => Some(*h),
+                        // Only parents of released pending blocks were not looked up above.
+                        None if outside.contains(parent) => None,
+                        None => self.height_of(parent).await?,
+                    };
+                    match known {
+                        Some(h) => height = height.max(h + 1),
+                        None => missing.push(*parent),
                     }
                 }
-            }
-            for child in local_waiting.remove(&id).unwrap_or_default() {
-                if let Some((block, _)) = waiting.remove(&child) {
-                    queue.push(Reverse((block.height(), child)));
-                    queued.insert(child, block);
+                if !missing.is_empty() {
+                    for parent in &missing {
+                        frontier.local_waiting.entry(*parent).or_default().push(id);
+                    }
+                    frontier.waiting.insert(id, (block, missing));
+                    continue;
+                }
+                frontier.waiting.remove(&id);
+                if block.height() != height {
+                    let error = BlockError::HeightMismatch {
+                        expected: height,
+                        actual: block.height(),
+                    };
+                    plan.rejected.push((id, error.into()));
+                    continue;
+                }
+                self.admit(&block, &plan.accepted).await?.map(|()| height)
+            };
+            match verdict {
+                Ok(height) => {
+                    plan.heights.insert(id, height);
+                    plan.accepted.push(block);
+                }
+                // Refused: so are the blocks waiting for it, released below to be refused.
+                Err(why) => {
+                    plan.refused.insert(id);
+                    plan.rejected.push((id, ChainError::NotAdmitted(why)));
                 }
             }
+            frontier.release_children(&id, &self.pending, &mut plan.released);
         }
-        plan.waiting = waiting.into_values().collect();
+        plan.waiting = frontier.waiting.into_values().collect();
         plan.waiting.sort_by_key(|(block, _)| block.position());
         Ok(plan)
+    }
+
+    /// Applies the chain's admission rule to `block`, whose parents are stored or among
+    /// `batch` (blocks about to be stored with it). The outer error is a store failure, the
+    /// inner one the rule's refusal.
+    async fn admit(
+        &mut self,
+        block: &Block,
+        batch: &[Block],
+    ) -> Result<Result<(), String>, ChainError> {
+        let Some(guard) = &self.admission else {
+            return Ok(Ok(()));
+        };
+        // The genesis made the rule; offered again it is a duplicate, not a candidate.
+        if block.id() == self.id {
+            return Ok(Ok(()));
+        }
+        if !guard.fits(block) {
+            let ancestry = self.ancestry(block.parents(), batch).await?;
+            if let Some(guard) = &mut self.admission {
+                guard.rebuild(&ancestry, block.parents());
+            }
+        }
+        Ok(match &mut self.admission {
+            Some(guard) => guard.admit(block),
+            None => Ok(()),
+        })
+    }
+
+    /// Every block `parents` reach, stored or in `batch`, in chain order. Reads only the
+    /// ancestry, block by block: a join request on the genesis costs one read, however long
+    /// the chain.
+    async fn ancestry(
+        &self,
+        parents: &[BlockId],
+        batch: &[Block],
+    ) -> Result<Vec<Block>, ChainError> {
+        let batch: HashMap<BlockId, &Block> = batch.iter().map(|b| (b.id(), b)).collect();
+        let mut reached = HashSet::new();
+        let mut ancestry = Vec::new();
+        let mut stack = parents.to_vec();
+        while let Some(id) = stack.pop() {
+            if !reached.insert(id) {
+                continue;
+            }
+            let block = match batch.get(&id) {
+                Some(block) => (*block).clone(),
+                None => match self.block(&id).await? {
+                    Some(entry) => entry.block,
+                    None => {
+                        return Err(
+                            StoreError::Corrupt(format!("ancestor {id} is not stored")).into()
+                        )
+                    }
+                },
+            };
+            stack.extend(
+                block
+                    .parents()
+                    .iter()
+                    .filter(|parent| !reached.contains(*parent)),
+            );
+            ancestry.push(block);
+        }
+        ancestry.sort_by_key(Block::position);
+        Ok(ancestry)
     }
 
     /// Stores accepted blocks and the leaves after them in one transaction; returns the
@@ -730,6 +879,13 @@ fn record(block: &Block, seq: u64) -> BlockRecord {
         topics: block.topics().to_vec(),
         bytes: block.bytes().to_vec(),
     }
+}
+
+/// The admission rule a chain with this genesis is held to: the identity rule for identity
+/// chains, none otherwise. The one place Walytis knows of a layer above it, so that every
+/// replica — a page, a node, the relay's mailbox — applies the rule without being told.
+fn rule_for(genesis: &Block) -> Option<Box<dyn super::Admission>> {
+    crate::identity::admission_rule(genesis)
 }
 
 /// Decodes a block read from the store. Its signature was verified before it was stored; a

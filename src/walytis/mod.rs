@@ -8,12 +8,14 @@
 //! Sans-IO: this module does no I/O of its own; persistence is a [`crate::store::BlockStore`]
 //! passed in, time and keys are arguments.
 
+mod admission;
 mod block;
 pub(crate) mod cbor;
 mod chain;
 mod id;
 pub mod sync;
 
+pub use admission::Admission;
 pub use block::{
     Author, Block, BlockDraft, BlockError, Position, MAX_BLOCK_BYTES, MAX_BODY_BYTES, MAX_PARENTS,
     MAX_TOPICS, MAX_TOPIC_BYTES,

@@ -245,6 +245,9 @@ pub enum Output {
     Publish(Message),
     /// This peer misbehaved (invalid blocks, floods): close its connection.
     Disconnect(Peer),
+    /// A block from this peer was refused, and why (for the shell's log): it is invalid,
+    /// or the chain's admission rule refused it.
+    Refused(Peer, BlockId, String),
 }
 
 #[derive(Debug, Default)]
@@ -330,6 +333,13 @@ impl<S: BlockStore> Sync<S> {
     /// re-reads the chain state and pushes the blocks to peers.
     pub async fn published(&mut self, blocks: Vec<Vec<u8>>) -> Result<Vec<Output>, ChainError> {
         self.chain.refresh().await?;
+        if self.chain.has_admission_rule() {
+            let decoded: Vec<Block> = blocks
+                .iter()
+                .filter_map(|b| Block::decode(b).ok())
+                .collect();
+            self.chain.follow(&decoded);
+        }
         Ok(blocks
             .into_iter()
             .map(|block| Output::Publish(Message::Push { block }))
@@ -472,11 +482,15 @@ impl<S: BlockStore> Sync<S> {
                 recent
             })
         });
-        let invalid = report
-            .rejected
-            .iter()
-            .filter(|(_, e)| matches!(e, ChainError::InvalidBlock(_)))
-            .count() as u32;
+        let mut invalid = 0;
+        for (id, e) in &report.rejected {
+            // An honest peer never holds a block the chain's rule refuses: every replica
+            // applies the same rule to the same ancestry.
+            if matches!(e, ChainError::InvalidBlock(_) | ChainError::NotAdmitted(_)) {
+                invalid += 1;
+                out.push(Output::Refused(peer, *id, e.to_string()));
+            }
+        }
         if invalid > 0 {
             self.strike(peer, invalid, out);
         }

@@ -109,6 +109,7 @@ fn chain_code(e: &ChainError) -> &'static str {
         ChainError::Store(e) => store_code(e),
         ChainError::UnknownChain(_) => "NOT_FOUND",
         ChainError::PendingFull => "PENDING_FULL",
+        ChainError::NotAdmitted(_) => "NOT_PERMITTED",
     }
 }
 
