@@ -7,7 +7,7 @@
 //!   and deriving the W3C DID document;
 //! - the admission rule's cost: a fresh replica storing that chain in one batch (every block
 //!   checked against the identity rule before it is stored), beside a plain chain of as many
-//!   blocks of the same sizes.
+//!   blocks with the same bodies and topics.
 //!
 //! `cargo bench --bench identity` prints the numbers and writes them to
 //! `bench/results/identity.json` (summarised in the README).
@@ -80,8 +80,8 @@ fn main() {
     print!("{json}");
 }
 
-/// A plain chain (no admission rule) of as many blocks as `chain`, with the same bodies,
-/// written in a line by one key.
+/// A plain chain (no admission rule) of as many blocks as `chain`, with the same bodies and
+/// topics (the store indexes topics), written in a line by one key.
 async fn plain_twin(chain: &[Block]) -> Vec<Block> {
     let key = SigningKey::from_bytes(&[7; 32]);
     let mut plain = Chain::create(MemoryStore::new(), &key, T0, vec![], b"plain".to_vec())
@@ -89,7 +89,11 @@ async fn plain_twin(chain: &[Block]) -> Vec<Block> {
         .unwrap();
     for block in &chain[1..] {
         plain
-            .append(&key, T0, vec![(block.body().to_vec(), vec![])])
+            .append(
+                &key,
+                T0,
+                vec![(block.body().to_vec(), block.topics().to_vec())],
+            )
             .await
             .unwrap();
     }
