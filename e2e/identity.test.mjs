@@ -34,6 +34,19 @@ async function setup(count = 2) {
   return pages;
 }
 
+/** Waits inside the page until `window.notes` holds `count` messages; returns their texts. */
+const notesReach = (page, count) => page.evaluate(async (n) => {
+  for (;;) {
+    const messages = await window.notes.messages();
+    if (messages.length >= n) return messages.map((m) => (m.body ? new TextDecoder().decode(m.body) : null));
+    // A change between the read and the listener is caught by the timer.
+    await new Promise((resolve) => {
+      window.notes.addEventListener('change', resolve, { once: true });
+      setTimeout(resolve, 500);
+    });
+  }
+}, count);
+
 /** Waits inside the page until the identity shows `devices` current devices. */
 const devicesReach = (page, devices) => page.evaluate(async (n) => {
   await window.me.until((s) => s.current !== undefined, AbortSignal.timeout(30_000));
@@ -90,11 +103,26 @@ test('two browsers pair as devices of one person; a removed device can no longer
   });
   assert.deepEqual(textsA, ['written before the phone joined', 'from the phone']);
 
+  // A founds a chain bound to the person; B opens it by its ID; both write, both read.
+  const notes = await a.evaluate(async () => {
+    window.notes = await window.me.createChain();
+    await window.notes.write(new TextEncoder().encode('note from the laptop'));
+    return window.notes.id;
+  });
+  await b.evaluate(async (id) => {
+    window.notes = await window.me.openChain(id, { signal: AbortSignal.timeout(30_000) });
+    await window.notes.write(new TextEncoder().encode('note from the phone'));
+  }, notes);
+  const bothNotes = ['note from the laptop', 'note from the phone'];
+  assert.deepEqual((await notesReach(a, 2)).sort(), bothNotes);
+  assert.deepEqual((await notesReach(b, 2)).sort(), bothNotes);
+
   // A removes B. B learns it, cannot read what A writes next, and cannot write.
   const deviceB = await b.evaluate(async () => (await window.me.summary()).device);
   await a.evaluate(async (device) => {
     await window.me.removeDevice(device);
     await window.me.write(new TextEncoder().encode('after the removal'));
+    await window.notes.write(new TextEncoder().encode('note after the removal'));
   }, deviceB);
   const afterRemoval = await b.evaluate(async () => {
     await window.me.until((s) => s.removed, AbortSignal.timeout(30_000));
@@ -104,16 +132,26 @@ test('two browsers pair as devices of one person; a removed device can no longer
       await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
     }
     const messages = await window.me.messages();
-    let code = null;
-    try {
-      await window.me.write(new TextEncoder().encode('locked out'));
-    } catch (error) {
-      code = error.code;
-    }
-    return { last: messages.at(-1), code };
+    const refusal = async (write) => {
+      try {
+        await write(new TextEncoder().encode('locked out'));
+        return null;
+      } catch (error) {
+        return error.code;
+      }
+    };
+    return {
+      last: messages.at(-1),
+      code: await refusal((body) => window.me.write(body)),
+      notesCode: await refusal((body) => window.notes.write(body)),
+    };
   });
   assert.equal(afterRemoval.code, 'NOT_A_MEMBER', 'the removed device cannot write');
+  assert.equal(afterRemoval.notesCode, 'NOT_A_MEMBER', 'nor write the bound chain');
   assert.ok(afterRemoval.last.error, 'the removed device cannot read what was written after');
+  const notesB = await notesReach(b, 3);
+  assert.equal(notesB[2], null, 'nor read the bound chain\'s new messages');
+  assert.deepEqual(await notesReach(a, 3), [...notesB.slice(0, 2), 'note after the removal']);
   const finalA = await devicesReach(a, 1);
   assert.equal(finalA.controller.length, 1);
   assert.equal(await a.evaluate(() => window.approveError?.message ?? null), null);

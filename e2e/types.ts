@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the declarations in pkg/index.d.ts must type
 // the way an application uses the API.
-import { Chain, EndraError, Group, Identity, Node, Store, type Block, type DidDocument, type ErrorCode } from '../pkg/index.js';
+import { BoundChain, Chain, EndraError, Group, Identity, Node, Store, type Block, type DidDocument, type ErrorCode } from '../pkg/index.js';
 
 export async function identities(store: Store, node: Node): Promise<void> {
   const me: Identity = await Identity.create({ store, node, name: 'Ada', passphrase: 'p' });
@@ -16,7 +16,12 @@ export async function identities(store: Store, node: Node): Promise<void> {
   await Group.join(invitation.code, { store, node, passphrase: 'p', person: other });
   const roles: ('admin' | 'member')[] = (await group.members()).map((m) => m.role);
   const id: string = await group.write(new Uint8Array([1]));
-  void keys; void roles; void id;
+  const chat: BoundChain = await group.createChain();
+  await chat.write(new Uint8Array([2]), { topics: ['chat'] });
+  chat.addEventListener('change', () => void chat.messages());
+  const same: BoundChain = await group.openChain(chat.id, { signal: AbortSignal.timeout(1000) });
+  const bodies = (await same.messages()).map((m) => m.body ?? m.error);
+  void keys; void roles; void id; void bodies;
 }
 
 export async function usage(): Promise<void> {

@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'ABORTED'
   | 'NOT_A_MEMBER'
   | 'NOT_PERMITTED'
+  | 'AWAITING_AUTHORITY'
+  | 'NOT_BOUND'
   | 'NO_KEY'
   | 'WRONG_PASSPHRASE'
   | 'KEYSTORE_INVALID'
@@ -322,12 +324,38 @@ export class Identity extends EventTarget {
   /** Encrypts and writes; resolves to the block ID. */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
   messages(): Promise<IdentityMessage[]>;
+  /**
+   * Founds a chain bound to this identity (a group's chat, a person's notes): only the
+   * identity's current devices can write it — every peer, the relay included, refuses other
+   * blocks — and read it (sealed under the identity's epoch key).
+   */
+  createChain(): Promise<BoundChain>;
+  /**
+   * Opens a chain bound to this identity, fetching it from its peers if the store lacks it.
+   * Rejects with `NOT_BOUND` (bound to another identity) or `NOT_PERMITTED` (founded by a
+   * device that was not one of this identity's).
+   */
+  openChain(id: string, options?: { signal?: AbortSignal }): Promise<BoundChain>;
   close(): void;
   addEventListener<K extends keyof IdentityEventMap>(
     type: K,
     listener: (event: IdentityEventMap[K]) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** A chain bound to an identity: written and read by its current devices only. */
+export class BoundChain extends EventTarget {
+  /** The chain ID: what other devices pass to `identity.openChain`. */
+  readonly id: string;
+  /** Seals and writes a message; resolves to its block ID. `NOT_A_MEMBER` once removed. */
+  write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
+  /** Messages in chain order (`error` instead of `body` where this device has no key). */
+  messages(): Promise<IdentityMessage[]>;
+  peers(): Promise<string[]>;
+  close(): void;
+  addEventListener(type: 'change', listener: (event: CustomEvent<void>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 

@@ -462,6 +462,11 @@ export class Node extends EventTarget {
     return this.#raw;
   }
 
+  /** @internal The store the node syncs. */
+  get store() {
+    return this.#store;
+  }
+
   /** @internal Resolves at the next change of `chain`. */
   nextChange(chain, signal) {
     return this.#next('changed', chain, signal);
@@ -732,9 +737,82 @@ export class Identity extends EventTarget {
     return call(() => this.#raw.messages());
   }
 
+  /**
+   * Founds a chain bound to this identity — a group's chat, a person's notes — that only its
+   * current devices can write (every peer, the relay included, refuses anyone else's blocks)
+   * and read (messages are sealed under the identity's epoch key). Share `chain.id` with the
+   * other devices or members; they call `openChain(id)`.
+   */
+  async createChain() {
+    return new BoundChain(await call(() => this.#raw.createChain()), this.#node);
+  }
+
+  /**
+   * Opens a chain bound to this identity by its ID, fetching it from its peers if the store
+   * does not hold it (resolves once caught up; `signal` aborts). Rejects with `NOT_BOUND` if
+   * the chain is bound to another identity, `NOT_PERMITTED` if whoever founded it was not a
+   * device of this identity.
+   */
+  async openChain(id, { signal } = {}) {
+    const chain = String(id);
+    const store = this.#node.store;
+    if (!(await store.chains()).includes(chain)) {
+      await fetchChain(chain, [], { store, node: this.#node, signal });
+      await this.#node.synced(chain, signal);
+    }
+    return new BoundChain(await call(() => this.#raw.openChain(chain)), this.#node);
+  }
+
   /** Stops events of this handle. */
   close() {
     this.#node.unwatch(this.#raw.chain, this.#wake);
+  }
+}
+
+/**
+ * A chain bound to an identity (`identity.createChain()`, `identity.openChain(id)`): written
+ * and read by the identity's current devices only. Event: `change` (new messages, from this
+ * page or from peers).
+ */
+export class BoundChain extends EventTarget {
+  #raw;
+  #node;
+  #wake = () => this.dispatchEvent(new CustomEvent('change'));
+
+  /** @internal */
+  constructor(raw, node) {
+    super();
+    this.#raw = raw;
+    this.#node = node;
+    node.watch(raw.chain, this.#wake);
+  }
+
+  /** The chain ID. */
+  get id() {
+    return this.#raw.chain;
+  }
+
+  /**
+   * Writes a message (a `Uint8Array`) sealed under the identity's current epoch;
+   * resolves to its block ID. Rejects with `NOT_A_MEMBER` once this device was removed.
+   */
+  write(body, { topics = [] } = {}) {
+    return call(() => this.#raw.write(bytes(body, 'body'), topics));
+  }
+
+  /** Messages in order: `[{ id, author, device, time, body }]` (`error` if unreadable). */
+  messages() {
+    return call(() => this.#raw.messages());
+  }
+
+  /** Peer IDs syncing this chain with this device. */
+  peers() {
+    return this.#node.peers(this.id);
+  }
+
+  /** Stops events of this handle. */
+  close() {
+    this.#node.unwatch(this.id, this.#wake);
   }
 }
 

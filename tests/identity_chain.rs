@@ -9,12 +9,12 @@
 use std::collections::BTreeSet;
 
 use endra::identity::{
-    DeviceKeys, Founding, Identity, IdentityError, IdentityState, Invitation, KdfFloor, KdfParams,
-    KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
+    BoundChain, DeviceKeys, Founding, Identity, IdentityError, IdentityState, Invitation, KdfFloor,
+    KdfParams, KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
 };
-use endra::store::MemoryStore;
+use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::sync::{Input, Message, Output, Peer, Sync};
-use endra::walytis::{Block, BlockDraft, BlockId, Chain, ChainError};
+use endra::walytis::{Anchored, Block, BlockDraft, BlockId, Chain, ChainError, BOUND_TOPIC};
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -944,5 +944,317 @@ fn the_did_document_lists_keys_services_and_members() {
             "/ip4/127.0.0.1/tcp/4002/ws"
         );
         assert_eq!(doc["endra:kind"], "person");
+    });
+}
+
+type Bound = BoundChain<MemoryStore>;
+
+/// Every bound replica gets every bound block any of them has.
+async fn exchange_bound(replicas: &mut [&mut Bound]) {
+    let mut all = Vec::new();
+    for replica in replicas.iter() {
+        for entry in replica.chain().since(None, usize::MAX).await.unwrap() {
+            all.push(entry.block.bytes().to_vec());
+        }
+    }
+    for replica in replicas.iter_mut() {
+        let report = replica.chain_mut().insert(all.iter()).await.unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        assert!(report.waiting.is_empty());
+    }
+}
+
+async fn bound_contents(bound: &Bound, reader: &Id) -> Vec<Result<Vec<u8>, String>> {
+    bound
+        .messages(reader)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, content)| content.map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// A block of `bound` signed by `key` with `anchor`, on top of everything the replica holds,
+/// bypassing every local check.
+async fn forge_bound(bound: &Bound, key: &DeviceKeys, anchor: &[BlockId]) -> Block {
+    let entries = bound.chain().since(None, usize::MAX).await.unwrap();
+    let height = entries.iter().map(|e| e.block.height()).max().unwrap() + 1;
+    BlockDraft {
+        chain: Some(bound.chain().id()),
+        parents: bound.chain().leaves().to_vec(),
+        height,
+        time: T0,
+        topics: vec!["chat".into()],
+        body: Anchored::body(anchor, b"not sealed, not allowed"),
+    }
+    .sign(key.signing().as_dalek())
+    .unwrap()
+}
+
+fn assert_not_admitted(report: &endra::walytis::InsertReport) {
+    assert!(report.accepted.is_empty() && report.waiting.is_empty());
+    assert!(
+        matches!(
+            report.rejected.as_slice(),
+            [(_, ChainError::NotAdmitted(_))]
+        ),
+        "{:?}",
+        report.rejected
+    );
+}
+
+#[test]
+fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
+    block_on(async {
+        let mut laptop = new_person("Ada").await;
+        let mut phone = add_device(&mut laptop, T0).await;
+        let mut tablet = add_device(&mut laptop, T0 + 10).await;
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+
+        // The laptop founds a notes chain bound to the person; the others replicate it.
+        let mut on_laptop = BoundChain::create(&laptop, T0 + 20, &mut OsRng)
+            .await
+            .unwrap();
+        let genesis = on_laptop
+            .chain()
+            .block(&on_laptop.chain().id())
+            .await
+            .unwrap()
+            .unwrap()
+            .block;
+        assert_eq!(on_laptop.chain().authority(), Some(laptop.chain().id()));
+        let mut on_phone = BoundChain::replica(&phone, genesis.clone()).await.unwrap();
+        let mut on_tablet = BoundChain::replica(&tablet, genesis.clone()).await.unwrap();
+        for (bound, device, text) in [
+            (&mut on_laptop, &mut laptop, "from the laptop"),
+            (&mut on_phone, &mut phone, "from the phone"),
+            (&mut on_tablet, &mut tablet, "from the tablet"),
+        ] {
+            bound
+                .write(
+                    device,
+                    text.as_bytes(),
+                    vec!["chat".into()],
+                    T0 + 30,
+                    &mut OsRng,
+                )
+                .await
+                .unwrap();
+        }
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        let everyone: BTreeSet<Vec<u8>> = ["from the laptop", "from the phone", "from the tablet"]
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        for (bound, device) in [
+            (&on_laptop, &laptop),
+            (&on_phone, &phone),
+            (&on_tablet, &tablet),
+        ] {
+            let read: BTreeSet<Vec<u8>> = bound_contents(bound, device)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(read, everyone);
+        }
+        // The store of a bound chain holds ciphertext only.
+        let stored = on_phone.chain().since(None, usize::MAX).await.unwrap();
+        assert!(stored
+            .iter()
+            .all(|e| !e.block.bytes().windows(9).any(|w| w == b"from the ")));
+
+        // The phone removes the tablet; its next write makes a new epoch first.
+        let stale_anchor = tablet.chain().leaves().to_vec();
+        phone
+            .remove(tablet.device().did(), T0 + 40, &mut OsRng)
+            .await
+            .unwrap();
+        on_phone
+            .write(
+                &mut phone,
+                b"after the tablet left",
+                vec![],
+                T0 + 41,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        assert_eq!(
+            bound_contents(&on_laptop, &laptop).await.last().unwrap(),
+            &Ok(b"after the tablet left".to_vec())
+        );
+        let tablet_view = bound_contents(&on_tablet, &tablet).await;
+        assert_eq!(
+            tablet_view.iter().filter(|c| c.is_ok()).count(),
+            3,
+            "history stays"
+        );
+        assert!(
+            tablet_view.last().unwrap().is_err(),
+            "new data is unreadable to it"
+        );
+
+        // The tablet cannot write: refused locally, and every replica — the tablet's own
+        // included — refuses a forced block whether it names the identity as it is now or
+        // as it was before the removal (anchors never go back behind a parent's).
+        assert!(matches!(
+            on_tablet
+                .write(&mut tablet, b"x", vec![], T0 + 50, &mut OsRng)
+                .await,
+            Err(IdentityError::NotAMember)
+        ));
+        let key = DeviceKeys::from_secret_bytes(&tablet.device().to_secret_bytes()).unwrap();
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let current_anchor = laptop.chain().leaves().to_vec();
+        let forged = [
+            forge_bound(&on_tablet, &key, &current_anchor).await,
+            forge_bound(&on_tablet, &key, &stale_anchor).await,
+            forge_bound(&on_tablet, &outsider, &current_anchor).await,
+        ];
+        for replica in [&mut on_laptop, &mut on_phone, &mut on_tablet] {
+            let len = replica.chain().len();
+            for block in &forged {
+                assert_not_admitted(&replica.chain_mut().insert([block.bytes()]).await.unwrap());
+            }
+            assert_eq!(replica.chain().len(), len, "nothing stored");
+        }
+
+        // A chain someone founds "for" the person without being one of its devices is not
+        // opened, and not stored.
+        let fake = BlockDraft {
+            chain: None,
+            parents: vec![],
+            height: 0,
+            time: T0,
+            topics: vec![BOUND_TOPIC.into()],
+            body: Anchored::genesis_body(&laptop.chain().id(), &current_anchor, b"fake"),
+        }
+        .sign(outsider.signing().as_dalek())
+        .unwrap();
+        assert!(matches!(
+            BoundChain::replica(&laptop, fake.clone()).await,
+            Err(IdentityError::Rejected(Rejection::Unauthorised))
+        ));
+        assert!(laptop
+            .chain()
+            .store()
+            .chain_state(&fake.id())
+            .await
+            .unwrap()
+            .is_none());
+        // Nor is a chain bound to another identity.
+        let other = new_person("Bob").await;
+        assert!(matches!(
+            BoundChain::replica(&other, genesis).await,
+            Err(IdentityError::NotBound(_))
+        ));
+    });
+}
+
+#[test]
+fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike() {
+    block_on(async {
+        let mut laptop = new_person("Ada").await;
+        let phone = add_device(&mut laptop, T0).await;
+        let phone_key = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        let mut notes = BoundChain::create(&laptop, T0 + 1, &mut OsRng)
+            .await
+            .unwrap();
+        notes
+            .write(&mut laptop, b"first", vec![], T0 + 2, &mut OsRng)
+            .await
+            .unwrap();
+        laptop
+            .remove(phone.device().did(), T0 + 5, &mut OsRng)
+            .await
+            .unwrap();
+        notes
+            .write(&mut laptop, b"second", vec![], T0 + 6, &mut OsRng)
+            .await
+            .unwrap();
+        let bound_blocks: Vec<Block> = notes
+            .chain()
+            .since(None, usize::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.block)
+            .collect();
+
+        // A relay's mailbox: bare chains over one store, knowing nothing of identities. It
+        // has the bound chain's genesis but not yet the identity chain.
+        let store = MemoryStore::new();
+        let chain = Chain::from_genesis(store.clone(), bound_blocks[0].clone())
+            .await
+            .unwrap();
+        assert!(chain.has_admission_rule());
+        assert_eq!(chain.authority(), Some(laptop.chain().id()));
+        let mut mailbox = Sync::new(chain);
+        const HONEST: Peer = 1;
+        const EVIL: Peer = 2;
+        let push = |block: &Block| Message::Push {
+            block: block.bytes().to_vec(),
+        };
+        // Undecidable without the identity: neither stored nor held against the sender.
+        let report = Chain::open(store.clone(), notes.chain().id())
+            .await
+            .unwrap()
+            .insert([bound_blocks[1].bytes()])
+            .await
+            .unwrap();
+        assert!(matches!(
+            report.rejected.as_slice(),
+            [(_, ChainError::AwaitingAuthority { .. })]
+        ));
+        for block in &bound_blocks[1..] {
+            let outputs = mailbox
+                .handle(T0, Input::Received(HONEST, push(block)))
+                .await
+                .unwrap();
+            assert!(outputs
+                .iter()
+                .all(|o| !matches!(o, Output::Disconnect(_) | Output::Refused(..))));
+        }
+        assert_eq!(mailbox.chain().len(), 1, "nothing stored yet");
+        assert!(mailbox.chain().has_awaiting());
+
+        // Once the mailbox holds the identity chain, the blocks it held are judged again
+        // and stored, without being sent again.
+        let mut identity = Chain::from_genesis(store.clone(), genesis(&laptop).await)
+            .await
+            .unwrap();
+        identity
+            .insert(blocks(&laptop).await.iter().map(Block::bytes))
+            .await
+            .unwrap();
+        let outputs = mailbox.authority_grew(T0).await.unwrap();
+        assert!(outputs.iter().all(|o| !matches!(o, Output::Refused(..))));
+        assert_eq!(mailbox.chain().len(), notes.chain().len());
+        assert!(!mailbox.chain().has_awaiting());
+
+        // The removed phone's blocks (with the identity as it is, or as the phone last saw
+        // it) and an outsider's are refused, and the pusher cut off.
+        let outsider = DeviceKeys::generate(&mut OsRng);
+        let anchor = laptop.chain().leaves().to_vec();
+        let stale = phone.chain().leaves().to_vec();
+        let mut outputs = Vec::new();
+        for (key, anchor) in [
+            (&phone_key, &anchor),
+            (&phone_key, &stale),
+            (&outsider, &anchor),
+        ] {
+            let forged = forge_bound(&notes, key, anchor).await;
+            outputs.extend(
+                mailbox
+                    .handle(T0, Input::Received(EVIL, push(&forged)))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(mailbox.chain().len(), notes.chain().len(), "nothing stored");
+        assert!(outputs.contains(&Output::Disconnect(EVIL)));
     });
 }

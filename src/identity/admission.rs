@@ -2,7 +2,7 @@
 //! history authorises are stored, by every replica (see [`crate::walytis::Admission`] and
 //! [`IdentityState::admits`]).
 
-use crate::walytis::{Admission, Block};
+use crate::walytis::{Admission, Author, Block};
 
 use super::ops::IDENTITY_TOPIC;
 use super::state::IdentityState;
@@ -43,5 +43,10 @@ impl Admission for IdentityRule {
         if let Ok(state) = &mut self.view {
             state.extend_appended([block]);
         }
+    }
+
+    /// Every current device of every member may write the identity's bound chains.
+    fn authorises(&self, author: &Author) -> bool {
+        matches!(&self.view, Ok(state) if state.signer(author.key_bytes()).is_some())
     }
 }

@@ -480,25 +480,8 @@ impl<S: BlockStore> Identity<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, IdentityError> {
-        if !self.is_current_device() {
-            return Err(IdentityError::NotAMember);
-        }
-        self.rekey_if_due(time, None, rng).await?;
-        let epoch = self
-            .state
-            .current_epoch()
-            .map(|e| e.id)
-            .ok_or(IdentityError::NoEpochKey)?;
-        let key = self
-            .state
-            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
-        let aad = data_aad(&self.chain.id(), &epoch);
-        let ciphertext = key.encrypt(&aad, plaintext, rng)?;
-        let mut w = Writer::with_capacity(ciphertext.len() + 32);
-        w.array(2);
-        w.bytes(&epoch);
-        w.bytes(&ciphertext);
-        let entries = self.append(vec![(w.out, topics)], time).await?;
+        let sealed = self.seal(&self.chain.id(), plaintext, time, rng).await?;
+        let entries = self.append(vec![(sealed, topics)], time).await?;
         entries
             .first()
             .map(|e| e.block.id())
@@ -511,7 +494,46 @@ impl<S: BlockStore> Identity<S> {
         if let Some(rejection) = self.state.rejection(&block.id()) {
             return Err(IdentityError::Rejected(rejection.clone()));
         }
-        let mut r = Reader::new(block.body());
+        self.open_sealed(&self.chain.id(), block.body())
+    }
+
+    /// Encrypts `plaintext` for a block of `chain` (this identity's chain or one bound to
+    /// it) under the current epoch, rekeying first if due: `[epoch ID, ciphertext]`, the
+    /// chain and epoch bound in as associated data.
+    pub(crate) async fn seal(
+        &mut self,
+        chain: &BlockId,
+        plaintext: &[u8],
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, IdentityError> {
+        if !self.is_current_device() {
+            return Err(IdentityError::NotAMember);
+        }
+        self.rekey_if_due(time, None, rng).await?;
+        let epoch = self
+            .state
+            .current_epoch()
+            .map(|e| e.id)
+            .ok_or(IdentityError::NoEpochKey)?;
+        let key = self
+            .state
+            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
+        let ciphertext = key.encrypt(&data_aad(chain, &epoch), plaintext, rng)?;
+        let mut w = Writer::with_capacity(ciphertext.len() + 32);
+        w.array(2);
+        w.bytes(&epoch);
+        w.bytes(&ciphertext);
+        Ok(w.out)
+    }
+
+    /// Decrypts what [`Identity::seal`] made for `chain`, if this device holds its epoch key.
+    pub(crate) fn open_sealed(
+        &self,
+        chain: &BlockId,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, IdentityError> {
+        let mut r = Reader::new(sealed);
         if r.array()? != 2 {
             return Err(IdentityError::Malformed(
                 "not an encrypted data block".into(),
@@ -525,7 +547,7 @@ impl<S: BlockStore> Identity<S> {
         let key = self
             .state
             .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
-        Ok(key.decrypt(&data_aad(&self.chain.id(), &epoch), ciphertext)?)
+        Ok(key.decrypt(&data_aad(chain, &epoch), ciphertext)?)
     }
 
     /// The accepted data blocks (not identity ops) in chain order.

@@ -21,6 +21,7 @@
 //!   lists, then ChaCha20-Poly1305 frames ([`Initiator`], [`Responder`], [`Session`]).
 
 mod admission;
+pub mod bound;
 pub mod device;
 pub mod document;
 pub mod handle;
@@ -31,6 +32,7 @@ pub mod session;
 pub mod state;
 
 pub use admission::admission_rule;
+pub use bound::BoundChain;
 pub use device::DeviceKeys;
 pub use document::{device_did, document, identity_did, parse_identity_did};
 pub use handle::{Founding, Identity};
@@ -63,6 +65,9 @@ pub enum IdentityError {
     /// A string is not a `did:endra:` DID.
     #[error("not a did:endra DID: {0}")]
     InvalidDid(String),
+    /// The chain is not bound to this identity (see [`BoundChain`]).
+    #[error("the chain is not bound to {0}")]
+    NotBound(String),
     /// This device is not (or no longer) a device of the identity.
     #[error("this device is not a current device of the identity")]
     NotAMember,

@@ -375,16 +375,18 @@ impl IdentityState {
             self.admits_request(*author, time, invitation, member)?;
             return self.request(placeholder, *author, invitation.clone(), member.clone());
         }
-        if let Some(by) = self.revoked.get(author) {
-            return Err(Rejection::Revoked { by: *by });
-        }
-        let (member, device) = self
-            .signers
-            .get(author)
-            .cloned()
-            .ok_or(Rejection::Unauthorised)?;
+        let (member, device) = self.current_signer(author)?.clone();
         self.apply_op(placeholder, *author, time, &member, &device, op.clone())
             .map(|_| ())
+    }
+
+    /// The (member DID, device DID) of a current signing key; why not, for a revoked or an
+    /// unknown key. The one authorship check of the fold, the admission rule and local writes.
+    fn current_signer(&self, key: &[u8; 32]) -> Result<&(String, String), Rejection> {
+        if let Some(by) = self.revoked.get(key) {
+            return Err(Rejection::Revoked { by: *by });
+        }
+        self.signers.get(key).ok_or(Rejection::Unauthorised)
     }
 
     /// Whether `block` may be stored on top of the blocks this state was folded from, its
@@ -406,12 +408,7 @@ impl IdentityState {
         if let Some(Op::Request { invitation, member }) = &op {
             return self.admits_request(key, block.time(), invitation, member);
         }
-        if let Some(by) = self.revoked.get(&key) {
-            return Err(Rejection::Revoked { by: *by });
-        }
-        if !self.signers.contains_key(&key) {
-            return Err(Rejection::Unauthorised);
-        }
+        self.current_signer(&key)?;
         if let Some(Op::Genesis { .. }) = op {
             return Err(Rejection::Malformed("a second genesis op".into()));
         }
@@ -547,13 +544,12 @@ impl IdentityState {
             }
             return;
         }
-        if let Some(by) = self.revoked.get(&key) {
-            self.rejected.insert(id, Rejection::Revoked { by: *by });
-            return;
-        }
-        let Some((member, device)) = self.signers.get(&key).cloned() else {
-            self.rejected.insert(id, Rejection::Unauthorised);
-            return;
+        let (member, device) = match self.current_signer(&key) {
+            Ok(signer) => signer.clone(),
+            Err(rejection) => {
+                self.rejected.insert(id, rejection);
+                return;
+            }
         };
         if let Some(by) = strong.and_then(|rule| rule.revoked_concurrently(&key, &id)) {
             self.rejected

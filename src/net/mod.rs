@@ -470,6 +470,7 @@ impl<S: BlockStore + Clone> Node<S> {
                         Ok(outputs) => {
                             self.route(chain, outputs);
                             self.changed(chain, None);
+                            self.authority_grew(chain).await;
                             Ok(())
                         }
                         Err(e) => Err(e.into()),
@@ -838,6 +839,7 @@ impl<S: BlockStore + Clone> Node<S> {
                 self.route(chain, outputs);
                 if grew {
                     self.changed(chain, recent);
+                    self.authority_grew(chain).await;
                 }
                 if synced {
                     let _ = self.events.unbounded_send(NodeEvent::Synced { chain });
@@ -846,6 +848,38 @@ impl<S: BlockStore + Clone> Node<S> {
             Err(e) => log(LogLine::warn("sync_failed")
                 .field("chain", chain)
                 .field("error", e)),
+        }
+    }
+
+    /// `authority` grew: the chains bound to it judge the blocks they held for it.
+    async fn authority_grew(&mut self, authority: BlockId) {
+        let now = self.now();
+        let bound: Vec<BlockId> = self
+            .chains
+            .iter()
+            .filter(|(_, sync)| {
+                sync.chain().authority() == Some(authority) && sync.chain().has_awaiting()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for chain in bound {
+            let Some(sync) = self.chains.get_mut(&chain) else {
+                continue;
+            };
+            let before = sync.chain().len();
+            match sync.authority_grew(now).await {
+                Ok(outputs) => {
+                    let grew = sync.chain().len() > before;
+                    let recent = sync.take_recent();
+                    self.route(chain, outputs);
+                    if grew {
+                        self.changed(chain, recent);
+                    }
+                }
+                Err(e) => log(LogLine::warn("sync_failed")
+                    .field("chain", chain)
+                    .field("error", e)),
+            }
         }
     }
 

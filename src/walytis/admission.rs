@@ -15,7 +15,7 @@
 //! costs a read of that ancestry and a fold of it: cheap for the small chains that carry
 //! rules, and no more than what a new block's parents reach.
 
-use super::block::Block;
+use super::block::{Author, Block};
 use super::id::BlockId;
 
 /// A chain's admission rule (see the module docs).
@@ -27,6 +27,11 @@ pub trait Admission: Send + Sync {
     fn check(&self, block: &Block) -> Result<(), String>;
     /// Folds in a block [`Admission::check`] admitted.
     fn extend(&mut self, block: &Block);
+    /// Whether the view lets `author` write a chain bound to this one (see
+    /// [`super::binding`]). Rules that name no writers authorise nobody.
+    fn authorises(&self, _author: &Author) -> bool {
+        false
+    }
 }
 
 /// A rule with the leaves of its view.
@@ -56,9 +61,8 @@ impl Guard {
 
     /// Whether the view covers exactly the ancestry of `block`.
     pub(super) fn fits(&self, block: &Block) -> bool {
-        let mut parents = block.parents().to_vec();
-        parents.sort_unstable();
-        !self.leaves.is_empty() && parents == self.leaves
+        // A block's parents are sorted and unique (Walytis checks it), as are the leaves.
+        !self.leaves.is_empty() && block.parents() == self.leaves.as_slice()
     }
 
     /// Rebuilds the view from `ancestry` (see [`Admission::rebuild`]), whose leaves are

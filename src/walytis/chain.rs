@@ -14,6 +14,7 @@ use ed25519_dalek::SigningKey;
 use futures_channel::mpsc;
 
 use super::admission::Guard;
+use super::binding::{self, Anchored, AuthorityView, Binding};
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
 use crate::store::{
@@ -29,6 +30,9 @@ const HEIGHT_CACHE: usize = 1 << 17;
 /// Blocks the admission rule refused, remembered so that they and their descendants are
 /// refused again without another check.
 const REFUSED_CACHE: usize = 4096;
+/// Most blocks of a bound chain held while their authority catches up (see
+/// [`ChainError::AwaitingAuthority`]); beyond it they are dropped and fetched again by sync.
+pub const MAX_AWAITING: usize = 1024;
 
 /// What went wrong in a chain operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +57,39 @@ pub enum ChainError {
     /// identity chain, its author is not a device the block's own history authorises.
     #[error("not admitted: {0}")]
     NotAdmitted(String),
+    /// The chain is bound to an authority chain (see [`super::binding`]) and this replica
+    /// lacks a block of the authority that the block's anchor reaches, so it cannot decide
+    /// yet. Nothing is stored; the block is held (up to [`MAX_AWAITING`]) and judged again by
+    /// [`Chain::retry_awaiting`] when the authority grows, or offered again by sync.
+    #[error("cannot decide yet: block {missing} of authority chain {authority} is not here")]
+    AwaitingAuthority {
+        /// The authority chain.
+        authority: BlockId,
+        /// A block of it that this replica lacks.
+        missing: BlockId,
+    },
+}
+
+/// Why the admission checks do not let a block in.
+enum Refusal {
+    /// Refused for good (so are its descendants).
+    Refused(String),
+    /// Undecidable until the authority chain's `missing` block is stored.
+    Awaiting {
+        authority: BlockId,
+        missing: BlockId,
+    },
+}
+
+impl From<Refusal> for ChainError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Refused(why) => ChainError::NotAdmitted(why),
+            Refusal::Awaiting { authority, missing } => {
+                ChainError::AwaitingAuthority { authority, missing }
+            }
+        }
+    }
 }
 
 /// The outcome of offering blocks to a chain with [`Chain::insert`].
@@ -149,6 +186,8 @@ struct Plan {
     rejected: Vec<(BlockId, ChainError)>,
     /// Blocks the admission rule refused: their descendants are refused with them.
     refused: HashSet<BlockId>,
+    /// Blocks undecidable until the authority chain grows.
+    awaiting: Vec<Block>,
 }
 
 /// The blocks [`Chain::plan`] still has to resolve.
@@ -202,6 +241,10 @@ pub struct Chain<S: BlockStore> {
     admission: Option<Guard>,
     /// Blocks the rule refused (bounded; see [`REFUSED_CACHE`]).
     refused: HashSet<BlockId>,
+    /// The authority a bound chain's writers answer to, if the chain is bound.
+    binding: Option<Binding>,
+    /// Blocks held until the authority grows (see [`ChainError::AwaitingAuthority`]).
+    awaiting: HashMap<BlockId, Block>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Chain<S> {
@@ -212,6 +255,7 @@ impl<S: BlockStore> std::fmt::Debug for Chain<S> {
             .field("leaves", &self.state.leaves.len())
             .field("pending", &self.pending.blocks.len())
             .field("admission", &self.admission.is_some())
+            .field("bound", &self.binding.as_ref().map(|b| b.authority))
             .finish()
     }
 }
@@ -247,6 +291,7 @@ impl<S: BlockStore> Chain<S> {
         if store.chain_state(&id).await?.is_some() {
             return Self::open(store, id).await;
         }
+        let binding = binding_for(&genesis).map_err(|e| ChainError::NotAdmitted(e.to_string()))?;
         let state = ChainState {
             next_seq: 1,
             leaves: vec![id],
@@ -264,7 +309,7 @@ impl<S: BlockStore> Chain<S> {
             Err(e) => return Err(e.into()),
         }
         let admission = rule_for(&genesis).map(|rule| Guard::at_genesis(rule, &genesis));
-        Ok(Self::with_state(store, id, state, admission))
+        Ok(Self::with_state(store, id, state, admission, binding))
     }
 
     /// Opens a chain the store holds.
@@ -277,11 +322,19 @@ impl<S: BlockStore> Chain<S> {
             return Err(StoreError::Corrupt(format!("chain {id} has no genesis block")).into());
         };
         let genesis = entry(genesis, Some(&id))?.block;
+        let binding = binding_for(&genesis)
+            .map_err(|e| StoreError::Corrupt(format!("genesis of bound chain {id}: {e}")))?;
         let admission = rule_for(&genesis).map(Guard::unbuilt);
-        Ok(Self::with_state(store, id, state, admission))
+        Ok(Self::with_state(store, id, state, admission, binding))
     }
 
-    fn with_state(store: S, id: BlockId, state: ChainState, admission: Option<Guard>) -> Self {
+    fn with_state(
+        store: S,
+        id: BlockId,
+        state: ChainState,
+        admission: Option<Guard>,
+        binding: Option<Binding>,
+    ) -> Self {
         Chain {
             store,
             id,
@@ -289,14 +342,23 @@ impl<S: BlockStore> Chain<S> {
             heights: HashMap::new(),
             pending: Pending::default(),
             watchers: Vec::new(),
-            admission,
+            // A bound chain answers to its authority, not to a rule of its own.
+            admission: if binding.is_some() { None } else { admission },
             refused: HashSet::new(),
+            binding,
+            awaiting: HashMap::new(),
         }
     }
 
-    /// Whether the chain holds its blocks to an admission rule (an identity chain does).
+    /// Whether the chain holds its blocks to an admission rule (an identity chain does, and
+    /// so does a chain bound to one).
     pub fn has_admission_rule(&self) -> bool {
-        self.admission.is_some()
+        self.admission.is_some() || self.binding.is_some()
+    }
+
+    /// The authority chain a bound chain's writers answer to (see [`super::binding`]).
+    pub fn authority(&self) -> Option<BlockId> {
+        self.binding.as_ref().map(|b| b.authority)
     }
 
     /// Tells the admission rule's view about blocks another handle on the same store wrote
@@ -476,7 +538,7 @@ impl<S: BlockStore> Chain<S> {
             // Refused here, a block never leaves this replica: peers would refuse it too.
             self.admit(&block, &blocks)
                 .await?
-                .map_err(ChainError::NotAdmitted)?;
+                .map_err(ChainError::from)?;
             heights.insert(block.id(), height);
             leaves = rest;
             leaves.push(block.id());
@@ -567,6 +629,11 @@ impl<S: BlockStore> Chain<S> {
             self.refused.clear();
         }
         self.refused.extend(plan.refused);
+        for block in plan.awaiting {
+            if self.awaiting.len() < MAX_AWAITING {
+                self.awaiting.insert(block.id(), block);
+            }
+        }
         self.remember(plan.heights);
         if !plan.accepted.is_empty() {
             self.notify();
@@ -604,7 +671,7 @@ impl<S: BlockStore> Chain<S> {
             };
             let refused = |p: &BlockId| plan.refused.contains(p) || self.refused.contains(p);
             let verdict = if refused(&id) || block.parents().iter().any(refused) {
-                Err("it or an ancestor was refused".to_owned())
+                Err(Refusal::Refused("it or an ancestor was refused".to_owned()))
             } else {
                 let mut missing = Vec::new();
                 let mut height = 0;
@@ -644,9 +711,15 @@ impl<S: BlockStore> Chain<S> {
                     plan.accepted.push(block);
                 }
                 // Refused: so are the blocks waiting for it, released below to be refused.
-                Err(why) => {
+                Err(Refusal::Refused(why)) => {
                     plan.refused.insert(id);
                     plan.rejected.push((id, ChainError::NotAdmitted(why)));
+                }
+                // Undecided: set aside, its children wait for it as for a missing parent.
+                Err(awaiting) => {
+                    plan.rejected.push((id, awaiting.into()));
+                    plan.awaiting.push(block);
+                    continue;
                 }
             }
             frontier.release_children(&id, &self.pending, &mut plan.released);
@@ -663,14 +736,17 @@ impl<S: BlockStore> Chain<S> {
         &mut self,
         block: &Block,
         batch: &[Block],
-    ) -> Result<Result<(), String>, ChainError> {
-        let Some(guard) = &self.admission else {
-            return Ok(Ok(()));
-        };
+    ) -> Result<Result<(), Refusal>, ChainError> {
         // The genesis made the rule; offered again it is a duplicate, not a candidate.
         if block.id() == self.id {
             return Ok(Ok(()));
         }
+        if self.binding.is_some() {
+            return self.admit_bound(block, batch).await;
+        }
+        let Some(guard) = &self.admission else {
+            return Ok(Ok(()));
+        };
         if !guard.fits(block) {
             let ancestry = self.ancestry(block.parents(), batch).await?;
             if let Some(guard) = &mut self.admission {
@@ -678,9 +754,88 @@ impl<S: BlockStore> Chain<S> {
             }
         }
         Ok(match &mut self.admission {
-            Some(guard) => guard.admit(block),
+            Some(guard) => guard.admit(block).map_err(Refusal::Refused),
             None => Ok(()),
         })
+    }
+
+    /// Applies a bound chain's checks (see [`super::binding`]) to `block`, whose parents are
+    /// stored or among `batch`.
+    async fn admit_bound(
+        &mut self,
+        block: &Block,
+        batch: &[Block],
+    ) -> Result<Result<(), Refusal>, ChainError> {
+        let Some(binding) = &self.binding else {
+            return Ok(Ok(()));
+        };
+        let anchored = match Anchored::parse(block) {
+            Ok(anchored) => anchored,
+            Err(e) => return Ok(Err(Refusal::Refused(e.to_string()))),
+        };
+        let mut parent_anchors = Vec::with_capacity(block.parents().len());
+        for parent in block.parents() {
+            if let Some(anchor) = binding.anchor_of(parent) {
+                parent_anchors.push(anchor.clone());
+                continue;
+            }
+            let stored = match batch.iter().find(|b| b.id() == *parent) {
+                Some(block) => block.clone(),
+                None => {
+                    self.block(parent)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("parent {parent} is not stored"))
+                        })?
+                        .block
+                }
+            };
+            let anchor = Anchored::parse(&stored)
+                .map_err(|e| StoreError::Corrupt(format!("bound block {parent}: {e}")))?
+                .anchor;
+            parent_anchors.push(anchor);
+        }
+        self.judge_anchored(block, anchored.anchor, &parent_anchors)
+            .await
+    }
+
+    /// Judges a bound chain's block (see [`super::binding`]) with `anchor` and the anchors of
+    /// its parents, and remembers its anchor if it passes.
+    async fn judge_anchored(
+        &mut self,
+        block: &Block,
+        anchor: Vec<BlockId>,
+        parent_anchors: &[Vec<BlockId>],
+    ) -> Result<Result<(), Refusal>, ChainError> {
+        let Some(binding) = &self.binding else {
+            return Ok(Ok(()));
+        };
+        let authority = binding.authority;
+        if binding.view(&anchor).is_none() {
+            let ancestry = match self.ancestry_in(&authority, &anchor, &[]).await? {
+                Ok(ancestry) => ancestry,
+                Err(missing) => return Ok(Err(Refusal::Awaiting { authority, missing })),
+            };
+            let rule = ancestry
+                .first()
+                .filter(|genesis| genesis.id() == authority)
+                .and_then(rule_for);
+            let view = AuthorityView::new(anchor.clone(), &ancestry, rule);
+            if let Some(binding) = &mut self.binding {
+                binding.keep_view(view);
+            }
+        }
+        let Some(binding) = &mut self.binding else {
+            return Ok(Ok(()));
+        };
+        let verdict = match binding.view(&anchor) {
+            Some(view) => Binding::judge(view, &block.author(), parent_anchors),
+            None => Err("no view of the authority".to_owned()),
+        };
+        if verdict.is_ok() {
+            binding.remember(block.id(), anchor);
+        }
+        Ok(verdict.map_err(Refusal::Refused))
     }
 
     /// Every block `parents` reach, stored or in `batch`, in chain order. Reads only the
@@ -691,23 +846,32 @@ impl<S: BlockStore> Chain<S> {
         parents: &[BlockId],
         batch: &[Block],
     ) -> Result<Vec<Block>, ChainError> {
+        self.ancestry_in(&self.id, parents, batch)
+            .await?
+            .map_err(|id| StoreError::Corrupt(format!("ancestor {id} is not stored")).into())
+    }
+
+    /// Every block of `chain` (in this chain's store) that `roots` reach, roots included,
+    /// stored or in `batch`, in chain order; or the first block found missing.
+    async fn ancestry_in(
+        &self,
+        chain: &BlockId,
+        roots: &[BlockId],
+        batch: &[Block],
+    ) -> Result<Result<Vec<Block>, BlockId>, ChainError> {
         let batch: HashMap<BlockId, &Block> = batch.iter().map(|b| (b.id(), b)).collect();
         let mut reached = HashSet::new();
         let mut ancestry = Vec::new();
-        let mut stack = parents.to_vec();
+        let mut stack = roots.to_vec();
         while let Some(id) = stack.pop() {
             if !reached.insert(id) {
                 continue;
             }
             let block = match batch.get(&id) {
                 Some(block) => (*block).clone(),
-                None => match self.block(&id).await? {
-                    Some(entry) => entry.block,
-                    None => {
-                        return Err(
-                            StoreError::Corrupt(format!("ancestor {id} is not stored")).into()
-                        )
-                    }
+                None => match self.store.block(chain, &id).await? {
+                    Some(stored) => entry(stored, Some(&id))?.block,
+                    None => return Ok(Err(id)),
                 },
             };
             stack.extend(
@@ -719,7 +883,7 @@ impl<S: BlockStore> Chain<S> {
             ancestry.push(block);
         }
         ancestry.sort_by_key(Block::position);
-        Ok(ancestry)
+        Ok(Ok(ancestry))
     }
 
     /// Stores accepted blocks and the leaves after them in one transaction; returns the
@@ -764,6 +928,20 @@ impl<S: BlockStore> Chain<S> {
             self.heights.clear();
         }
         self.heights.extend(heights);
+    }
+
+    /// Whether blocks of this bound chain wait for their authority to grow.
+    pub fn has_awaiting(&self) -> bool {
+        !self.awaiting.is_empty()
+    }
+
+    /// Judges again the blocks held for the authority (see
+    /// [`ChainError::AwaitingAuthority`]): call it when the authority chain grew. Those still
+    /// undecidable are held again.
+    pub async fn retry_awaiting(&mut self) -> Result<InsertReport, ChainError> {
+        let mut held: Vec<Block> = std::mem::take(&mut self.awaiting).into_values().collect();
+        held.sort_by_key(Block::position);
+        self.insert(held.iter().map(Block::bytes)).await
     }
 
     /// Whether any received block waits for a parent.
@@ -886,6 +1064,15 @@ fn record(block: &Block, seq: u64) -> BlockRecord {
 /// replica — a page, a node, the relay's mailbox — applies the rule without being told.
 fn rule_for(genesis: &Block) -> Option<Box<dyn super::Admission>> {
     crate::identity::admission_rule(genesis)
+}
+
+/// What a bound chain's genesis binds it to; `None` for chains that are not bound.
+fn binding_for(genesis: &Block) -> Result<Option<Binding>, binding::BindingError> {
+    Ok(binding::authority_of(genesis)?.and_then(|anchored| {
+        anchored
+            .authority
+            .map(|authority| Binding::new(authority, genesis.id(), anchored.anchor))
+    }))
 }
 
 /// Decodes a block read from the store. Its signature was verified before it was stored; a

@@ -9,6 +9,7 @@
 //! passed in, time and keys are arguments.
 
 mod admission;
+pub mod binding;
 mod block;
 pub(crate) mod cbor;
 mod chain;
@@ -16,9 +17,10 @@ mod id;
 pub mod sync;
 
 pub use admission::Admission;
+pub use binding::{Anchored, BindingError, BOUND_TOPIC};
 pub use block::{
     Author, Block, BlockDraft, BlockError, Position, MAX_BLOCK_BYTES, MAX_BODY_BYTES, MAX_PARENTS,
     MAX_TOPICS, MAX_TOPIC_BYTES,
 };
-pub use chain::{Chain, ChainError, Entry, InsertReport, Query, MAX_PENDING};
+pub use chain::{Chain, ChainError, Entry, InsertReport, Query, MAX_AWAITING, MAX_PENDING};
 pub use id::{BlockId, IdError, BLOCK_ID_LEN};

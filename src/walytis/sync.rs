@@ -334,9 +334,10 @@ impl<S: BlockStore> Sync<S> {
     pub async fn published(&mut self, blocks: Vec<Vec<u8>>) -> Result<Vec<Output>, ChainError> {
         self.chain.refresh().await?;
         if self.chain.has_admission_rule() {
+            // Blocks of this replica's own store: verified when they were stored.
             let decoded: Vec<Block> = blocks
                 .iter()
-                .filter_map(|b| Block::decode(b).ok())
+                .filter_map(|b| Block::decode_stored(b).ok())
                 .collect();
             self.chain.follow(&decoded);
         }
@@ -394,7 +395,7 @@ impl<S: BlockStore> Sync<S> {
         match message {
             Message::Push { block } => {
                 let report = self.chain.insert([block]).await?;
-                self.after_insert(now, peer, report, out);
+                self.after_insert(now, Some(peer), report, out);
             }
             Message::Blocks { blocks } => {
                 if blocks.len() > MAX_BATCH_BLOCKS {
@@ -403,7 +404,7 @@ impl<S: BlockStore> Sync<S> {
                 }
                 let report = self.chain.insert(blocks).await?;
                 let progressed = !report.accepted.is_empty();
-                self.after_insert(now, peer, report, out);
+                self.after_insert(now, Some(peer), report, out);
                 if progressed {
                     // A batch stops short of what was wanted on long histories: ask on.
                     let asked: Vec<BlockId> = self.wanted.drain().map(|(id, _)| id).collect();
@@ -472,7 +473,26 @@ impl<S: BlockStore> Sync<S> {
         }
     }
 
-    fn after_insert(&mut self, now: u64, peer: Peer, report: InsertReport, out: &mut Vec<Output>) {
+    /// Judges again the blocks of this bound chain held for its authority (see
+    /// [`ChainError::AwaitingAuthority`]): the shell calls it when the authority chain grew.
+    pub async fn authority_grew(&mut self, now: u64) -> Result<Vec<Output>, ChainError> {
+        let mut out = Vec::new();
+        if self.chain.has_awaiting() {
+            let report = self.chain.retry_awaiting().await?;
+            self.after_insert(now, None, report, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Follows up an insert of blocks from `peer` (`None`: blocks held here, whose sender is
+    /// not known any more).
+    fn after_insert(
+        &mut self,
+        now: u64,
+        peer: Option<Peer>,
+        report: InsertReport,
+        out: &mut Vec<Output>,
+    ) {
         for entry in &report.accepted {
             self.wanted.remove(&entry.block.id());
         }
@@ -486,12 +506,22 @@ impl<S: BlockStore> Sync<S> {
         for (id, e) in &report.rejected {
             // An honest peer never holds a block the chain's rule refuses: every replica
             // applies the same rule to the same ancestry.
-            if matches!(e, ChainError::InvalidBlock(_) | ChainError::NotAdmitted(_)) {
-                invalid += 1;
-                out.push(Output::Refused(peer, *id, e.to_string()));
+            match e {
+                ChainError::InvalidBlock(_) | ChainError::NotAdmitted(_) => {
+                    invalid += 1;
+                    if let Some(peer) = peer {
+                        out.push(Output::Refused(peer, *id, e.to_string()));
+                    }
+                }
+                // Not decidable before the authority chain catches up: asked for again at
+                // the next heads exchange, or as the missing parent of a child.
+                ChainError::AwaitingAuthority { .. } => {
+                    self.wanted.remove(id);
+                }
+                _ => {}
             }
         }
-        if invalid > 0 {
+        if let Some(peer) = peer.filter(|_| invalid > 0) {
             self.strike(peer, invalid, out);
         }
         let missing: Vec<BlockId> = report
@@ -499,7 +529,11 @@ impl<S: BlockStore> Sync<S> {
             .into_iter()
             .flat_map(|(_, missing)| missing)
             .collect();
-        self.want(now, &[peer], missing, out);
+        let peers: Vec<Peer> = match peer {
+            Some(peer) => vec![peer],
+            None => self.peers.keys().copied().collect(),
+        };
+        self.want(now, &peers, missing, out);
     }
 
     /// Asks `peers` for blocks not already asked for recently.

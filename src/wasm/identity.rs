@@ -14,8 +14,8 @@ use super::{
     JsFailure, WasmStore,
 };
 use crate::identity::{
-    DeviceEntry, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
-    KeystoreError, Kind, MemberEntry, Rejection, Role,
+    BoundChain, DeviceEntry, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor,
+    KdfParams, KeystoreError, Kind, MemberEntry, Rejection, Role,
 };
 use crate::net::NodeHandle;
 use crate::store::BlockStore;
@@ -31,6 +31,7 @@ fn identity_code(e: &IdentityError) -> &'static str {
         IdentityError::InvalidInvitation(_) => "INVITATION_INVALID",
         IdentityError::InvalidDid(_) => "INVALID_ARGUMENT",
         IdentityError::NotAMember => "NOT_A_MEMBER",
+        IdentityError::NotBound(_) => "NOT_BOUND",
         IdentityError::NoEpochKey => "NO_KEY",
         IdentityError::Rejected(Rejection::InvitationExpired) => "INVITATION_EXPIRED",
         IdentityError::Rejected(Rejection::InvitationReplayed) => "INVITATION_USED",
@@ -491,20 +492,144 @@ impl WasmIdentity {
             let blocks = identity.data_blocks().await?;
             let list: Array = blocks
                 .iter()
-                .map(|block| {
-                    let o = Object::new();
-                    set(&o, "id", block.id().to_string());
-                    set(&o, "author", hex(block.author().key_bytes()));
-                    if let Some((_, device)) = identity.state().signer(block.author().key_bytes()) {
-                        set(&o, "device", device.to_owned());
-                    }
-                    set(&o, "time", block.time() as f64);
-                    match identity.read(block) {
-                        Ok(body) => set(&o, "body", Uint8Array::from(&body[..])),
-                        Err(e) => set(&o, "error", e.to_string()),
-                    }
-                    JsValue::from(o)
-                })
+                .map(|block| message_object(&identity, block, identity.read(block)))
+                .collect();
+            Ok(list.into())
+        })
+    }
+
+    /// Founds a chain bound to this identity (see [`BoundChain`]) and syncs it.
+    #[wasm_bindgen(js_name = createChain)]
+    pub fn create_chain(&self) -> js_sys::Promise {
+        let (inner, node) = (self.inner.clone(), self.node.clone());
+        promise(async move {
+            let bound = {
+                let mut identity = inner.lock().await;
+                identity.refresh().await?;
+                BoundChain::create(&identity, now(), &mut OsRng).await?
+            };
+            Ok(WasmBoundChain::attach(bound, inner, node).await?.into())
+        })
+    }
+
+    /// Opens a chain bound to this identity that the store holds, and syncs it. Fails with
+    /// `NOT_BOUND` for a chain of another identity, `NOT_PERMITTED` if its founder was not a
+    /// device of this one.
+    #[wasm_bindgen(js_name = openChain)]
+    pub fn open_chain(&self, chain: String) -> js_sys::Promise {
+        let (inner, node) = (self.inner.clone(), self.node.clone());
+        promise(async move {
+            let chain = parse_id(&chain)?;
+            let bound = {
+                let mut identity = inner.lock().await;
+                identity.refresh().await?;
+                BoundChain::open(&identity, chain).await?
+            };
+            Ok(WasmBoundChain::attach(bound, inner, node).await?.into())
+        })
+    }
+}
+
+/// `{ id, author, device?, time, body | error }` for a message block.
+fn message_object(
+    identity: &Identity<AnyStore>,
+    block: &crate::walytis::Block,
+    content: Result<Vec<u8>, IdentityError>,
+) -> JsValue {
+    let o = Object::new();
+    set(&o, "id", block.id().to_string());
+    set(&o, "author", hex(block.author().key_bytes()));
+    if let Some((_, device)) = identity.state().signer(block.author().key_bytes()) {
+        set(&o, "device", device.to_owned());
+    }
+    set(&o, "time", block.time() as f64);
+    match content {
+        Ok(body) => set(&o, "body", Uint8Array::from(&body[..])),
+        Err(e) => set(&o, "error", e.to_string()),
+    }
+    o.into()
+}
+
+/// A chain bound to an identity (see [`BoundChain`]): written and read by the identity's
+/// current devices only.
+#[wasm_bindgen]
+pub struct WasmBoundChain {
+    inner: Rc<Mutex<BoundChain<AnyStore>>>,
+    identity: Rc<Mutex<Identity<AnyStore>>>,
+    node: NodeHandle,
+    chain: BlockId,
+}
+
+impl WasmBoundChain {
+    /// Syncs `bound` through the node and wraps it.
+    async fn attach(
+        bound: BoundChain<AnyStore>,
+        identity: Rc<Mutex<Identity<AnyStore>>>,
+        node: NodeHandle,
+    ) -> Result<Self, JsFailure> {
+        let chain = bound.chain().id();
+        node.open(chain, None).await?;
+        Ok(WasmBoundChain {
+            inner: Rc::new(Mutex::new(bound)),
+            identity,
+            node,
+            chain,
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl WasmBoundChain {
+    /// The chain ID.
+    #[wasm_bindgen(getter)]
+    pub fn chain(&self) -> String {
+        self.chain.to_string()
+    }
+
+    /// Writes a message sealed under the identity's current epoch (rekeying first if due);
+    /// resolves to its block ID.
+    pub fn write(&self, body: JsValue, topics: JsValue) -> js_sys::Promise {
+        let (inner, identity, node) =
+            (self.inner.clone(), self.identity.clone(), self.node.clone());
+        promise(async move {
+            let body = byte_array(&body, "body")?;
+            let topics = string_array(&topics, "topics")?;
+            let mut identity = identity.lock().await;
+            let mut bound = inner.lock().await;
+            let before = begin(&mut identity).await?;
+            bound
+                .chain_mut()
+                .refresh()
+                .await
+                .map_err(IdentityError::from)?;
+            let entry = bound
+                .write(&mut identity, &body, topics, now(), &mut OsRng)
+                .await?;
+            // A rekey first, so that peers hold the anchor before the block that names it.
+            publish(&identity, &node, before).await?;
+            node.publish(bound.chain().id(), vec![entry.block.bytes().to_vec()])
+                .await?;
+            Ok(entry.block.id().to_string().into())
+        })
+    }
+
+    /// Messages in chain order: `[{ id, author, device?, time, body | error }]`.
+    pub fn messages(&self) -> js_sys::Promise {
+        let (inner, identity) = (self.inner.clone(), self.identity.clone());
+        promise(async move {
+            let mut identity = identity.lock().await;
+            identity.refresh().await?;
+            let mut bound = inner.lock().await;
+            bound
+                .chain_mut()
+                .refresh()
+                .await
+                .map_err(IdentityError::from)?;
+            let list: Array = bound
+                .messages(&identity)
+                .await?
+                .into_iter()
+                .map(|(block, content)| message_object(&identity, &block, content))
                 .collect();
             Ok(list.into())
         })

@@ -110,6 +110,7 @@ fn chain_code(e: &ChainError) -> &'static str {
         ChainError::UnknownChain(_) => "NOT_FOUND",
         ChainError::PendingFull => "PENDING_FULL",
         ChainError::NotAdmitted(_) => "NOT_PERMITTED",
+        ChainError::AwaitingAuthority { .. } => "AWAITING_AUTHORITY",
     }
 }
 

@@ -1,0 +1,308 @@
+//! Bound chains: a chain whose writers another chain — its *authority* — decides.
+//!
+//! A chat chain of a group is bound to the group's identity chain: only devices that the
+//! identity chain lists may write it. Every block of a bound chain names, in its body, the
+//! authority's leaves its author knew (its *anchor*); a replica admits the block only if
+//!
+//! - the authority's admission rule, rebuilt from the anchor's ancestry, authorises the
+//!   block's author ([`super::Admission::authorises`]), and
+//! - the anchor reaches every block its parents' anchors name: anchors never go back, so once
+//!   a block built on a removal is in a bound chain, nothing built on that block can be
+//!   written by the removed device, even one that has not heard of its removal.
+//!
+//! Both are decided from the block's ancestry and the anchor's ancestry alone, the same on
+//! every replica, so bound chains converge like any other. A replica that lacks part of the
+//! anchor cannot decide yet: the block is set aside ([`super::ChainError::AwaitingAuthority`])
+//! and offered again by sync, not refused.
+//!
+//! The genesis of a bound chain carries [`BOUND_TOPIC`] and names its authority and anchor;
+//! like an identity chain's genesis it is not itself checked — whoever opens a bound chain
+//! checks who founded it (see `identity::BoundChain`).
+//!
+//! Left as it is: a removed device can still write on top of a bound-chain state older than
+//! its removal, with an anchor older than its removal (a block "into the past"); such a block
+//! cannot be read by anyone who joined later than the next epoch, and readers can see that
+//! its author was removed.
+
+use std::collections::{HashMap, HashSet};
+
+use super::admission::Admission;
+use super::block::{Block, BlockError, MAX_PARENTS};
+use super::cbor::{Reader, Writer};
+use super::id::BlockId;
+
+/// The topic of a bound chain's genesis.
+pub const BOUND_TOPIC: &str = "walytis/bound";
+
+/// Anchors of recently checked blocks kept to check their children without a store read.
+const ANCHOR_CACHE: usize = 1 << 14;
+/// Authority views kept: blocks written between two authority changes share one.
+const VIEW_CACHE: usize = 8;
+
+/// Why a bound-chain block's body does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindingError {
+    /// Not the CBOR of a bound body.
+    #[error("malformed bound-chain body: {0}")]
+    Cbor(#[from] BlockError),
+    /// CBOR, but not the shape of a bound body.
+    #[error("malformed bound-chain body: {0}")]
+    Shape(&'static str),
+    /// An anchor naming no block or more than a block may name as parents.
+    #[error("an anchor of {0} blocks (1 to {MAX_PARENTS})")]
+    AnchorSize(usize),
+}
+
+/// A bound-chain block's body, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchored<'a> {
+    /// The authority chain (named by the genesis only).
+    pub authority: Option<BlockId>,
+    /// The authority's leaves the author knew, sorted.
+    pub anchor: Vec<BlockId>,
+    /// What the application wrote.
+    pub content: &'a [u8],
+}
+
+impl<'a> Anchored<'a> {
+    /// The body of a bound chain's genesis.
+    pub fn genesis_body(authority: &BlockId, anchor: &[BlockId], content: &[u8]) -> Vec<u8> {
+        let mut w = Writer::with_capacity(content.len() + 64 * (anchor.len() + 1));
+        w.array(3);
+        w.link(authority);
+        write_anchor(&mut w, anchor);
+        w.bytes(content);
+        w.out
+    }
+
+    /// The body of a later block of a bound chain.
+    pub fn body(anchor: &[BlockId], content: &[u8]) -> Vec<u8> {
+        let mut w = Writer::with_capacity(content.len() + 64 * anchor.len());
+        w.array(2);
+        write_anchor(&mut w, anchor);
+        w.bytes(content);
+        w.out
+    }
+
+    /// Parses a bound-chain block's body.
+    pub fn parse(block: &'a Block) -> Result<Self, BindingError> {
+        let mut r = Reader::new(block.body());
+        let genesis = block.chain().is_none();
+        let expected = if genesis { 3 } else { 2 };
+        if r.array()? != expected {
+            return Err(BindingError::Shape("not an array of the right length"));
+        }
+        let authority = if genesis { Some(r.link()?) } else { None };
+        let count = r.array()?;
+        if count == 0 || count > MAX_PARENTS {
+            return Err(BindingError::AnchorSize(count));
+        }
+        let mut anchor = Vec::with_capacity(count);
+        for _ in 0..count {
+            anchor.push(r.link()?);
+        }
+        if anchor.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(BindingError::Shape("anchor not sorted and unique"));
+        }
+        let content = r.bytes()?;
+        if !r.is_empty() {
+            return Err(BindingError::Shape("trailing bytes"));
+        }
+        Ok(Anchored {
+            authority,
+            anchor,
+            content,
+        })
+    }
+}
+
+fn write_anchor(w: &mut Writer, anchor: &[BlockId]) {
+    let mut sorted = anchor.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    w.array(sorted.len());
+    for id in &sorted {
+        w.link(id);
+    }
+}
+
+/// The authority a bound chain's genesis names, `None` for chains that are not bound.
+/// A genesis that claims to be bound and does not parse is an error.
+pub fn authority_of(genesis: &Block) -> Result<Option<Anchored<'_>>, BindingError> {
+    if !genesis.topics().iter().any(|t| t == BOUND_TOPIC) {
+        return Ok(None);
+    }
+    Anchored::parse(genesis).map(Some)
+}
+
+/// The authority at one anchor: its admission rule's view and every block the anchor reaches.
+pub(super) struct AuthorityView {
+    anchor: Vec<BlockId>,
+    reached: HashSet<BlockId>,
+    rule: Option<Box<dyn Admission>>,
+}
+
+impl AuthorityView {
+    /// A view of the authority's `ancestry` (chain order, genesis first) at `anchor`, judged
+    /// by `rule` (the authority's own admission rule; `None` if it has none, and then it
+    /// authorises nobody).
+    pub(super) fn new(
+        anchor: Vec<BlockId>,
+        ancestry: &[Block],
+        mut rule: Option<Box<dyn Admission>>,
+    ) -> Self {
+        if let Some(rule) = &mut rule {
+            rule.rebuild(ancestry);
+        }
+        AuthorityView {
+            anchor,
+            reached: ancestry.iter().map(Block::id).collect(),
+            rule,
+        }
+    }
+}
+
+/// What a chain bound to an authority remembers to check its blocks.
+pub(super) struct Binding {
+    /// The authority chain's ID.
+    pub(super) authority: BlockId,
+    anchors: HashMap<BlockId, Vec<BlockId>>,
+    views: Vec<AuthorityView>,
+}
+
+impl Binding {
+    pub(super) fn new(authority: BlockId, genesis: BlockId, anchor: Vec<BlockId>) -> Self {
+        Binding {
+            authority,
+            anchors: HashMap::from([(genesis, anchor)]),
+            views: Vec::new(),
+        }
+    }
+
+    /// The anchor of an admitted block, if remembered.
+    pub(super) fn anchor_of(&self, id: &BlockId) -> Option<&Vec<BlockId>> {
+        self.anchors.get(id)
+    }
+
+    /// The view at `anchor`, if kept.
+    pub(super) fn view(&self, anchor: &[BlockId]) -> Option<&AuthorityView> {
+        self.views.iter().find(|view| view.anchor == anchor)
+    }
+
+    /// Keeps a view, forgetting the oldest beyond [`VIEW_CACHE`].
+    pub(super) fn keep_view(&mut self, view: AuthorityView) {
+        if self.views.len() >= VIEW_CACHE {
+            self.views.remove(0);
+        }
+        self.views.push(view);
+    }
+
+    /// Remembers the anchor of an admitted block.
+    pub(super) fn remember(&mut self, id: BlockId, anchor: Vec<BlockId>) {
+        if self.anchors.len() >= ANCHOR_CACHE {
+            self.anchors.clear();
+        }
+        self.anchors.insert(id, anchor);
+    }
+
+    /// Whether the block with `anchor`, by `author`, whose parents' anchors are
+    /// `parent_anchors`, may be stored, given the view at its anchor; if not, why.
+    pub(super) fn judge(
+        view: &AuthorityView,
+        author: &super::Author,
+        parent_anchors: &[Vec<BlockId>],
+    ) -> Result<(), String> {
+        if let Some(behind) = parent_anchors
+            .iter()
+            .flatten()
+            .find(|id| !view.reached.contains(*id))
+        {
+            return Err(format!(
+                "its anchor does not reach {behind}, which a parent's anchor names: anchors \
+                 never go back"
+            ));
+        }
+        match &view.rule {
+            Some(rule) if rule.authorises(author) => Ok(()),
+            Some(_) => Err("its author is not authorised by the authority at its anchor".into()),
+            None => Err("the authority chain has no rule that authorises writers".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::walytis::block::BlockDraft;
+
+    fn block(genesis: bool, body: Vec<u8>) -> Block {
+        BlockDraft {
+            chain: (!genesis).then(|| BlockId::of(b"chain")),
+            parents: if genesis {
+                vec![]
+            } else {
+                vec![BlockId::of(b"parent")]
+            },
+            height: u64::from(!genesis),
+            time: 0,
+            topics: vec![BOUND_TOPIC.into()],
+            body,
+        }
+        .sign(&SigningKey::from_bytes(&[1; 32]))
+        .unwrap()
+    }
+
+    #[test]
+    fn bodies_round_trip_and_anything_else_is_a_typed_error() {
+        let (a, b, authority) = (BlockId::of(b"a"), BlockId::of(b"b"), BlockId::of(b"id"));
+        let genesis = block(
+            true,
+            Anchored::genesis_body(&authority, &[b, a, b], b"nonce"),
+        );
+        let parsed = Anchored::parse(&genesis).unwrap();
+        assert_eq!(parsed.authority, Some(authority));
+        let mut sorted = vec![a, b];
+        sorted.sort_unstable();
+        assert_eq!(
+            parsed.anchor, sorted,
+            "sorted and deduplicated when written"
+        );
+        assert_eq!(parsed.content, b"nonce");
+        let later = block(false, Anchored::body(&[a], b"hello"));
+        let parsed = Anchored::parse(&later).unwrap();
+        assert_eq!((parsed.authority, parsed.content), (None, &b"hello"[..]));
+
+        // A genesis body on a later block and the reverse, an empty anchor, an unsorted
+        // anchor, trailing bytes, plain garbage.
+        let mut unsorted = Writer::with_capacity(128);
+        unsorted.array(2);
+        unsorted.array(2);
+        unsorted.link(&sorted[1]);
+        unsorted.link(&sorted[0]);
+        unsorted.bytes(b"x");
+        let mut empty = Writer::with_capacity(16);
+        empty.array(2);
+        empty.array(0);
+        empty.bytes(b"x");
+        let mut trailing = Anchored::body(&[a], b"x");
+        trailing.push(0);
+        for (bad, genesis) in [
+            (Anchored::genesis_body(&authority, &[a], b"x"), false),
+            (Anchored::body(&[a], b"x"), true),
+            (unsorted.out, false),
+            (empty.out.clone(), false),
+            (trailing, false),
+            (b"garbage".to_vec(), false),
+        ] {
+            assert!(Anchored::parse(&block(genesis, bad)).is_err());
+        }
+        assert!(matches!(
+            Anchored::parse(&block(false, empty.out.clone())),
+            Err(BindingError::AnchorSize(0))
+        ));
+    }
+}
