@@ -8,6 +8,8 @@
 //! - the admission rule's cost: a fresh replica storing that chain in one batch (every block
 //!   checked against the identity rule before it is stored), beside a plain chain of as many
 //!   blocks with the same bodies and topics.
+//! - a device taking in a peer's new block on that chain (a device writing on top of
+//!   everything the others have): the identity handle folds it in on top of its state;
 //! - the binding's cost: a fresh replica (holding the identity chain) storing a 1,000-message
 //!   chain bound to a person — every block's author checked against the identity at the
 //!   block's anchor — in one batch and one block at a time (as live pushes arrive), beside a
@@ -65,6 +67,12 @@ fn main() {
         chain.len()
     );
 
+    let peer_block_ms = block_on(peer_block(&chain, 20));
+    println!(
+        "take in a peer's block on top of a {}-block identity chain: {peer_block_ms:.3} ms (median of 20)",
+        chain.len()
+    );
+
     let plain = block_on(plain_twin(&chain));
     let [admitted_ms, plain_ms] =
         interleaved([&mut || store_all(&chain, MemoryStore::new, 1), &mut || {
@@ -96,8 +104,9 @@ fn main() {
     );
 
     let json = format!(
-        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2} }}\n}}\n",
+        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2} }}\n}}\n",
         rekey.join(",\n    "),
+        chain.len(),
         chain.len(),
         chain.len(),
         bound.len() - 1
@@ -131,6 +140,31 @@ async fn plain_twin(chain: &[Block]) -> Vec<Block> {
         .into_iter()
         .map(|entry| entry.block)
         .collect()
+}
+
+/// Median time for a device's identity handle to take in each of the last `count` blocks of
+/// `chain` from a peer, one at a time, holding everything before them.
+async fn peer_block(chain: &[Block], count: usize) -> f64 {
+    let split = chain.len() - count;
+    let mut device = Identity::replica(
+        MemoryStore::new(),
+        chain[0].clone(),
+        DeviceKeys::generate(&mut OsRng),
+    )
+    .await
+    .unwrap();
+    device
+        .insert(chain[1..split].iter().map(Block::bytes))
+        .await
+        .unwrap();
+    let mut times = Vec::new();
+    for block in &chain[split..] {
+        let start = Instant::now();
+        let report = device.insert([block.bytes()]).await.unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(report.accepted.len(), 1);
+    }
+    median(times)
 }
 
 /// Runs of each store measurement.

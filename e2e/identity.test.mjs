@@ -1,6 +1,7 @@
 // End to end, identities: two browser profiles pair as two devices of one person through an
 // invitation code and a real relay, show the same DID document, read each other's encrypted
-// messages; then one removes the other, which can no longer read new messages or write.
+// messages and a chain bound to the person, and follow one epoch policy; then one removes the
+// other, which can no longer read new messages or write.
 // A browser that has only the DID resolves its document through the relay; a passphrase
 // opens the keys however its accents were typed.
 import { test, after } from 'node:test';
@@ -88,6 +89,16 @@ test('two browsers pair as devices of one person; a removed device can no longer
   assert.equal(docA.id, did);
   assert.equal(docA.controller.length, 2);
   assert.equal(docA.keyAgreement.length, 2);
+
+  // A sets the policy for epoch keys; B follows it. A nonsensical policy is refused.
+  await a.evaluate(() => window.me.setPolicy({ rekeyEvery: 3_600_000, keepEpochs: 5 }));
+  const policyB = await b.evaluate(async () => {
+    await window.me.until((s) => s.policy.keepEpochs !== null, AbortSignal.timeout(30_000));
+    return (await window.me.summary()).policy;
+  });
+  assert.deepEqual(policyB, { rekeyEvery: 3_600_000, keepEpochs: 5 });
+  const badPolicy = await a.evaluate(() => window.me.setPolicy({ keepEpochs: 0 }).then(() => null, (error) => error.code));
+  assert.equal(badPolicy, 'INVALID_ARGUMENT');
 
   // B reads the history and writes; A reads B's message.
   const historyB = await b.evaluate(async () => (await window.me.messages()).map((m) => new TextDecoder().decode(m.body)));

@@ -11,6 +11,9 @@ export async function identities(store: Store, node: Node): Promise<void> {
   const keys: string[] = doc.keyAgreement;
   await me.until((s) => s.current && expires > 0);
   await me.removeDevice((await me.devices())[0].did);
+  await me.setPolicy({ rekeyEvery: 86_400_000, keepEpochs: 10 });
+  const kept: number | null = (await me.summary()).policy.keepEpochs;
+  void kept;
   const group: Group = await Group.create({ store, node, passphrase: 'p', person: me });
   const invitation = await group.invite({ role: 'member' });
   await Group.join(invitation.code, { store, node, passphrase: 'p', person: other });

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'AWAITING_AUTHORITY'
   | 'NOT_BOUND'
   | 'NO_KEY'
+  | 'EPOCH_DISCARDED'
   | 'WRONG_PASSPHRASE'
   | 'KEYSTORE_INVALID'
   | 'KEY_INVALID'
@@ -232,6 +233,16 @@ export interface IdentitySummary {
   readonly changes: number;
   /** Number of blocks of the identity chain. */
   readonly blocks: number;
+  /** The policy for epoch keys (`null`: no schedule, all history kept). */
+  readonly policy: { readonly rekeyEvery: number | null; readonly keepEpochs: number | null };
+}
+
+/** What `setPolicy` takes. */
+export interface IdentityPolicy {
+  /** Milliseconds after which a write first makes a new epoch. */
+  rekeyEvery?: number;
+  /** How many of the newest epochs stay readable. */
+  keepEpochs?: number;
 }
 
 /** Someone presented an invitation. */
@@ -321,6 +332,12 @@ export class Identity extends EventTarget {
   approve(request: string | JoinRequest): Promise<void>;
   removeDevice(did: string): Promise<void>;
   rotateKeys(): Promise<void>;
+  /**
+   * Sets the policy for epoch keys (admins only): `rekeyEvery` ms between scheduled epochs,
+   * `keepEpochs` epochs kept readable (older ones fail with `EPOCH_DISCARDED`). Omitted: no
+   * schedule, all history kept.
+   */
+  setPolicy(policy: IdentityPolicy): Promise<void>;
   /** Encrypts and writes; resolves to the block ID. */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
   messages(): Promise<IdentityMessage[]>;

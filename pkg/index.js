@@ -722,9 +722,22 @@ export class Identity extends EventTarget {
     await call(() => this.#raw.remove(String(did)));
   }
 
-  /** Replaces this device's keys; history stays readable. */
+  /** Replaces this device's keys; history stays readable (what the policy keeps of it). */
   async rotateKeys() {
     await call(() => this.#raw.rotate());
+  }
+
+  /**
+   * Sets the policy for epoch keys (admins only), followed by every device:
+   * `rekeyEvery` ms — a new epoch before a write once the current one is older (the
+   * schedule; removals and rotations always make one); `keepEpochs` — only the newest that
+   * many epochs stay readable: older ones are never shared with new devices, not sealed again
+   * when a device rotates its keys, and reading them fails with `EPOCH_DISCARDED`. Omit
+   * either for no schedule or to keep all history. `summary().policy` shows it.
+   */
+  async setPolicy({ rekeyEvery, keepEpochs } = {}) {
+    const optional = (value) => (value === undefined || value === null ? undefined : Number(value));
+    await call(() => this.#raw.setPolicy(optional(rekeyEvery), optional(keepEpochs)));
   }
 
   /** Writes an encrypted message (bytes) readable by the current devices or members. */

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use endra::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, IdentityState, Invitation, KdfFloor,
-    KdfParams, KeystoreError, Kind, MemberEntry, Op, Rejection, Role, IDENTITY_TOPIC,
+    KdfParams, KeystoreError, Kind, MemberEntry, Op, Policy, Rejection, Role, IDENTITY_TOPIC,
 };
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::sync::{Input, Message, Output, Peer, Sync};
@@ -1256,5 +1256,100 @@ fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike()
         }
         assert_eq!(mailbox.chain().len(), notes.chain().len(), "nothing stored");
         assert!(outputs.contains(&Output::Disconnect(EVIL)));
+    });
+}
+
+#[test]
+fn a_policy_schedules_new_epochs_and_discards_old_ones() {
+    block_on(async {
+        let mut laptop = new_person("Ada").await;
+        let policy = Policy {
+            rekey_every: Some(HOUR),
+            keep_epochs: Some(2),
+        };
+        laptop.set_policy(policy, T0 + 1).await.unwrap();
+        assert_eq!(laptop.state().policy(), policy);
+        // One epoch an hour at most, made by the first write after it is due.
+        for (text, time) in [
+            ("first epoch", T0 + 2),
+            ("still the first epoch", T0 + 3),
+            ("second epoch", T0 + 2 * HOUR),
+            ("third epoch", T0 + 4 * HOUR),
+        ] {
+            laptop
+                .write(text.as_bytes(), vec![], time, &mut OsRng)
+                .await
+                .unwrap();
+        }
+        assert_eq!(laptop.state().epochs().len(), 3);
+        let discarded = Err(IdentityError::EpochDiscarded.to_string());
+        let expected = vec![
+            discarded.clone(),
+            discarded.clone(),
+            Ok(b"second epoch".to_vec()),
+            Ok(b"third epoch".to_vec()),
+        ];
+        assert_eq!(read_all(&laptop).await, expected);
+
+        // A new device gets only what the policy keeps; every replica agrees.
+        let mut phone = add_device(&mut laptop, T0 + 4 * HOUR).await;
+        assert!(!laptop.state().epochs()[0].has_device(phone.device().did()));
+        assert_eq!(read_all(&phone).await, expected);
+        assert_converged(&[&laptop, &phone]).await;
+
+        // A rotation seals again only the kept epochs: with its old agreement key gone, the
+        // discarded epoch is gone for the laptop even if the policy is relaxed later.
+        laptop.rotate(T0 + 4 * HOUR + 10, &mut OsRng).await.unwrap();
+        laptop
+            .set_policy(Policy::default(), T0 + 4 * HOUR + 11)
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        let relaxed = read_all(&laptop).await;
+        assert_eq!(relaxed[0], Err(IdentityError::NoEpochKey.to_string()));
+        assert_eq!(relaxed[2..], expected[2..]);
+        assert_converged(&[&laptop, &phone]).await;
+
+        // Invalid policies are refused.
+        for bad in [
+            Policy {
+                keep_epochs: Some(0),
+                ..Policy::default()
+            },
+            Policy {
+                rekey_every: Some(0),
+                ..Policy::default()
+            },
+        ] {
+            assert!(matches!(
+                laptop.set_policy(bad, T0 + 5 * HOUR).await,
+                Err(IdentityError::Rejected(Rejection::NotPermitted(_)))
+            ));
+        }
+    });
+}
+
+#[test]
+fn only_a_groups_admins_set_its_policy() {
+    block_on(async {
+        let people = vec![
+            two_device_person("Ada").await,
+            two_device_person("Bob").await,
+        ];
+        let mut group = group_of(&people).await;
+        let policy = Policy {
+            rekey_every: None,
+            keep_epochs: Some(1),
+        };
+        assert!(matches!(
+            group[2].set_policy(policy, T0 + 10).await,
+            Err(IdentityError::Rejected(Rejection::NotPermitted(_)))
+        ));
+        group[0].set_policy(policy, T0 + 10).await.unwrap();
+        let mut all: Vec<&mut Id> = group.iter_mut().collect();
+        exchange(&mut all).await;
+        assert!(group
+            .iter()
+            .all(|replica| replica.state().policy() == policy));
     });
 }

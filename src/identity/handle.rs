@@ -11,8 +11,8 @@ use super::device::DeviceKeys;
 use super::document::{document, identity_did};
 use super::keys::{seal, EpochKey};
 use super::ops::{
-    epoch_aad, rotation_proof, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role,
-    SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
+    epoch_aad, rotation_proof, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy,
+    Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
 };
 use super::state::IdentityState;
 use super::IdentityError;
@@ -25,6 +25,8 @@ pub struct Identity<S: BlockStore> {
     chain: Chain<S>,
     device: DeviceKeys,
     state: IdentityState,
+    /// The leaves of the blocks `state` was folded from, sorted.
+    folded: Vec<BlockId>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Identity<S> {
@@ -103,12 +105,35 @@ impl<S: BlockStore> Identity<S> {
     }
 
     async fn open_chain(chain: Chain<S>, device: DeviceKeys) -> Result<Self, IdentityError> {
-        let state = resolve(&chain).await?;
+        let (state, folded) = fold_all(&chain).await?;
         Ok(Identity {
             chain,
             device,
             state,
+            folded,
         })
+    }
+
+    /// Brings the state up to date with blocks stored since it was derived (`fresh`, in
+    /// arrival order). A block whose parents are exactly the folded leaves descends from
+    /// every folded block and sorts after all of them, so folding it in on top gives what a
+    /// fold of the whole chain gives — a revocation in it has no concurrent block to drop.
+    /// That is the common case (a peer writing on top of everything this device has);
+    /// anything else folds the whole chain again.
+    async fn fold_in(&mut self, fresh: &[Block]) -> Result<(), IdentityError> {
+        let mut leaves = self.folded.clone();
+        let on_top = fresh.iter().all(|block| {
+            let fits = block.parents() == leaves.as_slice();
+            leaves = vec![block.id()];
+            fits
+        });
+        if on_top {
+            self.state.extend_appended(fresh);
+            self.folded = leaves;
+        } else {
+            (self.state, self.folded) = fold_all(&self.chain).await?;
+        }
+        Ok(())
     }
 
     /// The derived state.
@@ -150,8 +175,17 @@ impl<S: BlockStore> Identity<S> {
     /// node syncing the same store); a no-op when the state already covers every block.
     pub async fn refresh(&mut self) -> Result<(), IdentityError> {
         self.chain.refresh().await?;
-        if self.chain.len() != self.state.block_count() as u64 {
-            self.state = resolve(&self.chain).await?;
+        let folded = self.state.block_count() as u64;
+        if self.chain.len() != folded {
+            // Sequence numbers count from 0: the blocks from `folded` on are the new ones.
+            let fresh: Vec<Block> = self
+                .chain
+                .since(folded.checked_sub(1), usize::MAX)
+                .await?
+                .into_iter()
+                .map(|e| e.block)
+                .collect();
+            self.fold_in(&fresh).await?;
         }
         Ok(())
     }
@@ -168,7 +202,8 @@ impl<S: BlockStore> Identity<S> {
     ) -> Result<InsertReport, IdentityError> {
         let report = self.chain.insert(blocks).await?;
         if !report.accepted.is_empty() {
-            self.state = resolve(&self.chain).await?;
+            let fresh: Vec<Block> = report.accepted.iter().map(|e| e.block.clone()).collect();
+            self.fold_in(&fresh).await?;
         }
         Ok(report)
     }
@@ -201,9 +236,10 @@ impl<S: BlockStore> Identity<S> {
             .append(self.device.signing().as_dalek(), time, items)
             .await?;
         if self.chain.len() == before + entries.len() as u64 {
-            self.state.extend_appended(entries.iter().map(|e| &e.block));
+            let fresh: Vec<Block> = entries.iter().map(|e| e.block.clone()).collect();
+            self.fold_in(&fresh).await?;
         } else {
-            self.state = resolve(&self.chain).await?;
+            (self.state, self.folded) = fold_all(&self.chain).await?;
         }
         Ok(entries)
     }
@@ -285,7 +321,7 @@ impl<S: BlockStore> Identity<S> {
                 super::state::Rejection::NotPermitted("no such pending request"),
             ))?;
         let epochs: Vec<EpochId> = match self.state.kind() {
-            Kind::Person => self.state.epochs().iter().map(|e| e.id).collect(),
+            Kind::Person => self.state.kept_epochs().map(|e| e.id).collect(),
             Kind::Group => self
                 .state
                 .current_epoch()
@@ -383,8 +419,10 @@ impl<S: BlockStore> Identity<S> {
                 &next.agreement().public(),
             ),
         };
+        // Discarded epochs are not sealed again: with the old agreement key gone, they are
+        // gone for this device.
         let mut held = Vec::new();
-        for epoch in self.state.epochs() {
+        for epoch in self.state.kept_epochs() {
             if let Ok(key) =
                 self.state
                     .epoch_key(&epoch.id, self.device.did(), self.device.agreement())
@@ -402,6 +440,13 @@ impl<S: BlockStore> Identity<S> {
         let devices: Vec<DeviceEntry> = self.state.devices().map(|(_, d)| d.clone()).collect();
         ops.extend(self.new_epoch(&devices, rng)?);
         self.submit(ops, time).await?;
+        Ok(())
+    }
+
+    /// Sets the policy for epoch keys (admins only): the rekey schedule, and how many epochs
+    /// stay readable.
+    pub async fn set_policy(&mut self, policy: Policy, time: u64) -> Result<(), IdentityError> {
+        self.submit(vec![Op::Policy { policy }], time).await?;
         Ok(())
     }
 
@@ -510,7 +555,8 @@ impl<S: BlockStore> Identity<S> {
         if !self.is_current_device() {
             return Err(IdentityError::NotAMember);
         }
-        self.rekey_if_due(time, None, rng).await?;
+        self.rekey_if_due(time, self.state.policy().rekey_every, rng)
+            .await?;
         let epoch = self
             .state
             .current_epoch()
@@ -585,4 +631,20 @@ async fn all_blocks<S: BlockStore>(chain: &Chain<S>) -> Result<Vec<Block>, Ident
 /// Reads the whole chain and folds it.
 pub async fn resolve<S: BlockStore>(chain: &Chain<S>) -> Result<IdentityState, IdentityError> {
     IdentityState::resolve(&all_blocks(chain).await?)
+}
+
+/// Reads the whole chain and folds it; with the leaves of what it read.
+async fn fold_all<S: BlockStore>(
+    chain: &Chain<S>,
+) -> Result<(IdentityState, Vec<BlockId>), IdentityError> {
+    let blocks = all_blocks(chain).await?;
+    let parents: std::collections::HashSet<&BlockId> =
+        blocks.iter().flat_map(|b| b.parents()).collect();
+    let mut leaves: Vec<BlockId> = blocks
+        .iter()
+        .map(Block::id)
+        .filter(|id| !parents.contains(id))
+        .collect();
+    leaves.sort_unstable();
+    Ok((IdentityState::resolve(&blocks)?, leaves))
 }

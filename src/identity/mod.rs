@@ -41,7 +41,9 @@ pub use keys::{
     PublicKey, SharedSecret, SigningContext, SigningKeyPair,
 };
 pub use keystore::{KdfFloor, KdfParams, Keystore, KeystoreError};
-pub use ops::{DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role, IDENTITY_TOPIC};
+pub use ops::{
+    DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
+};
 pub use session::{
     Directory, Initiator, Local, PeerIdentity, ReplayGuard, Responder, Session, SessionError,
 };
@@ -74,6 +76,9 @@ pub enum IdentityError {
     /// No epoch key sealed to this device can be opened (never shared, or removed).
     #[error("no epoch key for this device")]
     NoEpochKey,
+    /// The identity's policy discarded the epoch the data was written in.
+    #[error("the policy discarded this epoch's key")]
+    EpochDiscarded,
     /// The op would be rejected by every peer.
     #[error("rejected: {0}")]
     Rejected(#[from] Rejection),

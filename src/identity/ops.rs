@@ -156,6 +156,24 @@ pub enum Op {
         /// Relay multiaddrs.
         relays: Vec<String>,
     },
+    /// Replaces the policy for epoch keys (admins only).
+    Policy {
+        /// The policy from now on.
+        policy: Policy,
+    },
+}
+
+/// An identity's rules for its epoch keys, set by an admin with [`Op::Policy`] and followed
+/// by every device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Make a new epoch before a write when the current one is older than this many ms (the
+    /// schedule); `None`: new epochs only on removals, rotations and requests.
+    pub rekey_every: Option<u64>,
+    /// Keep only the newest this many epochs: older ones are *discarded* — never shared with
+    /// new devices, not sealed again when a device rotates its keys, and refused when read
+    /// (the current epoch is always kept). `None`: history stays readable.
+    pub keep_epochs: Option<u32>,
 }
 
 /// The associated data a sealed epoch key is bound to.
@@ -393,6 +411,18 @@ impl Op {
                 w.uint(7);
                 write_strings(&mut w, relays);
             }
+            Op::Policy { policy } => {
+                w.array(3);
+                w.uint(8);
+                match policy.rekey_every {
+                    Some(ms) => w.uint(ms),
+                    None => w.null(),
+                }
+                match policy.keep_epochs {
+                    Some(count) => w.uint(u64::from(count)),
+                    None => w.null(),
+                }
+            }
         }
         w.out
     }
@@ -472,6 +502,26 @@ impl Op {
                     relays: read_strings(&mut r, MAX_RELAYS)?,
                 },
             ),
+            8 => {
+                let rekey_every = if r.null() { None } else { Some(r.uint()?) };
+                let keep_epochs = if r.null() {
+                    None
+                } else {
+                    Some(
+                        u32::try_from(r.uint()?)
+                            .map_err(|_| IdentityError::Malformed("epochs to keep".into()))?,
+                    )
+                };
+                (
+                    3,
+                    Op::Policy {
+                        policy: Policy {
+                            rekey_every,
+                            keep_epochs,
+                        },
+                    },
+                )
+            }
             other => return Err(IdentityError::Malformed(format!("unknown op {other}"))),
         };
         if len != expected || !r.is_empty() {

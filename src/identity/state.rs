@@ -22,8 +22,8 @@ use crate::walytis::{Block, BlockId};
 use super::document::identity_did;
 use super::keys::{AgreementKeyPair, EpochKey, PublicKey};
 use super::ops::{
-    epoch_aad, verify_rotation, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Role,
-    IDENTITY_TOPIC,
+    epoch_aad, verify_rotation, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy,
+    Role, IDENTITY_TOPIC,
 };
 use super::IdentityError;
 
@@ -118,6 +118,11 @@ pub enum Change {
         /// The epoch.
         epoch: EpochId,
     },
+    /// An admin changed the policy for epoch keys.
+    PolicyChanged {
+        /// The new policy.
+        policy: Policy,
+    },
 }
 
 /// A change and the block that made it.
@@ -171,6 +176,7 @@ pub struct IdentityState {
     kind: Kind,
     name: String,
     relays: Vec<String>,
+    policy: Policy,
     members: BTreeMap<String, Member>,
     /// Current signing key → (member DID, device DID).
     signers: HashMap<[u8; 32], (String, String)>,
@@ -335,6 +341,27 @@ impl IdentityState {
         self.revoked.get(key).copied()
     }
 
+    /// The policy for epoch keys.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Whether the policy discarded `epoch`: it is older than the newest
+    /// [`Policy::keep_epochs`] epochs and not the current one.
+    pub fn is_discarded(&self, epoch: &EpochId) -> bool {
+        let (Some(keep), Some(&index)) = (self.policy.keep_epochs, self.epoch_index.get(epoch))
+        else {
+            return false;
+        };
+        let kept = index.saturating_add(keep as usize) >= self.epochs.len();
+        !kept && self.current_epoch().map(|e| &e.id) != Some(epoch)
+    }
+
+    /// The epochs the policy keeps, in chain order.
+    pub fn kept_epochs(&self) -> impl Iterator<Item = &Epoch> {
+        self.epochs.iter().filter(|e| !self.is_discarded(&e.id))
+    }
+
     /// Opens `device`'s copy of an epoch key with its agreement key pair.
     pub fn epoch_key(
         &self,
@@ -342,6 +369,9 @@ impl IdentityState {
         device: &str,
         keys: &AgreementKeyPair,
     ) -> Result<EpochKey, IdentityError> {
+        if self.is_discarded(epoch) {
+            return Err(IdentityError::EpochDiscarded);
+        }
         let record = self
             .epoch_index
             .get(epoch)
@@ -493,6 +523,7 @@ impl IdentityState {
             kind,
             name,
             relays,
+            policy: Policy::default(),
             members: BTreeMap::new(),
             signers: HashMap::new(),
             owners: HashMap::new(),
@@ -802,6 +833,18 @@ impl IdentityState {
                 }
                 self.relays = relays;
                 Ok(Vec::new())
+            }
+            Op::Policy { policy } => {
+                if author_role != Role::Admin {
+                    return Err(Rejection::NotPermitted("only admins change the policy"));
+                }
+                if policy.keep_epochs == Some(0) || policy.rekey_every == Some(0) {
+                    return Err(Rejection::NotPermitted(
+                        "a policy keeps at least one epoch and rekeys after some time",
+                    ));
+                }
+                self.policy = policy;
+                Ok(vec![Change::PolicyChanged { policy }])
             }
         }
     }

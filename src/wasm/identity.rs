@@ -15,7 +15,7 @@ use super::{
 };
 use crate::identity::{
     BoundChain, DeviceEntry, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor,
-    KdfParams, KeystoreError, Kind, MemberEntry, Rejection, Role,
+    KdfParams, KeystoreError, Kind, MemberEntry, Policy, Rejection, Role,
 };
 use crate::net::NodeHandle;
 use crate::store::BlockStore;
@@ -33,6 +33,7 @@ fn identity_code(e: &IdentityError) -> &'static str {
         IdentityError::NotAMember => "NOT_A_MEMBER",
         IdentityError::NotBound(_) => "NOT_BOUND",
         IdentityError::NoEpochKey => "NO_KEY",
+        IdentityError::EpochDiscarded => "EPOCH_DISCARDED",
         IdentityError::Rejected(Rejection::InvitationExpired) => "INVITATION_EXPIRED",
         IdentityError::Rejected(Rejection::InvitationReplayed) => "INVITATION_USED",
         IdentityError::Rejected(Rejection::ForgedInvitation) => "INVITATION_FORGED",
@@ -305,6 +306,19 @@ impl WasmIdentity {
             set(&object, "pending", pending);
             set(&object, "changes", state.changes().len() as f64);
             set(&object, "blocks", state.block_count() as f64);
+            let policy = Object::new();
+            let number = |value: Option<f64>| value.map_or(JsValue::NULL, JsValue::from);
+            set(
+                &policy,
+                "rekeyEvery",
+                number(state.policy().rekey_every.map(|ms| ms as f64)),
+            );
+            set(
+                &policy,
+                "keepEpochs",
+                number(state.policy().keep_epochs.map(f64::from)),
+            );
+            set(&object, "policy", policy);
             Ok(object.into())
         })
     }
@@ -457,6 +471,41 @@ impl WasmIdentity {
         })
     }
 
+    /// Sets the policy for epoch keys: `rekey_every` ms between scheduled epochs and
+    /// `keep_epochs` epochs kept readable (`undefined`: no schedule, keep all).
+    #[wasm_bindgen(js_name = setPolicy)]
+    pub fn set_policy(
+        &self,
+        rekey_every: Option<f64>,
+        keep_epochs: Option<f64>,
+    ) -> js_sys::Promise {
+        let (inner, node) = (self.inner.clone(), self.node.clone());
+        promise(async move {
+            let whole = |value: f64, what: &str, max: f64| {
+                if value.fract() == 0.0 && (1.0..=max).contains(&value) {
+                    Ok(value)
+                } else {
+                    Err(invalid(format_args!(
+                        "{what} must be a whole number from 1 to {max}"
+                    )))
+                }
+            };
+            let policy = Policy {
+                rekey_every: rekey_every
+                    .map(|ms| whole(ms, "rekeyEvery", 2f64.powi(53)).map(|ms| ms as u64))
+                    .transpose()?,
+                keep_epochs: keep_epochs
+                    .map(|n| whole(n, "keepEpochs", f64::from(u32::MAX)).map(|n| n as u32))
+                    .transpose()?,
+            };
+            let mut identity = inner.lock().await;
+            let before = begin(&mut identity).await?;
+            identity.set_policy(policy, now()).await?;
+            publish(&identity, &node, before).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Makes a new epoch if one is due (someone left, a device lacks the key).
     #[wasm_bindgen(js_name = rekeyIfDue)]
     pub fn rekey_if_due(&self) -> js_sys::Promise {
@@ -464,7 +513,8 @@ impl WasmIdentity {
         promise(async move {
             let mut identity = inner.lock().await;
             let before = begin(&mut identity).await?;
-            let done = identity.rekey_if_due(now(), None, &mut OsRng).await?;
+            let every = identity.state().policy().rekey_every;
+            let done = identity.rekey_if_due(now(), every, &mut OsRng).await?;
             publish(&identity, &node, before).await?;
             Ok(done.into())
         })
