@@ -1220,6 +1220,10 @@ fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike()
         }
         assert_eq!(mailbox.chain().len(), 1, "nothing stored yet");
         assert!(mailbox.chain().has_awaiting());
+        // Asked again before the identity arrived, it still holds them.
+        assert!(mailbox.authority_grew(T0).await.unwrap().is_empty());
+        assert_eq!(mailbox.chain().len(), 1);
+        assert!(mailbox.chain().has_awaiting());
 
         // Once the mailbox holds the identity chain, the blocks it held are judged again
         // and stored, without being sent again.

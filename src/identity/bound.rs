@@ -127,7 +127,9 @@ impl<S: BlockStore> BoundChain<S> {
     }
 
     /// Writes `plaintext` sealed under the identity's current epoch (rekeying the identity
-    /// first if due), anchored at the identity's current leaves.
+    /// first if due), anchored at the identity's current leaves. Refresh this chain before
+    /// the identity: a block of this chain names identity blocks that the identity handle
+    /// must hold too, or the write is refused for going back behind a parent's anchor.
     pub async fn write(
         &mut self,
         identity: &mut Identity<S>,

@@ -186,8 +186,8 @@ struct Plan {
     rejected: Vec<(BlockId, ChainError)>,
     /// Blocks the admission rule refused: their descendants are refused with them.
     refused: HashSet<BlockId>,
-    /// Blocks undecidable until the authority chain grows.
-    awaiting: Vec<Block>,
+    /// Blocks undecidable until the authority chain grows, with the block they wait for.
+    awaiting: Vec<(Block, BlockId)>,
 }
 
 /// The blocks [`Chain::plan`] still has to resolve.
@@ -243,8 +243,9 @@ pub struct Chain<S: BlockStore> {
     refused: HashSet<BlockId>,
     /// The authority a bound chain's writers answer to, if the chain is bound.
     binding: Option<Binding>,
-    /// Blocks held until the authority grows (see [`ChainError::AwaitingAuthority`]).
-    awaiting: HashMap<BlockId, Block>,
+    /// Blocks held until the authority grows (see [`ChainError::AwaitingAuthority`]), with
+    /// the authority block each waits for.
+    awaiting: HashMap<BlockId, (Block, BlockId)>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Chain<S> {
@@ -629,9 +630,9 @@ impl<S: BlockStore> Chain<S> {
             self.refused.clear();
         }
         self.refused.extend(plan.refused);
-        for block in plan.awaiting {
+        for (block, missing) in plan.awaiting {
             if self.awaiting.len() < MAX_AWAITING {
-                self.awaiting.insert(block.id(), block);
+                self.awaiting.insert(block.id(), (block, missing));
             }
         }
         self.remember(plan.heights);
@@ -717,8 +718,10 @@ impl<S: BlockStore> Chain<S> {
                 }
                 // Undecided: set aside, its children wait for it as for a missing parent.
                 Err(awaiting) => {
+                    if let Refusal::Awaiting { missing, .. } = &awaiting {
+                        plan.awaiting.push((block, *missing));
+                    }
                     plan.rejected.push((id, awaiting.into()));
-                    plan.awaiting.push(block);
                     continue;
                 }
             }
@@ -936,10 +939,32 @@ impl<S: BlockStore> Chain<S> {
     }
 
     /// Judges again the blocks held for the authority (see
-    /// [`ChainError::AwaitingAuthority`]): call it when the authority chain grew. Those still
-    /// undecidable are held again.
+    /// [`ChainError::AwaitingAuthority`]) whose missing authority block is stored now: call
+    /// it when the authority chain grew. The others stay held, and so do those that turn
+    /// out to wait for another authority block.
     pub async fn retry_awaiting(&mut self) -> Result<InsertReport, ChainError> {
-        let mut held: Vec<Block> = std::mem::take(&mut self.awaiting).into_values().collect();
+        let Some(authority) = self.authority() else {
+            return Ok(InsertReport::default());
+        };
+        let mut missing: Vec<BlockId> = self.awaiting.values().map(|(_, m)| *m).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let found = self.store.heights(&authority, &missing).await?;
+        let arrived: HashSet<BlockId> = missing
+            .into_iter()
+            .zip(found)
+            .filter_map(|(id, height)| height.map(|_| id))
+            .collect();
+        let ready: Vec<BlockId> = self
+            .awaiting
+            .iter()
+            .filter(|(_, (_, missing))| arrived.contains(missing))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut held: Vec<Block> = ready
+            .iter()
+            .filter_map(|id| self.awaiting.remove(id).map(|(block, _)| block))
+            .collect();
         held.sort_by_key(Block::position);
         self.insert(held.iter().map(Block::bytes)).await
     }

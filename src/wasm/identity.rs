@@ -646,12 +646,14 @@ impl WasmBoundChain {
             let topics = string_array(&topics, "topics")?;
             let mut identity = identity.lock().await;
             let mut bound = inner.lock().await;
-            let before = begin(&mut identity).await?;
+            // The bound chain first: every block it holds has its anchor stored, so the
+            // identity read after it holds everything those blocks name.
             bound
                 .chain_mut()
                 .refresh()
                 .await
                 .map_err(IdentityError::from)?;
+            let before = begin(&mut identity).await?;
             let entry = bound
                 .write(&mut identity, &body, topics, now(), &mut OsRng)
                 .await?;
