@@ -114,21 +114,30 @@ impl<S: BlockStore> Identity<S> {
         })
     }
 
-    /// Brings the state up to date with blocks stored since it was derived (`fresh`, in
-    /// arrival order). A block whose parents are exactly the folded leaves descends from
-    /// every folded block and sorts after all of them, so folding it in on top gives what a
-    /// fold of the whole chain gives — a revocation in it has no concurrent block to drop.
-    /// That is the common case (a peer writing on top of everything this device has);
-    /// anything else folds the whole chain again.
-    async fn fold_in(&mut self, fresh: &[Block]) -> Result<(), IdentityError> {
+    /// Brings the state up to date with `fresh`, blocks just stored (in arrival order). A
+    /// block whose parents are exactly the folded leaves descends from every folded block
+    /// and sorts after all of them, so folding it in on top gives what a fold of the whole
+    /// chain gives — a revocation in it has no concurrent block to drop. That is the common
+    /// case (a peer writing on top of everything this device has). If `fresh` is not every
+    /// block stored since the last fold (another handle on the store wrote too), or a block
+    /// sits elsewhere, the whole chain is folded again.
+    async fn fold_in(&mut self, fresh: &[Entry]) -> Result<(), IdentityError> {
+        let first = self.state.block_count() as u64;
+        let all_new = self.chain.len() == first + fresh.len() as u64
+            && fresh
+                .iter()
+                .zip(first..)
+                .all(|(entry, seq)| entry.seq == seq);
         let mut leaves = self.folded.clone();
-        let on_top = fresh.iter().all(|block| {
-            let fits = block.parents() == leaves.as_slice();
-            leaves = vec![block.id()];
-            fits
-        });
+        let on_top = all_new
+            && fresh.iter().all(|entry| {
+                let fits = entry.block.parents() == leaves.as_slice();
+                leaves = vec![entry.block.id()];
+                fits
+            });
         if on_top {
-            self.state.extend_appended(fresh);
+            self.state
+                .extend_appended(fresh.iter().map(|entry| &entry.block));
             self.folded = leaves;
         } else {
             (self.state, self.folded) = fold_all(&self.chain).await?;
@@ -178,13 +187,7 @@ impl<S: BlockStore> Identity<S> {
         let folded = self.state.block_count() as u64;
         if self.chain.len() != folded {
             // Sequence numbers count from 0: the blocks from `folded` on are the new ones.
-            let fresh: Vec<Block> = self
-                .chain
-                .since(folded.checked_sub(1), usize::MAX)
-                .await?
-                .into_iter()
-                .map(|e| e.block)
-                .collect();
+            let fresh = self.chain.since(folded.checked_sub(1), usize::MAX).await?;
             self.fold_in(&fresh).await?;
         }
         Ok(())
@@ -202,8 +205,7 @@ impl<S: BlockStore> Identity<S> {
     ) -> Result<InsertReport, IdentityError> {
         let report = self.chain.insert(blocks).await?;
         if !report.accepted.is_empty() {
-            let fresh: Vec<Block> = report.accepted.iter().map(|e| e.block.clone()).collect();
-            self.fold_in(&fresh).await?;
+            self.fold_in(&report.accepted).await?;
         }
         Ok(report)
     }
@@ -230,17 +232,11 @@ impl<S: BlockStore> Identity<S> {
         items: Vec<(Vec<u8>, Vec<String>)>,
         time: u64,
     ) -> Result<Vec<Entry>, IdentityError> {
-        let before = self.chain.len();
         let entries = self
             .chain
             .append(self.device.signing().as_dalek(), time, items)
             .await?;
-        if self.chain.len() == before + entries.len() as u64 {
-            let fresh: Vec<Block> = entries.iter().map(|e| e.block.clone()).collect();
-            self.fold_in(&fresh).await?;
-        } else {
-            (self.state, self.folded) = fold_all(&self.chain).await?;
-        }
+        self.fold_in(&entries).await?;
         Ok(entries)
     }
 

@@ -12,17 +12,18 @@
 //!
 //! Both are decided from the block's ancestry and the anchor's ancestry alone, the same on
 //! every replica, so bound chains converge like any other. A replica that lacks part of the
-//! anchor cannot decide yet: the block is set aside ([`super::ChainError::AwaitingAuthority`])
-//! and offered again by sync, not refused.
+//! anchor cannot decide yet: the block is held, not refused
+//! ([`super::ChainError::AwaitingAuthority`]), and judged again once the authority block it
+//! waits for is stored (`Chain::retry_awaiting`), or offered again by sync.
 //!
 //! The genesis of a bound chain carries [`BOUND_TOPIC`] and names its authority and anchor;
 //! like an identity chain's genesis it is not itself checked — whoever opens a bound chain
 //! checks who founded it (see `identity::BoundChain`).
 //!
-//! Left as it is: a removed device can still write on top of a bound-chain state older than
-//! its removal, with an anchor older than its removal (a block "into the past"); such a block
-//! cannot be read by anyone who joined later than the next epoch, and readers can see that
-//! its author was removed.
+//! Not prevented yet: a removed device can still write on top of a bound-chain state older
+//! than its removal, with an anchor older than its removal (a block "into the past"). It is
+//! stored, sealed under an epoch the members hold. The identity chain's fold drops such
+//! blocks (strong removal); nothing drops them from a bound chain yet.
 
 use std::collections::{HashMap, HashSet};
 
