@@ -330,6 +330,10 @@ export class Identity extends EventTarget {
   devices(): Promise<IdentityDevice[]>;
   inviteDevice(options?: { expiresIn?: number }): Promise<IdentityInvitation>;
   approve(request: string | JoinRequest): Promise<void>;
+  /**
+   * Removes a device and makes a new epoch. The bound chains opened from this object are
+   * acknowledged first, so that the removed device's messages this device holds stay shown.
+   */
   removeDevice(did: string): Promise<void>;
   rotateKeys(): Promise<void>;
   /**
@@ -368,7 +372,11 @@ export class BoundChain extends EventTarget {
   readonly id: string;
   /** Seals and writes a message; resolves to its block ID. `NOT_A_MEMBER` once removed. */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
-  /** Messages in chain order (`error` instead of `body` where this device has no key). */
+  /**
+   * Messages in chain order (`error` instead of `body` where this device has no key). A
+   * removed device's message is shown only if a current device built on it before hearing
+   * of the removal: its blocks written "into the past" are stored but never shown.
+   */
   messages(): Promise<IdentityMessage[]>;
   peers(): Promise<string[]>;
   close(): void;
@@ -389,6 +397,7 @@ export class Group extends Identity {
   static join(code: string, options: IdentityOptions & { person: Identity; signal?: AbortSignal }): Promise<Group>;
   invite(options?: { role?: 'admin' | 'member'; expiresIn?: number }): Promise<IdentityInvitation>;
   members(): Promise<GroupMember[]>;
+  /** Removes a member; acknowledges the group's open bound chains first, as `removeDevice`. */
   remove(did: string): Promise<void>;
   leave(): Promise<void>;
 }

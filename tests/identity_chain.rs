@@ -977,11 +977,25 @@ async fn bound_contents(bound: &Bound, reader: &Id) -> Vec<Result<Vec<u8>, Strin
 /// A block of `bound` signed by `key` with `anchor`, on top of everything the replica holds,
 /// bypassing every local check.
 async fn forge_bound(bound: &Bound, key: &DeviceKeys, anchor: &[BlockId]) -> Block {
-    let entries = bound.chain().since(None, usize::MAX).await.unwrap();
-    let height = entries.iter().map(|e| e.block.height()).max().unwrap() + 1;
+    forge_bound_on(bound, key, anchor, bound.chain().leaves().to_vec()).await
+}
+
+/// A block of `bound` signed by `key` with `anchor` on `parents`, bypassing every local
+/// check.
+async fn forge_bound_on(
+    bound: &Bound,
+    key: &DeviceKeys,
+    anchor: &[BlockId],
+    parents: Vec<BlockId>,
+) -> Block {
+    let mut height = 0;
+    for parent in &parents {
+        let parent = bound.chain().block(parent).await.unwrap().unwrap().block;
+        height = height.max(parent.height() + 1);
+    }
     BlockDraft {
         chain: Some(bound.chain().id()),
-        parents: bound.chain().leaves().to_vec(),
+        parents,
         height,
         time: T0,
         topics: vec!["chat".into()],
@@ -1003,18 +1017,34 @@ fn assert_not_admitted(report: &endra::walytis::InsertReport) {
     );
 }
 
+/// A person with a laptop, a phone and a tablet, and a notes chain bound to it that the
+/// laptop founded and the others replicate.
+async fn three_devices_with_notes() -> ([Id; 3], [Bound; 3]) {
+    let mut laptop = new_person("Ada").await;
+    let mut phone = add_device(&mut laptop, T0).await;
+    let mut tablet = add_device(&mut laptop, T0 + 10).await;
+    exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+    let on_laptop = BoundChain::create(&laptop, T0 + 20, &mut OsRng)
+        .await
+        .unwrap();
+    let genesis = on_laptop
+        .chain()
+        .block(&on_laptop.chain().id())
+        .await
+        .unwrap()
+        .unwrap()
+        .block;
+    let on_phone = BoundChain::replica(&phone, genesis.clone()).await.unwrap();
+    let on_tablet = BoundChain::replica(&tablet, genesis).await.unwrap();
+    ([laptop, phone, tablet], [on_laptop, on_phone, on_tablet])
+}
+
 #[test]
 fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
     block_on(async {
-        let mut laptop = new_person("Ada").await;
-        let mut phone = add_device(&mut laptop, T0).await;
-        let mut tablet = add_device(&mut laptop, T0 + 10).await;
-        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
-
-        // The laptop founds a notes chain bound to the person; the others replicate it.
-        let mut on_laptop = BoundChain::create(&laptop, T0 + 20, &mut OsRng)
-            .await
-            .unwrap();
+        let ([mut laptop, mut phone, mut tablet], [mut on_laptop, mut on_phone, mut on_tablet]) =
+            three_devices_with_notes().await;
+        assert_eq!(on_laptop.chain().authority(), Some(laptop.chain().id()));
         let genesis = on_laptop
             .chain()
             .block(&on_laptop.chain().id())
@@ -1022,9 +1052,6 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
             .unwrap()
             .unwrap()
             .block;
-        assert_eq!(on_laptop.chain().authority(), Some(laptop.chain().id()));
-        let mut on_phone = BoundChain::replica(&phone, genesis.clone()).await.unwrap();
-        let mut on_tablet = BoundChain::replica(&tablet, genesis.clone()).await.unwrap();
         for (bound, device, text) in [
             (&mut on_laptop, &mut laptop, "from the laptop"),
             (&mut on_phone, &mut phone, "from the phone"),
@@ -1064,8 +1091,19 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
             .iter()
             .all(|e| !e.block.bytes().windows(9).any(|w| w == b"from the ")));
 
-        // The phone removes the tablet; its next write makes a new epoch first.
+        // The phone removes the tablet, acknowledging first what it holds of the bound chain
+        // (so the tablet's message stays shown); its next write makes a new epoch first.
         let stale_anchor = tablet.chain().leaves().to_vec();
+        let ack = on_phone
+            .acknowledge(&phone, T0 + 39)
+            .await
+            .unwrap()
+            .expect("the leaves are not all the phone's");
+        assert!(on_phone
+            .acknowledge(&phone, T0 + 39)
+            .await
+            .unwrap()
+            .is_none());
         phone
             .remove(tablet.device().did(), T0 + 40, &mut OsRng)
             .await
@@ -1090,8 +1128,18 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
         assert_eq!(
             tablet_view.iter().filter(|c| c.is_ok()).count(),
             3,
-            "history stays"
+            "history stays, the tablet's own message included, and the acknowledgement is no message"
         );
+        assert!(tablet_view.contains(&Ok(b"from the tablet".to_vec())));
+        assert!(!bound_contents(&on_laptop, &laptop)
+            .await
+            .contains(&Ok(Vec::new())));
+        assert!(on_laptop
+            .chain()
+            .block(&ack.block.id())
+            .await
+            .unwrap()
+            .is_some());
         assert!(
             tablet_view.last().unwrap().is_err(),
             "new data is unreadable to it"
@@ -1151,6 +1199,134 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
             BoundChain::replica(&other, genesis).await,
             Err(IdentityError::NotBound(_))
         ));
+    });
+}
+
+/// What `reader` is shown of `bound`: its readable messages, as text.
+async fn shown_text(bound: &Bound, reader: &Id) -> BTreeSet<String> {
+    bound_contents(bound, reader)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|bytes| String::from_utf8(bytes).unwrap())
+        .collect()
+}
+
+fn texts(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn a_removed_devices_block_into_the_past_is_stored_but_shown_to_nobody() {
+    block_on(async {
+        let ([mut laptop, mut phone, mut tablet], [mut on_laptop, mut on_phone, mut on_tablet]) =
+            three_devices_with_notes().await;
+
+        // The tablet writes, the laptop answers, the tablet writes once more; all see it all.
+        let say = |text: &'static str| text.as_bytes().to_vec();
+        on_tablet
+            .write(&mut tablet, &say("answered"), vec![], T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        on_laptop
+            .write(&mut laptop, &say("the answer"), vec![], T0 + 31, &mut OsRng)
+            .await
+            .unwrap();
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        let unanswered = on_tablet
+            .write(&mut tablet, &say("unanswered"), vec![], T0 + 32, &mut OsRng)
+            .await
+            .unwrap()
+            .block
+            .id();
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        let answer_and_all = texts(&["answered", "the answer", "unanswered"]);
+        assert_eq!(shown_text(&on_laptop, &laptop).await, answer_and_all);
+
+        // The phone removes the tablet, and only the laptop hears of it. The phone's next
+        // write does not build on the removed tablet's leaf: it takes that leaf's parent.
+        let stale_anchor = tablet.chain().leaves().to_vec();
+        phone
+            .remove(tablet.device().did(), T0 + 40, &mut OsRng)
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        let after = on_phone
+            .write(&mut phone, &say("after"), vec![], T0 + 41, &mut OsRng)
+            .await
+            .unwrap()
+            .block;
+        assert!(!after.parents().contains(&unanswered));
+        assert_eq!(after.parents().len(), 1);
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone]).await;
+
+        // The tablet, not knowing, writes on the state before its removal with the anchor it
+        // knows: a block "into the past", sealed under an epoch the others hold.
+        let past = on_tablet
+            .write(
+                &mut tablet,
+                &say("into the past"),
+                vec![],
+                T0 + 50,
+                &mut OsRng,
+            )
+            .await
+            .unwrap()
+            .block;
+        assert_eq!(Anchored::parse(&past).unwrap().anchor, stale_anchor);
+        // Every replica stores it (nothing in either chain tells it from an honest last
+        // message) and none shows it, nor the tablet's unanswered message.
+        exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        let shown = texts(&["answered", "the answer", "after"]);
+        for (bound, device) in [(&on_laptop, &laptop), (&on_phone, &phone)] {
+            assert!(bound.chain().block(&past.id()).await.unwrap().is_some());
+            assert_eq!(shown_text(bound, device).await, shown);
+        }
+
+        // The laptop's next write leaves both out; a block that builds on the block into the
+        // past with the identity as it is now is refused everywhere.
+        let next = on_laptop
+            .write(&mut laptop, &say("next"), vec![], T0 + 60, &mut OsRng)
+            .await
+            .unwrap()
+            .block;
+        assert!(!next.parents().contains(&past.id()));
+        assert!(!next.parents().contains(&unanswered));
+        exchange_bound(&mut [&mut on_laptop, &mut on_phone, &mut on_tablet]).await;
+        let phone_key = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        let current_anchor = phone.chain().leaves().to_vec();
+        let vouching =
+            forge_bound_on(&on_phone, &phone_key, &current_anchor, vec![past.id()]).await;
+        for replica in [&mut on_laptop, &mut on_phone, &mut on_tablet] {
+            assert_not_admitted(
+                &replica
+                    .chain_mut()
+                    .insert([vouching.bytes()])
+                    .await
+                    .unwrap(),
+            );
+        }
+        let shown = texts(&["answered", "the answer", "after", "next"]);
+        assert_eq!(shown_text(&on_laptop, &laptop).await, shown);
+
+        // A current device that had not heard of the removal may build on it (its anchor
+        // predates the removal): then it is shown, as a message that device answered.
+        let unaware = forge_bound_on(&on_phone, &phone_key, &stale_anchor, vec![past.id()]).await;
+        for replica in [&mut on_laptop, &mut on_phone] {
+            let report = replica.chain_mut().insert([unaware.bytes()]).await.unwrap();
+            assert_eq!(report.accepted.len(), 1, "{:?}", report.rejected);
+        }
+        let shown = texts(&[
+            "answered",
+            "the answer",
+            "unanswered",
+            "into the past",
+            "after",
+            "next",
+        ]);
+        assert_eq!(shown_text(&on_laptop, &laptop).await, shown);
     });
 }
 

@@ -49,4 +49,10 @@ impl Admission for IdentityRule {
     fn authorises(&self, author: &Author) -> bool {
         matches!(&self.view, Ok(state) if state.signer(author.key_bytes()).is_some())
     }
+
+    /// A removed device's keys, or a removed member's, are retired; a rotated-out key of a
+    /// current device is not.
+    fn retired(&self, author: &Author) -> bool {
+        matches!(&self.view, Ok(state) if state.is_retired(author.key_bytes()))
+    }
 }

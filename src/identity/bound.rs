@@ -6,14 +6,18 @@
 //! author knew, and is stored only if the identity at those leaves lists its author as a
 //! current device and those leaves reach everything its parents' anchors reach. Reading is
 //! enforced by encryption: contents are sealed under the identity's current epoch key, which
-//! a removed device never gets.
+//! a removed device never gets. A removed device's blocks "into the past" are stored but not
+//! shown ([`BoundChain::messages`]); acknowledging before a removal
+//! ([`BoundChain::acknowledge`]) keeps its earlier messages shown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rand_core::CryptoRngCore;
 
-use crate::store::BlockStore;
-use crate::walytis::{Anchored, Block, BlockDraft, BlockId, Chain, ChainError, Entry, Query};
+use crate::store::{BlockStore, StoreError};
+use crate::walytis::{
+    Anchored, Author, Block, BlockDraft, BlockId, Chain, ChainError, Entry, Query,
+};
 
 use super::handle::Identity;
 use super::state::{IdentityState, Rejection};
@@ -89,25 +93,11 @@ async fn check_founder<S: BlockStore>(
         .map_err(|e| IdentityError::Malformed(e.to_string()))?
         .filter(|anchored| anchored.authority == Some(authority))
         .ok_or_else(|| IdentityError::NotBound(identity.did()))?;
-    let blocks = identity.blocks().await?;
-    let by_id: HashMap<BlockId, &Block> = blocks.iter().map(|b| (b.id(), b)).collect();
-    let mut reached = HashSet::new();
-    let mut stack = anchored.anchor;
-    while let Some(id) = stack.pop() {
-        if !reached.insert(id) {
-            continue;
-        }
-        let block = by_id.get(&id).ok_or(ChainError::AwaitingAuthority {
-            authority,
-            missing: id,
-        })?;
-        stack.extend_from_slice(block.parents());
-    }
-    let ancestry: Vec<Block> = blocks
-        .iter()
-        .filter(|b| reached.contains(&b.id()))
-        .cloned()
-        .collect();
+    let ancestry = identity
+        .chain()
+        .ancestry_of(&anchored.anchor)
+        .await?
+        .map_err(|missing| ChainError::AwaitingAuthority { authority, missing })?;
     let state = IdentityState::resolve(&ancestry)?;
     if state.signer(genesis.author().key_bytes()).is_none() {
         return Err(Rejection::Unauthorised.into());
@@ -152,6 +142,49 @@ impl<S: BlockStore> BoundChain<S> {
             .ok_or(IdentityError::Malformed("nothing written".into()))
     }
 
+    /// Acknowledges the leaves: writes a block with no content on every leaf this device may
+    /// build on, unless they are all its own (or the genesis). Call it before removing a
+    /// device: the removed device's messages this device holds then stay shown (see
+    /// [`BoundChain::messages`]). Returns the block, if one was written.
+    pub async fn acknowledge(
+        &mut self,
+        identity: &Identity<S>,
+        time: u64,
+    ) -> Result<Option<Entry>, IdentityError> {
+        if self.chain.authority() != Some(identity.chain().id()) {
+            return Err(IdentityError::NotBound(identity.did()));
+        }
+        if !identity.is_current_device() {
+            return Err(IdentityError::NotAMember);
+        }
+        let me = Author::of(identity.device().signing().as_dalek());
+        let mut all_mine = true;
+        for leaf in self.chain.leaves() {
+            if *leaf == self.chain.id() {
+                continue;
+            }
+            let block = self
+                .chain
+                .block(leaf)
+                .await?
+                .ok_or_else(|| {
+                    ChainError::from(StoreError::Corrupt(format!("leaf {leaf} is not stored")))
+                })?
+                .block;
+            all_mine &= block.author() == me;
+        }
+        if all_mine {
+            return Ok(None);
+        }
+        let body = Anchored::body(identity.chain().leaves(), &[]);
+        let key = identity.device().signing().as_dalek();
+        let mut entries = self
+            .chain
+            .append(key, time, vec![(body, Vec::new())])
+            .await?;
+        Ok(entries.pop())
+    }
+
     /// Decrypts a block of this chain, if this device holds the epoch key it was sealed
     /// under.
     pub fn read(&self, identity: &Identity<S>, block: &Block) -> Result<Vec<u8>, IdentityError> {
@@ -160,8 +193,16 @@ impl<S: BlockStore> BoundChain<S> {
         identity.open_sealed(&self.chain.id(), anchored.content)
     }
 
-    /// Every block after the genesis in chain order, each with its content or why this
-    /// device cannot read it.
+    /// Every message (block after the genesis, acknowledgements aside) in chain order that the
+    /// identity, as this device knows it now, shows, each with its content or why this device
+    /// cannot read it.
+    ///
+    /// A block by a retired device (one removed from the identity) is shown only if a block
+    /// by a current device descends from it: a current device built on it before it heard
+    /// of the removal. A removed device's blocks "into the past" are stored by every replica
+    /// (nothing in the chain tells them from its honest last messages) but shown by none, and
+    /// so are its last messages that nobody had built on when the removal reached them (see
+    /// [`crate::walytis::binding`]).
     pub async fn messages(
         &self,
         identity: &Identity<S>,
@@ -173,13 +214,32 @@ impl<S: BlockStore> BoundChain<S> {
                 ..Query::default()
             })
             .await?;
+        // Children come after their parents in chain order: one pass from the end marks
+        // every block some current device's block descends from.
+        let state = identity.state();
+        let mut vouched = HashSet::new();
+        let mut shown = vec![false; entries.len()];
+        for (entry, shown) in entries.iter().zip(&mut shown).rev() {
+            let block = &entry.block;
+            if vouched.contains(&block.id()) || !state.is_retired(block.author().key_bytes()) {
+                *shown = true;
+                vouched.extend(block.parents().iter().copied());
+            }
+        }
         Ok(entries
             .into_iter()
-            .filter(|e| e.block.id() != self.chain.id())
-            .map(|e| {
+            .zip(shown)
+            .filter(|(e, shown)| *shown && e.block.id() != self.chain.id() && !is_ack(&e.block))
+            .map(|(e, _)| {
                 let content = self.read(identity, &e.block);
                 (e.block, content)
             })
             .collect())
     }
+}
+
+/// Whether a block of a bound chain is an acknowledgement: a body with no content (every
+/// message is sealed, so it has some).
+fn is_ack(block: &Block) -> bool {
+    Anchored::parse(block).is_ok_and(|anchored| anchored.content.is_empty())
 }

@@ -184,6 +184,8 @@ pub struct IdentityState {
     owners: HashMap<String, String>,
     /// Revoked signing keys → the revoking block.
     revoked: HashMap<[u8; 32], BlockId>,
+    /// Keys rotated out → their device's DID: such a key is retired only with its device.
+    rotated_out: HashMap<[u8; 32], String>,
     removed_devices: HashSet<String>,
     used_invitations: HashSet<[u8; 16]>,
     requests: BTreeMap<BlockId, PendingRequest>,
@@ -339,6 +341,17 @@ impl IdentityState {
     /// if it was revoked.
     pub fn revoked_by(&self, key: &[u8; 32]) -> Option<BlockId> {
         self.revoked.get(key).copied()
+    }
+
+    /// Whether a signing key is retired: it belonged to a device that was removed (by itself,
+    /// by an admin, or with its member). A key merely rotated out of a current device is
+    /// not. Blocks of bound chains by retired keys are hidden unless a current device built
+    /// on them (see [`super::BoundChain::messages`]).
+    pub fn is_retired(&self, key: &[u8; 32]) -> bool {
+        match self.rotated_out.get(key) {
+            Some(device) => self.removed_devices.contains(device),
+            None => self.revoked.contains_key(key),
+        }
     }
 
     /// The policy for epoch keys.
@@ -528,6 +541,7 @@ impl IdentityState {
             signers: HashMap::new(),
             owners: HashMap::new(),
             revoked: HashMap::new(),
+            rotated_out: HashMap::new(),
             removed_devices: HashSet::new(),
             used_invitations: HashSet::new(),
             requests: BTreeMap::new(),
@@ -787,6 +801,7 @@ impl IdentityState {
                 }
                 self.signers.remove(&key);
                 self.revoked.insert(key, id);
+                self.rotated_out.insert(key, device.clone());
                 self.revocations.push((key, id));
                 self.enrol(author_member, &replacement);
                 if let Some(m) = self.members.get_mut(author_member) {

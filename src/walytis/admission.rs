@@ -32,6 +32,11 @@ pub trait Admission: Send + Sync {
     fn authorises(&self, _author: &Author) -> bool {
         false
     }
+    /// Whether the view shows `author` removed for good (not merely a key rotated out): a
+    /// bound-chain block anchored at this view may not build on its blocks.
+    fn retired(&self, _author: &Author) -> bool {
+        false
+    }
 }
 
 /// A rule with the leaves of its view.

@@ -20,23 +20,35 @@
 //! like an identity chain's genesis it is not itself checked — whoever opens a bound chain
 //! checks who founded it (see `identity::BoundChain`).
 //!
-//! Not prevented yet: a removed device can still write on top of a bound-chain state older
-//! than its removal, with an anchor older than its removal (a block "into the past"). It is
-//! stored, sealed under an epoch the members hold. The identity chain's fold drops such
-//! blocks (strong removal); nothing drops them from a bound chain yet.
+//! A removed device can still write *into the past*: on a bound-chain state older than its
+//! removal, with an anchor older than its removal. Nothing in the two ancestries tells that
+//! block from the device's honest last message, so it is stored. What keeps it out of sight:
+//!
+//! - a block may not build on a block whose author the block's own anchor shows *retired*
+//!   ([`super::Admission::retired`]: removed for good, not merely rotated out), the genesis
+//!   excepted. Writers who know of a removal leave such leaves out of their parents
+//!   (`Chain` puts the leaves' own parents in their place), and every replica refuses a
+//!   block that does not;
+//! - readers show a retired author's block only if a block by a current author descends from
+//!   it, that is, if a current device built on it before it heard of the removal (see
+//!   `identity::BoundChain::messages`).
+//!
+//! The cost: a removed device's last messages that no current device had built on when the
+//! removal reached it are hidden too, as concurrent blocks are by an identity chain's strong
+//! removal.
 
 use std::collections::{HashMap, HashSet};
 
 use super::admission::Admission;
-use super::block::{Block, BlockError, MAX_PARENTS};
+use super::block::{Author, Block, BlockError, MAX_PARENTS};
 use super::cbor::{Reader, Writer};
 use super::id::BlockId;
 
 /// The topic of a bound chain's genesis.
 pub const BOUND_TOPIC: &str = "walytis/bound";
 
-/// Anchors of recently checked blocks kept to check their children without a store read.
-const ANCHOR_CACHE: usize = 1 << 14;
+/// Stamps of recently checked blocks kept to check their children without a store read.
+const STAMP_CACHE: usize = 1 << 14;
 /// Authority views kept: blocks written between two authority changes share one.
 const VIEW_CACHE: usize = 8;
 
@@ -88,8 +100,12 @@ impl<'a> Anchored<'a> {
 
     /// Parses a bound-chain block's body.
     pub fn parse(block: &'a Block) -> Result<Self, BindingError> {
-        let mut r = Reader::new(block.body());
-        let genesis = block.chain().is_none();
+        Self::parse_body(block.body(), block.chain().is_none())
+    }
+
+    /// Parses the body of a bound chain's genesis (`genesis`) or of a later block.
+    pub fn parse_body(body: &'a [u8], genesis: bool) -> Result<Self, BindingError> {
+        let mut r = Reader::new(body);
         let expected = if genesis { 3 } else { 2 };
         if r.array()? != expected {
             return Err(BindingError::Shape("not an array of the right length"));
@@ -162,28 +178,49 @@ impl AuthorityView {
             rule,
         }
     }
+
+    /// Whether the authority at this view shows `author` retired (see the module docs).
+    pub(super) fn retired(&self, author: &Author) -> bool {
+        self.rule.as_ref().is_some_and(|rule| rule.retired(author))
+    }
+}
+
+/// Where an admitted bound-chain block stands: what its children's checks need of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Stamp {
+    /// The authority's leaves its author knew.
+    pub(super) anchor: Vec<BlockId>,
+    /// Who wrote it.
+    pub(super) author: Author,
 }
 
 /// What a chain bound to an authority remembers to check its blocks.
 pub(super) struct Binding {
     /// The authority chain's ID.
     pub(super) authority: BlockId,
-    anchors: HashMap<BlockId, Vec<BlockId>>,
+    /// The genesis, exempt from the retired-parent rule: every chain starts from it.
+    genesis: BlockId,
+    stamps: HashMap<BlockId, Stamp>,
     views: Vec<AuthorityView>,
 }
 
 impl Binding {
-    pub(super) fn new(authority: BlockId, genesis: BlockId, anchor: Vec<BlockId>) -> Self {
+    pub(super) fn new(authority: BlockId, genesis: &Block, anchor: Vec<BlockId>) -> Self {
+        let stamp = Stamp {
+            anchor,
+            author: genesis.author(),
+        };
         Binding {
             authority,
-            anchors: HashMap::from([(genesis, anchor)]),
+            genesis: genesis.id(),
+            stamps: HashMap::from([(genesis.id(), stamp)]),
             views: Vec::new(),
         }
     }
 
-    /// The anchor of an admitted block, if remembered.
-    pub(super) fn anchor_of(&self, id: &BlockId) -> Option<&Vec<BlockId>> {
-        self.anchors.get(id)
+    /// The stamp of an admitted block, if remembered.
+    pub(super) fn stamp_of(&self, id: &BlockId) -> Option<&Stamp> {
+        self.stamps.get(id)
     }
 
     /// The view at `anchor`, if kept.
@@ -199,29 +236,44 @@ impl Binding {
         self.views.push(view);
     }
 
-    /// Remembers the anchor of an admitted block.
-    pub(super) fn remember(&mut self, id: BlockId, anchor: Vec<BlockId>) {
-        if self.anchors.len() >= ANCHOR_CACHE {
-            self.anchors.clear();
-        }
-        self.anchors.insert(id, anchor);
+    /// Whether `id`, with `stamp`, is a leaf that a block anchored at `view` must not build
+    /// on: its author is retired there, and it is not the genesis.
+    pub(super) fn is_dead(&self, view: &AuthorityView, id: &BlockId, stamp: &Stamp) -> bool {
+        *id != self.genesis && view.retired(&stamp.author)
     }
 
-    /// Whether the block with `anchor`, by `author`, whose parents' anchors are
-    /// `parent_anchors`, may be stored, given the view at its anchor; if not, why.
+    /// Remembers the stamp of an admitted block.
+    pub(super) fn remember(&mut self, id: BlockId, stamp: Stamp) {
+        if self.stamps.len() >= STAMP_CACHE {
+            self.stamps.clear();
+        }
+        self.stamps.insert(id, stamp);
+    }
+
+    /// Whether a block with its anchor's `view`, by `author`, whose parents are `parents`
+    /// (ID and stamp) may be stored; if not, why.
     pub(super) fn judge(
+        &self,
         view: &AuthorityView,
-        author: &super::Author,
-        parent_anchors: &[Vec<BlockId>],
+        author: &Author,
+        parents: &[(BlockId, Stamp)],
     ) -> Result<(), String> {
-        if let Some(behind) = parent_anchors
+        if let Some(behind) = parents
             .iter()
-            .flatten()
+            .flat_map(|(_, stamp)| &stamp.anchor)
             .find(|id| !view.reached.contains(*id))
         {
             return Err(format!(
                 "its anchor does not reach {behind}, which a parent's anchor names: anchors \
                  never go back"
+            ));
+        }
+        if let Some((parent, _)) = parents
+            .iter()
+            .find(|(id, stamp)| self.is_dead(view, id, stamp))
+        {
+            return Err(format!(
+                "it builds on {parent}, whose author its anchor shows removed"
             ));
         }
         match &view.rule {

@@ -14,7 +14,7 @@ use ed25519_dalek::SigningKey;
 use futures_channel::mpsc;
 
 use super::admission::Guard;
-use super::binding::{self, Anchored, AuthorityView, Binding};
+use super::binding::{self, Anchored, AuthorityView, Binding, Stamp};
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
 use crate::store::{
@@ -427,7 +427,8 @@ impl<S: BlockStore> Chain<S> {
 
     /// Appends blocks written by `key`, one after the other: each block's parents are all
     /// the leaves at that moment, so the batch forms a line on top of the current DAG.
-    /// Written in one transaction.
+    /// (In a bound chain, leaves by a removed device are left out; see
+    /// [`super::binding`].) Written in one transaction.
     pub async fn append(
         &mut self,
         key: &SigningKey,
@@ -503,8 +504,8 @@ impl<S: BlockStore> Chain<S> {
         }
     }
 
-    /// Signs one block per item on top of the current leaves (each on the previous one), with
-    /// the heights they get.
+    /// Signs one block per item on top of the current leaves (each on the previous one; in a
+    /// bound chain, on the leaves it may build on), with the heights they get.
     async fn sign_on_leaves(
         &mut self,
         key: &SigningKey,
@@ -512,7 +513,10 @@ impl<S: BlockStore> Chain<S> {
         items: &[(Vec<u8>, Vec<String>)],
     ) -> Result<(Vec<Block>, HashMap<BlockId, u64>), ChainError> {
         let mut blocks = Vec::with_capacity(items.len());
-        let mut leaves = self.state.leaves.clone();
+        let mut leaves = match items.first() {
+            Some((body, _)) if self.binding.is_some() => self.live_leaves(body).await?,
+            _ => self.state.leaves.clone(),
+        };
         let mut heights: HashMap<BlockId, u64> = HashMap::new();
         for (body, topics) in items {
             // More leaves than a block may name: merge the first ones now, the rest later.
@@ -769,76 +773,123 @@ impl<S: BlockStore> Chain<S> {
         block: &Block,
         batch: &[Block],
     ) -> Result<Result<(), Refusal>, ChainError> {
-        let Some(binding) = &self.binding else {
-            return Ok(Ok(()));
-        };
         let anchored = match Anchored::parse(block) {
             Ok(anchored) => anchored,
             Err(e) => return Ok(Err(Refusal::Refused(e.to_string()))),
         };
-        let mut parent_anchors = Vec::with_capacity(block.parents().len());
+        let mut parents = Vec::with_capacity(block.parents().len());
         for parent in block.parents() {
-            if let Some(anchor) = binding.anchor_of(parent) {
-                parent_anchors.push(anchor.clone());
-                continue;
-            }
-            let stored = match batch.iter().find(|b| b.id() == *parent) {
-                Some(block) => block.clone(),
-                None => {
-                    self.block(parent)
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("parent {parent} is not stored"))
-                        })?
-                        .block
-                }
-            };
-            let anchor = Anchored::parse(&stored)
-                .map_err(|e| StoreError::Corrupt(format!("bound block {parent}: {e}")))?
-                .anchor;
-            parent_anchors.push(anchor);
+            parents.push((*parent, self.stamp_of(parent, batch).await?));
         }
-        self.judge_anchored(block, anchored.anchor, &parent_anchors)
-            .await
-    }
-
-    /// Judges a bound chain's block (see [`super::binding`]) with `anchor` and the anchors of
-    /// its parents, and remembers its anchor if it passes.
-    async fn judge_anchored(
-        &mut self,
-        block: &Block,
-        anchor: Vec<BlockId>,
-        parent_anchors: &[Vec<BlockId>],
-    ) -> Result<Result<(), Refusal>, ChainError> {
-        let Some(binding) = &self.binding else {
-            return Ok(Ok(()));
-        };
-        let authority = binding.authority;
-        if binding.view(&anchor).is_none() {
-            let ancestry = match self.ancestry_in(&authority, &anchor, &[]).await? {
-                Ok(ancestry) => ancestry,
-                Err(missing) => return Ok(Err(Refusal::Awaiting { authority, missing })),
-            };
-            let rule = ancestry
-                .first()
-                .filter(|genesis| genesis.id() == authority)
-                .and_then(rule_for);
-            let view = AuthorityView::new(anchor.clone(), &ancestry, rule);
-            if let Some(binding) = &mut self.binding {
-                binding.keep_view(view);
-            }
+        if let Err(refusal) = self.view_at(&anchored.anchor).await? {
+            return Ok(Err(refusal));
         }
         let Some(binding) = &mut self.binding else {
             return Ok(Ok(()));
         };
-        let verdict = match binding.view(&anchor) {
-            Some(view) => Binding::judge(view, &block.author(), parent_anchors),
+        let verdict = match binding.view(&anchored.anchor) {
+            Some(view) => binding.judge(view, &block.author(), &parents),
             None => Err("no view of the authority".to_owned()),
         };
         if verdict.is_ok() {
-            binding.remember(block.id(), anchor);
+            let stamp = Stamp {
+                anchor: anchored.anchor,
+                author: block.author(),
+            };
+            binding.remember(block.id(), stamp);
         }
         Ok(verdict.map_err(Refusal::Refused))
+    }
+
+    /// The stamp of a bound chain's block that is stored or in `batch`. Admitted blocks'
+    /// stamps are cached, so the batch (searched from its end, where parents usually are)
+    /// and the store are read only after the cache was cleared.
+    async fn stamp_of(&self, id: &BlockId, batch: &[Block]) -> Result<Stamp, ChainError> {
+        if let Some(stamp) = self.binding.as_ref().and_then(|b| b.stamp_of(id)) {
+            return Ok(stamp.clone());
+        }
+        let block = match batch.iter().rev().find(|b| b.id() == *id) {
+            Some(block) => block.clone(),
+            None => {
+                self.block(id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("block {id} is not stored")))?
+                    .block
+            }
+        };
+        let anchor = Anchored::parse(&block)
+            .map_err(|e| StoreError::Corrupt(format!("bound block {id}: {e}")))?
+            .anchor;
+        Ok(Stamp {
+            anchor,
+            author: block.author(),
+        })
+    }
+
+    /// Makes sure the binding keeps a view of the authority at `anchor`; `Awaiting` if part
+    /// of the anchor's ancestry is not stored yet.
+    async fn view_at(&mut self, anchor: &[BlockId]) -> Result<Result<(), Refusal>, ChainError> {
+        let Some(binding) = &self.binding else {
+            return Ok(Ok(()));
+        };
+        if binding.view(anchor).is_some() {
+            return Ok(Ok(()));
+        }
+        let authority = binding.authority;
+        let ancestry = match self.ancestry_in(&authority, anchor, &[]).await? {
+            Ok(ancestry) => ancestry,
+            Err(missing) => return Ok(Err(Refusal::Awaiting { authority, missing })),
+        };
+        let rule = ancestry
+            .first()
+            .filter(|genesis| genesis.id() == authority)
+            .and_then(rule_for);
+        let view = AuthorityView::new(anchor.to_vec(), &ancestry, rule);
+        if let Some(binding) = &mut self.binding {
+            binding.keep_view(view);
+        }
+        Ok(Ok(()))
+    }
+
+    /// The parents a block of this bound chain with `body` gets: the leaves, except those a
+    /// block anchored where the body says must not build on (see [`super::binding`]), each
+    /// replaced by its own parents, recursively. The replacements may be ancestors of other
+    /// parents too, which is harmless. For other chains, and for bodies that do not parse
+    /// (refused later), the leaves.
+    async fn live_leaves(&mut self, body: &[u8]) -> Result<Vec<BlockId>, ChainError> {
+        let leaves = self.state.leaves.clone();
+        let Ok(anchored) = Anchored::parse_body(body, false) else {
+            return Ok(leaves);
+        };
+        if self.binding.is_none() || self.view_at(&anchored.anchor).await?.is_err() {
+            return Ok(leaves);
+        }
+        let mut live = BTreeSet::new();
+        let mut seen = HashSet::new();
+        let mut stack = leaves;
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let stamp = self.stamp_of(&id, &[]).await?;
+            let dead = match &self.binding {
+                Some(binding) => binding
+                    .view(&anchored.anchor)
+                    .is_some_and(|view| binding.is_dead(view, &id, &stamp)),
+                None => false,
+            };
+            if !dead {
+                live.insert(id);
+                continue;
+            }
+            let block = self
+                .block(&id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("leaf {id} is not stored")))?
+                .block;
+            stack.extend_from_slice(block.parents());
+        }
+        Ok(live.into_iter().collect())
     }
 
     /// Every block `parents` reach, stored or in `batch`, in chain order. Reads only the
@@ -852,6 +903,15 @@ impl<S: BlockStore> Chain<S> {
         self.ancestry_in(&self.id, parents, batch)
             .await?
             .map_err(|id| StoreError::Corrupt(format!("ancestor {id} is not stored")).into())
+    }
+
+    /// Every block of this chain that `roots` reach, roots included, in chain order; or the
+    /// first block found missing. Reads only that ancestry.
+    pub async fn ancestry_of(
+        &self,
+        roots: &[BlockId],
+    ) -> Result<Result<Vec<Block>, BlockId>, ChainError> {
+        self.ancestry_in(&self.id, roots, &[]).await
     }
 
     /// Every block of `chain` (in this chain's store) that `roots` reach, roots included,
@@ -1096,7 +1156,7 @@ fn binding_for(genesis: &Block) -> Result<Option<Binding>, binding::BindingError
     Ok(binding::authority_of(genesis)?.and_then(|anchored| {
         anchored
             .authority
-            .map(|authority| Binding::new(authority, genesis.id(), anchored.anchor))
+            .map(|authority| Binding::new(authority, genesis, anchored.anchor))
     }))
 }
 

@@ -1,7 +1,8 @@
 //! Identities for JavaScript: a thin shell over [`crate::identity::Identity`]; blocks it
 //! writes are pushed to peers through the page's node.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use futures_util::lock::Mutex;
 use js_sys::{Array, Object, Uint8Array};
@@ -79,7 +80,12 @@ pub struct WasmIdentity {
     inner: Rc<Mutex<Identity<AnyStore>>>,
     node: NodeHandle,
     chain: BlockId,
+    /// The bound chains opened from this object, acknowledged before a removal.
+    bound: BoundChains,
 }
+
+/// Bound chains opened from one identity object, held weakly: closing one drops it.
+type BoundChains = Rc<RefCell<Vec<Weak<Mutex<BoundChain<AnyStore>>>>>>;
 
 impl WasmIdentity {
     async fn attach(
@@ -92,6 +98,7 @@ impl WasmIdentity {
             inner: Rc::new(Mutex::new(identity)),
             node: node.handle.clone(),
             chain,
+            bound: Rc::default(),
         })
     }
 }
@@ -435,11 +442,27 @@ impl WasmIdentity {
         })
     }
 
-    /// Removes a member (a device of a person, a person of a group) and rekeys.
+    /// Removes a member (a device of a person, a person of a group) and rekeys. The bound
+    /// chains opened from this object are acknowledged first, so that the removed member's
+    /// messages this device holds stay shown.
     pub fn remove(&self, member: String) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
+        let bound: Vec<_> = self
+            .bound
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         promise(async move {
             let mut identity = inner.lock().await;
+            for chain in bound {
+                let mut chain = chain.lock().await;
+                refresh_both(&mut chain, &mut identity).await?;
+                if let Some(ack) = chain.acknowledge(&identity, now()).await? {
+                    node.publish(chain.chain().id(), vec![ack.block.bytes().to_vec()])
+                        .await?;
+                }
+            }
             let before = begin(&mut identity).await?;
             identity.remove(&member, now(), &mut OsRng).await?;
             publish(&identity, &node, before).await?;
@@ -552,13 +575,16 @@ impl WasmIdentity {
     #[wasm_bindgen(js_name = createChain)]
     pub fn create_chain(&self) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
+        let registry = self.bound.clone();
         promise(async move {
             let bound = {
                 let mut identity = inner.lock().await;
                 identity.refresh().await?;
                 BoundChain::create(&identity, now(), &mut OsRng).await?
             };
-            Ok(WasmBoundChain::attach(bound, inner, node).await?.into())
+            Ok(WasmBoundChain::attach(bound, inner, node, &registry)
+                .await?
+                .into())
         })
     }
 
@@ -568,6 +594,7 @@ impl WasmIdentity {
     #[wasm_bindgen(js_name = openChain)]
     pub fn open_chain(&self, chain: String) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
+        let registry = self.bound.clone();
         promise(async move {
             let chain = parse_id(&chain)?;
             let bound = {
@@ -575,7 +602,9 @@ impl WasmIdentity {
                 identity.refresh().await?;
                 BoundChain::open(&identity, chain).await?
             };
-            Ok(WasmBoundChain::attach(bound, inner, node).await?.into())
+            Ok(WasmBoundChain::attach(bound, inner, node, &registry)
+                .await?
+                .into())
         })
     }
 }
@@ -611,16 +640,22 @@ pub struct WasmBoundChain {
 }
 
 impl WasmBoundChain {
-    /// Syncs `bound` through the node and wraps it.
+    /// Syncs `bound` through the node, wraps it, and adds it to `registry` (the identity
+    /// object's bound chains).
     async fn attach(
         bound: BoundChain<AnyStore>,
         identity: Rc<Mutex<Identity<AnyStore>>>,
         node: NodeHandle,
+        registry: &BoundChains,
     ) -> Result<Self, JsFailure> {
         let chain = bound.chain().id();
         node.open(chain, None).await?;
+        let inner = Rc::new(Mutex::new(bound));
+        let mut chains = registry.borrow_mut();
+        chains.retain(|weak| weak.strong_count() > 0);
+        chains.push(Rc::downgrade(&inner));
         Ok(WasmBoundChain {
-            inner: Rc::new(Mutex::new(bound)),
+            inner,
             identity,
             node,
             chain,
@@ -646,14 +681,7 @@ impl WasmBoundChain {
             let topics = string_array(&topics, "topics")?;
             let mut identity = identity.lock().await;
             let mut bound = inner.lock().await;
-            // The bound chain first: every block it holds has its anchor stored, so the
-            // identity read after it holds everything those blocks name.
-            bound
-                .chain_mut()
-                .refresh()
-                .await
-                .map_err(IdentityError::from)?;
-            let before = begin(&mut identity).await?;
+            let before = refresh_both(&mut bound, &mut identity).await?;
             let entry = bound
                 .write(&mut identity, &body, topics, now(), &mut OsRng)
                 .await?;
@@ -670,13 +698,8 @@ impl WasmBoundChain {
         let (inner, identity) = (self.inner.clone(), self.identity.clone());
         promise(async move {
             let mut identity = identity.lock().await;
-            identity.refresh().await?;
             let mut bound = inner.lock().await;
-            bound
-                .chain_mut()
-                .refresh()
-                .await
-                .map_err(IdentityError::from)?;
+            refresh_both(&mut bound, &mut identity).await?;
             let list: Array = bound
                 .messages(&identity)
                 .await?
@@ -686,6 +709,22 @@ impl WasmBoundChain {
             Ok(list.into())
         })
     }
+}
+
+/// Reads what other handles stored into `bound` and then `identity`, in that order: every
+/// block the bound chain holds has its anchor stored, so the identity read after it holds
+/// everything those blocks name (a write never anchors behind a parent, and every message's
+/// epoch is known). Returns the identity chain's length, for [`publish`].
+async fn refresh_both(
+    bound: &mut BoundChain<AnyStore>,
+    identity: &mut Identity<AnyStore>,
+) -> Result<u64, JsFailure> {
+    bound
+        .chain_mut()
+        .refresh()
+        .await
+        .map_err(IdentityError::from)?;
+    begin(identity).await
 }
 
 fn parse_role(role: &str) -> Result<Role, JsFailure> {
