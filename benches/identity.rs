@@ -13,7 +13,8 @@
 //! - the binding's cost: a fresh replica (holding the identity chain) storing a 1,000-message
 //!   chain bound to a person — every block's author checked against the identity at the
 //!   block's anchor — in one batch and one block at a time (as live pushes arrive), beside a
-//!   plain chain with the same bodies.
+//!   plain chain with the same bodies; and what writing one message and listing all of them
+//!   (the visibility pass and decryption) cost.
 //!
 //! `cargo bench --bench identity` prints the numbers and writes them to
 //! `bench/results/identity.json` (summarised in the README).
@@ -83,7 +84,14 @@ fn main() {
         chain.len()
     );
 
-    let (identity, bound) = block_on(bound_chain(1_000));
+    let (identity, bound, costs) = block_on(bound_chain(1_000));
+    println!(
+        "a chain bound to a person: write one message {:.3} ms (mean of {}); list all {} messages {:.1} ms (median of 5)",
+        costs.write_ms,
+        bound.len() - 1,
+        bound.len() - 1,
+        costs.list_ms
+    );
     let bound_plain = block_on(plain_twin(&bound));
     let with_identity = || {
         let store = MemoryStore::new();
@@ -104,12 +112,14 @@ fn main() {
     );
 
     let json = format!(
-        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2} }}\n}}\n",
+        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2}, \"write_one_ms\": {:.3}, \"list_all_ms\": {:.2} }}\n}}\n",
         rekey.join(",\n    "),
         chain.len(),
         chain.len(),
         chain.len(),
-        bound.len() - 1
+        bound.len() - 1,
+        costs.write_ms,
+        costs.list_ms
     );
     std::fs::create_dir_all("bench/results").unwrap();
     std::fs::write("bench/results/identity.json", &json).unwrap();
@@ -200,8 +210,17 @@ fn store_all(chain: &[Block], store: impl Fn() -> MemoryStore, batches: usize) -
     start.elapsed().as_secs_f64() * 1e3
 }
 
-/// A person's identity chain and a chain bound to it holding `messages` sealed messages.
-async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>) {
+/// What writing and listing a bound chain cost, in ms.
+struct BoundCosts {
+    /// One message written (sealed, anchored, signed, checked, stored), averaged.
+    write_ms: f64,
+    /// Every message listed (visibility pass, decryption), median of 5.
+    list_ms: f64,
+}
+
+/// A person's identity chain and a chain bound to it holding `messages` sealed messages,
+/// with what writing and listing them cost.
+async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>, BoundCosts) {
     let founding = Founding {
         kind: Kind::Person,
         name: "Ada".into(),
@@ -213,6 +232,7 @@ async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>) {
         .await
         .unwrap();
     let mut bound = BoundChain::create(&identity, T0, &mut OsRng).await.unwrap();
+    let start = Instant::now();
     for i in 0..messages {
         let text = format!("message {i} of a chat bound to its members");
         bound
@@ -220,9 +240,20 @@ async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>) {
             .await
             .unwrap();
     }
+    let write_ms = start.elapsed().as_secs_f64() * 1e3 / messages as f64;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let listed = bound.messages(&identity).await.unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(listed.len(), messages);
+        assert!(listed.iter().all(|(_, content)| content.is_ok()));
+    }
+    let list_ms = median(times);
     let all = |entries: Vec<endra::walytis::Entry>| entries.into_iter().map(|e| e.block).collect();
     (
         all(identity.chain().since(None, usize::MAX).await.unwrap()),
         all(bound.chain().since(None, usize::MAX).await.unwrap()),
+        BoundCosts { write_ms, list_ms },
     )
 }

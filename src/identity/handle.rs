@@ -1,6 +1,9 @@
 //! An identity as one of its devices sees and acts on it: the chain, the device's keys and
 //! the derived state, kept in step.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use rand_core::CryptoRngCore;
 
 use crate::store::BlockStore;
@@ -27,6 +30,9 @@ pub struct Identity<S: BlockStore> {
     state: IdentityState,
     /// The leaves of the blocks `state` was folded from, sorted.
     folded: Vec<BlockId>,
+    /// Epoch keys this device opened: opening one costs a hybrid decapsulation (X25519 +
+    /// ML-KEM-768), about a tenth of a millisecond; using it, microseconds.
+    opened: Mutex<HashMap<EpochId, EpochKey>>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Identity<S> {
@@ -111,6 +117,7 @@ impl<S: BlockStore> Identity<S> {
             device,
             state,
             folded,
+            opened: Mutex::default(),
         })
     }
 
@@ -428,6 +435,11 @@ impl<S: BlockStore> Identity<S> {
         }
         self.submit(vec![rotate], time).await?;
         self.device = next;
+        // The old agreement key is gone: what the new one cannot open must not stay readable.
+        self.opened
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let me = [self.device.entry()];
         let mut ops = Vec::new();
         for (epoch, key) in &held {
@@ -558,10 +570,9 @@ impl<S: BlockStore> Identity<S> {
             .current_epoch()
             .map(|e| e.id)
             .ok_or(IdentityError::NoEpochKey)?;
-        let key = self
-            .state
-            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
-        let ciphertext = key.encrypt(&data_aad(chain, &epoch), plaintext, rng)?;
+        let ciphertext = self.with_epoch_key(&epoch, |key| {
+            Ok(key.encrypt(&data_aad(chain, &epoch), plaintext, rng)?)
+        })?;
         let mut w = Writer::with_capacity(ciphertext.len() + 32);
         w.array(2);
         w.bytes(&epoch);
@@ -586,10 +597,43 @@ impl<S: BlockStore> Identity<S> {
             .try_into()
             .map_err(|_| IdentityError::Malformed("epoch ID".into()))?;
         let ciphertext = r.bytes()?;
+        self.with_epoch_key(&epoch, |key| {
+            Ok(key.decrypt(&data_aad(chain, &epoch), ciphertext)?)
+        })
+    }
+
+    /// Runs `use_key` with this device's key of `epoch`, opened once and then kept. The state
+    /// still decides each time whether the epoch exists, is kept and is sealed to this device
+    /// (a policy may discard it later; a refold may drop the block that made it or sealed it
+    /// here); a rotation empties the cache.
+    fn with_epoch_key<T>(
+        &self,
+        epoch: &EpochId,
+        use_key: impl FnOnce(&EpochKey) -> Result<T, IdentityError>,
+    ) -> Result<T, IdentityError> {
+        // A panic elsewhere while the map was held leaves it whole: every change is one call.
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.state.is_discarded(epoch) {
+            opened.remove(epoch);
+            return Err(IdentityError::EpochDiscarded);
+        }
+        let device = self.device.did();
+        if !self
+            .state
+            .epoch(epoch)
+            .is_some_and(|record| record.has_device(device))
+        {
+            return Err(IdentityError::NoEpochKey);
+        }
+        if let Some(key) = opened.get(epoch) {
+            return use_key(key);
+        }
         let key = self
             .state
-            .epoch_key(&epoch, self.device.did(), self.device.agreement())?;
-        Ok(key.decrypt(&data_aad(chain, &epoch), ciphertext)?)
+            .epoch_key(epoch, self.device.did(), self.device.agreement())?;
+        let result = use_key(&key);
+        opened.insert(*epoch, key);
+        result
     }
 
     /// The accepted data blocks (not identity ops) in chain order.

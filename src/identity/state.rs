@@ -354,6 +354,13 @@ impl IdentityState {
         }
     }
 
+    /// An epoch, discarded or not.
+    pub fn epoch(&self, epoch: &EpochId) -> Option<&Epoch> {
+        self.epoch_index
+            .get(epoch)
+            .and_then(|&i| self.epochs.get(i))
+    }
+
     /// The policy for epoch keys.
     pub fn policy(&self) -> Policy {
         self.policy
@@ -385,11 +392,7 @@ impl IdentityState {
         if self.is_discarded(epoch) {
             return Err(IdentityError::EpochDiscarded);
         }
-        let record = self
-            .epoch_index
-            .get(epoch)
-            .and_then(|&i| self.epochs.get(i))
-            .ok_or(IdentityError::NoEpochKey)?;
+        let record = self.epoch(epoch).ok_or(IdentityError::NoEpochKey)?;
         let aad = epoch_aad(&self.chain, epoch, device);
         for sealed in record.keys.get(device).into_iter().flatten() {
             if let Ok(bytes) = keys.open(&aad, sealed) {
