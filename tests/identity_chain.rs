@@ -1017,6 +1017,11 @@ fn assert_not_admitted(report: &endra::walytis::InsertReport) {
     );
 }
 
+async fn bound_genesis(bound: &Bound) -> Block {
+    let id = bound.chain().id();
+    bound.chain().block(&id).await.unwrap().unwrap().block
+}
+
 /// A person with a laptop, a phone and a tablet, and a notes chain bound to it that the
 /// laptop founded and the others replicate.
 async fn three_devices_with_notes() -> ([Id; 3], [Bound; 3]) {
@@ -1027,13 +1032,7 @@ async fn three_devices_with_notes() -> ([Id; 3], [Bound; 3]) {
     let on_laptop = BoundChain::create(&laptop, T0 + 20, &mut OsRng)
         .await
         .unwrap();
-    let genesis = on_laptop
-        .chain()
-        .block(&on_laptop.chain().id())
-        .await
-        .unwrap()
-        .unwrap()
-        .block;
+    let genesis = bound_genesis(&on_laptop).await;
     let on_phone = BoundChain::replica(&phone, genesis.clone()).await.unwrap();
     let on_tablet = BoundChain::replica(&tablet, genesis).await.unwrap();
     ([laptop, phone, tablet], [on_laptop, on_phone, on_tablet])
@@ -1045,13 +1044,7 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
         let ([mut laptop, mut phone, mut tablet], [mut on_laptop, mut on_phone, mut on_tablet]) =
             three_devices_with_notes().await;
         assert_eq!(on_laptop.chain().authority(), Some(laptop.chain().id()));
-        let genesis = on_laptop
-            .chain()
-            .block(&on_laptop.chain().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .block;
+        let genesis = bound_genesis(&on_laptop).await;
         for (bound, device, text) in [
             (&mut on_laptop, &mut laptop, "from the laptop"),
             (&mut on_phone, &mut phone, "from the phone"),

@@ -31,7 +31,7 @@ pub struct Identity<S: BlockStore> {
     /// The leaves of the blocks `state` was folded from, sorted.
     folded: Vec<BlockId>,
     /// Epoch keys this device opened: opening one costs a hybrid decapsulation (X25519 +
-    /// ML-KEM-768), about a tenth of a millisecond; using it, microseconds.
+    /// ML-KEM-768), about 0.2 ms; using it, microseconds.
     opened: Mutex<HashMap<EpochId, EpochKey>>,
 }
 
