@@ -226,20 +226,21 @@ impl<S: BlockStore> BoundChain<S> {
                 vouched.extend(block.parents().iter().copied());
             }
         }
-        Ok(entries
-            .into_iter()
-            .zip(shown)
-            .filter(|(e, shown)| *shown && e.block.id() != self.chain.id() && !is_ack(&e.block))
-            .map(|(e, _)| {
-                let content = self.read(identity, &e.block);
-                (e.block, content)
-            })
-            .collect())
+        let chain = self.chain.id();
+        let mut messages = Vec::new();
+        for (entry, shown) in entries.into_iter().zip(shown) {
+            if !shown || entry.block.id() == chain {
+                continue;
+            }
+            // One parse per block: it tells acknowledgements (no content; every message is
+            // sealed, so it has some) and gives the sealed content.
+            let content = match Anchored::parse(&entry.block) {
+                Ok(anchored) if anchored.content.is_empty() => continue,
+                Ok(anchored) => identity.open_sealed(&chain, anchored.content),
+                Err(e) => Err(IdentityError::Malformed(e.to_string())),
+            };
+            messages.push((entry.block, content));
+        }
+        Ok(messages)
     }
-}
-
-/// Whether a block of a bound chain is an acknowledgement: a body with no content (every
-/// message is sealed, so it has some).
-fn is_ack(block: &Block) -> bool {
-    Anchored::parse(block).is_ok_and(|anchored| anchored.content.is_empty())
 }

@@ -630,7 +630,7 @@ impl<S: BlockStore> Identity<S> {
         }
         let key = self
             .state
-            .epoch_key(epoch, self.device.did(), self.device.agreement())?;
+            .epoch_key(epoch, device, self.device.agreement())?;
         let result = use_key(&key);
         opened.insert(*epoch, key);
         result
