@@ -48,6 +48,29 @@ export const waitForCount = (page, count) => page.evaluate(async (n) => {
   }
 }, count);
 
+/**
+ * Waits, event-driven, until the page's `window.node.online` is `wanted` (`timeout` ms at
+ * most): it changes with the node's `connection` events and the browser's `online`/`offline`.
+ */
+export const waitForOnline = (page, wanted, timeout = 30_000) => page.evaluate(([w, t]) => new Promise((resolve, reject) => {
+  if (window.node.online === w) return resolve();
+  const targets = [[window.node, 'connection'], [window, 'online'], [window, 'offline']];
+  const stop = () => {
+    clearTimeout(timer);
+    for (const [target, type] of targets) target.removeEventListener(type, check);
+  };
+  const check = () => {
+    if (window.node.online !== w) return;
+    stop();
+    resolve();
+  };
+  const timer = setTimeout(() => {
+    stop();
+    reject(new Error(`node.online still ${!w} after ${t} ms`));
+  }, t);
+  for (const [target, type] of targets) target.addEventListener(type, check);
+}), [wanted, timeout]);
+
 /** Writes `count` blocks `<prefix> <i>` to the page's `window.chain`, one at a time. */
 export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
   const encoder = new TextEncoder();
@@ -62,6 +85,7 @@ export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
 export async function endraPage(context, { url, relays, store }) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
+  if (process.env.ENDRA_PAGE_LOG) page.on('console', (m) => console.error(`page ${m.type()}:`, m.text()));
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   await page.evaluate(async ([addresses, name]) => {

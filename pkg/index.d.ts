@@ -173,12 +173,18 @@ export interface NodeEventMap {
 export class Node extends EventTarget {
   /**
    * Starts a node over `store` and uses `relays` (multiaddrs ending in `/p2p/<id>`). Give a
-   * relay's WebRTC-Direct and WebSocket addresses together: the first to connect wins.
+   * relay's WebRTC-Direct and WebSocket addresses together: the first to connect wins. A
+   * relay is only ever dialled at the addresses given here or to `useRelay`. Known issue:
+   * a browser's uploads over WebRTC-Direct can stall (a stream of 80 small blocks, one every
+   * 25 ms, reached the relay 3); WebSocket does not. Prefer the WebSocket address for now.
    */
   static start(options: { store: Store; relays?: string[] }): Promise<Node>;
   /** This page's peer ID. */
   readonly peerId: string;
-  /** Whether the node is connected to at least one peer. */
+  /**
+   * Whether the node is connected to at least one peer; `false` while the browser is offline
+   * (its `offline` event also closes the relay connections).
+   */
   readonly online: boolean;
   /** The relays this node dialled; they go into invitations. */
   readonly relays: string[];
@@ -187,6 +193,14 @@ export class Node extends EventTarget {
    * peers of this node's chains there (rendezvous).
    */
   useRelay(address: string): Promise<void>;
+  /**
+   * Dials every lost relay now. Lost relays are dialled again by themselves (backoff from
+   * 0.5 s to 30 s, with jitter, for as long as the node runs), at once on the browser's
+   * `online` event and when the tab becomes visible; on reconnecting the node restores its
+   * subscriptions, the heads exchange of every open chain, its `/p2p-circuit` reservation
+   * and rendezvous registrations.
+   */
+  reconnect(): void;
   /** Dials a peer or relay once, without using it as a relay. */
   dial(address: string): Promise<void>;
   /** Peer IDs syncing `chain` with this node. */

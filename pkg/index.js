@@ -386,6 +386,15 @@ export class Node extends EventTarget {
     super();
     this.#raw = raw;
     this.#store = store;
+    // Lost relays are dialled again with backoff; these hints that the network is back make
+    // the next attempt happen now. Going offline closes the relay connections at once, so
+    // `online` and the `connection` event tell the truth without waiting for pings to fail.
+    const reconnect = () => this.#raw.reconnect();
+    globalThis.addEventListener?.('online', reconnect);
+    globalThis.addEventListener?.('offline', () => this.#raw.offline());
+    globalThis.document?.addEventListener?.('visibilitychange', () => {
+      if (document.visibilityState === 'visible') reconnect();
+    });
   }
 
   /**
@@ -407,9 +416,12 @@ export class Node extends EventTarget {
     return this.#raw.peerId;
   }
 
-  /** Whether the node is connected to at least one peer. */
+  /**
+   * Whether the node is connected to at least one peer (never while the browser says it is
+   * offline: a connection that cannot carry anything is not counted).
+   */
   get online() {
-    return this.#connected.size > 0;
+    return globalThis.navigator?.onLine !== false && this.#connected.size > 0;
   }
 
   /** Relays this node dialled (they go into invitations). */
@@ -424,6 +436,15 @@ export class Node extends EventTarget {
   async useRelay(address) {
     await call(() => this.#raw.useRelay(String(address)));
     if (!this.#relays.includes(address)) this.#relays.push(address);
+  }
+
+  /**
+   * Dials every lost relay now. The node redials lost relays by itself (backoff from 0.5 s up
+   * to 30 s, forever) and on the browser's `online` event and when the tab becomes visible;
+   * call this when the application knows better that the network is back.
+   */
+  reconnect() {
+    this.#raw.reconnect();
   }
 
   /** Dials a peer or relay once, without using it as a relay. */

@@ -21,18 +21,21 @@ const types = {
 
 /**
  * Starts `endra-relay` (built by `cargo build -p endra-relay`) with its key, certificate and
- * mailbox in `dir`, listening on free WebSocket and WebRTC-Direct ports of 127.0.0.1.
- * Resolves to `{ addresses, ws, webrtc, peerId, waitFor, stop }` once both listeners are up.
- * `mailbox: false` runs it without a mailbox; `peers` are other relays to connect to.
+ * mailbox in `dir`, listening on WebSocket and WebRTC-Direct `ports` of 127.0.0.1 (free ones
+ * by default). Resolves to `{ addresses, ws, webrtc, peerId, ports, waitFor, kill, stop }`
+ * once both listeners are up; `startRelay({ dir, ports })` with the same `dir` and `ports`
+ * restarts it as the same peer on the same addresses. `mailbox: false` runs it without a
+ * mailbox; `peers` are other relays to connect to.
  */
 export async function startRelay({
   dir,
   binary = join(root, 'target/debug/endra-relay'),
   mailbox = true,
   peers = [],
+  ports = { ws: 0, webrtc: 0 },
 } = {}) {
   await mkdir(dir, { recursive: true });
-  const listeners = ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/udp/0/webrtc-direct'];
+  const listeners = [`/ip4/127.0.0.1/tcp/${ports.ws}/ws`, `/ip4/127.0.0.1/udp/${ports.webrtc}/webrtc-direct`];
   const child = spawn(binary, [
     ...listeners.flatMap((address) => ['--listen', address]),
     '--key-file', join(dir, 'relay.key'),
@@ -66,11 +69,20 @@ export async function startRelay({
       }
     });
   });
+  const ws = addresses.find((a) => a.includes('/ws/'));
+  const webrtc = addresses.find((a) => a.includes('/webrtc-direct/'));
+  /** Sends `signal` and resolves once the relay has exited. */
+  const kill = (signal) => new Promise((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.once('exit', done);
+    child.kill(signal);
+  });
   return {
     addresses,
-    ws: addresses.find((a) => a.includes('/ws/')),
-    webrtc: addresses.find((a) => a.includes('/webrtc-direct/')),
+    ws,
+    webrtc,
     peerId: addresses[0].split('/p2p/')[1],
+    ports: { ws: Number(/\/tcp\/(\d+)/.exec(ws)[1]), webrtc: Number(/\/udp\/(\d+)/.exec(webrtc)[1]) },
     /** Resolves with the first line of the relay's output matching `pattern`. */
     waitFor: (pattern, timeout = 30_000) => new Promise((resolveLine, reject) => {
       const line = seen.find((l) => pattern.test(l));
@@ -87,11 +99,10 @@ export async function startRelay({
       };
       waiters.add(waiter);
     }),
-    stop: () => new Promise((done) => {
-      if (child.exitCode !== null) return done();
-      child.once('exit', done);
-      child.kill('SIGINT');
-    }),
+    /** Kills it with `signal` (SIGKILL by default: no shutdown code runs). */
+    kill: (signal = 'SIGKILL') => kill(signal),
+    /** Stops it gracefully (SIGINT, as Ctrl-C). */
+    stop: () => kill('SIGINT'),
   };
 }
 
@@ -133,7 +144,9 @@ export function startServer({ port = 8080, relays = [] } = {}) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
   const relay = await startRelay({ dir: join(root, '.cache/relay') });
-  const { url } = await startServer({ port, relays: relay.addresses });
+  // The demo uses the WebSocket address only: a browser's uploads over WebRTC-Direct can
+  // stall (see the README's relay section).
+  const { url } = await startServer({ port, relays: [relay.ws] });
   console.log(`Endra relay: ${relay.addresses.join(' ')}`);
   console.log(`Endra demo: ${url}`);
   const stop = async () => { await relay.stop(); process.exit(0); };

@@ -205,7 +205,15 @@ async fn serve<S: BlockStore + Clone + 'static>(
             }
             for peer in &config.peers {
                 let address: Multiaddr = peer.parse().map_err(|e| format!("{peer}: {e}"))?;
-                handle.dial(address).await.map_err(|e| e.to_string())?;
+                // A peer relay named by its ID is kept: dialled again whenever it is lost.
+                if matches!(
+                    address.iter().last(),
+                    Some(libp2p::multiaddr::Protocol::P2p(_))
+                ) {
+                    handle.use_relay(address).await.map_err(|e| e.to_string())?;
+                } else {
+                    handle.dial(address).await.map_err(|e| e.to_string())?;
+                }
             }
             println!("{}", LogLine::info("started").field("peer", peer_id));
             let mut connections: u64 = 0;

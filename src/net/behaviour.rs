@@ -102,10 +102,12 @@ impl Behaviour {
                     .with_max_established_per_peer(Some(limits.max_connections_per_peer))
                     .with_max_pending_incoming(Some(limits.max_connections.min(512))),
             ),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/endra/1".into(),
-                key.public(),
-            )),
+            // No address cache: a peer is dialled only at addresses this node was given or
+            // found by rendezvous, never at others it advertised (a browser told to reach its
+            // relay over WebSocket must not redial it over WebRTC-Direct).
+            identify: identify::Behaviour::new(
+                identify::Config::new("/endra/1".into(), key.public()).with_cache_size(0),
+            ),
             ping: ping::Behaviour::default(),
             gossipsub,
             sync,

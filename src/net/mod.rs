@@ -18,6 +18,7 @@ mod behaviour;
 pub mod logline;
 pub mod peering;
 pub mod protocol;
+pub mod redial;
 pub mod session;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
@@ -39,6 +40,7 @@ use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
 use logline::LogLine;
 use peering::Peering;
 use protocol::{Envelope, Found, Lookup, PEERED_PROTOCOL};
+use redial::Redial;
 
 /// What went wrong in the network shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +162,10 @@ pub enum NodeEvent {
     },
 }
 
+/// How long a browser's WebRTC-Direct dial may take before it counts as failed.
+#[cfg(target_arch = "wasm32")]
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often rendezvous registrations (valid two hours) are renewed.
 const REGISTRATION_RENEWAL_MS: u64 = 30 * 60 * 1000;
 
@@ -188,6 +194,8 @@ enum Command {
     AddExternal(Multiaddr),
     Peers(BlockId, Reply<Vec<PeerId>>),
     Synced(BlockId, Reply<bool>),
+    Reconnect,
+    Offline,
 }
 
 /// A cheap handle to a running node.
@@ -274,6 +282,19 @@ impl NodeHandle {
         self.call(|reply| Command::UseRelay(address, reply)).await
     }
 
+    /// The network is likely back (the browser's `online` event, a tab becoming visible):
+    /// dial every lost relay now instead of at its next backoff step.
+    pub fn reconnect(&self) {
+        let _ = self.commands.unbounded_send(Command::Reconnect);
+    }
+
+    /// The device lost its network (the browser's `offline` event): closes the connections to
+    /// the relays now, so that [`NodeEvent::Connection`] says so at once instead of after the
+    /// pings time out; they are dialled again with backoff and at [`NodeHandle::reconnect`].
+    pub fn offline(&self) {
+        let _ = self.commands.unbounded_send(Command::Offline);
+    }
+
     /// Declares an address others reach this node at (a relay needs one to serve circuits).
     pub fn add_external_address(&self, address: Multiaddr) {
         let _ = self.commands.unbounded_send(Command::AddExternal(address));
@@ -303,8 +324,10 @@ pub struct Node<S: BlockStore + Clone> {
     topics: HashMap<TopicHash, BlockId>,
     peers: HashMap<PeerId, Peer>,
     peer_ids: HashMap<Peer, PeerId>,
-    /// Relays this node uses, with their addresses.
+    /// Relays this node uses, with their addresses: kept, and dialled again whenever lost.
     relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When to dial each lost relay again.
+    redial: Redial<PeerId>,
     /// Relays holding a circuit reservation for this node: chains are registered there.
     reserved: std::collections::HashSet<PeerId>,
     /// When registrations were last renewed (ms since start).
@@ -354,6 +377,7 @@ impl<S: BlockStore + Clone> Node<S> {
             peers: HashMap::new(),
             peer_ids: HashMap::new(),
             relays: HashMap::new(),
+            redial: Redial::new(jitter.rotate_left(17)),
             reserved: std::collections::HashSet::new(),
             over_quota: std::collections::HashSet::new(),
             peering: Peering::new(fresh_ms),
@@ -382,9 +406,27 @@ impl<S: BlockStore + Clone> Node<S> {
     /// Runs until every [`NodeHandle`] is dropped.
     pub async fn run(mut self) {
         let mut tick = futures_timer::Delay::new(self.next_tick()).fuse();
+        // Armed for the redial schedule's next wake, re-armed whenever that moves.
+        let mut redial = futures::future::Fuse::terminated();
+        let mut redial_at = None;
         loop {
+            let wake = self.redial.next_wake();
+            if wake != redial_at {
+                redial_at = wake;
+                redial = match wake {
+                    Some(at) => {
+                        let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                        futures_timer::Delay::new(wait).fuse()
+                    }
+                    None => futures::future::Fuse::terminated(),
+                };
+            }
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event).await,
+                () = redial => {
+                    redial_at = None;
+                    self.redial_due();
+                }
                 command = self.commands.next() => match command {
                     Some(command) => self.on_command(command).await,
                     None => break,
@@ -503,6 +545,16 @@ impl<S: BlockStore + Clone> Node<S> {
                 let _ = reply.send(self.use_relay(address));
             }
             Command::AddExternal(address) => self.swarm.add_external_address(address),
+            Command::Reconnect => {
+                self.redial.hurry(self.now());
+                self.redial_due();
+            }
+            Command::Offline => {
+                let relays: Vec<PeerId> = self.relays.keys().copied().collect();
+                for relay in relays {
+                    let _ = self.swarm.disconnect_peer_id(relay);
+                }
+            }
             Command::Peers(chain, reply) => {
                 let topic = IdentTopic::new(chain.to_string()).hash();
                 let _ = reply.send(Ok(self.topic_peers(&topic)));
@@ -576,6 +628,33 @@ impl<S: BlockStore + Clone> Node<S> {
         Ok(())
     }
 
+    /// Dials the lost relays whose backoff step came.
+    fn redial_due(&mut self) {
+        let now = self.now();
+        for relay in self.redial.due(now) {
+            if self.swarm.is_connected(&relay) {
+                self.redial.connected(relay);
+                continue;
+            }
+            let Some(addresses) = self.relays.get(&relay).cloned() else {
+                continue;
+            };
+            log(LogLine::info("relay_redial").field("relay", relay));
+            let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
+                .addresses(addresses)
+                .build();
+            match self.swarm.dial(options) {
+                Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+                Err(e) => {
+                    log(LogLine::warn("dial_failed")
+                        .field("peer", relay)
+                        .field("error", e));
+                    self.redial.failed(relay, now);
+                }
+            }
+        }
+    }
+
     fn use_relay(&mut self, address: Multiaddr) -> Result<(), NetError> {
         let unreachable = |reason: String| NetError::Unreachable {
             address: address.to_string(),
@@ -591,14 +670,19 @@ impl<S: BlockStore + Clone> Node<S> {
             addresses.push(address.clone());
         }
         if self.swarm.is_connected(&relay) {
+            self.redial.connected(relay);
             return Ok(());
         }
         let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
             .addresses(addresses.clone())
             .build();
+        let now = self.now();
         match self.swarm.dial(options) {
             // A dial to this relay is under way (another of its addresses): that one serves.
-            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                self.redial.dialing(relay, now);
+                Ok(())
+            }
             Err(e) => Err(unreachable(e.to_string())),
         }
     }
@@ -972,6 +1056,42 @@ impl<S: BlockStore + Clone> Node<S> {
                     self.reserved.remove(&relay);
                 }
             }
+            // A circuit listener closes with its relay's connection: the reservation is gone
+            // (it is made again when the relay is back).
+            SwarmEvent::ListenerClosed { addresses, .. } => {
+                for address in addresses {
+                    if let Some(relay) = circuit_relay(&address) {
+                        self.reserved.remove(&relay);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if self.relays.contains_key(&peer) && !self.swarm.is_connected(&peer) => {
+                log(LogLine::info("relay_unreachable")
+                    .field("relay", peer)
+                    .field("error", error));
+                self.redial.failed(peer, self.now());
+            }
+            // A connection that stopped answering pings is dead even if no transport said so
+            // (a laptop that slept, a network that vanished): close it, so that it is
+            // reported and its relay dialled again.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result:
+                    Err(
+                        error @ (libp2p::ping::Failure::Timeout
+                        | libp2p::ping::Failure::Other { .. }),
+                    ),
+            })) => {
+                log(LogLine::info("ping_failed")
+                    .field("peer", peer)
+                    .field("error", error));
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
@@ -981,6 +1101,9 @@ impl<S: BlockStore + Clone> Node<S> {
                     peer: peer_id,
                     connected: true,
                 });
+                if self.relays.contains_key(&peer_id) {
+                    self.redial.connected(peer_id);
+                }
                 if self.swarm.behaviour().relay_client.is_enabled() {
                     if let Some(address) = self.relays.get(&peer_id).and_then(|a| a.first()) {
                         let circuit = address.clone().with(Protocol::P2pCircuit);
@@ -1013,6 +1136,11 @@ impl<S: BlockStore + Clone> Node<S> {
                 }
                 let actions = self.peering.relay_disconnected(self.now(), peer_id);
                 self.peering_act(actions);
+                if self.relays.contains_key(&peer_id) {
+                    log(LogLine::info("relay_lost").field("relay", peer_id));
+                    self.reserved.remove(&peer_id);
+                    self.redial.lost(peer_id, self.now());
+                }
             }
             // A relay serving the peered protocol is a peer relay (either side dialled).
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -1290,8 +1418,13 @@ pub fn browser_swarm(
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_wasm_bindgen()
         .with_other_transport(|key| {
-            webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
-                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+            // A WebRTC-Direct dial to a dead address hangs instead of failing; the timeout
+            // makes it fail, so that the relay is dialled again when it is back.
+            libp2p::core::transport::timeout::TransportTimeout::with_outgoing_timeout(
+                webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
+                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+                DIAL_TIMEOUT,
+            )
         })
         .map_err(|e| setup(&e))?
         .with_other_transport(|key| {

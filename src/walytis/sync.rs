@@ -358,6 +358,11 @@ impl<S: BlockStore> Sync<S> {
             }
             Input::Disconnected(peer) => {
                 self.peers.remove(&peer);
+                // With no peer left, whatever they had and this replica lacks is unknown:
+                // not synced until a peer's heads are heard again.
+                if self.peers.is_empty() {
+                    self.heard_heads = false;
+                }
             }
             Input::Tick => {
                 self.wanted

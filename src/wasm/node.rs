@@ -129,6 +129,16 @@ impl WasmNode {
         })
     }
 
+    /// The network is likely back: dials every lost relay now.
+    pub fn reconnect(&self) {
+        self.handle.reconnect();
+    }
+
+    /// The browser went offline: closes the relay connections now.
+    pub fn offline(&self) {
+        self.handle.offline();
+    }
+
     /// Starts syncing a chain: the store's copy, or joins it by ID.
     pub fn open(&self, chain: String) -> js_sys::Promise {
         let handle = self.handle.clone();

@@ -1,0 +1,318 @@
+//! The real `endra-relay` binary killed and restarted on the same port, key file and mailbox:
+//! its mailbox keeps what it logged as stored, it comes back as the same peer, and a client
+//! that was connected to it reconnects by itself.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use endra::store::MemoryStore;
+use endra::walytis::{BlockId, Chain, Query};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use libp2p::{identity, Multiaddr};
+use tokio::sync::mpsc;
+
+/// How long any one wait may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running `endra-relay` and its standard output, line by line (read on a thread, so the
+/// test's single-threaded runtime keeps driving the client nodes while it waits).
+struct Relay {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Its TCP address, with `/p2p/<peer id>`.
+    address: Multiaddr,
+}
+
+impl Relay {
+    /// Starts the relay with its files in `dir`, listening on TCP `port` of 127.0.0.1 (0: any).
+    async fn start(dir: &Path, port: u16) -> Relay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_endra-relay"))
+            .arg("--listen")
+            .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
+            .arg("--key-file")
+            .arg(dir.join("relay.key"))
+            .arg("--webrtc-cert")
+            .arg(dir.join("relay-webrtc.pem"))
+            .arg("--mailbox")
+            .arg(dir.join("mailbox.redb"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn endra-relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut relay = Relay {
+            child,
+            lines,
+            address: Multiaddr::empty(),
+        };
+        let line = relay.wait_for("event=listening").await;
+        let address = line
+            .split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address");
+        relay.address = address.parse().expect("a multiaddr");
+        relay
+    }
+
+    /// The TCP port it listens on.
+    fn port(&self) -> u16 {
+        self.address
+            .iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .expect("a TCP port")
+    }
+
+    /// Reads its output until a line containing every one of the space-separated `parts`.
+    async fn wait_for(&mut self, parts: &str) -> String {
+        let wanted: Vec<&str> = parts.split(' ').collect();
+        let read = async {
+            loop {
+                let line = self
+                    .lines
+                    .recv()
+                    .await
+                    .unwrap_or_else(|| panic!("endra-relay exited before printing {parts:?}"));
+                if wanted.iter().all(|part| line.contains(part)) {
+                    return line;
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .unwrap_or_else(|_| panic!("endra-relay never printed {parts:?}"))
+    }
+
+    /// Kills it with SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client node: its handle, events and store.
+struct Client {
+    handle: NodeHandle,
+    events: UnboundedReceiver<NodeEvent>,
+    store: MemoryStore,
+}
+
+impl Client {
+    async fn start(store: MemoryStore, seed: u8) -> Client {
+        let config = NodeConfig {
+            tick: Duration::from_millis(500),
+            ..NodeConfig::default()
+        };
+        let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
+            .await
+            .expect("swarm");
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let (node, handle, events) = Node::new(swarm, store.clone(), key, config);
+        tokio::task::spawn_local(node.run());
+        Client {
+            handle,
+            events,
+            store,
+        }
+    }
+
+    /// Waits for an event matching `wanted`.
+    async fn wait_for(&mut self, what: &str, wanted: impl Fn(&NodeEvent) -> bool) {
+        let wait = async {
+            loop {
+                match self.events.next().await {
+                    Some(event) if wanted(&event) => return,
+                    Some(_) => {}
+                    None => panic!("node stopped"),
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not happen"));
+    }
+
+    async fn count_reaches(&mut self, chain: BlockId, count: u64) {
+        let what = format!("chain reaching {count} blocks");
+        self.wait_for(&what, |e| {
+            matches!(e, NodeEvent::Changed { chain: c, count: n, .. } if *c == chain && *n >= count)
+        })
+        .await;
+    }
+
+    async fn order(&self, chain: BlockId) -> Vec<BlockId> {
+        let chain = Chain::open(self.store.clone(), chain).await.expect("open");
+        let query = Query {
+            limit: usize::MAX,
+            ..Query::default()
+        };
+        let blocks = chain.blocks(query).await.expect("blocks");
+        blocks.into_iter().map(|e| e.block.id()).collect()
+    }
+}
+
+fn run_local<F: std::future::Future>(test: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, test)
+}
+
+async fn new_chain(seed: u8) -> (MemoryStore, BlockId) {
+    let store = MemoryStore::new();
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let chain = Chain::create(store.clone(), &key, 1, vec![], b"g".to_vec())
+        .await
+        .expect("create");
+    (store, chain.id())
+}
+
+/// A new node, never online with anyone before, joins `chain` through `relay` alone and
+/// waits until it holds `count` blocks.
+async fn fresh_reader(relay: &Relay, chain: BlockId, count: u64) -> Client {
+    let mut reader = Client::start(MemoryStore::new(), 2).await;
+    reader.handle.dial(relay.address.clone()).await.unwrap();
+    reader.handle.open(chain, None).await.unwrap();
+    reader.count_reaches(chain, count).await;
+    reader
+}
+
+#[test]
+fn a_block_the_relay_logged_as_stored_survives_sigkill() {
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = Relay::start(dir.path(), 0).await;
+        let (store, chain) = new_chain(1).await;
+        let writer = Client::start(store, 1).await;
+        writer.handle.dial(relay.address.clone()).await.unwrap();
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .append(chain, 2, vec![(b"kept".to_vec(), vec![])])
+            .await
+            .unwrap();
+        relay.wait_for("event=mailbox_stored blocks=2").await;
+        let (address, port) = (relay.address.clone(), relay.port());
+        relay.kill();
+        drop(writer);
+
+        let relay = Relay::start(dir.path(), port).await;
+        assert_eq!(relay.address, address, "same peer ID on the same address");
+        fresh_reader(&relay, chain, 2).await;
+    });
+}
+
+#[test]
+fn a_client_reconnects_after_its_relay_restarts_and_nothing_written_meanwhile_is_stranded() {
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = Relay::start(dir.path(), 0).await;
+        let (store, chain) = new_chain(1).await;
+        let mut writer = Client::start(store, 1).await;
+        writer
+            .handle
+            .use_relay(relay.address.clone())
+            .await
+            .unwrap();
+        writer.handle.open(chain, None).await.unwrap();
+        let batch = |label: &str| vec![(label.as_bytes().to_vec(), vec![]); 10];
+        writer
+            .handle
+            .append(chain, 2, batch("before"))
+            .await
+            .unwrap();
+        relay.wait_for("event=mailbox_stored blocks=11").await;
+
+        // Killed, and written to while it is down: those blocks reach nobody yet.
+        let port = relay.port();
+        relay.kill();
+        let lost = |e: &NodeEvent| {
+            matches!(
+                e,
+                NodeEvent::Connection {
+                    connected: false,
+                    ..
+                }
+            )
+        };
+        writer.wait_for("losing the relay", lost).await;
+        assert!(
+            !writer.handle.is_synced(chain).await.unwrap(),
+            "no peer: not synced"
+        );
+        writer.handle.append(chain, 3, batch("down")).await.unwrap();
+
+        // Back on the same port and files: the writer redials by itself and pushes them.
+        let mut relay = Relay::start(dir.path(), port).await;
+        relay.wait_for("event=mailbox_stored blocks=21").await;
+        writer
+            .handle
+            .append(chain, 4, batch("after"))
+            .await
+            .unwrap();
+        relay.wait_for("event=mailbox_stored blocks=31").await;
+        let synced = |e: &NodeEvent| matches!(e, NodeEvent::Synced { chain: c } if *c == chain);
+        writer.wait_for("synced again", synced).await;
+
+        // A device that was never online with the writer gets every block, in the same order.
+        let reader = fresh_reader(&relay, chain, 31).await;
+        assert_eq!(reader.order(chain).await, writer.order(chain).await);
+    });
+}
+
+#[test]
+fn a_relay_killed_in_the_middle_of_a_stream_of_writes_loses_nothing() {
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = Relay::start(dir.path(), 0).await;
+        let (store, chain) = new_chain(1).await;
+        let writer = Client::start(store, 1).await;
+        writer
+            .handle
+            .use_relay(relay.address.clone())
+            .await
+            .unwrap();
+        writer.handle.open(chain, None).await.unwrap();
+        let handle = writer.handle.clone();
+        let stream = tokio::task::spawn_local(async move {
+            for n in 0..80u64 {
+                let item = vec![(format!("stream {n}").into_bytes(), vec![])];
+                handle.append(chain, 2 + n, item).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        });
+        relay.wait_for("event=mailbox_stored blocks=20").await;
+        let port = relay.port();
+        relay.kill();
+        let mut relay = Relay::start(dir.path(), port).await;
+        stream.await.unwrap();
+        relay.wait_for("event=mailbox_stored blocks=81").await;
+        let reader = fresh_reader(&relay, chain, 81).await;
+        assert_eq!(reader.order(chain).await, writer.order(chain).await);
+    });
+}
