@@ -14,7 +14,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::net::{count_reaches, listening, run_local, start, Running};
 use endra::net::NodeConfig;
@@ -22,7 +22,20 @@ use endra::store::MemoryStore;
 use endra::walytis::{BlockId, Chain};
 use libp2p::Multiaddr;
 
-const CATCH_UP_BLOCKS: u64 = 10_000;
+/// Blocks of the catch-up chain (a smoke run: see [`smoke`]).
+fn catch_up_blocks() -> u64 {
+    if smoke() {
+        200
+    } else {
+        10_000
+    }
+}
+
+/// `cargo bench` passes `--bench`; without it (`cargo test --benches`, which `npm test` runs)
+/// this is a smoke run: tiny sizes, nothing written, so a bench that no longer runs fails CI.
+fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
 const CHAT_MEMBERS: usize = 10;
 const BLOCKS_PER_WRITER: usize = 20;
 
@@ -36,6 +49,7 @@ fn relay_config() -> NodeConfig {
 
 /// Seconds for a fresh node to fetch a 10,000-block chain from the relay's mailbox.
 async fn catch_up() -> f64 {
+    let blocks = catch_up_blocks();
     let relay_store = MemoryStore::new();
     let mut chain = Chain::create(
         relay_store.clone(),
@@ -48,8 +62,8 @@ async fn catch_up() -> f64 {
     .expect("create");
     let key = common::key(1);
     let mut written = 1;
-    while written < CATCH_UP_BLOCKS {
-        let n = (CATCH_UP_BLOCKS - written).min(500) as usize;
+    while written < blocks {
+        let n = (blocks - written).min(500) as usize;
         chain
             .append(&key, 2, vec![(vec![7u8; 100], vec![]); n])
             .await
@@ -65,7 +79,7 @@ async fn catch_up() -> f64 {
     reader.handle.dial(address).await.expect("dial");
     let started = Instant::now();
     reader.handle.open(id, None).await.expect("join");
-    count_reaches(&mut reader, id, CATCH_UP_BLOCKS).await;
+    count_reaches(&mut reader, id, blocks).await;
     started.elapsed().as_secs_f64()
 }
 
@@ -76,6 +90,18 @@ struct Capacity {
     memory_per_client_bytes: u64,
     fanned_out: u64,
     fan_out_blocks_per_s: f64,
+}
+
+/// How long the relay may take to print its listening address.
+const RELAY_START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The address of a relay's `event=listening address=<multiaddr>` log line.
+fn listening_address(line: &str) -> Option<Multiaddr> {
+    if !line.contains("event=listening") {
+        return None;
+    }
+    let (_, rest) = line.split_once("address=")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The `endra-relay` binary (`cargo build -p endra-relay`: debug build, dependencies
@@ -105,15 +131,29 @@ impl RelayProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("{binary}: {e} (run `cargo build -p endra-relay` first)"));
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
+        // A thread reads its output for as long as it runs (so it never blocks on a full
+        // pipe) and hands the lines over while someone listens.
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = send.send(line);
+            }
+        });
+        let deadline = Instant::now() + RELAY_START_DEADLINE;
         let address = loop {
-            let line = lines.next().expect("relay output").expect("relay line");
-            if let Some(address) = line.strip_prefix("endra-relay: listening on ") {
-                break address.parse().expect("multiaddr");
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "{binary} printed no `event=listening` line in {RELAY_START_DEADLINE:?}: {e}"
+                )
+            });
+            if let Some(address) = listening_address(&line) {
+                break address;
             }
         };
-        // Keep draining its output so the relay never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
         RelayProcess {
             child,
             address,
@@ -213,14 +253,14 @@ async fn capacity(clients: usize) -> Capacity {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this harness takes no other arguments.
     let clients: usize = std::env::var("ENDRA_BENCH_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(if smoke() { 20 } else { 1_000 });
+    let catch_up_blocks = catch_up_blocks();
     let (catch_up_runs, capacity) = run_local(async {
         let mut runs = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..if smoke() { 1 } else { 3 } {
             runs.push(catch_up().await);
             println!("catch-up run: {:.3} s", runs[runs.len() - 1]);
         }
@@ -229,7 +269,7 @@ fn main() {
     let mut sorted = catch_up_runs.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    println!("catch-up of {CATCH_UP_BLOCKS} blocks over libp2p: median {median:.3} s (runs {catch_up_runs:.3?})");
+    println!("catch-up of {catch_up_blocks} blocks over libp2p: median {median:.3} s (runs {catch_up_runs:.3?})");
     println!(
         "relay capacity: {} clients in chats of {CHAT_MEMBERS} connected and joined in {:.1} s, \
          relay memory {} MiB idle + {} KiB per client, {} blocks fanned out at {:.0} blocks/s",
@@ -242,7 +282,7 @@ fn main() {
     );
     let json = format!(
         "{{\n  \"benchmark\": \"native libp2p on 127.0.0.1 (TCP, Noise, Yamux); clients in the bench process, endra-relay in its own\",\n  \
-         \"catch_up_blocks\": {CATCH_UP_BLOCKS},\n  \"catch_up_native_s\": {median:.3},\n  \
+         \"catch_up_blocks\": {catch_up_blocks},\n  \"catch_up_native_s\": {median:.3},\n  \
          \"catch_up_target_s\": 1,\n  \"relay_clients\": {},\n  \"relay_chat_members\": {CHAT_MEMBERS},\n  \
          \"relay_connect_and_join_s\": {:.2},\n  \"relay_rss_idle_bytes\": {},\n  \"relay_memory_per_client_bytes\": {},\n  \
          \"fanned_out_blocks\": {},\n  \"fan_out_blocks_per_s\": {:.0}\n}}\n",
@@ -253,6 +293,9 @@ fn main() {
         capacity.fanned_out,
         capacity.fan_out_blocks_per_s
     );
+    if smoke() {
+        return;
+    }
     std::fs::create_dir_all("bench/results").expect("results dir");
     std::fs::write("bench/results/network-native.json", json).expect("write results");
 }

@@ -7,8 +7,16 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 bash scripts/setup.sh
 
+echo "== house rules: cargo fmt --check, cargo clippy -D warnings (native all targets, wasm library) =="
+cargo fmt --all --check
+cargo clippy --workspace --features net --all-targets -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --features net -- -D warnings
+
 echo "== native tests (cargo test, with the network feature) =="
 cargo test --workspace --features net
+
+echo "== bench smoke runs (each native bench once, tiny, test profile; nothing written) =="
+cargo test --workspace --features net --benches
 
 echo "== wasm tests in headless Chromium (wasm-bindgen-test-runner) =="
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -25,3 +33,7 @@ npx tsc -p tsconfig.json
 
 echo "== end-to-end tests (Playwright, system Chromium) =="
 node --test --test-concurrency=1 e2e/
+
+echo "== browser bench smoke runs (tiny sizes; nothing written) =="
+node bench/browser.mjs --smoke
+node bench/network.mjs --smoke
