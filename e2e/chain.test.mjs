@@ -78,6 +78,43 @@ test('a chain of 100 blocks survives a reload in the same order, and a second ta
   assert.deepEqual(problems, [], 'no uncaught page errors');
 });
 
+test('a subscription loop leaves no abort listeners behind on its signal', async () => {
+  const page = await profile.context.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('body[data-ready="true"]');
+  const live = await page.evaluate(async () => {
+    const endra = await import('../pkg/index.js');
+    const store = await endra.Store.memory();
+    const chain = await endra.Chain.create({ store });
+    // A real AbortSignal whose listener count is watched.
+    const controller = new AbortController();
+    const { signal } = controller;
+    let listeners = 0;
+    let most = 0;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (type, fn, options) => {
+      if (type === 'abort') most = Math.max(most, ++listeners);
+      add(type, fn, options);
+    };
+    signal.removeEventListener = (type, fn, options) => {
+      if (type === 'abort') listeners--;
+      remove(type, fn, options);
+    };
+    const seen = (async () => {
+      let n = 0;
+      for await (const block of chain.subscribe({ signal })) if (++n === 51) return block.seq;
+    })();
+    for (let i = 0; i < 50; i++) await chain.addBlock(new TextEncoder().encode(`b${i}`));
+    const last = await seen;
+    return { last, listeners, most };
+  });
+  assert.equal(live.last, 50, 'every block was delivered');
+  assert.ok(live.most <= 2, `at most one listener per turn was live at once (saw ${live.most})`);
+  assert.ok(live.listeners <= 1, `no listeners pile up (${live.listeners} left after 50 turns)`);
+  await page.close();
+});
+
 test('bad input gets a typed error with a code', async () => {
   const page = await profile.context.newPage();
   await page.goto(server.url);

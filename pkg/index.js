@@ -330,8 +330,11 @@ export class Chain extends EventTarget {
 
   #nextWake(signal) {
     return new Promise((resolve) => {
+      // One listener per turn, removed when the turn ends, so a long loop does not pile up
+      // listeners on its signal.
       const waker = () => {
         this.#wakers.delete(waker);
+        signal?.removeEventListener('abort', waker);
         resolve();
       };
       this.#wakers.add(waker);
@@ -509,9 +512,21 @@ export class Node extends EventTarget {
 
   #next(type, chain, signal) {
     return new Promise((resolve) => {
-      const waiter = { type, chain, resolve };
+      const aborted = () => {
+        this.#waiters.delete(waiter);
+        resolve();
+      };
+      // The abort listener goes when the event comes, so waiting in a loop leaves none behind.
+      const waiter = {
+        type,
+        chain,
+        resolve: () => {
+          signal?.removeEventListener('abort', aborted);
+          resolve();
+        },
+      };
       this.#waiters.add(waiter);
-      signal?.addEventListener('abort', () => { this.#waiters.delete(waiter); resolve(); }, { once: true });
+      signal?.addEventListener('abort', aborted, { once: true });
     });
   }
 
