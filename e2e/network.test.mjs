@@ -102,3 +102,28 @@ test('devices on two peered relays converge', async () => {
   await waitForCount(a, 26);
   assert.deepEqual(await order(b), await order(a), 'same blocks, same order');
 });
+
+test('a stopped node closes its connection, says so, and refuses network calls with a typed error', async () => {
+  const relay = await relayIn();
+  const a = await page([relay.ws]);
+  const result = await a.evaluate(async (address) => {
+    const events = [];
+    window.node.addEventListener('connection', (e) => events.push(e.detail.connected));
+    const stopping = window.node.stop();
+    const again = window.node.stop();
+    await stopping;
+    const same = stopping === again;
+    let code = null;
+    try {
+      await window.node.useRelay(address);
+    } catch (e) {
+      code = e.code;
+    }
+    return { online: window.node.online, events, same, code };
+  }, relay.ws);
+  assert.equal(result.online, false);
+  assert.deepEqual(result.events, [false], 'one connection event: the relay is gone');
+  assert.ok(result.same, 'stop() twice is one stop');
+  assert.equal(result.code, 'NETWORK_STOPPED');
+  await relay.waitFor(/event=connection .*connected=false/);
+});

@@ -51,6 +51,12 @@ export async function usage(): Promise<void> {
   const peers: string[] = await chain.peers();
   await node.useRelay('/ip4/127.0.0.1/udp/4003/webrtc-direct/p2p/x');
   const online: boolean = node.online;
+  node.reconnect();
+  {
+    await using scoped = await Node.start({ store });
+    void scoped.peerId;
+  }
+  await node.stop();
   try {
     await Chain.open('bafy…', { store });
   } catch (error) {

@@ -201,6 +201,14 @@ export class Node extends EventTarget {
    * and rendezvous registrations.
    */
   reconnect(): void;
+  /**
+   * Stops the node: closes its connections and stops syncing. Later calls that need it
+   * (writes through the chains it syncs included) reject with `NETWORK_STOPPED`; the store
+   * stays usable without a node. Calling it again returns the same promise.
+   */
+  stop(): Promise<void>;
+  /** `await using node = await Node.start(…)` stops the node at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** Dials a peer or relay once, without using it as a relay. */
   dial(address: string): Promise<void>;
   /** Peer IDs syncing `chain` with this node. */

@@ -384,6 +384,9 @@ export class Node extends EventTarget {
   #waiters = new Set();
   #connected = new Set();
   #relays = [];
+  /** The page listeners this node added, removed by `stop`. */
+  #pageListeners = [];
+  #stopping;
 
   constructor(raw, store) {
     super();
@@ -393,11 +396,47 @@ export class Node extends EventTarget {
     // the next attempt happen now. Going offline closes the relay connections at once, so
     // `online` and the `connection` event tell the truth without waiting for pings to fail.
     const reconnect = () => this.#raw.reconnect();
-    globalThis.addEventListener?.('online', reconnect);
-    globalThis.addEventListener?.('offline', () => this.#raw.offline());
-    globalThis.document?.addEventListener?.('visibilitychange', () => {
+    const listen = (target, type, listener) => {
+      if (!target?.addEventListener) return;
+      target.addEventListener(type, listener);
+      this.#pageListeners.push(() => target.removeEventListener(type, listener));
+    };
+    listen(globalThis, 'online', reconnect);
+    listen(globalThis, 'offline', () => this.#raw.offline());
+    listen(globalThis.document, 'visibilitychange', () => {
       if (document.visibilityState === 'visible') reconnect();
     });
+  }
+
+  /**
+   * Stops the node: closes its connections and stops syncing. Later calls that need it
+   * (writes through the chains it syncs included) reject with `NETWORK_STOPPED`; the store
+   * stays usable without a node. Calling it again returns the same promise.
+   * `await using node = await Node.start(…)` stops it at the end of the block.
+   */
+  stop() {
+    this.#stopping ??= (async () => {
+      for (const remove of this.#pageListeners.splice(0)) remove();
+      await call(() => this.#raw.stop());
+      // Whoever waits for a change or a sync looks again, and learns that the node stopped.
+      for (const waiter of [...this.#waiters]) {
+        this.#waiters.delete(waiter);
+        waiter.resolve();
+      }
+      if (this.#connected.size > 0) {
+        const peers = [...this.#connected];
+        this.#connected.clear();
+        for (const peer of peers) {
+          this.dispatchEvent(new CustomEvent('connection', { detail: { peer, connected: false } }));
+        }
+      }
+    })();
+    return this.#stopping;
+  }
+
+  /** `await using`: stops the node. */
+  [Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose')]() {
+    return this.stop();
   }
 
   /**

@@ -389,3 +389,33 @@ fn a_did_resolves_over_the_network_from_the_did_alone() {
         );
     });
 }
+
+#[test]
+fn a_stopped_node_closes_its_connections_and_refuses_further_calls() {
+    run_local(async {
+        let (mut relay, address) = start_relay(100, no_mailbox_relay()).await;
+        let (store, chain) = new_chain(1, 1).await;
+        let alice = start(store, 1, fast()).await;
+        alice.handle.dial(address.clone()).await.expect("dial");
+        let alice_id = alice.handle.peer_id();
+        wait_for(
+            &mut relay,
+            |e| matches!(e, NodeEvent::Connection { peer, connected: true } if *peer == alice_id),
+        )
+        .await;
+        alice.handle.stop().await.expect("stop");
+        wait_for(
+            &mut relay,
+            |e| matches!(e, NodeEvent::Connection { peer, connected: false } if *peer == alice_id),
+        )
+        .await;
+        assert!(matches!(
+            alice.handle.open(chain, None).await,
+            Err(endra::net::NetError::Stopped)
+        ));
+        assert!(matches!(
+            alice.handle.stop().await,
+            Err(endra::net::NetError::Stopped)
+        ));
+    });
+}

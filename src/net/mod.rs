@@ -196,6 +196,7 @@ enum Command {
     Synced(BlockId, Reply<bool>),
     Reconnect,
     Offline,
+    Stop(Reply<()>),
 }
 
 /// A cheap handle to a running node.
@@ -286,6 +287,12 @@ impl NodeHandle {
     /// dial every lost relay now instead of at its next backoff step.
     pub fn reconnect(&self) {
         let _ = self.commands.unbounded_send(Command::Reconnect);
+    }
+
+    /// Stops the node: closes its connections and listeners; every later call on any of its
+    /// handles fails with [`NetError::Stopped`]. Resolves once it has stopped.
+    pub async fn stop(&self) -> Result<(), NetError> {
+        self.call(Command::Stop).await
     }
 
     /// The device lost its network (the browser's `offline` event): closes the connections to
@@ -403,8 +410,9 @@ impl<S: BlockStore + Clone> Node<S> {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Runs until every [`NodeHandle`] is dropped.
+    /// Runs until every [`NodeHandle`] is dropped or one calls [`NodeHandle::stop`].
     pub async fn run(mut self) {
+        let mut stopped = None;
         let mut tick = futures_timer::Delay::new(self.next_tick()).fuse();
         // Armed for the redial schedule's next wake, re-armed whenever that moves.
         let mut redial = futures::future::Fuse::terminated();
@@ -428,6 +436,10 @@ impl<S: BlockStore + Clone> Node<S> {
                     self.redial_due();
                 }
                 command = self.commands.next() => match command {
+                    Some(Command::Stop(reply)) => {
+                        stopped = Some(reply);
+                        break;
+                    }
                     Some(command) => self.on_command(command).await,
                     None => break,
                 },
@@ -463,6 +475,12 @@ impl<S: BlockStore + Clone> Node<S> {
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
             }
+        }
+        // The swarm goes first: its connections and listeners close before the caller hears
+        // that the node stopped.
+        drop(self);
+        if let Some(reply) = stopped {
+            let _ = reply.send(Ok(()));
         }
     }
 
@@ -548,6 +566,10 @@ impl<S: BlockStore + Clone> Node<S> {
             Command::Reconnect => {
                 self.redial.hurry(self.now());
                 self.redial_due();
+            }
+            // `run` takes a stop itself, before it reaches here.
+            Command::Stop(reply) => {
+                let _ = reply.send(Err(NetError::Stopped));
             }
             Command::Offline => {
                 let relays: Vec<PeerId> = self.relays.keys().copied().collect();

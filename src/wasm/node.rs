@@ -134,6 +134,15 @@ impl WasmNode {
         self.handle.reconnect();
     }
 
+    /// Stops the node: closes its connections; later calls fail with `NETWORK_STOPPED`.
+    pub fn stop(&self) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        promise(async move {
+            handle.stop().await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// The browser went offline: closes the relay connections now.
     pub fn offline(&self) {
         self.handle.offline();
