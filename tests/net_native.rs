@@ -419,3 +419,22 @@ fn a_stopped_node_closes_its_connections_and_refuses_further_calls() {
         ));
     });
 }
+
+#[test]
+fn a_node_without_a_device_key_relays_but_refuses_to_write() {
+    run_local(async {
+        let (store, chain) = new_chain(1, 1).await;
+        let config = fast();
+        let swarm =
+            endra::net::native_swarm(libp2p::identity::Keypair::generate_ed25519(), &config)
+                .await
+                .expect("swarm");
+        let (node, handle, _events) = endra::net::Node::new(swarm, store, config);
+        tokio::task::spawn_local(node.run());
+        handle.open(chain, None).await.expect("open");
+        assert_eq!(
+            handle.append(chain, 2, vec![(b"x".to_vec(), vec![])]).await,
+            Err(endra::net::NetError::NoDeviceKey)
+        );
+    });
+}

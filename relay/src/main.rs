@@ -191,9 +191,8 @@ async fn serve<S: BlockStore + Clone + 'static>(
     swarm: libp2p::Swarm<endra::net::Behaviour>,
     store: S,
 ) -> Result<(), String> {
-    // The relay signs no blocks; its node still needs a key for the API it never uses.
-    let unused = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let (node, handle, mut events) = Node::new(swarm, store, unused, node_config);
+    // The relay signs no blocks: its node has no device key.
+    let (node, handle, mut events) = Node::new(swarm, store, node_config);
     let peer_id = handle.peer_id();
     let local = tokio::task::LocalSet::new();
     local.spawn_local(node.run());

@@ -131,7 +131,8 @@ impl Client {
             .await
             .expect("swarm");
         let key = SigningKey::from_bytes(&[seed; 32]);
-        let (node, handle, events) = Node::new(swarm, store.clone(), key, config);
+        let (node, handle, events) = Node::new(swarm, store.clone(), config);
+        let node = node.with_device_key(key);
         tokio::task::spawn_local(node.run());
         Client {
             handle,

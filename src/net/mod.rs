@@ -66,6 +66,10 @@ pub enum NetError {
     /// The node task has stopped.
     #[error("the network node has stopped")]
     Stopped,
+    /// The node was built without a device key (a relay): it stores and forwards blocks but
+    /// signs none.
+    #[error("this node has no device key: it relays blocks but cannot write them")]
+    NoDeviceKey,
 }
 
 /// Options of a node.
@@ -323,7 +327,8 @@ impl NodeHandle {
 pub struct Node<S: BlockStore + Clone> {
     swarm: Swarm<Behaviour>,
     store: S,
-    key: SigningKey,
+    /// The device key that signs [`NodeHandle::append`]ed blocks; `None` on a relay.
+    key: Option<SigningKey>,
     config: NodeConfig,
     chains: HashMap<BlockId, Sync<S>>,
     /// Chains opened without a local copy, waiting for a peer to send their genesis.
@@ -352,12 +357,12 @@ pub struct Node<S: BlockStore + Clone> {
 }
 
 impl<S: BlockStore + Clone> Node<S> {
-    /// A node over an already built swarm. Returns the node (run it with [`Node::run`]), its
-    /// handle and its event stream.
+    /// A node over an already built swarm, without a device key: it syncs, stores and relays
+    /// blocks (a relay); give it a key with [`Node::with_device_key`] to write. Returns the
+    /// node (run it with [`Node::run`]), its handle and its event stream.
     pub fn new(
         swarm: Swarm<Behaviour>,
         store: S,
-        key: SigningKey,
         config: NodeConfig,
     ) -> (Self, NodeHandle, mpsc::UnboundedReceiver<NodeEvent>) {
         let (command_tx, commands) = mpsc::unbounded();
@@ -376,7 +381,7 @@ impl<S: BlockStore + Clone> Node<S> {
         let node = Node {
             swarm,
             store,
-            key,
+            key: None,
             config,
             chains: HashMap::new(),
             joining: std::collections::HashSet::new(),
@@ -408,6 +413,12 @@ impl<S: BlockStore + Clone> Node<S> {
 
     fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// The device key that signs the blocks [`NodeHandle::append`] writes.
+    pub fn with_device_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// Runs until every [`NodeHandle`] is dropped or one calls [`NodeHandle::stop`].
@@ -596,11 +607,12 @@ impl<S: BlockStore + Clone> Node<S> {
         time: u64,
         items: &[(Vec<u8>, Vec<String>)],
     ) -> Result<Vec<Entry>, NetError> {
+        let key = self.key.as_ref().ok_or(NetError::NoDeviceKey)?;
         let sync = self
             .chains
             .get_mut(&chain)
             .ok_or(NetError::UnknownChain(chain))?;
-        let (blocks, outputs) = sync.sign(&self.key, time, items).await?;
+        let (blocks, outputs) = sync.sign(key, time, items).await?;
         self.route(chain, outputs);
         let sync = self
             .chains

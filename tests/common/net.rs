@@ -50,7 +50,8 @@ pub async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running 
     let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
         .await
         .expect("swarm");
-    let (node, handle, events) = Node::new(swarm, store.clone(), super::key(seed), config);
+    let (node, handle, events) = Node::new(swarm, store.clone(), config);
+    let node = node.with_device_key(super::key(seed));
     tokio::task::spawn_local(node.run());
     Running {
         handle,
