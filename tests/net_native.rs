@@ -6,25 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{count_reaches, new_chain, run_local, start, start_relay, wait_for, Running};
+use common::net::{
+    count_reaches, new_chain, order, run_local, start, start_relay, wait_for, Running,
+};
 use endra::net::{NodeConfig, NodeEvent};
 use endra::store::{BlockStore, MemoryStore};
-use endra::walytis::{BlockId, Chain, Query};
+use endra::walytis::Chain;
 use libp2p::Multiaddr;
-
-async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
-    let chain = Chain::open(store.clone(), chain).await.expect("open");
-    chain
-        .blocks(Query {
-            limit: usize::MAX,
-            ..Query::default()
-        })
-        .await
-        .expect("order")
-        .into_iter()
-        .map(|e| e.block.id())
-        .collect()
-}
 
 /// A relay config without a mailbox: circuits and rendezvous only.
 fn no_mailbox_relay() -> NodeConfig {

@@ -9,12 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use endra::net::{native_swarm, Node, NodeConfig, NodeEvent, NodeHandle};
+use endra::net::{NodeConfig, NodeEvent};
 use endra::store::MemoryStore;
-use endra::walytis::{BlockId, Chain, Query};
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::StreamExt;
-use libp2p::{identity, Multiaddr};
+use endra::walytis::BlockId;
+use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
 /// How long any one wait may take before the test fails.
@@ -114,92 +112,46 @@ impl Drop for Relay {
     }
 }
 
-/// A client node: its handle, events and store.
-struct Client {
-    handle: NodeHandle,
-    events: UnboundedReceiver<NodeEvent>,
-    store: MemoryStore,
+/// The native test helpers of the `endra` crate (nodes over TCP on 127.0.0.1), shared.
+#[path = "../../tests/common/net.rs"]
+mod net;
+
+use net::{count_reaches, new_chain, order, run_local, start, wait_for, Running};
+
+/// A deterministic device key, as `tests/common` gives its nodes.
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
 }
 
-impl Client {
-    async fn start(store: MemoryStore, seed: u8) -> Client {
-        let config = NodeConfig {
-            tick: Duration::from_millis(500),
-            ..NodeConfig::default()
-        };
-        let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
-            .await
-            .expect("swarm");
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let (node, handle, events) = Node::new(swarm, store.clone(), config);
-        let node = node.with_device_key(key);
-        tokio::task::spawn_local(node.run());
-        Client {
-            handle,
-            events,
-            store,
-        }
-    }
-
-    /// Waits for an event matching `wanted`.
-    async fn wait_for(&mut self, what: &str, wanted: impl Fn(&NodeEvent) -> bool) {
-        let wait = async {
-            loop {
-                match self.events.next().await {
-                    Some(event) if wanted(&event) => return,
-                    Some(_) => {}
-                    None => panic!("node stopped"),
-                }
-            }
-        };
-        tokio::time::timeout(PATIENCE, wait)
-            .await
-            .unwrap_or_else(|_| panic!("{what} did not happen"));
-    }
-
-    async fn count_reaches(&mut self, chain: BlockId, count: u64) {
-        let what = format!("chain reaching {count} blocks");
-        self.wait_for(&what, |e| {
-            matches!(e, NodeEvent::Changed { chain: c, count: n, .. } if *c == chain && *n >= count)
-        })
-        .await;
-    }
-
-    async fn order(&self, chain: BlockId) -> Vec<BlockId> {
-        let chain = Chain::open(self.store.clone(), chain).await.expect("open");
-        let query = Query {
-            limit: usize::MAX,
-            ..Query::default()
-        };
-        let blocks = chain.blocks(query).await.expect("blocks");
-        blocks.into_iter().map(|e| e.block.id()).collect()
-    }
+/// A client node with a fast anti-entropy tick.
+async fn client(store: MemoryStore, seed: u8) -> Running {
+    let config = NodeConfig {
+        tick: Duration::from_millis(500),
+        ..NodeConfig::default()
+    };
+    start(store, seed, config).await
 }
 
-fn run_local<F: std::future::Future>(test: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, test)
-}
-
-async fn new_chain(seed: u8) -> (MemoryStore, BlockId) {
-    let store = MemoryStore::new();
-    let key = SigningKey::from_bytes(&[seed; 32]);
-    let chain = Chain::create(store.clone(), &key, 1, vec![], b"g".to_vec())
+/// A writer that created a chain and uses `relay` (kept, and dialled again whenever lost).
+async fn writer_using(relay: &Relay) -> (Running, BlockId) {
+    let (store, chain) = new_chain(1, 1).await;
+    let writer = client(store, 1).await;
+    writer
+        .handle
+        .use_relay(relay.address.clone())
         .await
-        .expect("create");
-    (store, chain.id())
+        .unwrap();
+    writer.handle.open(chain, None).await.unwrap();
+    (writer, chain)
 }
 
 /// A new node, never online with anyone before, joins `chain` through `relay` alone and
 /// waits until it holds `count` blocks.
-async fn fresh_reader(relay: &Relay, chain: BlockId, count: u64) -> Client {
-    let mut reader = Client::start(MemoryStore::new(), 2).await;
+async fn fresh_reader(relay: &Relay, chain: BlockId, count: u64) -> Running {
+    let mut reader = client(MemoryStore::new(), 2).await;
     reader.handle.dial(relay.address.clone()).await.unwrap();
     reader.handle.open(chain, None).await.unwrap();
-    reader.count_reaches(chain, count).await;
+    count_reaches(&mut reader, chain, count).await;
     reader
 }
 
@@ -208,8 +160,8 @@ fn a_block_the_relay_logged_as_stored_survives_sigkill() {
     run_local(async {
         let dir = tempfile::tempdir().unwrap();
         let mut relay = Relay::start(dir.path(), 0).await;
-        let (store, chain) = new_chain(1).await;
-        let writer = Client::start(store, 1).await;
+        let (store, chain) = new_chain(1, 1).await;
+        let writer = client(store, 1).await;
         writer.handle.dial(relay.address.clone()).await.unwrap();
         writer.handle.open(chain, None).await.unwrap();
         writer
@@ -233,14 +185,7 @@ fn a_client_reconnects_after_its_relay_restarts_and_nothing_written_meanwhile_is
     run_local(async {
         let dir = tempfile::tempdir().unwrap();
         let mut relay = Relay::start(dir.path(), 0).await;
-        let (store, chain) = new_chain(1).await;
-        let mut writer = Client::start(store, 1).await;
-        writer
-            .handle
-            .use_relay(relay.address.clone())
-            .await
-            .unwrap();
-        writer.handle.open(chain, None).await.unwrap();
+        let (mut writer, chain) = writer_using(&relay).await;
         let batch = |label: &str| vec![(label.as_bytes().to_vec(), vec![]); 10];
         writer
             .handle
@@ -261,7 +206,7 @@ fn a_client_reconnects_after_its_relay_restarts_and_nothing_written_meanwhile_is
                 }
             )
         };
-        writer.wait_for("losing the relay", lost).await;
+        wait_for(&mut writer, lost).await;
         assert!(
             !writer.handle.is_synced(chain).await.unwrap(),
             "no peer: not synced"
@@ -278,11 +223,14 @@ fn a_client_reconnects_after_its_relay_restarts_and_nothing_written_meanwhile_is
             .unwrap();
         relay.wait_for("event=mailbox_stored blocks=31").await;
         let synced = |e: &NodeEvent| matches!(e, NodeEvent::Synced { chain: c } if *c == chain);
-        writer.wait_for("synced again", synced).await;
+        wait_for(&mut writer, synced).await;
 
         // A device that was never online with the writer gets every block, in the same order.
         let reader = fresh_reader(&relay, chain, 31).await;
-        assert_eq!(reader.order(chain).await, writer.order(chain).await);
+        assert_eq!(
+            order(&reader.store, chain).await,
+            order(&writer.store, chain).await
+        );
     });
 }
 
@@ -291,14 +239,7 @@ fn a_relay_killed_in_the_middle_of_a_stream_of_writes_loses_nothing() {
     run_local(async {
         let dir = tempfile::tempdir().unwrap();
         let mut relay = Relay::start(dir.path(), 0).await;
-        let (store, chain) = new_chain(1).await;
-        let writer = Client::start(store, 1).await;
-        writer
-            .handle
-            .use_relay(relay.address.clone())
-            .await
-            .unwrap();
-        writer.handle.open(chain, None).await.unwrap();
+        let (writer, chain) = writer_using(&relay).await;
         let handle = writer.handle.clone();
         let stream = tokio::task::spawn_local(async move {
             for n in 0..80u64 {
@@ -314,6 +255,9 @@ fn a_relay_killed_in_the_middle_of_a_stream_of_writes_loses_nothing() {
         stream.await.unwrap();
         relay.wait_for("event=mailbox_stored blocks=81").await;
         let reader = fresh_reader(&relay, chain, 81).await;
-        assert_eq!(reader.order(chain).await, writer.order(chain).await);
+        assert_eq!(
+            order(&reader.store, chain).await,
+            order(&writer.store, chain).await
+        );
     });
 }

@@ -670,22 +670,32 @@ impl<S: BlockStore + Clone> Node<S> {
                 self.redial.connected(relay);
                 continue;
             }
-            let Some(addresses) = self.relays.get(&relay).cloned() else {
+            if !self.relays.contains_key(&relay) {
                 continue;
-            };
-            log(LogLine::info("relay_redial").field("relay", relay));
-            let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
-                .addresses(addresses)
-                .build();
-            match self.swarm.dial(options) {
-                Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-                Err(e) => {
-                    log(LogLine::warn("dial_failed")
-                        .field("peer", relay)
-                        .field("error", e));
-                    self.redial.failed(relay, now);
-                }
             }
+            log(LogLine::info("relay_redial").field("relay", relay));
+            if let Err(e) = self.dial_relay(relay, now) {
+                log(LogLine::warn("dial_failed")
+                    .field("peer", relay)
+                    .field("error", e));
+                self.redial.failed(relay, now);
+            }
+        }
+    }
+
+    /// Dials a relay at the addresses it was given (no others: see `Behaviour::new`), and
+    /// marks it as dialling. A dial already under way (another of its addresses) serves.
+    fn dial_relay(&mut self, relay: PeerId, now: u64) -> Result<(), libp2p::swarm::DialError> {
+        let addresses = self.relays.get(&relay).cloned().unwrap_or_default();
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
+            .addresses(addresses)
+            .build();
+        match self.swarm.dial(options) {
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                self.redial.dialing(relay, now);
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -707,18 +717,9 @@ impl<S: BlockStore + Clone> Node<S> {
             self.redial.connected(relay);
             return Ok(());
         }
-        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
-            .addresses(addresses.clone())
-            .build();
         let now = self.now();
-        match self.swarm.dial(options) {
-            // A dial to this relay is under way (another of its addresses): that one serves.
-            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
-                self.redial.dialing(relay, now);
-                Ok(())
-            }
-            Err(e) => Err(unreachable(e.to_string())),
-        }
+        self.dial_relay(relay, now)
+            .map_err(|e| unreachable(e.to_string()))
     }
 
     /// Tells the relays about a chain this node has: registers it where this node holds a

@@ -81,6 +81,17 @@ pub async fn start_relay(seed: u8, config: NodeConfig) -> (Running, Multiaddr) {
     (relay, address)
 }
 
+/// The IDs of `chain`'s blocks in `store`, in chain order.
+pub async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
+    let chain = Chain::open(store.clone(), chain).await.expect("open");
+    let query = endra::walytis::Query {
+        limit: usize::MAX,
+        ..endra::walytis::Query::default()
+    };
+    let blocks = chain.blocks(query).await.expect("order");
+    blocks.into_iter().map(|e| e.block.id()).collect()
+}
+
 /// Waits until the node reports `count` blocks on `chain`.
 pub async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
     let wait = async {
