@@ -104,8 +104,12 @@ fn main() {
     let bound_plain = block_on(plain_twin(&bound));
     let with_identity = || {
         let store = MemoryStore::new();
-        let mut replica =
-            block_on(Chain::from_genesis(store.clone(), identity[0].clone())).unwrap();
+        let mut replica = block_on(Chain::from_genesis(
+            store.clone(),
+            &endra::identity::rules(),
+            identity[0].clone(),
+        ))
+        .unwrap();
         block_on(replica.insert(identity.iter().map(Block::bytes))).unwrap();
         store
     };
@@ -142,9 +146,16 @@ fn main() {
 /// topics (the store indexes topics), written in a line by one key.
 async fn plain_twin(chain: &[Block]) -> Vec<Block> {
     let key = SigningKey::from_bytes(&[7; 32]);
-    let mut plain = Chain::create(MemoryStore::new(), &key, T0, vec![], b"plain".to_vec())
-        .await
-        .unwrap();
+    let mut plain = Chain::create(
+        MemoryStore::new(),
+        &endra::identity::rules(),
+        &key,
+        T0,
+        vec![],
+        b"plain".to_vec(),
+    )
+    .await
+    .unwrap();
     for block in &chain[1..] {
         plain
             .append(
@@ -211,7 +222,12 @@ fn store_all(chain: &[Block], store: impl Fn() -> MemoryStore, batches: usize) -
     let per_batch = bytes.len().div_ceil(batches.max(1)).max(1);
     let store = store();
     let start = Instant::now();
-    let mut replica = block_on(Chain::from_genesis(store, chain[0].clone())).unwrap();
+    let mut replica = block_on(Chain::from_genesis(
+        store,
+        &endra::identity::rules(),
+        chain[0].clone(),
+    ))
+    .unwrap();
     let mut accepted = 0;
     for batch in bytes.chunks(per_batch) {
         let report = block_on(replica.insert(batch.iter())).unwrap();

@@ -53,6 +53,7 @@ async fn catch_up() -> f64 {
     let relay_store = MemoryStore::new();
     let mut chain = Chain::create(
         relay_store.clone(),
+        &endra::identity::rules(),
         &common::key(1),
         1,
         vec![],
@@ -199,6 +200,7 @@ async fn capacity(clients: usize) -> Capacity {
         let id = if n % CHAT_MEMBERS == 0 {
             Chain::create(
                 store.clone(),
+                &endra::identity::rules(),
                 &common::key(1),
                 chat as u64,
                 vec![],

@@ -53,9 +53,13 @@ fn benches(c: &mut Criterion) {
     group.bench_function("insert_10000_and_order", |b| {
         b.iter(|| {
             block_on(async {
-                let mut chain = Chain::from_genesis(MemoryStore::new(), genesis.clone())
-                    .await
-                    .expect("genesis");
+                let mut chain = Chain::from_genesis(
+                    MemoryStore::new(),
+                    &endra::identity::rules(),
+                    genesis.clone(),
+                )
+                .await
+                .expect("genesis");
                 let report = chain.insert(bytes.iter().copied()).await.expect("insert");
                 assert_eq!(report.accepted.len(), DAG_BLOCKS);
                 let order = chain

@@ -15,6 +15,20 @@ export type ErrorCode =
   | 'ABORTED'
   | 'NOT_A_MEMBER'
   | 'NOT_PERMITTED'
+  // Refusals of a block by a chain's rule, each saying which rule refused it and why.
+  | 'UNAUTHORISED'
+  | 'REVOKED'
+  | 'REVOKED_CONCURRENTLY'
+  | 'MALFORMED_OP'
+  | 'MALFORMED_BOUND_BLOCK'
+  | 'ANCHOR_BEHIND'
+  | 'BUILDS_ON_REMOVED'
+  | 'NOT_A_WRITER'
+  | 'NO_WRITERS'
+  | 'ANCESTOR_REFUSED'
+  | 'AUTHORITY_UNSEEN'
+  /** The chain's genesis claims a kind of chain (or a version of one) this build does not know. */
+  | 'UNKNOWN_RULE'
   | 'AWAITING_AUTHORITY'
   | 'NOT_BOUND'
   | 'NO_KEY'
@@ -375,7 +389,7 @@ export class Identity extends EventTarget {
   createChain(): Promise<BoundChain>;
   /**
    * Opens a chain bound to this identity, fetching it from its peers if the store lacks it.
-   * Rejects with `NOT_BOUND` (bound to another identity) or `NOT_PERMITTED` (founded by a
+   * Rejects with `NOT_BOUND` (bound to another identity) or `UNAUTHORISED` (founded by a
    * device that was not one of this identity's).
    */
   openChain(id: string, options?: { signal?: AbortSignal }): Promise<BoundChain>;

@@ -838,7 +838,7 @@ export class Identity extends EventTarget {
   /**
    * Opens a chain bound to this identity by its ID, fetching it from its peers if the store
    * does not hold it (resolves once caught up; `signal` aborts). Rejects with `NOT_BOUND` if
-   * the chain is bound to another identity, `NOT_PERMITTED` if whoever founded it was not a
+   * the chain is bound to another identity, `UNAUTHORISED` if whoever founded it was not a
    * device of this identity.
    */
   async openChain(id, { signal } = {}) {

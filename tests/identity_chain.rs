@@ -14,7 +14,10 @@ use endra::identity::{
 };
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::sync::{Input, Message, Output, Peer, Sync};
-use endra::walytis::{Anchored, Block, BlockDraft, BlockId, Chain, ChainError, BOUND_TOPIC};
+use endra::walytis::{
+    Anchored, Block, BlockDraft, BlockId, BoundRefusal, Chain, ChainError, Rules, RulesError,
+    BOUND_TOPIC,
+};
 use futures_executor::block_on;
 use rand_core::OsRng;
 
@@ -614,7 +617,9 @@ fn forged_replayed_and_expired_invitations_are_refused() {
         let report = admin.insert([forced.bytes()]).await.unwrap();
         assert!(matches!(
             report.rejected.as_slice(),
-            [(_, ChainError::NotAdmitted(why))] if why == "forged invitation"
+            [(_, ChainError::NotAdmitted(why))]
+                if why.downcast_ref::<Rejection>() == Some(&Rejection::ForgedInvitation)
+                    && why.code() == "INVITATION_FORGED"
         ));
         assert_eq!(admin.state().pending_requests().count(), 0);
         // A tampered invitation (role or expiry changed after signing) is forged too.
@@ -798,7 +803,8 @@ fn malformed_ops_and_outsiders_change_nothing() {
             )
             .await;
         assert!(
-            matches!(&junk, Err(ChainError::NotAdmitted(why)) if why.starts_with("malformed")),
+            matches!(&junk, Err(ChainError::NotAdmitted(why))
+                if matches!(why.downcast_ref::<Rejection>(), Some(Rejection::Malformed(_)))),
             "{junk:?}"
         );
         // So is a block by a key the identity never listed, and a second genesis op.
@@ -834,6 +840,55 @@ fn malformed_ops_and_outsiders_change_nothing() {
     });
 }
 
+/// Fail closed: a replica that does not know a chain's rule refuses the chain rather than
+/// store it with no rule and misjudge its blocks.
+#[test]
+fn replicas_refuse_chains_whose_rule_they_do_not_know() {
+    block_on(async {
+        let laptop = new_person("Ada").await;
+        let genesis = genesis(&laptop).await;
+        // A replica that knows only Walytis's own kinds refuses an identity chain, storing
+        // nothing.
+        let store = MemoryStore::new();
+        let refused = Chain::from_genesis(store.clone(), &Rules::walytis(), genesis.clone()).await;
+        assert!(
+            matches!(&refused, Err(ChainError::Rules(RulesError::Unclaimed(t))) if t == IDENTITY_TOPIC),
+            "{refused:?}"
+        );
+        assert!(store.chain_state(&genesis.id()).await.unwrap().is_none());
+        // Stored under the identity rules, it does not open without them either.
+        Chain::from_genesis(store.clone(), &endra::identity::rules(), genesis.clone())
+            .await
+            .unwrap();
+        assert!(matches!(
+            Chain::open(store.clone(), &Rules::walytis(), genesis.id()).await,
+            Err(ChainError::Rules(RulesError::Unclaimed(_)))
+        ));
+        // A newer version of the identity rule, a kind of chain of a layer this build lacks,
+        // and the unversioned topic of earlier builds: all refused by today's rules.
+        for topic in ["endra/identity/2", "endra/offchain/1", "endra/identity"] {
+            let other = BlockDraft {
+                chain: None,
+                parents: vec![],
+                height: 0,
+                time: T0,
+                topics: vec![topic.to_owned()],
+                body: genesis.body().to_vec(),
+            }
+            .sign(laptop.device().signing().as_dalek())
+            .unwrap();
+            let store = MemoryStore::new();
+            let refused =
+                Chain::from_genesis(store.clone(), &endra::identity::rules(), other.clone()).await;
+            assert!(
+                matches!(&refused, Err(ChainError::Rules(RulesError::Unclaimed(t))) if t == topic),
+                "{topic}: {refused:?}"
+            );
+            assert!(store.chain_state(&other.id()).await.unwrap().is_none());
+        }
+    });
+}
+
 #[test]
 fn a_mailbox_replica_refuses_what_no_current_device_wrote() {
     block_on(async {
@@ -848,7 +903,7 @@ fn a_mailbox_replica_refuses_what_no_current_device_wrote() {
         // of identities: the chain's genesis alone makes it apply the identity rule.
         let genesis = genesis(&laptop).await;
         let store = MemoryStore::new();
-        let chain = Chain::from_genesis(store.clone(), genesis.clone())
+        let chain = Chain::from_genesis(store.clone(), &endra::identity::rules(), genesis.clone())
             .await
             .unwrap();
         assert!(chain.has_admission_rule());
@@ -889,14 +944,18 @@ fn a_mailbox_replica_refuses_what_no_current_device_wrote() {
         );
         assert!(outputs.contains(&Output::Disconnect(EVIL)));
         // Reopened from its store (a restart), the mailbox still refuses them.
-        let mut reopened = Chain::open(store, genesis.id()).await.unwrap();
+        let mut reopened = Chain::open(store, &endra::identity::rules(), genesis.id())
+            .await
+            .unwrap();
         let report = reopened
             .insert([forge_on_top(&laptop, &outsider).await.bytes()])
             .await
             .unwrap();
         assert!(matches!(
             report.rejected.as_slice(),
-            [(_, ChainError::NotAdmitted(_))]
+            [(_, ChainError::NotAdmitted(why))]
+                if why.downcast_ref::<Rejection>() == Some(&Rejection::Unauthorised)
+                    && why.code() == "UNAUTHORISED"
         ));
         // A replica filled from the mailbox holds exactly the honest chain.
         let mut fresh = Identity::replica(
@@ -1005,12 +1064,14 @@ async fn forge_bound_on(
     .unwrap()
 }
 
-fn assert_not_admitted(report: &endra::walytis::InsertReport) {
+/// The one block offered was refused by the bound-chain rule, for the reason `code` names.
+fn assert_not_admitted(report: &endra::walytis::InsertReport, code: &str) {
     assert!(report.accepted.is_empty() && report.waiting.is_empty());
     assert!(
         matches!(
             report.rejected.as_slice(),
-            [(_, ChainError::NotAdmitted(_))]
+            [(_, ChainError::NotAdmitted(why))]
+                if why.code() == code && why.downcast_ref::<BoundRefusal>().is_some()
         ),
         "{:?}",
         report.rejected
@@ -1151,14 +1212,26 @@ fn a_chain_bound_to_a_person_takes_blocks_only_from_its_current_devices() {
         let outsider = DeviceKeys::generate(&mut OsRng);
         let current_anchor = laptop.chain().leaves().to_vec();
         let forged = [
-            forge_bound(&on_tablet, &key, &current_anchor).await,
-            forge_bound(&on_tablet, &key, &stale_anchor).await,
-            forge_bound(&on_tablet, &outsider, &current_anchor).await,
+            (
+                forge_bound(&on_tablet, &key, &current_anchor).await,
+                "NOT_A_WRITER",
+            ),
+            (
+                forge_bound(&on_tablet, &key, &stale_anchor).await,
+                "ANCHOR_BEHIND",
+            ),
+            (
+                forge_bound(&on_tablet, &outsider, &current_anchor).await,
+                "NOT_A_WRITER",
+            ),
         ];
         for replica in [&mut on_laptop, &mut on_phone, &mut on_tablet] {
             let len = replica.chain().len();
-            for block in &forged {
-                assert_not_admitted(&replica.chain_mut().insert([block.bytes()]).await.unwrap());
+            for (block, code) in &forged {
+                assert_not_admitted(
+                    &replica.chain_mut().insert([block.bytes()]).await.unwrap(),
+                    code,
+                );
             }
             assert_eq!(replica.chain().len(), len, "nothing stored");
         }
@@ -1299,6 +1372,7 @@ fn a_removed_devices_block_into_the_past_is_stored_but_shown_to_nobody() {
                     .insert([vouching.bytes()])
                     .await
                     .unwrap(),
+                "BUILDS_ON_REMOVED",
             );
         }
         let shown = texts(&["answered", "the answer", "after", "next"]);
@@ -1356,9 +1430,13 @@ fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike()
         // A relay's mailbox: bare chains over one store, knowing nothing of identities. It
         // has the bound chain's genesis but not yet the identity chain.
         let store = MemoryStore::new();
-        let chain = Chain::from_genesis(store.clone(), bound_blocks[0].clone())
-            .await
-            .unwrap();
+        let chain = Chain::from_genesis(
+            store.clone(),
+            &endra::identity::rules(),
+            bound_blocks[0].clone(),
+        )
+        .await
+        .unwrap();
         assert!(chain.has_admission_rule());
         assert_eq!(chain.authority(), Some(laptop.chain().id()));
         let mut mailbox = Sync::new(chain);
@@ -1368,7 +1446,7 @@ fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike()
             block: block.bytes().to_vec(),
         };
         // Undecidable without the identity: neither stored nor held against the sender.
-        let report = Chain::open(store.clone(), notes.chain().id())
+        let report = Chain::open(store.clone(), &endra::identity::rules(), notes.chain().id())
             .await
             .unwrap()
             .insert([bound_blocks[1].bytes()])
@@ -1396,9 +1474,13 @@ fn a_mailbox_replica_of_a_bound_chain_waits_for_the_identity_then_judges_alike()
 
         // Once the mailbox holds the identity chain, the blocks it held are judged again
         // and stored, without being sent again.
-        let mut identity = Chain::from_genesis(store.clone(), genesis(&laptop).await)
-            .await
-            .unwrap();
+        let mut identity = Chain::from_genesis(
+            store.clone(),
+            &endra::identity::rules(),
+            genesis(&laptop).await,
+        )
+        .await
+        .unwrap();
         identity
             .insert(blocks(&laptop).await.iter().map(Block::bytes))
             .await

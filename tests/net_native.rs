@@ -360,7 +360,7 @@ fn a_did_resolves_over_the_network_from_the_did_alone() {
         .await;
         assert!(bob.handle.is_synced(chain).await.expect("synced"));
 
-        let replica = Chain::open(bob.store.clone(), chain)
+        let replica = Chain::open(bob.store.clone(), &endra::identity::rules(), chain)
             .await
             .expect("replica");
         assert_eq!(
@@ -417,7 +417,8 @@ fn a_node_without_a_device_key_relays_but_refuses_to_write() {
             endra::net::native_swarm(libp2p::identity::Keypair::generate_ed25519(), &config)
                 .await
                 .expect("swarm");
-        let (node, handle, _events) = endra::net::Node::new(swarm, store, config);
+        let (node, handle, _events) =
+            endra::net::Node::new(swarm, store, endra::identity::rules(), config);
         tokio::task::spawn_local(node.run());
         handle.open(chain, None).await.expect("open");
         assert_eq!(

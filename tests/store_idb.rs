@@ -71,9 +71,16 @@ async fn a_damaged_block_record_is_reported_not_returned() {
     let name = unique("damaged");
     let key = common::key(1);
     let store = IdbStore::open(&name).await.expect("open");
-    let mut chain = Chain::create(store.clone(), &key, 1, vec![], vec![])
-        .await
-        .expect("create");
+    let mut chain = Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &key,
+        1,
+        vec![],
+        vec![],
+    )
+    .await
+    .expect("create");
     let entry = chain
         .append(&key, 2, vec![(b"precious".to_vec(), vec![])])
         .await

@@ -64,7 +64,7 @@ fn a_damaged_block_record_is_reported_not_returned() {
     let key = common::key(1);
     let (id, block) = block_on(async {
         let store = RedbStore::open(&path).expect("open");
-        let mut chain = Chain::create(store, &key, 1, vec![], vec![])
+        let mut chain = Chain::create(store, &endra::identity::rules(), &key, 1, vec![], vec![])
             .await
             .expect("create");
         let entry = chain
@@ -101,7 +101,9 @@ fn a_damaged_block_record_is_reported_not_returned() {
     }
     block_on(async {
         let store = RedbStore::open(&path).expect("reopen");
-        let chain = Chain::open(store, id).await.expect("chain still opens");
+        let chain = Chain::open(store, &endra::identity::rules(), id)
+            .await
+            .expect("chain still opens");
         let error = chain
             .block(&block)
             .await
@@ -117,8 +119,15 @@ fn a_damaged_block_record_is_reported_not_returned() {
 fn memory_store_chains_are_shared_between_clones() {
     let store = MemoryStore::new();
     let key = common::key(2);
-    let id = block_on(Chain::create(store.clone(), &key, 0, vec![], vec![]))
-        .expect("create")
-        .id();
+    let id = block_on(Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &key,
+        0,
+        vec![],
+        vec![],
+    ))
+    .expect("create")
+    .id();
     assert_eq!(block_on(store.chains()).expect("chains"), vec![id]);
 }

@@ -122,8 +122,15 @@ fn set(fields: &mut [(&'static str, V)], name: &str, value: V) {
 
 fn genesis_chain() -> (SigningKey, Chain<MemoryStore>) {
     let key = common::key(1);
-    let chain =
-        block_on(Chain::create(MemoryStore::new(), &key, 0, vec![], vec![])).expect("create");
+    let chain = block_on(Chain::create(
+        MemoryStore::new(),
+        &endra::identity::rules(),
+        &key,
+        0,
+        vec![],
+        vec![],
+    ))
+    .expect("create");
     (key, chain)
 }
 

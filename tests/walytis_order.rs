@@ -24,8 +24,12 @@ fn order(chain: &Chain<MemoryStore>) -> Vec<BlockId> {
 }
 
 fn reference(genesis: &Block, blocks: &[Block]) -> Chain<MemoryStore> {
-    let mut chain =
-        block_on(Chain::from_genesis(MemoryStore::new(), genesis.clone())).expect("genesis");
+    let mut chain = block_on(Chain::from_genesis(
+        MemoryStore::new(),
+        &endra::identity::rules(),
+        genesis.clone(),
+    ))
+    .expect("genesis");
     let report = block_on(chain.insert(blocks.iter().map(Block::bytes))).expect("insert");
     assert_eq!(report.accepted.len(), blocks.len());
     chain
@@ -91,7 +95,7 @@ proptest! {
         let expected = reference(&genesis, &blocks);
         let mut shuffled = blocks.clone();
         common::Rng::new(shuffle).shuffle(&mut shuffled);
-        let mut chain = block_on(Chain::from_genesis(MemoryStore::new(), genesis)).expect("genesis");
+        let mut chain = block_on(Chain::from_genesis(MemoryStore::new(), &endra::identity::rules(), genesis)).expect("genesis");
         for part in shuffled.chunks(batch) {
             let report = block_on(chain.insert(part.iter().map(Block::bytes))).expect("insert");
             prop_assert!(report.rejected.is_empty());
@@ -115,7 +119,7 @@ proptest! {
         common::Rng::new(shuffle).shuffle(&mut shuffled);
         let store = MemoryStore::new();
         let id = genesis.id();
-        let mut chain = block_on(Chain::from_genesis(store.clone(), genesis)).expect("genesis");
+        let mut chain = block_on(Chain::from_genesis(store.clone(), &endra::identity::rules(), genesis)).expect("genesis");
         // The subscriber keeps only its cursor across restarts, as an app would on disk.
         let mut cursor: Option<u64> = None;
         let mut delivered: Vec<Block> = Vec::new();
@@ -133,7 +137,7 @@ proptest! {
             if i % restart_every == 0 {
                 // Restart: the pending set is lost with the process; offering the
                 // remaining blocks again (as sync would) must still deliver each once.
-                chain = block_on(Chain::open(store.clone(), id)).expect("reopen");
+                chain = block_on(Chain::open(store.clone(), &endra::identity::rules(), id)).expect("reopen");
                 block_on(chain.insert(shuffled.iter().map(Block::bytes))).expect("re-offer");
             }
         }

@@ -38,7 +38,12 @@ impl<S: BlockStore> Sim<S> {
             .enumerate()
             .map(|(i, store)| Node {
                 sync: Some(Sync::new(
-                    block_on(Chain::from_genesis(store, genesis.clone())).expect("genesis"),
+                    block_on(Chain::from_genesis(
+                        store,
+                        &endra::identity::rules(),
+                        genesis.clone(),
+                    ))
+                    .expect("genesis"),
                 )),
                 key: common::key(i as u8 + 1),
             })
@@ -327,7 +332,8 @@ fn a_node_restarted_from_its_redb_store_catches_up() {
     sim.run();
     // Node 2 restarts from disk with what it had, then reconnects.
     let store = RedbStore::open(&paths[2]).expect("reopen");
-    let chain = block_on(Chain::open(store, genesis.id())).expect("chain from disk");
+    let chain = block_on(Chain::open(store, &endra::identity::rules(), genesis.id()))
+        .expect("chain from disk");
     assert_eq!(chain.len(), 11, "the restarted node kept its blocks");
     sim.nodes[2].sync = Some(Sync::new(chain));
     sim.connect(2, 0);

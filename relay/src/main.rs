@@ -192,7 +192,7 @@ async fn serve<S: BlockStore + Clone + 'static>(
     store: S,
 ) -> Result<(), String> {
     // The relay signs no blocks: its node has no device key.
-    let (node, handle, mut events) = Node::new(swarm, store, node_config);
+    let (node, handle, mut events) = Node::new(swarm, store, endra::identity::rules(), node_config);
     let peer_id = handle.peer_id();
     let local = tokio::task::LocalSet::new();
     local.spawn_local(node.run());

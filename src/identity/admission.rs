@@ -1,41 +1,53 @@
 //! The admission rule of identity chains: only blocks by devices that the block's own
 //! history authorises are stored, by every replica (see [`crate::walytis::Admission`] and
-//! [`IdentityState::admits`]).
+//! [`IdentityState::admits`]). Identity registers it with Walytis as [`IdentityChains`]; a
+//! replica gets it, with Walytis's own kinds, from [`rules`].
 
-use crate::walytis::{Admission, Author, Block};
+use crate::walytis::{Admission, Author, Block, ChainRule, Refused, Rules, Writers};
 
 use super::ops::IDENTITY_TOPIC;
-use super::state::IdentityState;
+use super::state::{IdentityState, Rejection};
 
-/// The rule for chains whose genesis carries the identity topic; `None` for other chains.
-pub fn admission_rule(genesis: &Block) -> Option<Box<dyn Admission>> {
-    if !genesis.topics().iter().any(|t| t == IDENTITY_TOPIC) {
-        return None;
+/// The kinds of chain an Endra replica knows: Walytis's own and identity chains. Every chain
+/// opener — a page, a node, the relay's mailbox — takes these.
+pub fn rules() -> Rules {
+    Rules::walytis().with(IdentityChains)
+}
+
+/// The kind of chain whose genesis carries [`IDENTITY_TOPIC`]: held to the identity rule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityChains;
+
+impl ChainRule for IdentityChains {
+    fn topic(&self) -> &'static str {
+        IDENTITY_TOPIC
     }
-    let mut rule = IdentityRule {
-        view: Err(String::new()),
-    };
-    rule.rebuild(std::slice::from_ref(genesis));
-    Some(Box::new(rule))
+
+    fn admission(&self, genesis: &Block) -> Box<dyn Admission> {
+        let mut rule = IdentityRule {
+            view: Err(Rejection::NotAnIdentity(String::new())),
+        };
+        rule.rebuild(std::slice::from_ref(genesis));
+        Box::new(rule)
+    }
 }
 
 /// The identity state of an ancestry, or why its genesis founds no valid identity (then
 /// nothing more is admitted: the chain claims to be an identity and is not one).
 struct IdentityRule {
-    view: Result<IdentityState, String>,
+    view: Result<IdentityState, Rejection>,
 }
 
 impl Admission for IdentityRule {
     fn rebuild(&mut self, ancestry: &[Block]) {
-        self.view = IdentityState::resolve(ancestry).map_err(|e| e.to_string());
+        self.view =
+            IdentityState::resolve(ancestry).map_err(|e| Rejection::NotAnIdentity(e.to_string()));
     }
 
-    fn check(&self, block: &Block) -> Result<(), String> {
+    fn check(&self, block: &Block) -> Result<(), Refused> {
         match &self.view {
-            Ok(state) => state
-                .admits(block)
-                .map_err(|rejection| rejection.to_string()),
-            Err(why) => Err(format!("the genesis founds no valid identity: {why}")),
+            Ok(state) => state.admits(block).map_err(Refused::new),
+            Err(why) => Err(Refused::new(why.clone())),
         }
     }
 
@@ -45,6 +57,12 @@ impl Admission for IdentityRule {
         }
     }
 
+    fn writers(&self) -> Option<&dyn Writers> {
+        Some(self)
+    }
+}
+
+impl Writers for IdentityRule {
     /// Every current device of every member may write the identity's bound chains.
     fn authorises(&self, author: &Author) -> bool {
         matches!(&self.view, Ok(state) if state.signer(author.key_bytes()).is_some())

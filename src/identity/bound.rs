@@ -63,14 +63,24 @@ impl<S: BlockStore + Clone> BoundChain<S> {
     /// chain is not bound to `identity` or its founder was not a current device of it.
     pub async fn replica(identity: &Identity<S>, genesis: Block) -> Result<Self, IdentityError> {
         check_founder(identity, &genesis).await?;
-        let chain = Chain::from_genesis(identity.chain().store().clone(), genesis).await?;
+        let chain = Chain::from_genesis(
+            identity.chain().store().clone(),
+            identity.chain().rules(),
+            genesis,
+        )
+        .await?;
         Ok(BoundChain { chain })
     }
 
     /// Opens a bound chain the identity's store holds, checking it like
     /// [`BoundChain::replica`].
     pub async fn open(identity: &Identity<S>, id: BlockId) -> Result<Self, IdentityError> {
-        let chain = Chain::open(identity.chain().store().clone(), id).await?;
+        let chain = Chain::open(
+            identity.chain().store().clone(),
+            identity.chain().rules(),
+            id,
+        )
+        .await?;
         let genesis = chain
             .block(&id)
             .await?

@@ -84,6 +84,7 @@ impl<S: BlockStore> Identity<S> {
         };
         let chain = Chain::create(
             store,
+            &super::rules(),
             device.signing().as_dalek(),
             time,
             vec![IDENTITY_TOPIC.to_owned()],
@@ -97,7 +98,7 @@ impl<S: BlockStore> Identity<S> {
 
     /// Opens an identity whose chain the store holds.
     pub async fn open(store: S, chain: BlockId, device: DeviceKeys) -> Result<Self, IdentityError> {
-        Self::open_chain(Chain::open(store, chain).await?, device).await
+        Self::open_chain(Chain::open(store, &super::rules(), chain).await?, device).await
     }
 
     /// Starts a replica of someone else's identity from its genesis block, to request to
@@ -107,7 +108,11 @@ impl<S: BlockStore> Identity<S> {
         genesis: Block,
         device: DeviceKeys,
     ) -> Result<Self, IdentityError> {
-        Self::open_chain(Chain::from_genesis(store, genesis).await?, device).await
+        Self::open_chain(
+            Chain::from_genesis(store, &super::rules(), genesis).await?,
+            device,
+        )
+        .await
     }
 
     async fn open_chain(chain: Chain<S>, device: DeviceKeys) -> Result<Self, IdentityError> {

@@ -12,8 +12,9 @@
 //!   device lists, key rotation, epoch keys, relays; one-time expiring [`Invitation`]s.
 //! - [`state`]: the [`IdentityState`] every peer derives alike from the chain, with strong
 //!   removal (a removed device's concurrent blocks are dropped too).
-//! - [`admission_rule`]: what every replica, the relay included, checks before storing a
-//!   block of an identity chain: that the block's own history authorises its author.
+//! - [`rules`]: the chain rules every replica, the relay included, opens chains with; the
+//!   identity rule ([`IdentityChains`]) checks before storing a block of an identity chain
+//!   that the block's own history authorises its author.
 //! - [`document`]: `did:endra:<chain-id>` and its W3C DID document.
 //! - [`handle`]: [`Identity`], one device's read-write view of an identity.
 //! - [`session`]: authenticated, encrypted sessions between two persons' devices: a
@@ -31,7 +32,7 @@ pub mod ops;
 pub mod session;
 pub mod state;
 
-pub use admission::admission_rule;
+pub use admission::{rules, IdentityChains};
 pub use bound::BoundChain;
 pub use device::DeviceKeys;
 pub use document::{device_did, document, identity_did, parse_identity_did};

@@ -12,7 +12,7 @@ use super::keys::{verify, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_L
 use super::IdentityError;
 
 /// The topic of blocks that carry an [`Op`].
-pub const IDENTITY_TOPIC: &str = "endra/identity";
+pub const IDENTITY_TOPIC: &str = "endra/identity/1";
 /// Bytes of an invitation's one-time ID and of an epoch ID.
 pub const NONCE_ID_LEN: usize = 16;
 /// Prefix of an invitation code.

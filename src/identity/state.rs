@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::walytis::{Block, BlockId};
+use crate::walytis::{Block, BlockId, RuleRefusal};
 
 use super::document::identity_did;
 use super::keys::{AgreementKeyPair, EpochKey, PublicKey};
@@ -61,6 +61,25 @@ pub enum Rejection {
     /// The approval came after the invitation expired.
     #[error("invitation expired")]
     InvitationExpired,
+    /// The chain's genesis founds no valid identity, so nothing more is admitted to it.
+    #[error("the genesis founds no valid identity: {0}")]
+    NotAnIdentity(String),
+}
+
+impl RuleRefusal for Rejection {
+    fn code(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "MALFORMED_OP",
+            Rejection::Unauthorised => "UNAUTHORISED",
+            Rejection::Revoked { .. } => "REVOKED",
+            Rejection::RevokedConcurrently { .. } => "REVOKED_CONCURRENTLY",
+            Rejection::NotPermitted(_) => "NOT_PERMITTED",
+            Rejection::ForgedInvitation => "INVITATION_FORGED",
+            Rejection::InvitationReplayed => "INVITATION_USED",
+            Rejection::InvitationExpired => "INVITATION_EXPIRED",
+            Rejection::NotAnIdentity(_) => "IDENTITY_INVALID",
+        }
+    }
 }
 
 /// A current member.

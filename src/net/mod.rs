@@ -36,7 +36,7 @@ use libp2p::{identify, identity, rendezvous, request_response, Multiaddr, PeerId
 
 use crate::store::BlockStore;
 use crate::walytis::sync::{Input, Message, Output, Peer, Sync, RECENT_BLOCKS};
-use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
+use crate::walytis::{Block, BlockId, Chain, ChainError, Entry, Rules};
 use logline::LogLine;
 use peering::Peering;
 use protocol::{Envelope, Found, Lookup, PEERED_PROTOCOL};
@@ -327,6 +327,8 @@ impl NodeHandle {
 pub struct Node<S: BlockStore + Clone> {
     swarm: Swarm<Behaviour>,
     store: S,
+    /// The kinds of chain this node opens (see [`crate::walytis::Rules`]).
+    rules: Rules,
     /// The device key that signs [`NodeHandle::append`]ed blocks; `None` on a relay.
     key: Option<SigningKey>,
     config: NodeConfig,
@@ -358,11 +360,13 @@ pub struct Node<S: BlockStore + Clone> {
 
 impl<S: BlockStore + Clone> Node<S> {
     /// A node over an already built swarm, without a device key: it syncs, stores and relays
-    /// blocks (a relay); give it a key with [`Node::with_device_key`] to write. Returns the
-    /// node (run it with [`Node::run`]), its handle and its event stream.
+    /// blocks (a relay); give it a key with [`Node::with_device_key`] to write. Every chain
+    /// it opens is held to `rules` (an Endra node passes [`crate::identity::rules`]). Returns
+    /// the node (run it with [`Node::run`]), its handle and its event stream.
     pub fn new(
         swarm: Swarm<Behaviour>,
         store: S,
+        rules: Rules,
         config: NodeConfig,
     ) -> (Self, NodeHandle, mpsc::UnboundedReceiver<NodeEvent>) {
         let (command_tx, commands) = mpsc::unbounded();
@@ -381,6 +385,7 @@ impl<S: BlockStore + Clone> Node<S> {
         let node = Node {
             swarm,
             store,
+            rules,
             key: None,
             config,
             chains: HashMap::new(),
@@ -632,10 +637,10 @@ impl<S: BlockStore + Clone> Node<S> {
         self.topics.insert(topic.hash(), chain);
         let opened = match genesis {
             Some(genesis) if genesis.id() == chain => {
-                Chain::from_genesis(self.store.clone(), genesis).await?
+                Chain::from_genesis(self.store.clone(), &self.rules, genesis).await?
             }
             Some(genesis) => return Err(ChainError::NotGenesis(genesis.id()).into()),
-            None => match Chain::open(self.store.clone(), chain).await {
+            None => match Chain::open(self.store.clone(), &self.rules, chain).await {
                 Ok(opened) => opened,
                 Err(ChainError::UnknownChain(_)) => {
                     // Join: subscribe now, ask the first peer of the chain for its genesis.

@@ -15,27 +15,25 @@
 //! costs a read of that ancestry and a fold of it: cheap for the small chains that carry
 //! rules, and no more than what a new block's parents reach.
 
-use super::block::{Author, Block};
+use super::binding::Writers;
+use super::block::Block;
 use super::id::BlockId;
+use super::rules::Refused;
 
 /// A chain's admission rule (see the module docs).
 pub trait Admission: Send + Sync {
     /// Replaces the view with one derived from `ancestry`: every block a new block's parents
     /// reach, in chain order (height, then ID), genesis first.
     fn rebuild(&mut self, ancestry: &[Block]);
-    /// Whether `block`, whose parents are the view's leaves, may be stored; if not, why.
-    fn check(&self, block: &Block) -> Result<(), String>;
+    /// Whether `block`, whose parents are the view's leaves, may be stored; if not, the
+    /// rule's typed refusal.
+    fn check(&self, block: &Block) -> Result<(), Refused>;
     /// Folds in a block [`Admission::check`] admitted.
     fn extend(&mut self, block: &Block);
-    /// Whether the view lets `author` write a chain bound to this one (see
-    /// [`super::binding`]). Rules that name no writers authorise nobody.
-    fn authorises(&self, _author: &Author) -> bool {
-        false
-    }
-    /// Whether the view shows `author` removed for good (not merely a key rotated out): a
-    /// bound-chain block anchored at this view may not build on its blocks.
-    fn retired(&self, _author: &Author) -> bool {
-        false
+    /// Who the view lets write the chains bound to this one (see [`super::binding`]);
+    /// `None` for rules that name no writers, which authorise nobody.
+    fn writers(&self) -> Option<&dyn Writers> {
+        None
     }
 }
 
@@ -84,7 +82,7 @@ impl Guard {
     }
 
     /// Checks a block that [`Guard::fits`] and, if admitted, folds it in.
-    pub(super) fn admit(&mut self, block: &Block) -> Result<(), String> {
+    pub(super) fn admit(&mut self, block: &Block) -> Result<(), Refused> {
         self.rule.check(block)?;
         self.rule.extend(block);
         self.leaves = vec![block.id()];

@@ -43,9 +43,10 @@ use super::admission::Admission;
 use super::block::{Author, Block, BlockError, MAX_PARENTS};
 use super::cbor::{Reader, Writer};
 use super::id::BlockId;
+use super::rules::RuleRefusal;
 
 /// The topic of a bound chain's genesis.
-pub const BOUND_TOPIC: &str = "walytis/bound";
+pub const BOUND_TOPIC: &str = "walytis/bound/1";
 
 /// Stamps of recently checked blocks kept to check their children without a store read.
 const STAMP_CACHE: usize = 1 << 14;
@@ -65,6 +66,49 @@ pub enum BindingError {
     /// An anchor naming no block or more than a block may name as parents.
     #[error("an anchor of {0} blocks (1 to {MAX_PARENTS})")]
     AnchorSize(usize),
+}
+
+/// Who may write the chains bound to an authority, as the authority's rule sees it at one
+/// anchor (see [`super::Admission::writers`]).
+pub trait Writers {
+    /// Whether `author` may write a chain bound to the authority.
+    fn authorises(&self, author: &Author) -> bool;
+    /// Whether `author` is removed for good (not merely a key rotated out): a bound-chain
+    /// block anchored here may not build on its blocks.
+    fn retired(&self, author: &Author) -> bool;
+}
+
+/// Why a block of a bound chain is refused (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BoundRefusal {
+    /// The body is not a bound-chain body.
+    #[error(transparent)]
+    Malformed(#[from] BindingError),
+    /// The anchor does not reach a block a parent's anchor names: anchors never go back.
+    #[error("its anchor does not reach {0}, which a parent's anchor names: anchors never go back")]
+    AnchorBehind(BlockId),
+    /// A parent's author is removed at this block's anchor.
+    #[error("it builds on {0}, whose author its anchor shows removed")]
+    BuildsOnRetired(BlockId),
+    /// The author may not write at the anchor.
+    #[error("its author is not authorised by the authority at its anchor")]
+    NotAWriter,
+    /// The authority's rule names no writers.
+    #[error("the authority chain has no rule that authorises writers")]
+    NoWriters,
+}
+
+impl RuleRefusal for BoundRefusal {
+    fn code(&self) -> &'static str {
+        match self {
+            BoundRefusal::Malformed(_) => "MALFORMED_BOUND_BLOCK",
+            BoundRefusal::AnchorBehind(_) => "ANCHOR_BEHIND",
+            BoundRefusal::BuildsOnRetired(_) => "BUILDS_ON_REMOVED",
+            BoundRefusal::NotAWriter => "NOT_A_WRITER",
+            BoundRefusal::NoWriters => "NO_WRITERS",
+        }
+    }
 }
 
 /// A bound-chain block's body, parsed.
@@ -179,9 +223,15 @@ impl AuthorityView {
         }
     }
 
+    /// Who may write at this view, if the authority's rule names writers.
+    fn writers(&self) -> Option<&dyn Writers> {
+        self.rule.as_ref().and_then(|rule| rule.writers())
+    }
+
     /// Whether the authority at this view shows `author` retired (see the module docs).
     pub(super) fn retired(&self, author: &Author) -> bool {
-        self.rule.as_ref().is_some_and(|rule| rule.retired(author))
+        self.writers()
+            .is_some_and(|writers| writers.retired(author))
     }
 }
 
@@ -257,29 +307,24 @@ impl Binding {
         view: &AuthorityView,
         author: &Author,
         parents: &[(BlockId, Stamp)],
-    ) -> Result<(), String> {
+    ) -> Result<(), BoundRefusal> {
         if let Some(behind) = parents
             .iter()
             .flat_map(|(_, stamp)| &stamp.anchor)
             .find(|id| !view.reached.contains(*id))
         {
-            return Err(format!(
-                "its anchor does not reach {behind}, which a parent's anchor names: anchors \
-                 never go back"
-            ));
+            return Err(BoundRefusal::AnchorBehind(*behind));
         }
         if let Some((parent, _)) = parents
             .iter()
             .find(|(id, stamp)| self.is_dead(view, id, stamp))
         {
-            return Err(format!(
-                "it builds on {parent}, whose author its anchor shows removed"
-            ));
+            return Err(BoundRefusal::BuildsOnRetired(*parent));
         }
-        match &view.rule {
-            Some(rule) if rule.authorises(author) => Ok(()),
-            Some(_) => Err("its author is not authorised by the authority at its anchor".into()),
-            None => Err("the authority chain has no rule that authorises writers".into()),
+        match view.writers() {
+            Some(writers) if writers.authorises(author) => Ok(()),
+            Some(_) => Err(BoundRefusal::NotAWriter),
+            None => Err(BoundRefusal::NoWriters),
         }
     }
 }

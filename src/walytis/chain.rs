@@ -13,10 +13,11 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use ed25519_dalek::SigningKey;
 use futures_channel::mpsc;
 
-use super::admission::Guard;
-use super::binding::{self, Anchored, AuthorityView, Binding, Stamp};
+use super::admission::{Admission, Guard};
+use super::binding::{self, Anchored, AuthorityView, Binding, BoundRefusal, Stamp};
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
+use super::rules::{Claim, Refused, RuleRefusal, Rules, RulesError};
 use crate::store::{
     BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
@@ -54,9 +55,14 @@ pub enum ChainError {
     #[error("{MAX_PENDING} blocks already wait for their parents")]
     PendingFull,
     /// The chain's admission rule refused the block (see [`super::Admission`]): for an
-    /// identity chain, its author is not a device the block's own history authorises.
+    /// identity chain, its author is not a device the block's own history authorises. The
+    /// refusal is the rule's own type ([`Refused::downcast_ref`]) with a stable code.
     #[error("not admitted: {0}")]
-    NotAdmitted(String),
+    NotAdmitted(Refused),
+    /// The genesis claims a kind of chain the [`Rules`] this replica was opened with do not
+    /// know (see [`super::rules`]): nothing is stored.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
     /// The chain is bound to an authority chain (see [`super::binding`]) and this replica
     /// lacks a block of the authority that the block's anchor reaches, so it cannot decide
     /// yet. Nothing is stored; the block is held (up to [`MAX_AWAITING`]) and judged again by
@@ -70,10 +76,31 @@ pub enum ChainError {
     },
 }
 
+/// Walytis's own refusals of blocks that a rule would otherwise judge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainRefusal {
+    /// An ancestor of the block was refused, so the block is too.
+    #[error("it or an ancestor was refused")]
+    AncestorRefused,
+    /// No view of the bound chain's authority at the block's anchor could be kept.
+    #[error("no view of the authority at its anchor")]
+    AuthorityUnseen,
+}
+
+impl RuleRefusal for ChainRefusal {
+    fn code(&self) -> &'static str {
+        match self {
+            ChainRefusal::AncestorRefused => "ANCESTOR_REFUSED",
+            ChainRefusal::AuthorityUnseen => "AUTHORITY_UNSEEN",
+        }
+    }
+}
+
 /// Why the admission checks do not let a block in.
 enum Refusal {
     /// Refused for good (so are its descendants).
-    Refused(String),
+    Refused(Refused),
     /// Undecidable until the authority chain's `missing` block is stored.
     Awaiting {
         authority: BlockId,
@@ -237,6 +264,8 @@ pub struct Chain<S: BlockStore> {
     heights: HashMap<BlockId, u64>,
     pending: Pending,
     watchers: Vec<mpsc::UnboundedSender<u64>>,
+    /// The rules this replica knows: the chain's own, and an authority's for a bound chain.
+    rules: Rules,
     /// The rule the chain's genesis calls for, if any.
     admission: Option<Guard>,
     /// Blocks the rule refused (bounded; see [`REFUSED_CACHE`]).
@@ -262,9 +291,11 @@ impl<S: BlockStore> std::fmt::Debug for Chain<S> {
 }
 
 impl<S: BlockStore> Chain<S> {
-    /// Creates a new chain whose genesis block is signed by `key`.
+    /// Creates a new chain whose genesis block is signed by `key`, held to the rule of
+    /// `rules` its topics claim (see [`super::rules`]).
     pub async fn create(
         store: S,
+        rules: &Rules,
         key: &SigningKey,
         time: u64,
         topics: Vec<String>,
@@ -279,20 +310,23 @@ impl<S: BlockStore> Chain<S> {
             body,
         }
         .sign(key)?;
-        Self::from_genesis(store, genesis).await
+        Self::from_genesis(store, rules, genesis).await
     }
 
     /// Opens the chain that starts with `genesis`, storing the genesis if the store lacks it.
-    /// This is how a replica of someone else's chain begins.
-    pub async fn from_genesis(store: S, genesis: Block) -> Result<Self, ChainError> {
+    /// This is how a replica of someone else's chain begins. A genesis claiming a kind of
+    /// chain `rules` do not know is refused with [`ChainError::Rules`].
+    pub async fn from_genesis(store: S, rules: &Rules, genesis: Block) -> Result<Self, ChainError> {
         if genesis.chain().is_some() {
             return Err(ChainError::NotGenesis(genesis.id()));
         }
         let id = genesis.id();
         if store.chain_state(&id).await?.is_some() {
-            return Self::open(store, id).await;
+            return Self::open(store, rules, id).await;
         }
-        let binding = binding_for(&genesis).map_err(|e| ChainError::NotAdmitted(e.to_string()))?;
+        let claim = rules.claim(&genesis)?;
+        let binding = binding_for(&claim, &genesis)
+            .map_err(|e| ChainError::NotAdmitted(Refused::new(BoundRefusal::from(e))))?;
         let state = ChainState {
             next_seq: 1,
             leaves: vec![id],
@@ -306,15 +340,23 @@ impl<S: BlockStore> Chain<S> {
         match store.commit(&commit).await {
             Ok(()) => {}
             // Another handle stored the same genesis first: the chain exists, open it.
-            Err(StoreError::Conflict { .. }) => return Self::open(store, id).await,
+            Err(StoreError::Conflict { .. }) => return Self::open(store, rules, id).await,
             Err(e) => return Err(e.into()),
         }
-        let admission = rule_for(&genesis).map(|rule| Guard::at_genesis(rule, &genesis));
-        Ok(Self::with_state(store, id, state, admission, binding))
+        let admission = into_rule(claim).map(|rule| Guard::at_genesis(rule, &genesis));
+        Ok(Self::with_state(
+            store,
+            rules.clone(),
+            id,
+            state,
+            admission,
+            binding,
+        ))
     }
 
-    /// Opens a chain the store holds.
-    pub async fn open(store: S, id: BlockId) -> Result<Self, ChainError> {
+    /// Opens a chain the store holds, held to the rule of `rules` its genesis claims; a
+    /// claim they do not know is [`ChainError::Rules`].
+    pub async fn open(store: S, rules: &Rules, id: BlockId) -> Result<Self, ChainError> {
         let state = store
             .chain_state(&id)
             .await?
@@ -323,14 +365,23 @@ impl<S: BlockStore> Chain<S> {
             return Err(StoreError::Corrupt(format!("chain {id} has no genesis block")).into());
         };
         let genesis = entry(genesis, Some(&id))?.block;
-        let binding = binding_for(&genesis)
+        let claim = rules.claim(&genesis)?;
+        let binding = binding_for(&claim, &genesis)
             .map_err(|e| StoreError::Corrupt(format!("genesis of bound chain {id}: {e}")))?;
-        let admission = rule_for(&genesis).map(Guard::unbuilt);
-        Ok(Self::with_state(store, id, state, admission, binding))
+        let admission = into_rule(claim).map(Guard::unbuilt);
+        Ok(Self::with_state(
+            store,
+            rules.clone(),
+            id,
+            state,
+            admission,
+            binding,
+        ))
     }
 
     fn with_state(
         store: S,
+        rules: Rules,
         id: BlockId,
         state: ChainState,
         admission: Option<Guard>,
@@ -338,6 +389,7 @@ impl<S: BlockStore> Chain<S> {
     ) -> Self {
         Chain {
             store,
+            rules,
             id,
             state,
             heights: HashMap::new(),
@@ -386,6 +438,12 @@ impl<S: BlockStore> Chain<S> {
     /// The store the chain lives in.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The rules this chain was opened with: replicas of chains bound to it, or found from
+    /// it, are opened with the same.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Re-reads the chain state, picking up blocks other handles on the same store wrote.
@@ -676,7 +734,9 @@ impl<S: BlockStore> Chain<S> {
             };
             let refused = |p: &BlockId| plan.refused.contains(p) || self.refused.contains(p);
             let verdict = if refused(&id) || block.parents().iter().any(refused) {
-                Err(Refusal::Refused("it or an ancestor was refused".to_owned()))
+                Err(Refusal::Refused(Refused::new(
+                    ChainRefusal::AncestorRefused,
+                )))
             } else {
                 let mut missing = Vec::new();
                 let mut height = 0;
@@ -775,7 +835,7 @@ impl<S: BlockStore> Chain<S> {
     ) -> Result<Result<(), Refusal>, ChainError> {
         let anchored = match Anchored::parse(block) {
             Ok(anchored) => anchored,
-            Err(e) => return Ok(Err(Refusal::Refused(e.to_string()))),
+            Err(e) => return Ok(Err(Refusal::Refused(Refused::new(BoundRefusal::from(e))))),
         };
         let mut parents = Vec::with_capacity(block.parents().len());
         for parent in block.parents() {
@@ -788,8 +848,11 @@ impl<S: BlockStore> Chain<S> {
             return Ok(Ok(()));
         };
         let verdict = match binding.view(&anchored.anchor) {
-            Some(view) => binding.judge(view, &block.author(), &parents),
-            None => Err("no view of the authority".to_owned()),
+            Some(view) => binding
+                .judge(view, &block.author(), &parents)
+                .map_err(Refused::new),
+            // view_at just kept it; only a cache smaller than one view could lose it.
+            None => Err(Refused::new(ChainRefusal::AuthorityUnseen)),
         };
         if verdict.is_ok() {
             let stamp = Stamp {
@@ -840,10 +903,12 @@ impl<S: BlockStore> Chain<S> {
             Ok(ancestry) => ancestry,
             Err(missing) => return Ok(Err(Refusal::Awaiting { authority, missing })),
         };
-        let rule = ancestry
-            .first()
-            .filter(|genesis| genesis.id() == authority)
-            .and_then(rule_for);
+        // The authority is held to the rule its own genesis claims under this replica's rules;
+        // an authority of a kind they do not know authorises nobody.
+        let rule = match ancestry.first().filter(|genesis| genesis.id() == authority) {
+            Some(genesis) => self.rules.claim(genesis).ok().and_then(into_rule),
+            None => None,
+        };
         let view = AuthorityView::new(anchor.to_vec(), &ancestry, rule);
         if let Some(binding) = &mut self.binding {
             binding.keep_view(view);
@@ -1144,20 +1209,24 @@ fn record(block: &Block, seq: u64) -> BlockRecord {
     }
 }
 
-/// The admission rule a chain with this genesis is held to: the identity rule for identity
-/// chains, none otherwise. The one place Walytis knows of a layer above it, so that every
-/// replica — a page, a node, the relay's mailbox — applies the rule without being told.
-fn rule_for(genesis: &Block) -> Option<Box<dyn super::Admission>> {
-    crate::identity::admission_rule(genesis)
-}
-
 /// What a bound chain's genesis binds it to; `None` for chains that are not bound.
-fn binding_for(genesis: &Block) -> Result<Option<Binding>, binding::BindingError> {
+fn binding_for(claim: &Claim, genesis: &Block) -> Result<Option<Binding>, binding::BindingError> {
+    if !matches!(claim, Claim::Bound) {
+        return Ok(None);
+    }
     Ok(binding::authority_of(genesis)?.and_then(|anchored| {
         anchored
             .authority
             .map(|authority| Binding::new(authority, genesis, anchored.anchor))
     }))
+}
+
+/// The registered rule a claim holds the chain to, if any.
+fn into_rule(claim: Claim) -> Option<Box<dyn Admission>> {
+    match claim {
+        Claim::Ruled(rule) => Some(rule),
+        Claim::Plain | Claim::Bound => None,
+    }
 }
 
 /// Decodes a block read from the store. Its signature was verified before it was stored; a

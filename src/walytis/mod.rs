@@ -14,13 +14,17 @@ mod block;
 pub(crate) mod cbor;
 mod chain;
 mod id;
+mod rules;
 pub mod sync;
 
 pub use admission::Admission;
-pub use binding::{Anchored, BindingError, BOUND_TOPIC};
+pub use binding::{Anchored, BindingError, BoundRefusal, Writers, BOUND_TOPIC};
 pub use block::{
     Author, Block, BlockDraft, BlockError, Position, MAX_BLOCK_BYTES, MAX_BODY_BYTES, MAX_PARENTS,
     MAX_TOPICS, MAX_TOPIC_BYTES,
 };
-pub use chain::{Chain, ChainError, Entry, InsertReport, Query, MAX_AWAITING, MAX_PENDING};
+pub use chain::{
+    Chain, ChainError, ChainRefusal, Entry, InsertReport, Query, MAX_AWAITING, MAX_PENDING,
+};
 pub use id::{BlockId, IdError, BLOCK_ID_LEN};
+pub use rules::{ChainRule, Refused, RuleRefusal, Rules, RulesError, RESERVED_PREFIXES};

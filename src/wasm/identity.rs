@@ -16,11 +16,11 @@ use super::{
 };
 use crate::identity::{
     BoundChain, DeviceEntry, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor,
-    KdfParams, KeystoreError, Kind, MemberEntry, Policy, Rejection, Role,
+    KdfParams, KeystoreError, Kind, MemberEntry, Policy, Role,
 };
 use crate::net::NodeHandle;
 use crate::store::BlockStore;
-use crate::walytis::{BlockId, Chain};
+use crate::walytis::{BlockId, Chain, RuleRefusal};
 
 /// Setting under which a store keeps this device's identity keys, sealed under the user's
 /// passphrase (Argon2id + XChaCha20-Poly1305); the store never holds them in the clear.
@@ -35,10 +35,7 @@ fn identity_code(e: &IdentityError) -> &'static str {
         IdentityError::NotBound(_) => "NOT_BOUND",
         IdentityError::NoEpochKey => "NO_KEY",
         IdentityError::EpochDiscarded => "EPOCH_DISCARDED",
-        IdentityError::Rejected(Rejection::InvitationExpired) => "INVITATION_EXPIRED",
-        IdentityError::Rejected(Rejection::InvitationReplayed) => "INVITATION_USED",
-        IdentityError::Rejected(Rejection::ForgedInvitation) => "INVITATION_FORGED",
-        IdentityError::Rejected(_) => "NOT_PERMITTED",
+        IdentityError::Rejected(why) => why.code(),
         IdentityError::Keystore(KeystoreError::WrongPassphrase) => "WRONG_PASSPHRASE",
         IdentityError::Keystore(_) => "KEYSTORE_INVALID",
         IdentityError::Key(_) => "KEY_INVALID",
@@ -221,9 +218,13 @@ impl WasmIdentity {
     /// from the chain alone: no keys, no membership needed.
     #[wasm_bindgen(js_name = resolveDocument)]
     pub async fn resolve_document(store: &WasmStore, chain: String) -> Result<String, JsValue> {
-        let chain = Chain::open(store.store.clone(), parse_id(&chain)?)
-            .await
-            .map_err(JsFailure::from)?;
+        let chain = Chain::open(
+            store.store.clone(),
+            &crate::identity::rules(),
+            parse_id(&chain)?,
+        )
+        .await
+        .map_err(JsFailure::from)?;
         let state = crate::identity::handle::resolve(&chain)
             .await
             .map_err(JsFailure::from)?;

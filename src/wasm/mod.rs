@@ -109,7 +109,9 @@ fn chain_code(e: &ChainError) -> &'static str {
         ChainError::Store(e) => store_code(e),
         ChainError::UnknownChain(_) => "NOT_FOUND",
         ChainError::PendingFull => "PENDING_FULL",
-        ChainError::NotAdmitted(_) => "NOT_PERMITTED",
+        // The refusing rule's own code: REVOKED, NOT_A_WRITER, INVITATION_FORGED, ...
+        ChainError::NotAdmitted(why) => why.code(),
+        ChainError::Rules(_) => "UNKNOWN_RULE",
         ChainError::AwaitingAuthority { .. } => "AWAITING_AUTHORITY",
     }
 }
@@ -322,7 +324,7 @@ impl WasmChain {
         };
         let store = store.store.clone();
         let key = store.device_key().await?;
-        let chain = Chain::create(store, &key, now(), topics, body)
+        let chain = Chain::create(store, &crate::identity::rules(), &key, now(), topics, body)
             .await
             .map_err(JsFailure::from)?;
         Ok(Self::wrap(chain, key))
@@ -336,7 +338,7 @@ impl WasmChain {
         let genesis = Block::decode(&bytes).map_err(|e| JsFailure::from(ChainError::from(e)))?;
         let store = store.store.clone();
         let key = store.device_key().await?;
-        let chain = Chain::from_genesis(store, genesis)
+        let chain = Chain::from_genesis(store, &crate::identity::rules(), genesis)
             .await
             .map_err(JsFailure::from)?;
         Ok(Self::wrap(chain, key))
@@ -347,7 +349,9 @@ impl WasmChain {
         let id = parse_id(&id)?;
         let store = store.store.clone();
         let key = store.device_key().await?;
-        let chain = Chain::open(store, id).await.map_err(JsFailure::from)?;
+        let chain = Chain::open(store, &crate::identity::rules(), id)
+            .await
+            .map_err(JsFailure::from)?;
         Ok(Self::wrap(chain, key))
     }
 

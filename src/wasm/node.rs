@@ -91,7 +91,8 @@ impl WasmNode {
         let device = store.store.device_key().await?;
         let config = NodeConfig::default();
         let swarm = browser_swarm(key, &config).map_err(JsFailure::from)?;
-        let (node, handle, mut events) = Node::new(swarm, store.store.clone(), config);
+        let (node, handle, mut events) =
+            Node::new(swarm, store.store.clone(), crate::identity::rules(), config);
         let node = node.with_device_key(device);
         spawn_local(node.run());
         spawn_local(async move {

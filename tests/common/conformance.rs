@@ -36,6 +36,7 @@ where
     let writer = key(7);
     let mut chain = Chain::create(
         store.clone(),
+        &endra::identity::rules(),
         &writer,
         1,
         vec!["g".into()],
@@ -91,7 +92,9 @@ where
 
     let store = reopen(store).await;
     assert_eq!(store.chains().await.expect("chains"), vec![id]);
-    let chain = Chain::open(store.clone(), id).await.expect("reopen chain");
+    let chain = Chain::open(store.clone(), &endra::identity::rules(), id)
+        .await
+        .expect("reopen chain");
     assert_eq!(chain.len(), 101, "count survives reopening");
     assert_eq!(chain.leaves(), &[last], "leaves survive reopening");
     let again = chain
@@ -102,7 +105,12 @@ where
         .await
         .expect("scan after reopen");
     assert_eq!(ids(&again), ids(&order), "order survives reopening");
-    let unknown = Chain::open(store.clone(), BlockId::of(b"no chain")).await;
+    let unknown = Chain::open(
+        store.clone(),
+        &endra::identity::rules(),
+        BlockId::of(b"no chain"),
+    )
+    .await;
     assert!(
         matches!(unknown, Err(ChainError::UnknownChain(_))),
         "{unknown:?}"
@@ -113,16 +121,19 @@ where
 /// Two replicas get the same blocks in different orders and end identical.
 async fn out_of_order_inserts_match_in_order<S: BlockStore + Clone>(store: S) -> S {
     let (genesis, blocks) = random_dag(99, 4, 120);
-    let mut reference: Chain<endra::store::MemoryStore> =
-        Chain::from_genesis(endra::store::MemoryStore::new(), genesis.clone())
-            .await
-            .expect("reference");
+    let mut reference: Chain<endra::store::MemoryStore> = Chain::from_genesis(
+        endra::store::MemoryStore::new(),
+        &endra::identity::rules(),
+        genesis.clone(),
+    )
+    .await
+    .expect("reference");
     reference
         .insert(blocks.iter().map(Block::bytes))
         .await
         .expect("insert in order");
 
-    let mut chain = Chain::from_genesis(store.clone(), genesis)
+    let mut chain = Chain::from_genesis(store.clone(), &endra::identity::rules(), genesis)
         .await
         .expect("replica");
     let mut shuffled = blocks.clone();
@@ -172,11 +183,20 @@ async fn out_of_order_inserts_match_in_order<S: BlockStore + Clone>(store: S) ->
 
 async fn stale_commit_is_refused_whole<S: BlockStore + Clone>(store: S) -> S {
     let writer = key(3);
-    let mut first = Chain::create(store.clone(), &writer, 5, vec![], b"conflict".to_vec())
-        .await
-        .expect("create");
+    let mut first = Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &writer,
+        5,
+        vec![],
+        b"conflict".to_vec(),
+    )
+    .await
+    .expect("create");
     let id = first.id();
-    let mut second = Chain::open(store.clone(), id).await.expect("second handle");
+    let mut second = Chain::open(store.clone(), &endra::identity::rules(), id)
+        .await
+        .expect("second handle");
     first
         .append(&writer, 6, vec![(b"from first".to_vec(), vec![])])
         .await
@@ -233,7 +253,9 @@ async fn stale_commit_is_refused_whole<S: BlockStore + Clone>(store: S) -> S {
         Err(StoreError::Conflict { chain: id })
     );
     // A new handle knows nothing of the stored blocks: offered one again, it stores no copy.
-    let mut third = Chain::open(store.clone(), id).await.expect("third handle");
+    let mut third = Chain::open(store.clone(), &endra::identity::rules(), id)
+        .await
+        .expect("third handle");
     let report = third.insert([held.bytes()]).await.expect("insert");
     assert_eq!(report.duplicates, vec![held.id()]);
     assert!(report.accepted.is_empty());
@@ -246,11 +268,20 @@ async fn stale_commit_is_refused_whole<S: BlockStore + Clone>(store: S) -> S {
 /// chain is stored as it is, beside that writer's block: never signed a second time.
 async fn signed_blocks_survive_another_writer<S: BlockStore + Clone>(store: S) -> S {
     let writer = key(4);
-    let mut node = Chain::create(store.clone(), &writer, 5, vec![], b"signed".to_vec())
-        .await
-        .expect("create");
+    let mut node = Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &writer,
+        5,
+        vec![],
+        b"signed".to_vec(),
+    )
+    .await
+    .expect("create");
     let id = node.id();
-    let mut tab = Chain::open(store.clone(), id).await.expect("other handle");
+    let mut tab = Chain::open(store.clone(), &endra::identity::rules(), id)
+        .await
+        .expect("other handle");
     let signed = node
         .sign(&writer, 6, &[(b"sent first".to_vec(), vec![])])
         .await
@@ -282,9 +313,16 @@ async fn signed_blocks_survive_another_writer<S: BlockStore + Clone>(store: S) -
 
 async fn queries_page_and_filter<S: BlockStore + Clone>(store: S) -> S {
     let (alice, bob) = (key(11), key(12));
-    let mut chain = Chain::create(store.clone(), &alice, 1, vec![], vec![])
-        .await
-        .expect("create");
+    let mut chain = Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &alice,
+        1,
+        vec![],
+        vec![],
+    )
+    .await
+    .expect("create");
     for i in 0..30u64 {
         let writer = if i % 3 == 0 { &bob } else { &alice };
         let topics = if i % 2 == 0 {

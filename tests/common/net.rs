@@ -35,6 +35,7 @@ pub async fn new_chain(seed: u8, time: u64) -> (MemoryStore, BlockId) {
     let store = MemoryStore::new();
     let chain = Chain::create(
         store.clone(),
+        &endra::identity::rules(),
         &super::key(seed),
         time,
         vec![],
@@ -50,7 +51,7 @@ pub async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running 
     let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
         .await
         .expect("swarm");
-    let (node, handle, events) = Node::new(swarm, store.clone(), config);
+    let (node, handle, events) = Node::new(swarm, store.clone(), endra::identity::rules(), config);
     let node = node.with_device_key(super::key(seed));
     tokio::task::spawn_local(node.run());
     Running {
@@ -83,7 +84,9 @@ pub async fn start_relay(seed: u8, config: NodeConfig) -> (Running, Multiaddr) {
 
 /// The IDs of `chain`'s blocks in `store`, in chain order.
 pub async fn order(store: &MemoryStore, chain: BlockId) -> Vec<BlockId> {
-    let chain = Chain::open(store.clone(), chain).await.expect("open");
+    let chain = Chain::open(store.clone(), &endra::identity::rules(), chain)
+        .await
+        .expect("open");
     let query = endra::walytis::Query {
         limit: usize::MAX,
         ..endra::walytis::Query::default()
