@@ -5,14 +5,18 @@
 //!   codec, validation, deterministic order, new-block notification.
 //! - [`store`]: persistence behind the [`store::BlockStore`] trait, with memory, redb (native)
 //!   and IndexedDB (browser) implementations.
-//! - [`identity`]: device keys — tagged public keys, signing, the hybrid X25519 + ML-KEM-768
-//!   KEM, sealing, epoch keys — and the passphrase-encrypted keystore.
+//! - [`identity`]: DIDs for devices, people and groups backed by chains: device keys, the
+//!   hybrid X25519 + ML-KEM-768 KEM, epoch keys, the passphrase-encrypted keystore, chains
+//!   bound to an identity, authenticated sessions.
+//! - [`client`]: one device's account in an identity and its bound chains, with the protocol
+//!   steps every front end needs; the wasm bindings and native tools drive it.
 //! - `net` (cargo feature `net`): the libp2p shell that syncs chains through relays.
 //! - `wasm` (browser builds only): the JavaScript bindings shipped in the npm package.
 //!
-//! Identity documents (DIDs), offchain blocks, mutability and the messenger arrive in later
-//! layers; the README says what is built today.
+//! Offchain blocks, mutability and the messenger arrive in later layers; the README says what
+//! is built today.
 
+pub mod client;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;

@@ -1,8 +1,7 @@
 //! Identities for JavaScript: a thin shell over [`crate::identity::Identity`]; blocks it
 //! writes are pushed to peers through the page's node.
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use futures_util::lock::Mutex;
 use js_sys::{Array, Object, Uint8Array};
@@ -14,17 +13,13 @@ use super::{
     byte_array, error, hex, invalid, now, parse_id, promise, set, string_array, strings, AnyStore,
     JsFailure, WasmStore,
 };
+use crate::client::{Account, ClientError, Keyring, Message};
 use crate::identity::{
-    BoundChain, DeviceEntry, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor,
-    KdfParams, KeystoreError, Kind, MemberEntry, Policy, Role,
+    DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry, Policy,
+    Role,
 };
 use crate::net::NodeHandle;
-use crate::store::BlockStore;
 use crate::walytis::{BlockId, Chain, RuleRefusal};
-
-/// Setting under which a store keeps this device's identity keys, sealed under the user's
-/// passphrase (Argon2id + XChaCha20-Poly1305); the store never holds them in the clear.
-const DEVICE_KEYS: &str = "identity-device-keys";
 
 fn identity_code(e: &IdentityError) -> &'static str {
     match e {
@@ -49,78 +44,61 @@ impl From<IdentityError> for JsFailure {
     }
 }
 
-impl AnyStore {
-    /// This device's identity keys: opened with the passphrase, or made and sealed with it.
-    async fn device_keys(&self, passphrase: &str) -> Result<DeviceKeys, JsFailure> {
-        if passphrase.is_empty() {
-            return Err(invalid("a passphrase is required to keep identity keys"));
-        }
-        match self.setting(DEVICE_KEYS).await? {
-            Some(sealed) => Ok(DeviceKeys::open(
-                passphrase,
-                &sealed,
-                KdfFloor::RECOMMENDED,
-            )?),
-            None => {
-                let keys = DeviceKeys::generate(&mut OsRng);
-                let sealed = keys.seal(passphrase, KdfParams::DEFAULT, &mut OsRng)?;
-                self.put_setting(DEVICE_KEYS, &sealed).await?;
-                Ok(keys)
-            }
-        }
+impl From<ClientError> for JsFailure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::PassphraseRequired => "INVALID_ARGUMENT",
+            ClientError::ChainNotOpen(_) => "NOT_FOUND",
+            ClientError::Identity(e) => identity_code(e),
+            ClientError::Store(e) => super::store_code(e),
+        };
+        JsFailure(error(code, e))
     }
 }
 
-/// An identity (person or group) as this device sees it.
+/// An identity (person or group) as this device sees it: the shell of an [`Account`].
 #[wasm_bindgen]
 pub struct WasmIdentity {
-    inner: Rc<Mutex<Identity<AnyStore>>>,
+    inner: Rc<Mutex<Account<AnyStore>>>,
     node: NodeHandle,
     chain: BlockId,
-    /// The bound chains opened from this object, acknowledged before a removal.
-    bound: BoundChains,
 }
 
-/// Bound chains opened from one identity object, held weakly: closing one drops it.
-type BoundChains = Rc<RefCell<Vec<Weak<Mutex<BoundChain<AnyStore>>>>>>;
-
 impl WasmIdentity {
-    async fn attach(
-        identity: Identity<AnyStore>,
-        node: &WasmNode,
-    ) -> Result<WasmIdentity, JsFailure> {
-        let chain = identity.chain().id();
+    async fn attach(account: Account<AnyStore>, node: &WasmNode) -> Result<Self, JsFailure> {
+        let chain = account.chain();
         node.handle.open(chain, None).await?;
+        let inner = Rc::new(Mutex::new(account));
+        flush(&mut *inner.lock().await, &node.handle).await?;
         Ok(WasmIdentity {
-            inner: Rc::new(Mutex::new(identity)),
+            inner,
             node: node.handle.clone(),
             chain,
-            bound: Rc::default(),
         })
     }
 }
 
-/// Before a write: picks up blocks that arrived, returns the chain's length.
-async fn begin(identity: &mut Identity<AnyStore>) -> Result<u64, JsFailure> {
-    identity.refresh().await?;
-    Ok(identity.chain().len())
+/// Pushes what the account queued to each chain's peers, in order.
+async fn flush(account: &mut Account<AnyStore>, node: &NodeHandle) -> Result<(), JsFailure> {
+    for publication in account.take_outbox() {
+        let blocks = publication
+            .blocks
+            .iter()
+            .map(|b| b.bytes().to_vec())
+            .collect();
+        node.publish(publication.chain, blocks).await?;
+    }
+    Ok(())
 }
 
-/// After a write: pushes the blocks appended since `before` to the chain's peers.
-async fn publish(
-    identity: &Identity<AnyStore>,
-    node: &NodeHandle,
-    before: u64,
-) -> Result<(), JsFailure> {
-    let chain = identity.chain();
-    // Sequence numbers start at 0 for the genesis: the new blocks are those from `before`.
-    let fresh = chain
-        .since(before.checked_sub(1), usize::MAX)
-        .await
-        .map_err(IdentityError::from)?;
-    let blocks = fresh.iter().map(|e| e.block.bytes().to_vec()).collect();
-    node.publish(chain.id(), blocks).await?;
-    Ok(())
+/// Runs an account step and pushes what it wrote, also when it failed part way (what it
+/// stored is published either way).
+macro_rules! step {
+    ($account:ident, $node:expr, $call:expr) => {{
+        let result = $call.await;
+        flush(&mut $account, &$node).await?;
+        result?
+    }};
 }
 
 fn device_object(device: &DeviceEntry, member: &str, current: bool) -> JsValue {
@@ -133,8 +111,7 @@ fn device_object(device: &DeviceEntry, member: &str, current: bool) -> JsValue {
 
 #[wasm_bindgen]
 impl WasmIdentity {
-    /// Creates a person identity (kind `"person"`) whose first device is this one, or a group
-    /// (kind `"group"`) founded by `person` (an identity this device belongs to).
+    /// Creates a person identity (kind `"person"`) whose first device is this one.
     pub async fn create(
         store: &WasmStore,
         node: &WasmNode,
@@ -155,7 +132,7 @@ impl WasmIdentity {
         relays: JsValue,
         person: &WasmIdentity,
     ) -> Result<WasmIdentity, JsValue> {
-        let founder = member_entry(&*person.inner.lock().await);
+        let founder = person.inner.lock().await.member_entry();
         Self::found(store, node, name, passphrase, relays, Some(founder)).await
     }
 
@@ -168,27 +145,25 @@ impl WasmIdentity {
         founder: Option<MemberEntry>,
     ) -> Result<WasmIdentity, JsValue> {
         let relays = string_array(&relays, "relays")?;
-        let keys = store.store.device_keys(&passphrase).await?;
+        let keys = Keyring::RECOMMENDED
+            .unlock(&store.store, &passphrase, &mut OsRng)
+            .await
+            .map_err(JsFailure::from)?;
         let kind = if founder.is_some() {
             Kind::Group
         } else {
             Kind::Person
         };
-        let identity = Identity::create(
-            store.store.clone(),
-            keys,
-            Founding {
-                kind,
-                name,
-                relays,
-                founder,
-            },
-            now(),
-            &mut OsRng,
-        )
-        .await
-        .map_err(JsFailure::from)?;
-        Ok(Self::attach(identity, node).await?)
+        let founding = Founding {
+            kind,
+            name,
+            relays,
+            founder,
+        };
+        let account = Account::create(store.store.clone(), keys, founding, now(), &mut OsRng)
+            .await
+            .map_err(JsFailure::from)?;
+        Ok(Self::attach(account, node).await?)
     }
 
     /// Opens an identity whose chain the store holds (this device's own, or one it joined or
@@ -200,11 +175,14 @@ impl WasmIdentity {
         passphrase: String,
     ) -> Result<WasmIdentity, JsValue> {
         let chain = parse_id(&chain)?;
-        let keys = store.store.device_keys(&passphrase).await?;
-        let identity = Identity::open(store.store.clone(), chain, keys)
+        let keys = Keyring::RECOMMENDED
+            .unlock(&store.store, &passphrase, &mut OsRng)
             .await
             .map_err(JsFailure::from)?;
-        Ok(Self::attach(identity, node).await?)
+        let account = Account::open(store.store.clone(), chain, keys)
+            .await
+            .map_err(JsFailure::from)?;
+        Ok(Self::attach(account, node).await?)
     }
 
     /// The chain ID of a `did:endra:<chain-id>` DID.
@@ -239,14 +217,7 @@ impl WasmIdentity {
         set(&object, "chain", invitation.chain.to_string());
         set(&object, "relays", strings(&invitation.relays));
         set(&object, "expires", invitation.expires as f64);
-        set(
-            &object,
-            "role",
-            match invitation.role {
-                Role::Admin => "admin",
-                Role::Member => "member",
-            },
-        );
+        set(&object, "role", role_name(invitation.role));
         Ok(object.into())
     }
 
@@ -266,9 +237,9 @@ impl WasmIdentity {
     pub fn refresh(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let mut identity = inner.lock().await;
-            identity.refresh().await?;
-            Ok((identity.state().changes().len() as f64).into())
+            let mut account = inner.lock().await;
+            account.refresh().await?;
+            Ok((account.identity().state().changes().len() as f64).into())
         })
     }
 
@@ -277,7 +248,8 @@ impl WasmIdentity {
     pub fn summary(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let identity = inner.lock().await;
+            let account = inner.lock().await;
+            let identity = account.identity();
             let state = identity.state();
             let object = Object::new();
             set(&object, "did", state.did());
@@ -335,8 +307,8 @@ impl WasmIdentity {
     pub fn document(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let identity = inner.lock().await;
-            Ok(identity.document().to_string().into())
+            let account = inner.lock().await;
+            Ok(account.identity().document().to_string().into())
         })
     }
 
@@ -344,8 +316,9 @@ impl WasmIdentity {
     pub fn devices(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let identity = inner.lock().await;
-            let me = identity.device().did().to_owned();
+            let account = inner.lock().await;
+            let identity = account.identity();
+            let me = identity.device().did();
             let list: Array = identity
                 .state()
                 .devices()
@@ -359,22 +332,16 @@ impl WasmIdentity {
     pub fn members(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let identity = inner.lock().await;
-            let list: Array = identity
+            let account = inner.lock().await;
+            let list: Array = account
+                .identity()
                 .state()
                 .members()
                 .values()
                 .map(|m| {
                     let o = Object::new();
                     set(&o, "did", m.did.clone());
-                    set(
-                        &o,
-                        "role",
-                        match m.role {
-                            Role::Admin => "admin",
-                            Role::Member => "member",
-                        },
-                    );
+                    set(&o, "role", role_name(m.role));
                     set(&o, "devices", strings(m.devices.iter().map(|d| &d.did)));
                     JsValue::from(o)
                 })
@@ -388,9 +355,9 @@ impl WasmIdentity {
         let inner = self.inner.clone();
         promise(async move {
             let role = parse_role(&role)?;
-            let identity = inner.lock().await;
+            let account = inner.lock().await;
             let expires = now().saturating_add(expires_in.max(0.0) as u64);
-            let invitation = identity.invite(role, expires, &mut OsRng)?;
+            let invitation = account.identity().invite(role, expires, &mut OsRng)?;
             let object = Object::new();
             set(&object, "code", invitation.to_code());
             set(&object, "expires", expires as f64);
@@ -413,19 +380,21 @@ impl WasmIdentity {
     fn request(
         &self,
         code: String,
-        person: Option<Rc<Mutex<Identity<AnyStore>>>>,
+        person: Option<Rc<Mutex<Account<AnyStore>>>>,
     ) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
             let invitation = Invitation::from_code(&code)?;
             let member = match person {
-                Some(person) => Some(member_entry(&*person.lock().await)),
+                Some(person) => Some(person.lock().await.member_entry()),
                 None => None,
             };
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            let request = identity.request_join(invitation, member, now()).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            let request = step!(
+                account,
+                node,
+                account.request_join(invitation, member, now())
+            );
             Ok(request.to_string().into())
         })
     }
@@ -435,38 +404,19 @@ impl WasmIdentity {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
             let request = parse_id(&request)?;
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            identity.approve(request, now(), &mut OsRng).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            step!(account, node, account.approve(request, now(), &mut OsRng));
             Ok(JsValue::UNDEFINED)
         })
     }
 
     /// Removes a member (a device of a person, a person of a group) and rekeys. The bound
-    /// chains opened from this object are acknowledged first, so that the removed member's
-    /// messages this device holds stay shown.
+    /// chains opened from this object are acknowledged first (see [`Account::remove`]).
     pub fn remove(&self, member: String) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
-        let bound: Vec<_> = self
-            .bound
-            .borrow()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
         promise(async move {
-            let mut identity = inner.lock().await;
-            for chain in bound {
-                let mut chain = chain.lock().await;
-                refresh_both(&mut chain, &mut identity).await?;
-                if let Some(ack) = chain.acknowledge(&identity, now()).await? {
-                    node.publish(chain.chain().id(), vec![ack.block.bytes().to_vec()])
-                        .await?;
-                }
-            }
-            let before = begin(&mut identity).await?;
-            identity.remove(&member, now(), &mut OsRng).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            step!(account, node, account.remove(&member, now(), &mut OsRng));
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -475,10 +425,8 @@ impl WasmIdentity {
     pub fn leave(&self) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            identity.leave(now()).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            step!(account, node, account.leave(now()));
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -487,10 +435,8 @@ impl WasmIdentity {
     pub fn rotate(&self) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            identity.rotate(now(), &mut OsRng).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            step!(account, node, account.rotate(now(), &mut OsRng));
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -522,10 +468,8 @@ impl WasmIdentity {
                     .map(|n| whole(n, "keepEpochs", f64::from(u32::MAX)).map(|n| n as u32))
                     .transpose()?,
             };
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            identity.set_policy(policy, now()).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            step!(account, node, account.set_policy(policy, now()));
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -535,11 +479,8 @@ impl WasmIdentity {
     pub fn rekey_if_due(&self) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            let every = identity.state().policy().rekey_every;
-            let done = identity.rekey_if_due(now(), every, &mut OsRng).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            let done = step!(account, node, account.rekey_if_due(now(), &mut OsRng));
             Ok(done.into())
         })
     }
@@ -550,10 +491,12 @@ impl WasmIdentity {
         promise(async move {
             let body = byte_array(&body, "body")?;
             let topics = string_array(&topics, "topics")?;
-            let mut identity = inner.lock().await;
-            let before = begin(&mut identity).await?;
-            let id = identity.write(&body, topics, now(), &mut OsRng).await?;
-            publish(&identity, &node, before).await?;
+            let mut account = inner.lock().await;
+            let id = step!(
+                account,
+                node,
+                account.write(&body, topics, now(), &mut OsRng)
+            );
             Ok(id.to_string().into())
         })
     }
@@ -562,106 +505,71 @@ impl WasmIdentity {
     pub fn messages(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let identity = inner.lock().await;
-            let blocks = identity.data_blocks().await?;
-            let list: Array = blocks
-                .iter()
-                .map(|block| message_object(&identity, block, identity.read(block)))
-                .collect();
-            Ok(list.into())
+            let messages = inner.lock().await.messages().await?;
+            Ok(message_array(messages))
         })
     }
 
-    /// Founds a chain bound to this identity (see [`BoundChain`]) and syncs it.
+    /// Founds a chain bound to this identity (see [`crate::identity::BoundChain`]) and syncs
+    /// it.
     #[wasm_bindgen(js_name = createChain)]
     pub fn create_chain(&self) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
-        let registry = self.bound.clone();
         promise(async move {
-            let bound = {
-                let mut identity = inner.lock().await;
-                identity.refresh().await?;
-                BoundChain::create(&identity, now(), &mut OsRng).await?
-            };
-            Ok(WasmBoundChain::attach(bound, inner, node, &registry)
-                .await?
-                .into())
+            let mut account = inner.lock().await;
+            let chain = account.create_chain(now(), &mut OsRng).await?;
+            node.open(chain, None).await?;
+            flush(&mut account, &node).await?;
+            drop(account);
+            Ok(WasmBoundChain { inner, node, chain }.into())
         })
     }
 
     /// Opens a chain bound to this identity that the store holds, and syncs it. Fails with
-    /// `NOT_BOUND` for a chain of another identity, `NOT_PERMITTED` if its founder was not a
+    /// `NOT_BOUND` for a chain of another identity, `UNAUTHORISED` if its founder was not a
     /// device of this one.
     #[wasm_bindgen(js_name = openChain)]
     pub fn open_chain(&self, chain: String) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
-        let registry = self.bound.clone();
         promise(async move {
             let chain = parse_id(&chain)?;
-            let bound = {
-                let mut identity = inner.lock().await;
-                identity.refresh().await?;
-                BoundChain::open(&identity, chain).await?
-            };
-            Ok(WasmBoundChain::attach(bound, inner, node, &registry)
-                .await?
-                .into())
+            inner.lock().await.open_chain(chain).await?;
+            node.open(chain, None).await?;
+            Ok(WasmBoundChain { inner, node, chain }.into())
         })
     }
 }
 
-/// `{ id, author, device?, time, body | error }` for a message block.
-fn message_object(
-    identity: &Identity<AnyStore>,
-    block: &crate::walytis::Block,
-    content: Result<Vec<u8>, IdentityError>,
-) -> JsValue {
-    let o = Object::new();
-    set(&o, "id", block.id().to_string());
-    set(&o, "author", hex(block.author().key_bytes()));
-    if let Some((_, device)) = identity.state().signer(block.author().key_bytes()) {
-        set(&o, "device", device.to_owned());
-    }
-    set(&o, "time", block.time() as f64);
-    match content {
-        Ok(body) => set(&o, "body", Uint8Array::from(&body[..])),
-        Err(e) => set(&o, "error", e.to_string()),
-    }
-    o.into()
+/// `[{ id, author, device?, time, body | error }]`.
+fn message_array(messages: Vec<Message>) -> JsValue {
+    let list: Array = messages
+        .into_iter()
+        .map(|message| {
+            let block = &message.block;
+            let o = Object::new();
+            set(&o, "id", block.id().to_string());
+            set(&o, "author", hex(block.author().key_bytes()));
+            if let Some(device) = message.device {
+                set(&o, "device", device);
+            }
+            set(&o, "time", block.time() as f64);
+            match message.content {
+                Ok(body) => set(&o, "body", Uint8Array::from(&body[..])),
+                Err(e) => set(&o, "error", e.to_string()),
+            }
+            JsValue::from(o)
+        })
+        .collect();
+    list.into()
 }
 
-/// A chain bound to an identity (see [`BoundChain`]): written and read by the identity's
-/// current devices only.
+/// A chain bound to an identity (see [`crate::identity::BoundChain`]): written and read by
+/// the identity's current devices only. It lives in the identity's account.
 #[wasm_bindgen]
 pub struct WasmBoundChain {
-    inner: Rc<Mutex<BoundChain<AnyStore>>>,
-    identity: Rc<Mutex<Identity<AnyStore>>>,
+    inner: Rc<Mutex<Account<AnyStore>>>,
     node: NodeHandle,
     chain: BlockId,
-}
-
-impl WasmBoundChain {
-    /// Syncs `bound` through the node, wraps it, and adds it to `registry` (the identity
-    /// object's bound chains).
-    async fn attach(
-        bound: BoundChain<AnyStore>,
-        identity: Rc<Mutex<Identity<AnyStore>>>,
-        node: NodeHandle,
-        registry: &BoundChains,
-    ) -> Result<Self, JsFailure> {
-        let chain = bound.chain().id();
-        node.open(chain, None).await?;
-        let inner = Rc::new(Mutex::new(bound));
-        let mut chains = registry.borrow_mut();
-        chains.retain(|weak| weak.strong_count() > 0);
-        chains.push(Rc::downgrade(&inner));
-        Ok(WasmBoundChain {
-            inner,
-            identity,
-            node,
-            chain,
-        })
-    }
 }
 
 #[wasm_bindgen]
@@ -675,57 +583,28 @@ impl WasmBoundChain {
     /// Writes a message sealed under the identity's current epoch (rekeying first if due);
     /// resolves to its block ID.
     pub fn write(&self, body: JsValue, topics: JsValue) -> js_sys::Promise {
-        let (inner, identity, node) =
-            (self.inner.clone(), self.identity.clone(), self.node.clone());
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         promise(async move {
             let body = byte_array(&body, "body")?;
             let topics = string_array(&topics, "topics")?;
-            let mut identity = identity.lock().await;
-            let mut bound = inner.lock().await;
-            let before = refresh_both(&mut bound, &mut identity).await?;
-            let entry = bound
-                .write(&mut identity, &body, topics, now(), &mut OsRng)
-                .await?;
-            // A rekey first, so that peers hold the anchor before the block that names it.
-            publish(&identity, &node, before).await?;
-            node.publish(bound.chain().id(), vec![entry.block.bytes().to_vec()])
-                .await?;
-            Ok(entry.block.id().to_string().into())
+            let mut account = inner.lock().await;
+            let id = step!(
+                account,
+                node,
+                account.write_to(&chain, &body, topics, now(), &mut OsRng)
+            );
+            Ok(id.to_string().into())
         })
     }
 
     /// Messages in chain order: `[{ id, author, device?, time, body | error }]`.
     pub fn messages(&self) -> js_sys::Promise {
-        let (inner, identity) = (self.inner.clone(), self.identity.clone());
+        let (inner, chain) = (self.inner.clone(), self.chain);
         promise(async move {
-            let mut identity = identity.lock().await;
-            let mut bound = inner.lock().await;
-            refresh_both(&mut bound, &mut identity).await?;
-            let list: Array = bound
-                .messages(&identity)
-                .await?
-                .into_iter()
-                .map(|(block, content)| message_object(&identity, &block, content))
-                .collect();
-            Ok(list.into())
+            let messages = inner.lock().await.messages_of(&chain).await?;
+            Ok(message_array(messages))
         })
     }
-}
-
-/// Reads what other handles stored into `bound` and then `identity`, in that order: every
-/// block the bound chain holds has its anchor stored, so the identity read after it holds
-/// everything those blocks name (a write never anchors behind a parent, and every message's
-/// epoch is known). Returns the identity chain's length, for [`publish`].
-async fn refresh_both(
-    bound: &mut BoundChain<AnyStore>,
-    identity: &mut Identity<AnyStore>,
-) -> Result<u64, JsFailure> {
-    bound
-        .chain_mut()
-        .refresh()
-        .await
-        .map_err(IdentityError::from)?;
-    begin(identity).await
 }
 
 fn parse_role(role: &str) -> Result<Role, JsFailure> {
@@ -736,10 +615,9 @@ fn parse_role(role: &str) -> Result<Role, JsFailure> {
     }
 }
 
-/// A person identity as a group member: its DID and current devices.
-fn member_entry(person: &Identity<AnyStore>) -> MemberEntry {
-    MemberEntry {
-        did: person.did(),
-        devices: person.state().devices().map(|(_, d)| d.clone()).collect(),
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Member => "member",
     }
 }

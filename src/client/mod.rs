@@ -1,0 +1,516 @@
+//! The client layer: one device's [`Account`] in an identity — the identity and the chains
+//! bound to it — with the protocol steps every front end needs, in one native place.
+//!
+//! Sans-IO like the layers below: an account reads and writes its store, never the network.
+//! Every step that writes blocks queues them in the account's outbox, in the order peers
+//! must receive them; the shell (the wasm bindings, a native tool) drains it with
+//! [`Account::take_outbox`] and pushes each [`Publication`] to that chain's peers, in order.
+//! Blocks from peers come in through [`Account::receive`], or straight into the store when a
+//! node syncs the same store (the account then picks them up by itself).
+//!
+//! The steps that live here and nowhere else:
+//! - a bound chain is refreshed before its identity, so that the identity holds every block
+//!   the bound chain's blocks name ([`Account::write_to`], [`Account::messages_of`]);
+//! - before a removal, every open bound chain is acknowledged, so that the removed device's
+//!   messages this device holds stay shown ([`Account::remove`]);
+//! - a rekey is published before the bound block anchored on it, so that no peer holds the
+//!   block without its anchor;
+//! - when the identity chain grows, bound blocks held for their anchor are judged again;
+//! - this device's keys are kept sealed under the user's passphrase in the store
+//!   ([`Keyring`]).
+//!
+//! Offchain content, mutability and the messenger plug in here.
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRngCore;
+
+use crate::identity::{
+    BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
+    MemberEntry, Policy,
+};
+use crate::store::{BlockStore, StoreError};
+use crate::walytis::{Block, BlockId, Entry, InsertReport};
+
+/// Why an account step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Keys cannot be kept without a passphrase.
+    #[error("a passphrase is required to keep identity keys")]
+    PassphraseRequired,
+    /// The chain is neither the account's identity chain nor a bound chain it opened.
+    #[error("chain {0} is not open in this account")]
+    ChainNotOpen(BlockId),
+    /// The identity layer refused or failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Blocks one chain's peers must receive, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The chain the blocks belong to.
+    pub chain: BlockId,
+    /// The blocks, parents before children.
+    pub blocks: Vec<Block>,
+}
+
+/// A message of a chain as this device shows it.
+#[derive(Debug)]
+pub struct Message {
+    /// The block that carries it.
+    pub block: Block,
+    /// The `did:key` of the device that wrote it, if the identity knows its key.
+    pub device: Option<String>,
+    /// The plaintext, or why this device cannot read it.
+    pub content: Result<Vec<u8>, IdentityError>,
+}
+
+/// Where this device's identity keys are kept: sealed (Argon2id + XChaCha20-Poly1305) under
+/// the user's passphrase, in a setting of the store. The store never holds them in the clear.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyring {
+    /// The KDF cost new keys are sealed with.
+    pub params: KdfParams,
+    /// The least KDF cost accepted when opening (a tampered store cannot lower it).
+    pub floor: KdfFloor,
+}
+
+impl Keyring {
+    /// Name of the store setting that holds the sealed keys.
+    pub const SETTING: &'static str = "identity-device-keys";
+
+    /// The costs to use in applications.
+    pub const RECOMMENDED: Keyring = Keyring {
+        params: KdfParams::DEFAULT,
+        floor: KdfFloor::RECOMMENDED,
+    };
+
+    /// This device's keys: opened with `passphrase` if the store holds them, otherwise made,
+    /// sealed with it and stored. A wrong passphrase fails and changes nothing.
+    pub async fn unlock<S: BlockStore>(
+        &self,
+        store: &S,
+        passphrase: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<DeviceKeys, ClientError> {
+        if passphrase.is_empty() {
+            return Err(ClientError::PassphraseRequired);
+        }
+        match store.setting(Self::SETTING).await? {
+            Some(sealed) => Ok(DeviceKeys::open(passphrase, &sealed, self.floor)?),
+            None => {
+                let keys = DeviceKeys::generate(rng);
+                let sealed = keys.seal(passphrase, self.params, rng)?;
+                store.put_setting(Self::SETTING, &sealed).await?;
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// One device's account in an identity (a person, or a group it belongs to) and the chains
+/// bound to that identity it has opened. Every block it writes is queued for publication.
+#[derive(Debug)]
+pub struct Account<S: BlockStore> {
+    identity: Identity<S>,
+    bound: BTreeMap<BlockId, BoundChain<S>>,
+    outbox: Vec<Publication>,
+}
+
+impl<S: BlockStore + Clone> Account<S> {
+    /// Founds an identity (see [`Identity::create`]); its first blocks are queued.
+    pub async fn create(
+        store: S,
+        keys: DeviceKeys,
+        founding: Founding,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, ClientError> {
+        let identity = Identity::create(store, keys, founding, time, rng).await?;
+        let mut account = Self::wrap(identity);
+        account.queue_identity_since(0).await?;
+        Ok(account)
+    }
+
+    /// Opens an identity whose chain the store holds.
+    pub async fn open(store: S, chain: BlockId, keys: DeviceKeys) -> Result<Self, ClientError> {
+        Ok(Self::wrap(Identity::open(store, chain, keys).await?))
+    }
+
+    /// Starts a replica of an identity from its genesis, to join it.
+    pub async fn replica(store: S, genesis: Block, keys: DeviceKeys) -> Result<Self, ClientError> {
+        Ok(Self::wrap(Identity::replica(store, genesis, keys).await?))
+    }
+
+    fn wrap(identity: Identity<S>) -> Self {
+        Account {
+            identity,
+            bound: BTreeMap::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The identity as this device sees it.
+    pub fn identity(&self) -> &Identity<S> {
+        &self.identity
+    }
+
+    /// The identity chain's ID.
+    pub fn chain(&self) -> BlockId {
+        self.identity.chain().id()
+    }
+
+    /// A bound chain this account opened.
+    pub fn bound_chain(&self, chain: &BlockId) -> Option<&BoundChain<S>> {
+        self.bound.get(chain)
+    }
+
+    /// The IDs of the bound chains this account opened.
+    pub fn bound_chains(&self) -> impl Iterator<Item = &BlockId> {
+        self.bound.keys()
+    }
+
+    /// This identity as a member of a group: its DID and current devices.
+    pub fn member_entry(&self) -> MemberEntry {
+        MemberEntry {
+            did: self.identity.did(),
+            devices: self
+                .identity
+                .state()
+                .devices()
+                .map(|(_, d)| d.clone())
+                .collect(),
+        }
+    }
+
+    /// What peers must receive, in order, since the last call. The shell pushes each
+    /// publication to its chain's peers; what it fails to push stays stored and reaches them
+    /// through sync.
+    pub fn take_outbox(&mut self) -> Vec<Publication> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Picks up blocks another handle on the same store wrote (a node syncing it): every
+    /// open bound chain first, then the identity (see the module docs).
+    pub async fn refresh(&mut self) -> Result<(), ClientError> {
+        for bound in self.bound.values_mut() {
+            bound
+                .chain_mut()
+                .refresh()
+                .await
+                .map_err(IdentityError::from)?;
+        }
+        self.identity.refresh().await?;
+        Ok(())
+    }
+
+    /// Offers blocks from a peer to the identity chain or an open bound chain. When the
+    /// identity grows, bound blocks held for their anchor are judged again; the report says
+    /// what this call stored of the offered chain only.
+    pub async fn receive<B: AsRef<[u8]>>(
+        &mut self,
+        chain: &BlockId,
+        blocks: impl IntoIterator<Item = B>,
+    ) -> Result<InsertReport, ClientError> {
+        if *chain == self.chain() {
+            let report = self.identity.insert(blocks).await?;
+            if !report.accepted.is_empty() {
+                for bound in self.bound.values_mut() {
+                    if bound.chain().has_awaiting() {
+                        bound
+                            .chain_mut()
+                            .retry_awaiting()
+                            .await
+                            .map_err(IdentityError::from)?;
+                    }
+                }
+            }
+            return Ok(report);
+        }
+        let bound = self
+            .bound
+            .get_mut(chain)
+            .ok_or(ClientError::ChainNotOpen(*chain))?;
+        Ok(bound
+            .chain_mut()
+            .insert(blocks)
+            .await
+            .map_err(IdentityError::from)?)
+    }
+
+    /// Before an identity step: picks up what arrived; returns the chain's length.
+    async fn begin(&mut self) -> Result<u64, ClientError> {
+        self.refresh().await?;
+        Ok(self.identity.chain().len())
+    }
+
+    /// After an identity step: queues the identity blocks appended since `before`.
+    async fn queue_identity_since(&mut self, before: u64) -> Result<(), ClientError> {
+        queue_identity(&self.identity, &mut self.outbox, before).await
+    }
+
+    /// Writes a join request with an invitation (see [`Identity::request_join`]): `as_person`
+    /// is `None` for a device joining a person, the person (with its devices) joining a group.
+    pub async fn request_join(
+        &mut self,
+        invitation: Invitation,
+        as_person: Option<MemberEntry>,
+        time: u64,
+    ) -> Result<BlockId, ClientError> {
+        let before = self.begin().await?;
+        let result = self
+            .identity
+            .request_join(invitation, as_person, time)
+            .await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Approves a pending join request.
+    pub async fn approve(
+        &mut self,
+        request: BlockId,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), ClientError> {
+        let before = self.begin().await?;
+        let result = self.identity.approve(request, time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Removes a member (a device of a person, a person of a group) and rekeys. Every open
+    /// bound chain is acknowledged first, and its acknowledgement queued before the removal:
+    /// the removed member's messages this device holds stay shown to everyone.
+    pub async fn remove(
+        &mut self,
+        member: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), ClientError> {
+        let before = self.begin().await?;
+        for bound in self.bound.values_mut() {
+            if let Some(ack) = bound.acknowledge(&self.identity, time).await? {
+                queue(&mut self.outbox, bound.chain().id(), vec![ack]);
+            }
+        }
+        let result = self.identity.remove(member, time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Leaves: removes this device's member.
+    pub async fn leave(&mut self, time: u64) -> Result<(), ClientError> {
+        let before = self.begin().await?;
+        let result = self.identity.leave(time).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Rotates this device's keys.
+    pub async fn rotate(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), ClientError> {
+        let before = self.begin().await?;
+        let result = self.identity.rotate(time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Sets the policy for epoch keys.
+    pub async fn set_policy(&mut self, policy: Policy, time: u64) -> Result<(), ClientError> {
+        let before = self.begin().await?;
+        let result = self.identity.set_policy(policy, time).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Makes a new epoch if one is due (someone left, a device lacks the key, or the policy's
+    /// schedule says so). Returns whether it did.
+    pub async fn rekey_if_due(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<bool, ClientError> {
+        let before = self.begin().await?;
+        let every = self.identity.state().policy().rekey_every;
+        let result = self.identity.rekey_if_due(time, every, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Writes a message sealed under the current epoch on the identity chain itself.
+    pub async fn write(
+        &mut self,
+        body: &[u8],
+        topics: Vec<String>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let before = self.begin().await?;
+        let result = self.identity.write(body, topics, time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// The messages written on the identity chain itself, in chain order.
+    pub async fn messages(&mut self) -> Result<Vec<Message>, ClientError> {
+        self.refresh().await?;
+        let identity = &self.identity;
+        Ok(identity
+            .data_blocks()
+            .await?
+            .into_iter()
+            .map(|block| {
+                let content = identity.read(&block);
+                message(identity, block, content)
+            })
+            .collect())
+    }
+
+    /// Founds a chain bound to this identity and opens it; its genesis is queued.
+    pub async fn create_chain(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        self.refresh().await?;
+        let bound = BoundChain::create(&self.identity, time, rng).await?;
+        let id = bound.chain().id();
+        let genesis = bound
+            .chain()
+            .block(&id)
+            .await
+            .map_err(IdentityError::from)?
+            .ok_or_else(|| StoreError::Corrupt(format!("genesis {id} is not stored")))?;
+        queue(&mut self.outbox, id, vec![genesis]);
+        self.bound.insert(id, bound);
+        Ok(id)
+    }
+
+    /// Opens a chain bound to this identity that the store holds (see [`BoundChain::open`]);
+    /// opening it again is a no-op.
+    pub async fn open_chain(&mut self, chain: BlockId) -> Result<BlockId, ClientError> {
+        if !self.bound.contains_key(&chain) {
+            self.refresh().await?;
+            let bound = BoundChain::open(&self.identity, chain).await?;
+            self.bound.insert(chain, bound);
+        }
+        Ok(chain)
+    }
+
+    /// Starts a replica of a chain bound to this identity from its genesis (a peer sent it).
+    pub async fn join_chain(&mut self, genesis: Block) -> Result<BlockId, ClientError> {
+        let chain = genesis.id();
+        if !self.bound.contains_key(&chain) {
+            self.refresh().await?;
+            let bound = BoundChain::replica(&self.identity, genesis).await?;
+            self.bound.insert(chain, bound);
+        }
+        Ok(chain)
+    }
+
+    /// Closes a bound chain: it is no longer acknowledged before removals or refreshed.
+    pub fn close_chain(&mut self, chain: &BlockId) -> bool {
+        self.bound.remove(chain).is_some()
+    }
+
+    /// Writes a message to an open bound chain, sealed under the identity's current epoch
+    /// (rekeying first if due). A rekey is queued before the block that is anchored on it.
+    pub async fn write_to(
+        &mut self,
+        chain: &BlockId,
+        body: &[u8],
+        topics: Vec<String>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let before = self.begin().await?;
+        let bound = self
+            .bound
+            .get_mut(chain)
+            .ok_or(ClientError::ChainNotOpen(*chain))?;
+        let result = bound
+            .write(&mut self.identity, body, topics, time, rng)
+            .await;
+        queue_identity(&self.identity, &mut self.outbox, before).await?;
+        let entry = result?;
+        let id = entry.block.id();
+        queue(&mut self.outbox, *chain, vec![entry]);
+        Ok(id)
+    }
+
+    /// The messages of an open bound chain the identity shows (see
+    /// [`BoundChain::messages`]), in chain order.
+    pub async fn messages_of(&mut self, chain: &BlockId) -> Result<Vec<Message>, ClientError> {
+        self.refresh().await?;
+        let bound = self
+            .bound
+            .get(chain)
+            .ok_or(ClientError::ChainNotOpen(*chain))?;
+        let identity = &self.identity;
+        Ok(bound
+            .messages(identity)
+            .await?
+            .into_iter()
+            .map(|(block, content)| message(identity, block, content))
+            .collect())
+    }
+}
+
+/// Queues blocks of `chain`, merging with the last publication if it is for the same chain.
+fn queue(outbox: &mut Vec<Publication>, chain: BlockId, entries: Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let blocks = entries.into_iter().map(|e| e.block);
+    match outbox.last_mut() {
+        Some(last) if last.chain == chain => last.blocks.extend(blocks),
+        _ => outbox.push(Publication {
+            chain,
+            blocks: blocks.collect(),
+        }),
+    }
+}
+
+/// Queues the identity blocks stored since the chain had `before` blocks.
+async fn queue_identity<S: BlockStore>(
+    identity: &Identity<S>,
+    outbox: &mut Vec<Publication>,
+    before: u64,
+) -> Result<(), ClientError> {
+    let chain = identity.chain();
+    if chain.len() == before {
+        return Ok(());
+    }
+    // Sequence numbers start at 0 for the genesis: the new blocks are those from `before`.
+    let fresh = chain
+        .since(before.checked_sub(1), usize::MAX)
+        .await
+        .map_err(IdentityError::from)?;
+    queue(outbox, chain.id(), fresh);
+    Ok(())
+}
+
+fn message<S: BlockStore>(
+    identity: &Identity<S>,
+    block: Block,
+    content: Result<Vec<u8>, IdentityError>,
+) -> Message {
+    let device = identity
+        .state()
+        .signer(block.author().key_bytes())
+        .map(|(_, device)| device.to_owned());
+    Message {
+        block,
+        device,
+        content,
+    }
+}

@@ -1,0 +1,327 @@
+//! The client layer natively: accounts on separate stores that exchange blocks only through
+//! their outboxes, as the wasm shell does through the node. Each scenario asserts what a
+//! device would show, and that the outbox order is one every peer can admit as it arrives.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![cfg(not(target_arch = "wasm32"))]
+
+use endra::client::{Account, ClientError, Keyring, Publication};
+use endra::identity::{
+    Founding, IdentityError, Invitation, KdfFloor, KdfParams, KeystoreError, Kind, Policy, Role,
+};
+use endra::store::{BlockStore, MemoryStore};
+use endra::walytis::{BlockId, ChainError};
+use futures_executor::block_on;
+use rand_core::OsRng;
+
+type Device = Account<MemoryStore>;
+
+const T0: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+/// Cheap KDF costs: the tests are about where keys are kept, not about Argon2.
+const TEST_KEYRING: Keyring = Keyring {
+    params: KdfParams::INSECURE_TEST,
+    floor: KdfFloor::NONE,
+};
+
+fn person(name: &str) -> Founding {
+    Founding {
+        kind: Kind::Person,
+        name: name.into(),
+        relays: vec![],
+        founder: None,
+    }
+}
+
+/// Hands each publication to every device, in outbox order, and asserts each block is
+/// admitted as it arrives: nothing refused, nothing left waiting for a parent or an anchor.
+async fn deliver(outbox: &[Publication], devices: &mut [&mut Device]) {
+    for publication in outbox {
+        for device in devices.iter_mut() {
+            let report = device
+                .receive(
+                    &publication.chain,
+                    publication.blocks.iter().map(|b| b.bytes()),
+                )
+                .await
+                .unwrap();
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+            assert!(report.waiting.is_empty(), "{:?}", report.waiting);
+        }
+    }
+}
+
+/// A device that joined `admin`'s person, every block carried by outboxes only; `others`
+/// (devices already in) get every block too.
+async fn join(admin: &mut Device, others: &mut [&mut Device], time: u64) -> Device {
+    let keys = TEST_KEYRING
+        .unlock(&MemoryStore::new(), "pass", &mut OsRng)
+        .await
+        .unwrap();
+    let genesis = admin
+        .identity()
+        .chain()
+        .block(&admin.chain())
+        .await
+        .unwrap()
+        .unwrap()
+        .block;
+    let mut device = Account::replica(MemoryStore::new(), genesis, keys)
+        .await
+        .unwrap();
+    // What the admin wrote so far, as a peer's catch-up would bring it.
+    let history = admin.identity().blocks().await.unwrap();
+    let report = device
+        .receive(&admin.chain(), history.iter().map(|b| b.bytes()))
+        .await
+        .unwrap();
+    assert!(report.rejected.is_empty());
+    let invitation = admin
+        .identity()
+        .invite(Role::Admin, time + HOUR, &mut OsRng)
+        .unwrap();
+    let code = Invitation::from_code(&invitation.to_code()).unwrap();
+    let request = device.request_join(code, None, time).await.unwrap();
+    let outbox = device.take_outbox();
+    deliver(&outbox, &mut [admin]).await;
+    deliver(&outbox, others).await;
+    admin.approve(request, time + 1, &mut OsRng).await.unwrap();
+    let outbox = admin.take_outbox();
+    deliver(&outbox, &mut [&mut device]).await;
+    deliver(&outbox, others).await;
+    assert!(device.identity().is_current_device());
+    device
+}
+
+async fn new_person() -> Device {
+    let keys = TEST_KEYRING
+        .unlock(&MemoryStore::new(), "pass", &mut OsRng)
+        .await
+        .unwrap();
+    let mut laptop = Account::create(MemoryStore::new(), keys, person("Ada"), T0, &mut OsRng)
+        .await
+        .unwrap();
+    // Founding queues the genesis and the first epoch, parents first.
+    let outbox = laptop.take_outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].chain, laptop.chain());
+    assert_eq!(outbox[0].blocks[0].id(), laptop.chain());
+    assert_eq!(
+        outbox[0].blocks.len() as u64,
+        laptop.identity().chain().len()
+    );
+    laptop
+}
+
+/// The texts of a bound chain's messages as `device` shows them (unreadable ones as `?`).
+async fn texts(device: &mut Device, chain: &BlockId) -> Vec<String> {
+    device
+        .messages_of(chain)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| match m.content {
+            Ok(body) => String::from_utf8(body).unwrap(),
+            Err(_) => "?".into(),
+        })
+        .collect()
+}
+
+/// Founds a bound chain on `founder` and opens it on the others from its genesis.
+async fn bound_chain(founder: &mut Device, others: &mut [&mut Device], time: u64) -> BlockId {
+    let chain = founder.create_chain(time, &mut OsRng).await.unwrap();
+    let outbox = founder.take_outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].blocks[0].id(), chain);
+    for other in others.iter_mut() {
+        other.join_chain(outbox[0].blocks[0].clone()).await.unwrap();
+    }
+    chain
+}
+
+#[test]
+fn a_removal_acknowledges_the_open_chains_first_so_the_removed_devices_messages_stay_shown() {
+    block_on(async {
+        let mut laptop = new_person().await;
+        let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
+        let mut tablet = join(&mut laptop, &mut [&mut phone], T0 + 20).await;
+        let notes = bound_chain(&mut laptop, &mut [&mut phone, &mut tablet], T0 + 30).await;
+        let drafts = bound_chain(&mut laptop, &mut [&mut phone, &mut tablet], T0 + 31).await;
+
+        // The tablet writes its last messages, which the laptop holds and nobody answered.
+        tablet
+            .write_to(&notes, b"last words", vec![], T0 + 40, &mut OsRng)
+            .await
+            .unwrap();
+        tablet
+            .write_to(&drafts, b"last draft", vec![], T0 + 41, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&tablet.take_outbox(), &mut [&mut laptop, &mut phone]).await;
+
+        // The laptop closes the drafts, then removes the tablet: the notes it still has open
+        // are acknowledged, and the acknowledgement is queued before the removal.
+        assert!(laptop.close_chain(&drafts));
+        let tablet_did = tablet.identity().device().did().to_owned();
+        laptop
+            .remove(&tablet_did, T0 + 50, &mut OsRng)
+            .await
+            .unwrap();
+        let outbox = laptop.take_outbox();
+        let chains: Vec<BlockId> = outbox.iter().map(|p| p.chain).collect();
+        assert_eq!(chains, vec![notes, laptop.chain()]);
+        deliver(&outbox, &mut [&mut phone]).await;
+
+        // Every current device shows the tablet's last note, which the laptop had seen; the
+        // draft nobody acknowledged is not shown, as for any removed device's last blocks.
+        assert_eq!(texts(&mut laptop, &notes).await, vec!["last words"]);
+        assert_eq!(texts(&mut phone, &notes).await, vec!["last words"]);
+        assert!(texts(&mut phone, &drafts).await.is_empty());
+        assert!(!phone
+            .identity()
+            .state()
+            .devices()
+            .any(|(_, d)| d.did == tablet_did));
+
+        // The tablet writes on until it hears of its removal (that block reaches nobody),
+        // then can no longer write; a closed chain is no longer the account's.
+        let unaware = tablet
+            .write_to(&notes, b"still here?", vec![], T0 + 60, &mut OsRng)
+            .await;
+        assert!(unaware.is_ok(), "{unaware:?}");
+        tablet.take_outbox();
+        deliver(&outbox, &mut [&mut tablet]).await;
+        assert!(matches!(
+            tablet
+                .write_to(&notes, b"and now?", vec![], T0 + 61, &mut OsRng)
+                .await,
+            Err(ClientError::Identity(IdentityError::NotAMember))
+        ));
+        assert!(matches!(
+            laptop
+                .write_to(&drafts, b"x", vec![], T0 + 62, &mut OsRng)
+                .await,
+            Err(ClientError::ChainNotOpen(chain)) if chain == drafts
+        ));
+    });
+}
+
+#[test]
+fn a_rekey_is_published_before_the_bound_block_anchored_on_it() {
+    block_on(async {
+        let mut laptop = new_person().await;
+        let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
+        let notes = bound_chain(&mut laptop, &mut [&mut phone], T0 + 20).await;
+        laptop
+            .set_policy(
+                Policy {
+                    rekey_every: Some(HOUR),
+                    keep_epochs: None,
+                },
+                T0 + 21,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+
+        // Two hours later the epoch is due: the write rekeys first, and the outbox carries
+        // the new epoch on the identity chain before the note anchored on it.
+        let later = T0 + 2 * HOUR;
+        let epoch_before = laptop.identity().state().current_epoch().map(|e| e.id);
+        laptop
+            .write_to(&notes, b"scheduled", vec![], later, &mut OsRng)
+            .await
+            .unwrap();
+        assert_ne!(
+            laptop.identity().state().current_epoch().map(|e| e.id),
+            epoch_before
+        );
+        let outbox = laptop.take_outbox();
+        let chains: Vec<BlockId> = outbox.iter().map(|p| p.chain).collect();
+        assert_eq!(chains, vec![laptop.chain(), notes]);
+
+        // A replica that gets them in the other order cannot judge the note yet: it holds it
+        // until the identity grows, then stores it by itself.
+        let mut outbox_reversed = outbox.clone();
+        outbox_reversed.reverse();
+        let held = phone
+            .receive(&notes, outbox_reversed[0].blocks.iter().map(|b| b.bytes()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            held.rejected.as_slice(),
+            [(_, ChainError::AwaitingAuthority { .. })]
+        ));
+        assert!(texts(&mut phone, &notes).await.is_empty());
+        deliver(&outbox_reversed[1..], &mut [&mut phone]).await;
+        assert_eq!(texts(&mut phone, &notes).await, vec!["scheduled"]);
+        assert_eq!(texts(&mut laptop, &notes).await, vec!["scheduled"]);
+    });
+}
+
+#[test]
+fn the_keyring_keeps_one_device_key_that_only_the_passphrase_opens() {
+    block_on(async {
+        let store = MemoryStore::new();
+        assert!(matches!(
+            TEST_KEYRING.unlock(&store, "", &mut OsRng).await,
+            Err(ClientError::PassphraseRequired)
+        ));
+        assert_eq!(store.setting(Keyring::SETTING).await.unwrap(), None);
+
+        let keys = TEST_KEYRING
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        let sealed = store.setting(Keyring::SETTING).await.unwrap().unwrap();
+        let secrets = keys.to_secret_bytes();
+        for window in secrets.windows(16) {
+            assert!(!sealed.windows(16).any(|w| w == window));
+        }
+
+        // A wrong passphrase fails and leaves the sealed keys as they were.
+        assert!(matches!(
+            TEST_KEYRING.unlock(&store, "wrong horse", &mut OsRng).await,
+            Err(ClientError::Identity(IdentityError::Keystore(
+                KeystoreError::WrongPassphrase
+            )))
+        ));
+        assert_eq!(
+            store.setting(Keyring::SETTING).await.unwrap(),
+            Some(sealed.clone())
+        );
+        // A keyring that demands real KDF costs refuses keys sealed with cheap ones (a store
+        // rewritten to weaken them).
+        assert!(matches!(
+            Keyring::RECOMMENDED
+                .unlock(&store, "correct horse", &mut OsRng)
+                .await,
+            Err(ClientError::Identity(IdentityError::Keystore(
+                KeystoreError::WeakParams { .. }
+            )))
+        ));
+
+        // "Reload": the account reopens from the store with the same device.
+        let mut account = Account::create(store.clone(), keys, person("Ada"), T0, &mut OsRng)
+            .await
+            .unwrap();
+        account
+            .write(b"kept", vec![], T0 + 1, &mut OsRng)
+            .await
+            .unwrap();
+        let chain = account.chain();
+        let device = account.identity().device().did().to_owned();
+        drop(account);
+        let again = TEST_KEYRING
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        assert_eq!(again.did(), device);
+        let mut account = Account::open(store, chain, again).await.unwrap();
+        assert!(account.identity().is_current_device());
+        let messages = account.messages().await.unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].content.as_deref().unwrap(), b"kept");
+        assert_eq!(messages[0].device.as_deref(), Some(device.as_str()));
+    });
+}
