@@ -18,7 +18,7 @@ use super::binding::{self, Anchored, AuthorityView, Binding, BoundRefusal, Stamp
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
 use super::rules::{Claim, Refused, RuleRefusal, Rules, RulesError};
-use crate::store::{
+use super::store::{
     BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
 

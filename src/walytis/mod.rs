@@ -5,8 +5,9 @@
 //! is the chain's ID. Every replica orders the DAG the same way — by height, then by ID
 //! ([`Position`]) — whatever order the blocks arrived in; wall-clock time plays no part.
 //!
-//! Sans-IO: this module does no I/O of its own; persistence is a [`crate::store::BlockStore`]
-//! passed in, time and keys are arguments.
+//! Sans-IO: this module does no I/O of its own; persistence goes through its storage port,
+//! [`store::BlockStore`] (adapters in [`crate::store`]), passed in; time and keys are
+//! arguments. Walytis imports nothing from the other modules of this crate.
 
 mod admission;
 pub mod binding;
@@ -15,6 +16,7 @@ pub(crate) mod cbor;
 mod chain;
 mod id;
 mod rules;
+pub mod store;
 pub mod sync;
 
 pub use admission::Admission;

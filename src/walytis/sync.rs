@@ -20,7 +20,7 @@ use super::block::{Block, BlockError, Position, MAX_BLOCK_BYTES};
 use super::cbor::{Reader, Writer};
 use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
 use super::id::BlockId;
-use crate::store::BlockStore;
+use super::store::BlockStore;
 
 /// Most blocks in one [`Message::Blocks`].
 pub const MAX_BATCH_BLOCKS: usize = 512;
