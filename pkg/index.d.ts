@@ -30,6 +30,9 @@ export type ErrorCode =
   /** The chain's genesis claims a kind of chain (or a version of one) this build does not know. */
   | 'UNKNOWN_RULE'
   | 'AWAITING_AUTHORITY'
+  /** Content sealed by a newer client: a kind of content or an envelope version this build does not read. */
+  | 'UNSUPPORTED_CONTENT'
+  | 'MALFORMED_CONTENT'
   | 'NOT_BOUND'
   | 'NO_KEY'
   | 'EPOCH_DISCARDED'
@@ -318,8 +321,11 @@ export interface IdentityMessage {
   readonly device?: string;
   readonly time: number;
   readonly body?: Uint8Array;
-  /** Why the body could not be read (no key for its epoch). */
-  readonly error?: string;
+  /**
+   * Why the body could not be read: `NO_KEY` (no key for its epoch), `EPOCH_DISCARDED`,
+   * `UNSUPPORTED_CONTENT` (a newer client's kind of content), `MALFORMED_CONTENT`, ...
+   */
+  readonly error?: EndraError;
 }
 
 /** A W3C DID Core document. */

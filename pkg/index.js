@@ -24,6 +24,14 @@ function wrap(error) {
   return new EndraError(message, code, { cause: error });
 }
 
+/** Messages from the bindings, each `error` (a plain `Error` with a `code`) as an `EndraError`. */
+function readable(messages) {
+  for (const message of messages) {
+    if (message.error !== undefined) message.error = wrap(message.error);
+  }
+  return messages;
+}
+
 async function call(fn) {
   try {
     return await fn();
@@ -820,9 +828,12 @@ export class Identity extends EventTarget {
     return call(() => this.#raw.write(bytes(body, 'body'), topics));
   }
 
-  /** Accepted messages in order: `[{ id, device, time, body }]` (`error` if unreadable). */
+  /**
+   * Accepted messages in order: `[{ id, device, time, body }]`; `error` (an `EndraError`)
+   * instead of `body` if this device cannot read one.
+   */
   messages() {
-    return call(() => this.#raw.messages());
+    return call(async () => readable(await this.#raw.messages()));
   }
 
   /**
@@ -888,9 +899,12 @@ export class BoundChain extends EventTarget {
     return call(() => this.#raw.write(bytes(body, 'body'), topics));
   }
 
-  /** Messages in order: `[{ id, author, device, time, body }]` (`error` if unreadable). */
+  /**
+   * Messages in order: `[{ id, author, device, time, body }]`; `error` (an `EndraError`)
+   * instead of `body` if this device cannot read one.
+   */
   messages() {
-    return call(() => this.#raw.messages());
+    return call(async () => readable(await this.#raw.messages()));
   }
 
   /** Peer IDs syncing this chain with this device. */

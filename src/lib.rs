@@ -1,6 +1,7 @@
 //! Endra: a peer-to-peer, end-to-end encrypted messaging stack.
 //!
 //! Layers (see the README's architecture section):
+//! - [`cbor`]: the strict canonical DAG-CBOR codec every wire and block format is written in.
 //! - [`walytis`]: the block DAG ("database blockchain") of each group — block model, canonical
 //!   codec, validation, deterministic order, new-block notification.
 //! - [`store`]: persistence behind the [`store::BlockStore`] trait, with memory, redb (native)
@@ -8,6 +9,7 @@
 //! - [`identity`]: DIDs for devices, people and groups backed by chains: device keys, the
 //!   hybrid X25519 + ML-KEM-768 KEM, epoch keys, the passphrase-encrypted keystore, chains
 //!   bound to an identity, authenticated sessions.
+//! - [`envelope`]: the versioned content envelope (kind, target, payload) inside every seal.
 //! - [`client`]: one device's account in an identity and its bound chains, with the protocol
 //!   steps every front end needs; the wasm bindings and native tools drive it.
 //! - `net` (cargo feature `net`): the libp2p shell that syncs chains through relays.
@@ -16,7 +18,9 @@
 //! Offchain blocks, mutability and the messenger arrive in later layers; the README says what
 //! is built today.
 
+pub mod cbor;
 pub mod client;
+pub mod envelope;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;

@@ -5,6 +5,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use endra::client::{Account, ClientError, Keyring, Publication};
+use endra::envelope::{ContentKind, Envelope};
 use endra::identity::{
     Founding, IdentityError, Invitation, KdfFloor, KdfParams, KeystoreError, Kind, Policy, Role,
 };
@@ -121,7 +122,10 @@ async fn texts(device: &mut Device, chain: &BlockId) -> Vec<String> {
         .unwrap()
         .into_iter()
         .map(|m| match m.content {
-            Ok(body) => String::from_utf8(body).unwrap(),
+            Ok(content) => {
+                assert_eq!(content.kind, ContentKind::Message);
+                String::from_utf8(content.payload).unwrap()
+            }
             Err(_) => "?".into(),
         })
         .collect()
@@ -150,11 +154,23 @@ fn a_removal_acknowledges_the_open_chains_first_so_the_removed_devices_messages_
 
         // The tablet writes its last messages, which the laptop holds and nobody answered.
         tablet
-            .write_to(&notes, b"last words", vec![], T0 + 40, &mut OsRng)
+            .write_to(
+                &notes,
+                &Envelope::message(*b"last words"),
+                vec![],
+                T0 + 40,
+                &mut OsRng,
+            )
             .await
             .unwrap();
         tablet
-            .write_to(&drafts, b"last draft", vec![], T0 + 41, &mut OsRng)
+            .write_to(
+                &drafts,
+                &Envelope::message(*b"last draft"),
+                vec![],
+                T0 + 41,
+                &mut OsRng,
+            )
             .await
             .unwrap();
         deliver(&tablet.take_outbox(), &mut [&mut laptop, &mut phone]).await;
@@ -186,20 +202,32 @@ fn a_removal_acknowledges_the_open_chains_first_so_the_removed_devices_messages_
         // The tablet writes on until it hears of its removal (that block reaches nobody),
         // then can no longer write; a closed chain is no longer the account's.
         let unaware = tablet
-            .write_to(&notes, b"still here?", vec![], T0 + 60, &mut OsRng)
+            .write_to(
+                &notes,
+                &Envelope::message(*b"still here?"),
+                vec![],
+                T0 + 60,
+                &mut OsRng,
+            )
             .await;
         assert!(unaware.is_ok(), "{unaware:?}");
         tablet.take_outbox();
         deliver(&outbox, &mut [&mut tablet]).await;
         assert!(matches!(
             tablet
-                .write_to(&notes, b"and now?", vec![], T0 + 61, &mut OsRng)
+                .write_to(
+                    &notes,
+                    &Envelope::message(*b"and now?"),
+                    vec![],
+                    T0 + 61,
+                    &mut OsRng
+                )
                 .await,
             Err(ClientError::Identity(IdentityError::NotAMember))
         ));
         assert!(matches!(
             laptop
-                .write_to(&drafts, b"x", vec![], T0 + 62, &mut OsRng)
+                .write_to(&drafts, &Envelope::message(*b"x"), vec![], T0 + 62, &mut OsRng)
                 .await,
             Err(ClientError::ChainNotOpen(chain)) if chain == drafts
         ));
@@ -229,7 +257,13 @@ fn a_rekey_is_published_before_the_bound_block_anchored_on_it() {
         let later = T0 + 2 * HOUR;
         let epoch_before = laptop.identity().state().current_epoch().map(|e| e.id);
         laptop
-            .write_to(&notes, b"scheduled", vec![], later, &mut OsRng)
+            .write_to(
+                &notes,
+                &Envelope::message(*b"scheduled"),
+                vec![],
+                later,
+                &mut OsRng,
+            )
             .await
             .unwrap();
         assert_ne!(
@@ -306,7 +340,7 @@ fn the_keyring_keeps_one_device_key_that_only_the_passphrase_opens() {
             .await
             .unwrap();
         account
-            .write(b"kept", vec![], T0 + 1, &mut OsRng)
+            .write(&Envelope::message(*b"kept"), vec![], T0 + 1, &mut OsRng)
             .await
             .unwrap();
         let chain = account.chain();
@@ -321,7 +355,49 @@ fn the_keyring_keeps_one_device_key_that_only_the_passphrase_opens() {
         assert!(account.identity().is_current_device());
         let messages = account.messages().await.unwrap();
         assert_eq!(messages.len(), 1);
-        assert_eq!(messages[0].content.as_deref().unwrap(), b"kept");
+        assert_eq!(
+            messages[0].content.as_ref().unwrap(),
+            &Envelope::message(*b"kept")
+        );
         assert_eq!(messages[0].device.as_deref(), Some(device.as_str()));
+    });
+}
+
+#[test]
+fn content_of_a_kind_this_build_does_not_know_is_kept_and_not_misread() {
+    block_on(async {
+        let mut laptop = new_person().await;
+        let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
+        let notes = bound_chain(&mut laptop, &mut [&mut phone], T0 + 20).await;
+        // A newer client writes a kind of content this build has no name for, about a
+        // record, next to a plain message.
+        let record = phone
+            .write_to(
+                &notes,
+                &Envelope::message(*b"plain"),
+                vec![],
+                T0 + 30,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let newer = Envelope {
+            kind: ContentKind::Other(99),
+            target: Some(record),
+            payload: b"from the future".to_vec(),
+        };
+        phone
+            .write_to(&notes, &newer, vec![], T0 + 31, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&phone.take_outbox(), &mut [&mut laptop]).await;
+        let shown: Vec<Envelope> = laptop
+            .messages_of(&notes)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.content.unwrap())
+            .collect();
+        assert_eq!(shown, vec![Envelope::message(*b"plain"), newer]);
     });
 }

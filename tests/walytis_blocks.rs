@@ -6,6 +6,7 @@
 mod common;
 
 use ed25519_dalek::{Signer, SigningKey};
+use endra::cbor::CborError;
 use endra::store::MemoryStore;
 use endra::walytis::{
     Block, BlockDraft, BlockError, BlockId, Chain, ChainError, MAX_BLOCK_BYTES, MAX_BODY_BYTES,
@@ -366,21 +367,21 @@ fn non_canonical_cbor() {
     set(&mut f, "time", V::Raw(vec![0x18, 5]));
     assert!(matches!(
         reject(&signed(&f, &key)),
-        BlockError::NonCanonical { .. }
+        BlockError::Cbor(CborError::NonCanonical { .. })
     ));
     // An indefinite-length body.
     let mut f = fields(&key, c, c);
     set(&mut f, "body", V::Raw(vec![0x5f, 0x41, b'x', 0xff]));
     assert!(matches!(
         reject(&signed(&f, &key)),
-        BlockError::NonCanonical { .. }
+        BlockError::Cbor(CborError::NonCanonical { .. })
     ));
     // Keys out of canonical order: "time" before "body".
     let mut f = fields(&key, c, c);
     f.swap(0, 1);
     assert!(matches!(
         reject(&signed(&f, &key)),
-        BlockError::NonCanonical { .. }
+        BlockError::Cbor(CborError::NonCanonical { .. })
     ));
 }
 
@@ -392,8 +393,14 @@ fn trailing_and_truncated_bytes() {
     bytes.push(0);
     assert_eq!(reject(&bytes), BlockError::TrailingBytes { extra: 1 });
     bytes.truncate(bytes.len() - 10);
-    assert!(matches!(reject(&bytes), BlockError::Truncated { .. }));
-    assert!(matches!(reject(&[]), BlockError::Truncated { at: 0 }));
+    assert!(matches!(
+        reject(&bytes),
+        BlockError::Cbor(CborError::Truncated { .. })
+    ));
+    assert!(matches!(
+        reject(&[]),
+        BlockError::Cbor(CborError::Truncated { at: 0 })
+    ));
 }
 
 #[test]

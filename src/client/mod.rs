@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use rand_core::CryptoRngCore;
 
+use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
     MemberEntry, Policy,
@@ -42,6 +43,9 @@ pub enum ClientError {
     /// The chain is neither the account's identity chain nor a bound chain it opened.
     #[error("chain {0} is not open in this account")]
     ChainNotOpen(BlockId),
+    /// Sealed content opened, but is not an envelope this build reads.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
     /// The identity layer refused or failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -66,8 +70,8 @@ pub struct Message {
     pub block: Block,
     /// The `did:key` of the device that wrote it, if the identity knows its key.
     pub device: Option<String>,
-    /// The plaintext, or why this device cannot read it.
-    pub content: Result<Vec<u8>, IdentityError>,
+    /// The content (see [`crate::envelope`]), or why this device cannot read it.
+    pub content: Result<Envelope, ClientError>,
 }
 
 /// Where this device's identity keys are kept: sealed (Argon2id + XChaCha20-Poly1305) under
@@ -346,16 +350,17 @@ impl<S: BlockStore + Clone> Account<S> {
         Ok(result?)
     }
 
-    /// Writes a message sealed under the current epoch on the identity chain itself.
+    /// Writes content sealed under the current epoch on the identity chain itself.
     pub async fn write(
         &mut self,
-        body: &[u8],
+        content: &Envelope,
         topics: Vec<String>,
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
         let before = self.begin().await?;
-        let result = self.identity.write(body, topics, time, rng).await;
+        let sealed = content.encode();
+        let result = self.identity.write(&sealed, topics, time, rng).await;
         self.queue_identity_since(before).await?;
         Ok(result?)
     }
@@ -422,12 +427,12 @@ impl<S: BlockStore + Clone> Account<S> {
         self.bound.remove(chain).is_some()
     }
 
-    /// Writes a message to an open bound chain, sealed under the identity's current epoch
+    /// Writes content to an open bound chain, sealed under the identity's current epoch
     /// (rekeying first if due). A rekey is queued before the block that is anchored on it.
     pub async fn write_to(
         &mut self,
         chain: &BlockId,
-        body: &[u8],
+        content: &Envelope,
         topics: Vec<String>,
         time: u64,
         rng: &mut impl CryptoRngCore,
@@ -438,7 +443,7 @@ impl<S: BlockStore + Clone> Account<S> {
             .get_mut(chain)
             .ok_or(ClientError::ChainNotOpen(*chain))?;
         let result = bound
-            .write(&mut self.identity, body, topics, time, rng)
+            .write(&mut self.identity, &content.encode(), topics, time, rng)
             .await;
         queue_identity(&self.identity, &mut self.outbox, before).await?;
         let entry = result?;
@@ -511,6 +516,8 @@ fn message<S: BlockStore>(
     Message {
         block,
         device,
-        content,
+        content: content
+            .map_err(ClientError::from)
+            .and_then(|plaintext| Ok(Envelope::decode(&plaintext)?)),
     }
 }

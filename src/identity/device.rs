@@ -3,7 +3,7 @@
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::walytis::cbor::{Reader, Writer};
+use crate::cbor::{Reader, Writer};
 
 use super::document::device_did;
 use super::keys::{AgreementKeyPair, SigningKeyPair};

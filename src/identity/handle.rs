@@ -6,8 +6,8 @@ use std::sync::{Mutex, PoisonError};
 
 use rand_core::CryptoRngCore;
 
+use crate::cbor::{Reader, Writer};
 use crate::store::BlockStore;
-use crate::walytis::cbor::{Reader, Writer};
 use crate::walytis::{Block, BlockId, Chain, Entry, InsertReport, Query};
 
 use super::device::DeviceKeys;

@@ -5,8 +5,8 @@
 //! other blocks are the identity's data (a group's messages, say). Whether an op takes effect
 //! is decided by [`super::state::IdentityState`], never by the op itself.
 
-use crate::walytis::cbor::{Reader, Writer};
-use crate::walytis::{BlockError, BlockId};
+use crate::cbor::{CborError, Reader, Writer};
+use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink};
 
 use super::keys::{verify, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_LEN};
 use super::IdentityError;
@@ -622,6 +622,12 @@ fn read_member(r: &mut Reader<'_>) -> Result<MemberEntry, IdentityError> {
 
 impl From<BlockError> for IdentityError {
     fn from(e: BlockError) -> Self {
+        IdentityError::Malformed(e.to_string())
+    }
+}
+
+impl From<CborError> for IdentityError {
+    fn from(e: CborError) -> Self {
         IdentityError::Malformed(e.to_string())
     }
 }

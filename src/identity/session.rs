@@ -104,8 +104,8 @@ use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::walytis::cbor::{Reader, Writer};
-use crate::walytis::{BlockError, BlockId};
+use crate::cbor::{CborError, Reader, Writer};
+use crate::walytis::BlockId;
 
 use super::device::DeviceKeys;
 use super::document::parse_identity_did;
@@ -250,8 +250,8 @@ pub enum SessionError {
     Exhausted,
 }
 
-impl From<BlockError> for SessionError {
-    fn from(e: BlockError) -> Self {
+impl From<CborError> for SessionError {
+    fn from(e: CborError) -> Self {
         SessionError::Malformed(e.to_string())
     }
 }

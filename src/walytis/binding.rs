@@ -41,9 +41,10 @@ use std::collections::{HashMap, HashSet};
 
 use super::admission::Admission;
 use super::block::{Author, Block, BlockError, MAX_PARENTS};
-use super::cbor::{Reader, Writer};
 use super::id::BlockId;
+use super::id::{ReadLink, WriteLink};
 use super::rules::RuleRefusal;
+use crate::cbor::{CborError, Reader, Writer};
 
 /// The topic of a bound chain's genesis.
 pub const BOUND_TOPIC: &str = "walytis/bound/1";
@@ -59,7 +60,10 @@ const VIEW_CACHE: usize = 8;
 pub enum BindingError {
     /// Not the CBOR of a bound body.
     #[error("malformed bound-chain body: {0}")]
-    Cbor(#[from] BlockError),
+    Cbor(#[from] CborError),
+    /// A link that does not name a block.
+    #[error("malformed bound-chain body: {0}")]
+    Link(#[from] BlockError),
     /// CBOR, but not the shape of a bound body.
     #[error("malformed bound-chain body: {0}")]
     Shape(&'static str),

@@ -2,8 +2,9 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use super::cbor::{Reader, Writer};
 use super::id::{BlockId, IdError};
+use super::id::{ReadLink, WriteLink};
+use crate::cbor::{CborError, Reader, Writer};
 
 /// Largest inline body, in bytes. Larger content belongs off the chain (offchain layer).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -36,33 +37,9 @@ pub enum BlockError {
         /// Size of the encoded block.
         size: usize,
     },
-    /// The bytes end in the middle of an item.
-    #[error("block bytes end early (item at byte {at})")]
-    Truncated {
-        /// Offset of the item that does not fit.
-        at: usize,
-    },
-    /// An item is of the wrong CBOR type.
-    #[error("expected {expected} at byte {at}")]
-    UnexpectedType {
-        /// Offset of the item.
-        at: usize,
-        /// What was expected there.
-        expected: &'static str,
-    },
-    /// Valid CBOR but not the canonical DAG-CBOR spelling (non-minimal integer, indefinite
-    /// length, keys out of order or repeated).
-    #[error("non-canonical DAG-CBOR at byte {at}")]
-    NonCanonical {
-        /// Offset of the offending item.
-        at: usize,
-    },
-    /// A text string is not UTF-8.
-    #[error("invalid UTF-8 at byte {at}")]
-    InvalidUtf8 {
-        /// Offset of the string.
-        at: usize,
-    },
+    /// The bytes are not the canonical CBOR of a block.
+    #[error(transparent)]
+    Cbor(#[from] CborError),
     /// A link is not a block ID.
     #[error("invalid link at byte {at}: {source}")]
     InvalidLink {
@@ -382,7 +359,7 @@ impl Block {
             if i >= entries {
                 return Err(BlockError::MissingField { name: FIELDS[i] });
             }
-            r.key(i, entries)
+            read_key(r, i, entries)
         };
         field(&mut r, 0)?;
         let sig = r.bytes()?;
@@ -566,4 +543,22 @@ pub struct Position {
     pub height: u64,
     /// The block's ID.
     pub id: BlockId,
+}
+
+/// Reads the map key of field `index` of [`FIELDS`], which the canonical order puts here.
+/// `entries` is the size of the map: with every field counted, a key out of place is
+/// disorder; with fewer, it is a missing field.
+fn read_key(r: &mut Reader<'_>, index: usize, entries: usize) -> Result<(), BlockError> {
+    let at = r.position();
+    let key = r.text()?;
+    match FIELDS.iter().position(|&field| field == key) {
+        Some(found) if found == index => Ok(()),
+        Some(found) if found > index && entries < FIELDS.len() => Err(BlockError::MissingField {
+            name: FIELDS[index],
+        }),
+        Some(_) => Err(CborError::NonCanonical { at }.into()),
+        None => Err(BlockError::UnknownField {
+            name: key.chars().take(64).collect(),
+        }),
+    }
 }

@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
+use super::block::BlockError;
+use crate::cbor::{Reader, Writer};
+
 /// CID version 1.
 const CID_VERSION: u8 = 0x01;
 /// Multicodec of DAG-CBOR.
@@ -130,6 +133,31 @@ impl FromStr for BlockId {
             return Err(IdError::Base32);
         }
         BlockId::from_bytes(&bytes)
+    }
+}
+
+/// Reads a DAG-CBOR link that must name a block (the codec reads the CID, this checks it).
+pub(crate) trait ReadLink {
+    /// The block ID the next item links to.
+    fn link(&mut self) -> Result<BlockId, BlockError>;
+}
+
+impl ReadLink for Reader<'_> {
+    fn link(&mut self) -> Result<BlockId, BlockError> {
+        let at = self.position();
+        BlockId::from_bytes(self.cid()?).map_err(|source| BlockError::InvalidLink { at, source })
+    }
+}
+
+/// Writes a block ID as a DAG-CBOR link.
+pub(crate) trait WriteLink {
+    /// Appends the link to `id`.
+    fn link(&mut self, id: &BlockId);
+}
+
+impl WriteLink for Writer {
+    fn link(&mut self, id: &BlockId) {
+        self.cid(id.as_bytes());
     }
 }
 

@@ -12,7 +12,6 @@
 mod admission;
 pub mod binding;
 mod block;
-pub(crate) mod cbor;
 mod chain;
 mod id;
 mod rules;
@@ -29,4 +28,5 @@ pub use chain::{
     Chain, ChainError, ChainRefusal, Entry, InsertReport, Query, MAX_AWAITING, MAX_PENDING,
 };
 pub use id::{BlockId, IdError, BLOCK_ID_LEN};
+pub(crate) use id::{ReadLink, WriteLink};
 pub use rules::{ChainRule, Refused, RuleRefusal, Rules, RulesError, RESERVED_PREFIXES};

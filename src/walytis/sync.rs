@@ -16,11 +16,11 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::SigningKey;
 
-use super::block::{Block, BlockError, Position, MAX_BLOCK_BYTES};
-use super::cbor::{Reader, Writer};
+use super::block::{Block, Position, MAX_BLOCK_BYTES};
 use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
-use super::id::BlockId;
+use super::id::{BlockId, IdError};
 use super::store::BlockStore;
+use crate::cbor::{CborError, Reader, Writer};
 
 /// Most blocks in one [`Message::Blocks`].
 pub const MAX_BATCH_BLOCKS: usize = 512;
@@ -54,7 +54,10 @@ pub enum WireError {
     },
     /// Not the canonical CBOR of a message.
     #[error("malformed sync message: {0}")]
-    Malformed(#[from] BlockError),
+    Malformed(#[from] CborError),
+    /// A block ID in the message is not one.
+    #[error("malformed sync message: {0}")]
+    InvalidId(#[from] IdError),
     /// A message kind this version does not know.
     #[error("unknown sync message kind {0}")]
     UnknownKind(u64),
@@ -165,7 +168,7 @@ impl Message {
             other => return Err(WireError::UnknownKind(other)),
         };
         if len != expected {
-            return Err(WireError::Malformed(BlockError::UnexpectedType {
+            return Err(WireError::Malformed(CborError::UnexpectedType {
                 at: 0,
                 expected: "message of the right length",
             }));
@@ -181,9 +184,7 @@ impl Message {
             (0..count)
                 .map(|_| {
                     let bytes = r.bytes()?;
-                    BlockId::from_bytes(bytes).map_err(|source| {
-                        WireError::Malformed(BlockError::InvalidLink { at: 0, source })
-                    })
+                    Ok(BlockId::from_bytes(bytes)?)
                 })
                 .collect()
         };
@@ -213,12 +214,7 @@ impl Message {
                 Message::Blocks { blocks }
             }
         };
-        if !r.is_empty() {
-            return Err(BlockError::TrailingBytes {
-                extra: r.remaining(),
-            }
-            .into());
-        }
+        r.finish()?;
         Ok(message)
     }
 }
@@ -667,7 +663,7 @@ mod tests {
         trailing.push(0);
         assert_eq!(
             Message::decode(&trailing),
-            Err(WireError::Malformed(BlockError::TrailingBytes { extra: 1 }))
+            Err(WireError::Malformed(CborError::TrailingBytes { extra: 1 }))
         );
         assert!(matches!(
             Message::decode(&[0xff]),

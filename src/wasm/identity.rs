@@ -14,6 +14,7 @@ use super::{
     JsFailure, WasmStore,
 };
 use crate::client::{Account, ClientError, Keyring, Message};
+use crate::envelope::{ContentKind, Envelope, EnvelopeError};
 use crate::identity::{
     DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry, Policy,
     Role,
@@ -49,6 +50,8 @@ impl From<ClientError> for JsFailure {
         let code = match &e {
             ClientError::PassphraseRequired => "INVALID_ARGUMENT",
             ClientError::ChainNotOpen(_) => "NOT_FOUND",
+            ClientError::Envelope(EnvelopeError::UnsupportedVersion(_)) => "UNSUPPORTED_CONTENT",
+            ClientError::Envelope(_) => "MALFORMED_CONTENT",
             ClientError::Identity(e) => identity_code(e),
             ClientError::Store(e) => super::store_code(e),
         };
@@ -495,7 +498,7 @@ impl WasmIdentity {
             let id = step!(
                 account,
                 node,
-                account.write(&body, topics, now(), &mut OsRng)
+                account.write(&Envelope::message(body), topics, now(), &mut OsRng)
             );
             Ok(id.to_string().into())
         })
@@ -540,7 +543,7 @@ impl WasmIdentity {
     }
 }
 
-/// `[{ id, author, device?, time, body | error }]`.
+/// `[{ id, author, device?, time, body | error }]`, `error` a JS `Error` with a `code`.
 fn message_array(messages: Vec<Message>) -> JsValue {
     let list: Array = messages
         .into_iter()
@@ -554,8 +557,21 @@ fn message_array(messages: Vec<Message>) -> JsValue {
             }
             set(&o, "time", block.time() as f64);
             match message.content {
-                Ok(body) => set(&o, "body", Uint8Array::from(&body[..])),
-                Err(e) => set(&o, "error", e.to_string()),
+                Ok(Envelope {
+                    kind: ContentKind::Message,
+                    payload,
+                    ..
+                }) => set(&o, "body", Uint8Array::from(&payload[..])),
+                // A newer client's kind of content: shown as unsupported, not misread.
+                Ok(Envelope { kind, .. }) => set(
+                    &o,
+                    "error",
+                    error(
+                        "UNSUPPORTED_CONTENT",
+                        format_args!("content of kind {kind:?} is not supported by this build"),
+                    ),
+                ),
+                Err(e) => set(&o, "error", JsFailure::from(e).0),
             }
             JsValue::from(o)
         })
@@ -591,7 +607,7 @@ impl WasmBoundChain {
             let id = step!(
                 account,
                 node,
-                account.write_to(&chain, &body, topics, now(), &mut OsRng)
+                account.write_to(&chain, &Envelope::message(body), topics, now(), &mut OsRng)
             );
             Ok(id.to_string().into())
         })

@@ -1,11 +1,49 @@
-//! The strict subset of DAG-CBOR that blocks use.
+//! The strict subset of DAG-CBOR that blocks, identity ops, sessions and the sync wire use.
 //!
 //! Writing always produces the canonical form (shortest integer heads, definite lengths,
 //! map keys in length-then-bytewise order). Reading accepts *only* that form, so a decoded
-//! block re-encodes to exactly the bytes it came from and its ID cannot have two spellings.
+//! item re-encodes to exactly the bytes it came from and a block's ID cannot have two
+//! spellings. The codec knows CBOR only: links are raw CID bytes here, and what a CID must
+//! be (a block ID) is Walytis's business (`walytis::id`).
 
-use super::block::BlockError;
-use super::id::BlockId;
+/// Why bytes are not the canonical CBOR item expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CborError {
+    /// The bytes end in the middle of an item.
+    #[error("bytes end early (item at byte {at})")]
+    Truncated {
+        /// Offset of the item that does not fit.
+        at: usize,
+    },
+    /// An item is of the wrong CBOR type.
+    #[error("expected {expected} at byte {at}")]
+    UnexpectedType {
+        /// Offset of the item.
+        at: usize,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// Valid CBOR but not the canonical DAG-CBOR spelling (non-minimal integer, indefinite
+    /// length, keys out of order or repeated).
+    #[error("non-canonical DAG-CBOR at byte {at}")]
+    NonCanonical {
+        /// Offset of the offending item.
+        at: usize,
+    },
+    /// A text string is not UTF-8.
+    #[error("invalid UTF-8 at byte {at}")]
+    InvalidUtf8 {
+        /// Offset of the string.
+        at: usize,
+    },
+    /// Bytes follow the item.
+    #[error("{extra} bytes after the end")]
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+}
 
 const UINT: u8 = 0;
 const BYTES: u8 = 2;
@@ -83,11 +121,11 @@ impl Writer {
     }
 
     /// A link: tag 42 around the CID bytes with the identity multibase prefix `0x00`.
-    pub(crate) fn link(&mut self, id: &BlockId) {
+    pub(crate) fn cid(&mut self, cid: &[u8]) {
         self.head(TAG, CID_TAG);
-        self.head(BYTES, id.as_bytes().len() as u64 + 1);
+        self.head(BYTES, cid.len() as u64 + 1);
         self.out.push(0);
-        self.out.extend_from_slice(id.as_bytes());
+        self.out.extend_from_slice(cid);
     }
 }
 
@@ -106,16 +144,29 @@ impl<'a> Reader<'a> {
         self.pos == self.input.len()
     }
 
+    /// Checks that nothing follows what was read.
+    pub(crate) fn finish(&self) -> Result<(), CborError> {
+        match self.remaining() {
+            0 => Ok(()),
+            extra => Err(CborError::TrailingBytes { extra }),
+        }
+    }
+
+    /// Offset of the next item.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.input.len() - self.pos
     }
 
-    fn take(&mut self, len: usize) -> Result<&'a [u8], BlockError> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CborError> {
         let end = self
             .pos
             .checked_add(len)
             .filter(|&end| end <= self.input.len())
-            .ok_or(BlockError::Truncated { at: self.pos })?;
+            .ok_or(CborError::Truncated { at: self.pos })?;
         let slice = &self.input[self.pos..end];
         self.pos = end;
         Ok(slice)
@@ -126,12 +177,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an item head and checks it is of the expected major type and minimally encoded.
-    fn head(&mut self, expected: u8, what: &'static str) -> Result<u64, BlockError> {
+    fn head(&mut self, expected: u8, what: &'static str) -> Result<u64, CborError> {
         let at = self.pos;
         let first = self.take(1)?[0];
         let (major, info) = (first >> 5, first & 0x1f);
         if major != expected {
-            return Err(BlockError::UnexpectedType { at, expected: what });
+            return Err(CborError::UnexpectedType { at, expected: what });
         }
         let value = match info {
             0..=23 => u64::from(info),
@@ -146,7 +197,7 @@ impl<'a> Reader<'a> {
                 u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
             }
             // 28..=30 are reserved, 31 is an indefinite length: neither is DAG-CBOR.
-            _ => return Err(BlockError::NonCanonical { at }),
+            _ => return Err(CborError::NonCanonical { at }),
         };
         let minimal = match info {
             24 => value >= 24,
@@ -156,41 +207,41 @@ impl<'a> Reader<'a> {
             _ => true,
         };
         if !minimal {
-            return Err(BlockError::NonCanonical { at });
+            return Err(CborError::NonCanonical { at });
         }
         Ok(value)
     }
 
-    fn len(&mut self, major: u8, what: &'static str) -> Result<usize, BlockError> {
+    fn len(&mut self, major: u8, what: &'static str) -> Result<usize, CborError> {
         let at = self.pos;
         let len = self.head(major, what)?;
         // Every counted item takes at least one byte, so a longer count is a lie.
         usize::try_from(len)
             .ok()
             .filter(|&len| len <= self.remaining())
-            .ok_or(BlockError::Truncated { at })
+            .ok_or(CborError::Truncated { at })
     }
 
-    pub(crate) fn uint(&mut self) -> Result<u64, BlockError> {
+    pub(crate) fn uint(&mut self) -> Result<u64, CborError> {
         self.head(UINT, "unsigned integer")
     }
 
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], BlockError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], CborError> {
         let len = self.len(BYTES, "byte string")?;
         self.take(len)
     }
 
-    pub(crate) fn text(&mut self) -> Result<&'a str, BlockError> {
+    pub(crate) fn text(&mut self) -> Result<&'a str, CborError> {
         let at = self.pos;
         let len = self.len(TEXT, "text string")?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| BlockError::InvalidUtf8 { at })
+        std::str::from_utf8(self.take(len)?).map_err(|_| CborError::InvalidUtf8 { at })
     }
 
-    pub(crate) fn array(&mut self) -> Result<usize, BlockError> {
+    pub(crate) fn array(&mut self) -> Result<usize, CborError> {
         self.len(ARRAY, "array")
     }
 
-    pub(crate) fn map(&mut self) -> Result<usize, BlockError> {
+    pub(crate) fn map(&mut self) -> Result<usize, CborError> {
         self.len(MAP, "map")
     }
 
@@ -204,63 +255,31 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn bool(&mut self) -> Result<bool, BlockError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, CborError> {
         let at = self.pos;
         match self.take(1)?[0] {
             FALSE => Ok(false),
             TRUE => Ok(true),
-            _ => Err(BlockError::UnexpectedType {
+            _ => Err(CborError::UnexpectedType {
                 at,
                 expected: "boolean",
             }),
         }
     }
 
-    pub(crate) fn link(&mut self) -> Result<BlockId, BlockError> {
+    /// Reads a link (tag 42 around `0x00` and CID bytes): the CID bytes, unchecked.
+    pub(crate) fn cid(&mut self) -> Result<&'a [u8], CborError> {
         let at = self.pos;
-        if self.peek().map(|b| b >> 5) == Some(SIMPLE) {
-            return Err(BlockError::UnexpectedType {
-                at,
-                expected: "link",
-            });
+        let not_a_link = CborError::UnexpectedType {
+            at,
+            expected: "link",
+        };
+        if self.peek().map(|b| b >> 5) == Some(SIMPLE) || self.head(TAG, "link")? != CID_TAG {
+            return Err(not_a_link);
         }
-        if self.head(TAG, "link")? != CID_TAG {
-            return Err(BlockError::UnexpectedType {
-                at,
-                expected: "link",
-            });
-        }
-        let bytes = self.bytes()?;
-        match bytes.split_first() {
-            Some((0, cid)) => {
-                BlockId::from_bytes(cid).map_err(|source| BlockError::InvalidLink { at, source })
-            }
-            _ => Err(BlockError::UnexpectedType {
-                at,
-                expected: "link",
-            }),
-        }
-    }
-
-    /// Reads the map key of field `index` of [`FIELDS`](super::block::FIELDS), which the
-    /// canonical order puts here.
-    /// `entries` is the size of the map: with every field counted, a key out of place is
-    /// disorder; with fewer, it is a missing field.
-    pub(crate) fn key(&mut self, index: usize, entries: usize) -> Result<(), BlockError> {
-        use super::block::FIELDS;
-        let at = self.pos;
-        let key = self.text()?;
-        match FIELDS.iter().position(|&field| field == key) {
-            Some(found) if found == index => Ok(()),
-            Some(found) if found > index && entries < FIELDS.len() => {
-                Err(BlockError::MissingField {
-                    name: FIELDS[index],
-                })
-            }
-            Some(_) => Err(BlockError::NonCanonical { at }),
-            None => Err(BlockError::UnknownField {
-                name: key.chars().take(64).collect(),
-            }),
+        match self.bytes()?.split_first() {
+            Some((0, cid)) => Ok(cid),
+            _ => Err(not_a_link),
         }
     }
 }
@@ -291,12 +310,12 @@ mod tests {
         // 5 written with a one-byte extension is not canonical.
         assert_eq!(
             Reader::new(&[0x18, 5]).uint(),
-            Err(BlockError::NonCanonical { at: 0 })
+            Err(CborError::NonCanonical { at: 0 })
         );
         // Indefinite-length byte strings are not DAG-CBOR.
         assert_eq!(
             Reader::new(&[0x5f, 0xff]).bytes(),
-            Err(BlockError::NonCanonical { at: 0 })
+            Err(CborError::NonCanonical { at: 0 })
         );
     }
 
@@ -304,7 +323,7 @@ mod tests {
     fn lengths_beyond_the_input_are_truncation() {
         assert_eq!(
             Reader::new(&[0x5a, 0xff, 0xff, 0xff, 0xff]).bytes(),
-            Err(BlockError::Truncated { at: 0 })
+            Err(CborError::Truncated { at: 0 })
         );
     }
 }
