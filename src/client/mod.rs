@@ -126,6 +126,18 @@ pub struct Account<S: BlockStore> {
     outbox: Vec<Publication>,
 }
 
+/// One identity op between [`Account::begin`] (pick up what arrived) and queueing the
+/// blocks it appended; what it stored is queued even when it fails part way.
+macro_rules! identity_step {
+    ($account:ident, $identity:ident => $op:expr) => {{
+        let before = $account.begin().await?;
+        let $identity = &mut $account.identity;
+        let result = $op.await;
+        $account.queue_identity_since(before).await?;
+        Ok(result?)
+    }};
+}
+
 impl<S: BlockStore + Clone> Account<S> {
     /// Founds an identity (see [`Identity::create`]); its first blocks are queued.
     pub async fn create(
@@ -266,13 +278,7 @@ impl<S: BlockStore + Clone> Account<S> {
         as_person: Option<MemberEntry>,
         time: u64,
     ) -> Result<BlockId, ClientError> {
-        let before = self.begin().await?;
-        let result = self
-            .identity
-            .request_join(invitation, as_person, time)
-            .await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.request_join(invitation, as_person, time))
     }
 
     /// Approves a pending join request.
@@ -282,10 +288,7 @@ impl<S: BlockStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(), ClientError> {
-        let before = self.begin().await?;
-        let result = self.identity.approve(request, time, rng).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.approve(request, time, rng))
     }
 
     /// Removes a member (a device of a person, a person of a group) and rekeys. Every open
@@ -310,10 +313,7 @@ impl<S: BlockStore + Clone> Account<S> {
 
     /// Leaves: removes this device's member.
     pub async fn leave(&mut self, time: u64) -> Result<(), ClientError> {
-        let before = self.begin().await?;
-        let result = self.identity.leave(time).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.leave(time))
     }
 
     /// Rotates this device's keys.
@@ -322,18 +322,12 @@ impl<S: BlockStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(), ClientError> {
-        let before = self.begin().await?;
-        let result = self.identity.rotate(time, rng).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.rotate(time, rng))
     }
 
     /// Sets the policy for epoch keys.
     pub async fn set_policy(&mut self, policy: Policy, time: u64) -> Result<(), ClientError> {
-        let before = self.begin().await?;
-        let result = self.identity.set_policy(policy, time).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.set_policy(policy, time))
     }
 
     /// Makes a new epoch if one is due (someone left, a device lacks the key, or the policy's
@@ -343,11 +337,10 @@ impl<S: BlockStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<bool, ClientError> {
-        let before = self.begin().await?;
-        let every = self.identity.state().policy().rekey_every;
-        let result = self.identity.rekey_if_due(time, every, rng).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => {
+            let every = identity.state().policy().rekey_every;
+            identity.rekey_if_due(time, every, rng)
+        })
     }
 
     /// Writes content sealed under the current epoch on the identity chain itself.
@@ -358,11 +351,8 @@ impl<S: BlockStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
-        let before = self.begin().await?;
         let sealed = content.encode();
-        let result = self.identity.write(&sealed, topics, time, rng).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        identity_step!(self, identity => identity.write(&sealed, topics, time, rng))
     }
 
     /// The messages written on the identity chain itself, in chain order.
