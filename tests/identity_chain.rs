@@ -21,34 +21,14 @@ use endra::walytis::{
 use futures_executor::block_on;
 use rand_core::OsRng;
 
-type Id = Identity<MemoryStore>;
+mod common;
 
-const T0: u64 = 1_700_000_000_000;
-const HOUR: u64 = 3_600_000;
-
-async fn blocks(identity: &Id) -> Vec<Block> {
-    identity.blocks().await.unwrap()
-}
+use common::identity::{add_device, blocks, exchange, genesis, new_person, person, Id, HOUR, T0};
 
 /// Where a block written now would go: the current leaves and the height above them.
 async fn tip(identity: &Id) -> (Vec<BlockId>, u64) {
     let height = blocks(identity).await.last().unwrap().height() + 1;
     (identity.chain().leaves().to_vec(), height)
-}
-
-/// Every replica gets every block any of them has.
-async fn exchange(replicas: &mut [&mut Id]) {
-    let mut all = Vec::new();
-    for replica in replicas.iter() {
-        for block in blocks(replica).await {
-            all.push(block.bytes().to_vec());
-        }
-    }
-    for replica in replicas.iter_mut() {
-        let report = replica.insert(all.iter()).await.unwrap();
-        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        assert!(report.waiting.is_empty());
-    }
 }
 
 /// The same DAG, the same derived state on every replica.
@@ -71,53 +51,6 @@ async fn assert_converged(replicas: &[&Id]) {
             replica.state().current_epoch().map(|e| e.id)
         );
     }
-}
-
-fn person(name: &str) -> Founding {
-    Founding {
-        kind: Kind::Person,
-        name: name.into(),
-        relays: vec!["/ip4/127.0.0.1/tcp/4002/ws".into()],
-        founder: None,
-    }
-}
-
-/// A person identity founded by a fresh device.
-async fn new_person(name: &str) -> Id {
-    Identity::create(
-        MemoryStore::new(),
-        DeviceKeys::generate(&mut OsRng),
-        person(name),
-        T0,
-        &mut OsRng,
-    )
-    .await
-    .unwrap()
-}
-
-async fn genesis(identity: &Id) -> Block {
-    blocks(identity).await.remove(0)
-}
-
-/// A new device joins `admin`'s person identity through an invitation; returns its replica.
-async fn add_device(admin: &mut Id, time: u64) -> Id {
-    let invitation = admin.invite(Role::Admin, time + HOUR, &mut OsRng).unwrap();
-    let code = invitation.to_code();
-    let parsed = Invitation::from_code(&code).unwrap();
-    let mut joiner = Identity::replica(
-        MemoryStore::new(),
-        genesis(admin).await,
-        DeviceKeys::generate(&mut OsRng),
-    )
-    .await
-    .unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    let request = joiner.request_join(parsed, None, time).await.unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    admin.approve(request, time + 1, &mut OsRng).await.unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    assert!(joiner.is_current_device());
-    joiner
 }
 
 async fn read_all(identity: &Id) -> Vec<Result<Vec<u8>, String>> {

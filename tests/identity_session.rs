@@ -11,80 +11,19 @@ use std::collections::HashMap;
 
 use endra::identity::session::{FRAME_OVERHEAD, MAX_FRAME_LEN};
 use endra::identity::{
-    Change, DeviceKeys, Directory, Founding, Identity, IdentityState, Initiator, Kind, Local,
-    MemberEntry, PeerIdentity, ReplayGuard, Responder, Role, Session, SessionError,
+    Change, DeviceKeys, Directory, Identity, IdentityState, Initiator, Kind, Local, MemberEntry,
+    PeerIdentity, ReplayGuard, Responder, Session, SessionError,
 };
 use endra::store::MemoryStore;
-use endra::walytis::Block;
 use futures_executor::block_on;
 use rand_core::OsRng;
 
-type Id = Identity<MemoryStore>;
+mod common;
 
-const T0: u64 = 1_700_000_000_000;
-const HOUR: u64 = 3_600_000;
+use common::identity::{add_device, blocks, exchange, founding, new_person, Id, T0};
 
 // ---------------------------------------------------------------------------------------------
 // Persons, devices and replicas
-
-async fn blocks(identity: &Id) -> Vec<Block> {
-    identity.blocks().await.unwrap()
-}
-
-/// Every replica gets every block any of them has.
-async fn exchange(replicas: &mut [&mut Id]) {
-    let mut all = Vec::new();
-    for replica in replicas.iter() {
-        for block in blocks(replica).await {
-            all.push(block.bytes().to_vec());
-        }
-    }
-    for replica in replicas.iter_mut() {
-        let report = replica.insert(all.iter()).await.unwrap();
-        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-    }
-}
-
-fn founding(kind: Kind, name: &str, founder: Option<MemberEntry>) -> Founding {
-    Founding {
-        kind,
-        name: name.into(),
-        relays: vec![],
-        founder,
-    }
-}
-
-/// A person identity founded by a fresh device.
-async fn new_person(name: &str) -> Id {
-    Identity::create(
-        MemoryStore::new(),
-        DeviceKeys::generate(&mut OsRng),
-        founding(Kind::Person, name, None),
-        T0,
-        &mut OsRng,
-    )
-    .await
-    .unwrap()
-}
-
-/// A new device joins `admin`'s person through an invitation; returns its handle.
-async fn add_device(admin: &mut Id, time: u64) -> Id {
-    let invitation = admin.invite(Role::Admin, time + HOUR, &mut OsRng).unwrap();
-    let mut joiner = Identity::replica(
-        MemoryStore::new(),
-        blocks(admin).await.remove(0),
-        DeviceKeys::generate(&mut OsRng),
-    )
-    .await
-    .unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    let request = joiner.request_join(invitation, None, time).await.unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    admin.approve(request, time + 1, &mut OsRng).await.unwrap();
-    exchange(&mut [admin, &mut joiner]).await;
-    assert!(joiner.is_current_device());
-    joiner
-}
 
 /// Someone else's replica of `identity`'s chain (a read-only copy: its own keys are unused).
 async fn replica_of(identity: &Id) -> Id {
@@ -792,9 +731,6 @@ fn a_directory_can_be_a_closure_or_a_list() {
 
 // ---------------------------------------------------------------------------------------------
 // Over libp2p
-
-#[cfg(feature = "net")]
-mod common;
 
 #[cfg(feature = "net")]
 mod over_libp2p {

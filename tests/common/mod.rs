@@ -2,6 +2,8 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod conformance;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod identity;
 #[cfg(all(feature = "net", not(target_arch = "wasm32")))]
 pub mod net;
 
