@@ -384,8 +384,12 @@ export class Identity extends EventTarget {
    * schedule, all history kept.
    */
   setPolicy(policy: IdentityPolicy): Promise<void>;
-  /** Encrypts and writes; resolves to the block ID. */
+  /**
+   * Encrypts and writes to the identity's default chain (a chain bound to it, named at its
+   * creation: the identity chain itself carries membership ops only); resolves to the block ID.
+   */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
+  /** The default chain's messages, in chain order (none yet on a device that just joined). */
   messages(): Promise<IdentityMessage[]>;
   /**
    * Founds a chain bound to this identity (a group's chat, a person's notes): only the

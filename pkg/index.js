@@ -642,7 +642,9 @@ export class Identity extends EventTarget {
     super();
     this.#raw = raw;
     this.#node = node;
+    // Membership changes arrive on the identity chain, messages on its default chain.
     node.watch(raw.chain, this.#wake);
+    if (raw.defaultChain) node.watch(raw.defaultChain, this.#wake);
   }
 
   /** @internal */
@@ -823,7 +825,11 @@ export class Identity extends EventTarget {
     await call(() => this.#raw.setPolicy(optional(rekeyEvery), optional(keepEpochs)));
   }
 
-  /** Writes an encrypted message (bytes) readable by the current devices or members. */
+  /**
+   * Writes an encrypted message (bytes) readable by the current devices or members, to the
+   * identity's default chain (a chain bound to it, named when it was created: identity
+   * chains carry membership ops only).
+   */
   write(body, { topics = [] } = {}) {
     return call(() => this.#raw.write(bytes(body, 'body'), topics));
   }
@@ -865,6 +871,7 @@ export class Identity extends EventTarget {
   /** Stops events of this handle. */
   close() {
     this.#node.unwatch(this.#raw.chain, this.#wake);
+    if (this.#raw.defaultChain) this.#node.unwatch(this.#raw.defaultChain, this.#wake);
   }
 }
 

@@ -102,13 +102,16 @@ async fn new_person() -> Device {
     let mut laptop = Account::create(MemoryStore::new(), keys, person("Ada"), T0, &mut OsRng)
         .await
         .unwrap();
-    // Founding queues the genesis and the first epoch, parents first.
+    // Founding queues the genesis and the first epoch, then the default chain's genesis,
+    // then the op that names it: identity chains carry ops only, messages go there.
     let outbox = laptop.take_outbox();
-    assert_eq!(outbox.len(), 1);
-    assert_eq!(outbox[0].chain, laptop.chain());
+    let default = laptop.default_chain().unwrap();
+    let chains: Vec<BlockId> = outbox.iter().map(|p| p.chain).collect();
+    assert_eq!(chains, vec![laptop.chain(), default, laptop.chain()]);
     assert_eq!(outbox[0].blocks[0].id(), laptop.chain());
+    assert_eq!(outbox[1].blocks[0].id(), default);
     assert_eq!(
-        outbox[0].blocks.len() as u64,
+        (outbox[0].blocks.len() + outbox[2].blocks.len()) as u64,
         laptop.identity().chain().len()
     );
     laptop

@@ -23,7 +23,10 @@ use rand_core::OsRng;
 
 mod common;
 
-use common::identity::{add_device, blocks, exchange, genesis, new_person, person, Id, HOUR, T0};
+use common::identity::{
+    add_device, blocks, exchange, genesis, new_person, person, read_notes, with_default_chain,
+    write_note, Id, HOUR, T0,
+};
 
 /// Where a block written now would go: the current leaves and the height above them.
 async fn tip(identity: &Id) -> (Vec<BlockId>, u64) {
@@ -53,16 +56,6 @@ async fn assert_converged(replicas: &[&Id]) {
     }
 }
 
-async fn read_all(identity: &Id) -> Vec<Result<Vec<u8>, String>> {
-    identity
-        .data_blocks()
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| identity.read(b).map_err(|e| e.to_string()))
-        .collect()
-}
-
 /// Signs a raw block with `key` on `parents`, bypassing every local check, as an attacker
 /// would.
 fn forge(identity: &Id, key: &DeviceKeys, parents: Vec<BlockId>, height: u64) -> Block {
@@ -71,8 +64,13 @@ fn forge(identity: &Id, key: &DeviceKeys, parents: Vec<BlockId>, height: u64) ->
         parents,
         height,
         time: T0,
-        topics: vec!["chat".into()],
-        body: b"written after being locked out".to_vec(),
+        // An op (its relays pointed at an attacker's), so that only who signed it can
+        // refuse it: data blocks are refused on identity chains whoever writes them.
+        topics: vec![IDENTITY_TOPIC.into()],
+        body: Op::Relays {
+            relays: vec!["/dns4/attacker.example/tcp/443/wss".into()],
+        }
+        .encode(),
     }
     .sign(key.signing().as_dalek())
     .unwrap()
@@ -135,8 +133,7 @@ async fn assert_refused_everywhere(replicas: &mut [&mut Id], block: &Block, key:
 fn a_person_adds_and_removes_devices() {
     block_on(async {
         let mut laptop = new_person("Ada").await;
-        laptop
-            .write(b"before the phone", vec!["note".into()], T0, &mut OsRng)
+        write_note(&mut laptop, b"before the phone", T0)
             .await
             .unwrap();
         let mut phone = add_device(&mut laptop, T0 + 10).await;
@@ -162,7 +159,7 @@ fn a_person_adds_and_removes_devices() {
         assert_eq!(doc["keyAgreement"].as_array().unwrap().len(), 3);
         // The new devices read what was written before they joined (a person's history).
         assert_eq!(
-            read_all(&tablet).await,
+            read_notes(&tablet).await,
             vec![Ok(b"before the phone".to_vec())]
         );
 
@@ -172,19 +169,13 @@ fn a_person_adds_and_removes_devices() {
             .remove(&tablet_did, T0 + 30, &mut OsRng)
             .await
             .unwrap();
-        phone
-            .write(
-                b"after the tablet left",
-                vec!["note".into()],
-                T0 + 31,
-                &mut OsRng,
-            )
+        write_note(&mut phone, b"after the tablet left", T0 + 31)
             .await
             .unwrap();
         exchange(&mut [&mut laptop, &mut phone, &mut tablet]).await;
         assert!(!tablet.is_current_device());
         assert_eq!(laptop.state().members().len(), 2);
-        let tablet_view = read_all(&tablet).await;
+        let tablet_view = read_notes(&tablet).await;
         assert_eq!(
             tablet_view[0],
             Ok(b"before the phone".to_vec()),
@@ -195,14 +186,14 @@ fn a_person_adds_and_removes_devices() {
             "the removed tablet cannot read new data"
         );
         assert_eq!(
-            read_all(&laptop).await[1],
+            read_notes(&laptop).await[1],
             Ok(b"after the tablet left".to_vec())
         );
 
         // The tablet can no longer write: locally refused, even through the raw chain, and
         // a forced block is refused by every peer, the tablet's own replica included.
         assert!(matches!(
-            tablet.write(b"x", vec![], T0 + 40, &mut OsRng).await,
+            write_note(&mut tablet, b"x", T0 + 40).await,
             Err(IdentityError::NotAMember)
         ));
         let key = DeviceKeys::from_secret_bytes(&tablet.device().to_secret_bytes()).unwrap();
@@ -211,14 +202,17 @@ fn a_person_adds_and_removes_devices() {
             .append(
                 key.signing().as_dalek(),
                 T0 + 40,
-                vec![(b"x".to_vec(), vec![])],
+                vec![(
+                    Op::Relays { relays: vec![] }.encode(),
+                    vec![IDENTITY_TOPIC.into()],
+                )],
             )
             .await;
         assert!(matches!(raw, Err(ChainError::NotAdmitted(_))), "{raw:?}");
         let forged = forge_on_top(&tablet, &key).await;
         assert_refused_everywhere(&mut [&mut laptop, &mut phone, &mut tablet], &forged, &key).await;
         for replica in [&laptop, &phone, &tablet] {
-            assert_eq!(replica.data_blocks().await.unwrap().len(), 2);
+            assert_eq!(read_notes(replica).await.len(), 2);
         }
         // Re-adding the same device keys is refused: a removed device stays removed.
         assert!(laptop.state().is_removed_device(&tablet_did));
@@ -311,6 +305,7 @@ async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
     )
     .await
     .unwrap();
+    let admin = with_default_chain(admin).await;
     let genesis = genesis(&admin).await;
     let mut replicas = vec![admin];
     for (i, (a, b)) in people.iter().enumerate() {
@@ -367,20 +362,18 @@ fn a_group_of_five_people_with_two_devices_each() {
         }
         // Every device writes; every device reads everything.
         for (i, replica) in group.iter_mut().enumerate() {
-            replica
-                .write(
-                    format!("hello from device {i}").as_bytes(),
-                    vec!["chat".into()],
-                    T0 + 10,
-                    &mut OsRng,
-                )
-                .await
-                .unwrap();
+            write_note(
+                replica,
+                format!("hello from device {i}").as_bytes(),
+                T0 + 10,
+            )
+            .await
+            .unwrap();
         }
         let mut all: Vec<&mut Id> = group.iter_mut().collect();
         exchange(&mut all).await;
         for replica in &group {
-            let texts = read_all(replica).await;
+            let texts = read_notes(replica).await;
             assert_eq!(texts.len(), 10);
             assert!(texts.iter().all(Result::is_ok), "{texts:?}");
         }
@@ -392,13 +385,7 @@ fn a_group_of_five_people_with_two_devices_each() {
         group[0].remove(&ed, T0 + 20, &mut OsRng).await.unwrap();
         let mut all: Vec<&mut Id> = group.iter_mut().collect();
         exchange(&mut all).await;
-        group[1]
-            .write(
-                b"Ed cannot read this",
-                vec!["chat".into()],
-                T0 + 22,
-                &mut OsRng,
-            )
+        write_note(&mut group[1], b"Ed cannot read this", T0 + 22)
             .await
             .unwrap();
         let key = DeviceKeys::from_secret_bytes(&group[8].device().to_secret_bytes()).unwrap();
@@ -408,7 +395,7 @@ fn a_group_of_five_people_with_two_devices_each() {
         assert_refused_everywhere(&mut all, &forged, &key).await;
         for (i, replica) in group.iter().enumerate() {
             assert_eq!(replica.state().members().len(), 4);
-            let last = read_all(replica).await.pop().unwrap();
+            let last = read_notes(replica).await.pop().unwrap();
             if i >= 8 {
                 assert!(last.is_err(), "removed device {i} read new data");
             } else {
@@ -432,15 +419,11 @@ fn concurrent_membership_changes_converge() {
         let cy = people[2].0.did();
         // Without exchanging: Ada removes Cy; Cy writes; Di leaves; Bo rekeys.
         group[0].remove(&cy, T0 + 30, &mut OsRng).await.unwrap();
-        let cy_write = group[4]
-            .write(
-                b"Cy, concurrently",
-                vec!["chat".into()],
-                T0 + 30,
-                &mut OsRng,
-            )
+        write_note(&mut group[4], b"Cy, concurrently", T0 + 30)
             .await
             .unwrap();
+        group[4].rekey(T0 + 30, &mut OsRng).await.unwrap();
+        let cy_write = *group[4].chain().leaves().first().unwrap();
         group[6].leave(T0 + 30).await.unwrap();
         group[2].rekey(T0 + 30, &mut OsRng).await.unwrap();
         let mut all: Vec<&mut Id> = group.iter_mut().collect();
@@ -453,12 +436,18 @@ fn concurrent_membership_changes_converge() {
         for replica in &group {
             let theirs: BTreeSet<String> = replica.state().members().keys().cloned().collect();
             assert_eq!(theirs, members);
-            // Cy's block was written concurrently with Cy's removal: dropped everywhere
+            // Cy's epoch was written concurrently with Cy's removal: dropped everywhere
             // (`Revoked` if it sorts after the removal, `RevokedConcurrently` if before).
             assert!(matches!(
                 replica.state().rejection(&cy_write),
                 Some(Rejection::RevokedConcurrently { .. } | Rejection::Revoked { .. })
             ));
+            // And Cy's concurrent note, on the group's default chain, is shown by nobody.
+            let notes = read_notes(replica).await;
+            assert!(
+                !notes.contains(&Ok(b"Cy, concurrently".to_vec())),
+                "{notes:?}"
+            );
         }
         // Bo's concurrent epoch reached Cy and Di: the one to write with is one that did not.
         let current = group[0].state().current_epoch().map(|e| e.id);
@@ -632,18 +621,17 @@ fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
     block_on(async {
         let mut laptop = new_person("Ada").await;
         let mut phone = add_device(&mut laptop, T0).await;
-        let before = phone
-            .write(b"old key", vec![], T0 + 1, &mut OsRng)
-            .await
-            .unwrap();
+        write_note(&mut phone, b"old key", T0 + 1).await.unwrap();
+        // An op signed by the old key before the rotation: it stays in the history.
+        phone.rekey(T0 + 1, &mut OsRng).await.unwrap();
+        let before = *phone.chain().leaves().first().unwrap();
         let old_keys = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
         let old_doc = phone.document();
         let (before_rotation, height_before) = tip(&phone).await;
         phone.rotate(T0 + 2, &mut OsRng).await.unwrap();
-        let after = phone
-            .write(b"new key", vec![], T0 + 3, &mut OsRng)
-            .await
-            .unwrap();
+        write_note(&mut phone, b"new key", T0 + 3).await.unwrap();
+        phone.rekey(T0 + 3, &mut OsRng).await.unwrap();
+        let after = *phone.chain().leaves().first().unwrap();
         exchange(&mut [&mut laptop, &mut phone]).await;
         assert_ne!(
             old_doc,
@@ -664,7 +652,7 @@ fn a_rotated_key_still_verifies_history_and_is_refused_afterwards() {
         // Both devices read both, the rotated one included (its old epochs were re-sealed).
         for replica in [&laptop, &phone] {
             assert_eq!(
-                read_all(replica).await,
+                read_notes(replica).await,
                 vec![Ok(b"old key".to_vec()), Ok(b"new key".to_vec())]
             );
         }
@@ -702,20 +690,18 @@ fn keys_at_rest_hold_no_private_key_and_reopen_only_with_the_passphrase() {
             DeviceKeys::open("wrong horse", &sealed, KdfFloor::NONE),
             Err(IdentityError::Keystore(KeystoreError::WrongPassphrase))
         ));
-        let mut identity = Identity::create(store.clone(), device, person("Ada"), T0, &mut OsRng)
+        let identity = Identity::create(store.clone(), device, person("Ada"), T0, &mut OsRng)
             .await
             .unwrap();
-        identity
-            .write(b"kept", vec![], T0, &mut OsRng)
-            .await
-            .unwrap();
+        let mut identity = with_default_chain(identity).await;
+        write_note(&mut identity, b"kept", T0).await.unwrap();
         let chain = identity.chain().id();
         drop(identity);
         // "Reload": the store and the sealed keys are all that is left.
         let reopened = DeviceKeys::open("correct horse", &sealed, KdfFloor::NONE).unwrap();
         let identity = Identity::open(store, chain, reopened).await.unwrap();
         assert!(identity.is_current_device());
-        assert_eq!(read_all(&identity).await, vec![Ok(b"kept".to_vec())]);
+        assert_eq!(read_notes(&identity).await, vec![Ok(b"kept".to_vec())]);
     });
 }
 
@@ -1464,8 +1450,7 @@ fn a_policy_schedules_new_epochs_and_discards_old_ones() {
             ("second epoch", T0 + 2 * HOUR),
             ("third epoch", T0 + 4 * HOUR),
         ] {
-            laptop
-                .write(text.as_bytes(), vec![], time, &mut OsRng)
+            write_note(&mut laptop, text.as_bytes(), time)
                 .await
                 .unwrap();
         }
@@ -1477,12 +1462,12 @@ fn a_policy_schedules_new_epochs_and_discards_old_ones() {
             Ok(b"second epoch".to_vec()),
             Ok(b"third epoch".to_vec()),
         ];
-        assert_eq!(read_all(&laptop).await, expected);
+        assert_eq!(read_notes(&laptop).await, expected);
 
         // A new device gets only what the policy keeps; every replica agrees.
         let mut phone = add_device(&mut laptop, T0 + 4 * HOUR).await;
         assert!(!laptop.state().epochs()[0].has_device(phone.device().did()));
-        assert_eq!(read_all(&phone).await, expected);
+        assert_eq!(read_notes(&phone).await, expected);
         assert_converged(&[&laptop, &phone]).await;
 
         // A rotation seals again only the kept epochs: with its old agreement key gone, the
@@ -1493,7 +1478,7 @@ fn a_policy_schedules_new_epochs_and_discards_old_ones() {
             .await
             .unwrap();
         exchange(&mut [&mut laptop, &mut phone]).await;
-        let relaxed = read_all(&laptop).await;
+        let relaxed = read_notes(&laptop).await;
         assert_eq!(relaxed[0], Err(IdentityError::NoEpochKey.to_string()));
         assert_eq!(relaxed[2..], expected[2..]);
         assert_converged(&[&laptop, &phone]).await;
@@ -1539,5 +1524,70 @@ fn only_a_groups_admins_set_its_policy() {
         assert!(group
             .iter()
             .all(|replica| replica.state().policy() == policy));
+    });
+}
+
+#[test]
+fn identity_chains_carry_ops_only_and_name_their_default_chain_once() {
+    block_on(async {
+        let mut laptop = new_person("Ada").await;
+        let mut phone = add_device(&mut laptop, T0 + 10).await;
+        let default = laptop.default_chain().unwrap();
+        assert_eq!(
+            phone.default_chain(),
+            Some(default),
+            "every replica knows it"
+        );
+
+        // Data on the identity chain, by a current device, is refused by every replica: it
+        // goes to a bound chain (the default chain for an identity's own messages).
+        let key = DeviceKeys::from_secret_bytes(&laptop.device().to_secret_bytes()).unwrap();
+        let raw = laptop
+            .chain_mut()
+            .append(
+                key.signing().as_dalek(),
+                T0 + 20,
+                vec![(b"a note".to_vec(), vec!["note".into()])],
+            )
+            .await;
+        assert!(
+            matches!(&raw, Err(ChainError::NotAdmitted(why)) if why.code() == "MALFORMED_OP"),
+            "{raw:?}"
+        );
+        let (leaves, height) = tip(&laptop).await;
+        let data = BlockDraft {
+            chain: Some(laptop.chain().id()),
+            parents: leaves,
+            height,
+            time: T0 + 20,
+            topics: vec![],
+            body: b"a note".to_vec(),
+        }
+        .sign(key.signing().as_dalek())
+        .unwrap();
+        let report = phone.insert([data.bytes()]).await.unwrap();
+        assert!(report.accepted.is_empty(), "{report:?}");
+        assert!(matches!(
+            report.rejected.as_slice(),
+            [(_, ChainError::NotAdmitted(_))]
+        ));
+
+        // The default chain is named once: a second name is refused.
+        let other = BoundChain::create(&phone, T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        assert!(matches!(
+            phone.name_default_chain(other.chain().id(), T0 + 30).await,
+            Err(IdentityError::Rejected(Rejection::NotPermitted(_)))
+        ));
+        write_note(&mut phone, b"on the default chain", T0 + 31)
+            .await
+            .unwrap();
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        assert_eq!(
+            read_notes(&laptop).await,
+            vec![Ok(b"on the default chain".to_vec())]
+        );
+        assert_converged(&[&laptop, &phone]).await;
     });
 }

@@ -31,7 +31,7 @@ use crate::identity::{
     MemberEntry, Policy,
 };
 use crate::store::{BlockStore, StoreError};
-use crate::walytis::{Block, BlockId, Entry, InsertReport};
+use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
 
 /// Why an account step failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub enum ClientError {
     /// Keys cannot be kept without a passphrase.
     #[error("a passphrase is required to keep identity keys")]
     PassphraseRequired,
+    /// The identity names no default chain (it was made by an earlier build).
+    #[error("the identity names no default chain")]
+    NoDefaultChain,
     /// The chain is neither the account's identity chain nor a bound chain it opened.
     #[error("chain {0} is not open in this account")]
     ChainNotOpen(BlockId),
@@ -150,6 +153,9 @@ impl<S: BlockStore + Clone> Account<S> {
         let identity = Identity::create(store, keys, founding, time, rng).await?;
         let mut account = Self::wrap(identity);
         account.queue_identity_since(0).await?;
+        // Identity chains carry ops only: the identity's messages go to its default chain.
+        let chain = account.create_chain(time, rng).await?;
+        account.name_default_chain(chain, time).await?;
         Ok(account)
     }
 
@@ -343,7 +349,18 @@ impl<S: BlockStore + Clone> Account<S> {
         })
     }
 
-    /// Writes content sealed under the current epoch on the identity chain itself.
+    async fn name_default_chain(&mut self, chain: BlockId, time: u64) -> Result<(), ClientError> {
+        identity_step!(self, identity => identity.name_default_chain(chain, time))
+    }
+
+    /// The identity's default chain (see [`crate::identity::Op::DefaultChain`]), if named.
+    pub fn default_chain(&self) -> Option<BlockId> {
+        self.identity.default_chain()
+    }
+
+    /// Writes content to the identity's default chain (see [`Account::write_to`]). Fails with
+    /// `NotAMember` once this device was removed, and with
+    /// [`ClientError::NoDefaultChain`] for an identity that names none.
     pub async fn write(
         &mut self,
         content: &Envelope,
@@ -351,23 +368,29 @@ impl<S: BlockStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
-        let sealed = content.encode();
-        identity_step!(self, identity => identity.write(&sealed, topics, time, rng))
+        self.refresh().await?;
+        if !self.identity.is_current_device() {
+            return Err(IdentityError::NotAMember.into());
+        }
+        let chain = self.default_chain().ok_or(ClientError::NoDefaultChain)?;
+        self.open_chain(chain).await?;
+        self.write_to(&chain, content, topics, time, rng).await
     }
 
-    /// The messages written on the identity chain itself, in chain order.
+    /// The messages of the identity's default chain, in chain order; none while its genesis
+    /// has not reached this store yet (a device that just joined).
     pub async fn messages(&mut self) -> Result<Vec<Message>, ClientError> {
         self.refresh().await?;
-        let identity = &self.identity;
-        Ok(identity
-            .data_blocks()
-            .await?
-            .into_iter()
-            .map(|block| {
-                let content = identity.read(&block);
-                message(identity, block, content)
-            })
-            .collect())
+        let Some(chain) = self.default_chain() else {
+            return Ok(Vec::new());
+        };
+        match self.open_chain(chain).await {
+            Err(ClientError::Identity(IdentityError::Chain(ChainError::UnknownChain(_)))) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+            Ok(_) => self.messages_of(&chain).await,
+        }
     }
 
     /// Founds a chain bound to this identity and opens it; its genesis is queued.

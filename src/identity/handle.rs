@@ -530,29 +530,20 @@ impl<S: BlockStore> Identity<S> {
             .collect())
     }
 
-    /// Writes an encrypted data block under the current epoch (rekeying first if due).
-    pub async fn write(
+    /// Names the identity's default chain ([`Op::DefaultChain`]): a chain bound to this
+    /// identity where its messages go. Named once; every replica refuses a second.
+    pub async fn name_default_chain(
         &mut self,
-        plaintext: &[u8],
-        topics: Vec<String>,
+        chain: BlockId,
         time: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<BlockId, IdentityError> {
-        let sealed = self.seal(&self.chain.id(), plaintext, time, rng).await?;
-        let entries = self.append(vec![(sealed, topics)], time).await?;
-        entries
-            .first()
-            .map(|e| e.block.id())
-            .ok_or(IdentityError::Malformed("nothing written".into()))
+    ) -> Result<(), IdentityError> {
+        self.submit(vec![Op::DefaultChain { chain }], time).await?;
+        Ok(())
     }
 
-    /// Decrypts a data block written with [`Identity::write`], if this device holds its
-    /// epoch key and the identity accepted the block.
-    pub fn read(&self, block: &Block) -> Result<Vec<u8>, IdentityError> {
-        if let Some(rejection) = self.state.rejection(&block.id()) {
-            return Err(IdentityError::Rejected(rejection.clone()));
-        }
-        self.open_sealed(&self.chain.id(), block.body())
+    /// The identity's default chain, once named.
+    pub fn default_chain(&self) -> Option<BlockId> {
+        self.state.default_chain()
     }
 
     /// Encrypts `plaintext` for a block of `chain` (this identity's chain or one bound to
@@ -639,18 +630,6 @@ impl<S: BlockStore> Identity<S> {
         let result = use_key(&key);
         opened.insert(*epoch, key);
         result
-    }
-
-    /// The accepted data blocks (not identity ops) in chain order.
-    pub async fn data_blocks(&self) -> Result<Vec<Block>, IdentityError> {
-        Ok(self
-            .blocks()
-            .await?
-            .into_iter()
-            .filter(|b| {
-                !b.topics().iter().any(|t| t == IDENTITY_TOPIC) && self.state.is_accepted(&b.id())
-            })
-            .collect())
     }
 }
 

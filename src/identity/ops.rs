@@ -161,6 +161,13 @@ pub enum Op {
         /// The policy from now on.
         policy: Policy,
     },
+    /// Names the identity's default chain: a chain bound to it where its messages go (a
+    /// person's notes, a group's chat), since identity chains carry ops only. Set once, by
+    /// the founder when it creates the identity; later ones are refused.
+    DefaultChain {
+        /// The bound chain's ID.
+        chain: BlockId,
+    },
 }
 
 /// An identity's rules for its epoch keys, set by an admin with [`Op::Policy`] and followed
@@ -423,6 +430,11 @@ impl Op {
                     None => w.null(),
                 }
             }
+            Op::DefaultChain { chain } => {
+                w.array(2);
+                w.uint(9);
+                w.link(chain);
+            }
         }
         w.out
     }
@@ -522,6 +534,7 @@ impl Op {
                     },
                 )
             }
+            9 => (2, Op::DefaultChain { chain: r.link()? }),
             other => return Err(IdentityError::Malformed(format!("unknown op {other}"))),
         };
         if len != expected || !r.is_empty() {

@@ -142,6 +142,11 @@ pub enum Change {
         /// The new policy.
         policy: Policy,
     },
+    /// The founder named the identity's default chain ([`Op::DefaultChain`]).
+    DefaultChainSet {
+        /// The bound chain.
+        chain: BlockId,
+    },
 }
 
 /// A change and the block that made it.
@@ -196,6 +201,7 @@ pub struct IdentityState {
     name: String,
     relays: Vec<String>,
     policy: Policy,
+    default_chain: Option<BlockId>,
     members: BTreeMap<String, Member>,
     /// Current signing key → (member DID, device DID).
     signers: HashMap<[u8; 32], (String, String)>,
@@ -385,6 +391,11 @@ impl IdentityState {
         self.policy
     }
 
+    /// The identity's default chain, where its messages go ([`Op::DefaultChain`]), once named.
+    pub fn default_chain(&self) -> Option<BlockId> {
+        self.default_chain
+    }
+
     /// Whether the policy discarded `epoch`: it is older than the newest
     /// [`Policy::keep_epochs`] epochs and not the current one.
     pub fn is_discarded(&self, epoch: &EpochId) -> bool {
@@ -465,16 +476,12 @@ impl IdentityState {
     /// still lists the device, and is then dropped by the fold on every replica.
     pub fn admits(&self, block: &Block) -> Result<(), Rejection> {
         let key = *block.author().key_bytes();
-        let op = if block.topics().iter().any(|t| t == IDENTITY_TOPIC) {
-            Some(Op::decode(block.body()).map_err(|e| Rejection::Malformed(e.to_string()))?)
-        } else {
-            None
-        };
-        if let Some(Op::Request { invitation, member }) = &op {
+        let op = block_op(block)?;
+        if let Op::Request { invitation, member } = &op {
             return self.admits_request(key, block.time(), invitation, member);
         }
         self.current_signer(&key)?;
-        if let Some(Op::Genesis { .. }) = op {
+        if let Op::Genesis { .. } = op {
             return Err(Rejection::Malformed("a second genesis op".into()));
         }
         Ok(())
@@ -559,6 +566,7 @@ impl IdentityState {
             name,
             relays,
             policy: Policy::default(),
+            default_chain: None,
             members: BTreeMap::new(),
             signers: HashMap::new(),
             owners: HashMap::new(),
@@ -591,20 +599,15 @@ impl IdentityState {
         self.blocks += 1;
         let id = block.id();
         let key = *block.author().key_bytes();
-        let op = if block.topics().iter().any(|t| t == IDENTITY_TOPIC) {
-            match Op::decode(block.body()) {
-                Ok(op) => Some(op),
-                Err(e) => {
-                    self.rejected
-                        .insert(id, Rejection::Malformed(e.to_string()));
-                    return;
-                }
+        let op = match block_op(block) {
+            Ok(op) => op,
+            Err(rejection) => {
+                self.rejected.insert(id, rejection);
+                return;
             }
-        } else {
-            None
         };
         // A request comes from outside: its author proves only its own keys.
-        if let Some(Op::Request { invitation, member }) = op {
+        if let Op::Request { invitation, member } = op {
             let verdict = self.request(id, key, invitation, member);
             if let Err(rejection) = verdict {
                 self.rejected.insert(id, rejection);
@@ -623,9 +626,6 @@ impl IdentityState {
                 .insert(id, Rejection::RevokedConcurrently { by });
             return;
         }
-        let Some(op) = op else {
-            return; // A data block by a current device.
-        };
         match self.apply_op(id, key, block.time(), &member, &device, op) {
             Ok(changes) => self.changes.extend(
                 changes
@@ -883,6 +883,18 @@ impl IdentityState {
                 self.policy = policy;
                 Ok(vec![Change::PolicyChanged { policy }])
             }
+            Op::DefaultChain { chain } => {
+                if author_role != Role::Admin {
+                    return Err(Rejection::NotPermitted(
+                        "only admins name the default chain",
+                    ));
+                }
+                if self.default_chain.is_some() {
+                    return Err(Rejection::NotPermitted("the default chain is named once"));
+                }
+                self.default_chain = Some(chain);
+                Ok(vec![Change::DefaultChainSet { chain }])
+            }
         }
     }
 
@@ -995,4 +1007,15 @@ fn ancestors_of(parents: &HashMap<BlockId, &[BlockId]>, block: &BlockId) -> Hash
         }
     }
     seen
+}
+
+/// The op a block of an identity chain carries. Identity chains carry ops only: a block
+/// without the identity topic (data, which belongs on a bound chain) is malformed here.
+fn block_op(block: &Block) -> Result<Op, Rejection> {
+    if !block.topics().iter().any(|t| t == IDENTITY_TOPIC) {
+        return Err(Rejection::Malformed(
+            "identity chains carry identity ops only (data goes to a bound chain)".into(),
+        ));
+    }
+    Op::decode(block.body()).map_err(|e| Rejection::Malformed(e.to_string()))
 }

@@ -49,7 +49,7 @@ impl From<ClientError> for JsFailure {
     fn from(e: ClientError) -> Self {
         let code = match &e {
             ClientError::PassphraseRequired => "INVALID_ARGUMENT",
-            ClientError::ChainNotOpen(_) => "NOT_FOUND",
+            ClientError::ChainNotOpen(_) | ClientError::NoDefaultChain => "NOT_FOUND",
             ClientError::Envelope(EnvelopeError::UnsupportedVersion(_)) => "UNSUPPORTED_CONTENT",
             ClientError::Envelope(_) => "MALFORMED_CONTENT",
             ClientError::Identity(e) => identity_code(e),
@@ -65,18 +65,26 @@ pub struct WasmIdentity {
     inner: Rc<Mutex<Account<AnyStore>>>,
     node: NodeHandle,
     chain: BlockId,
+    default_chain: Option<BlockId>,
 }
 
 impl WasmIdentity {
+    /// Syncs the identity chain and its default chain (fetched from peers if the store lacks
+    /// it: a device that just joined), then pushes what the account queued.
     async fn attach(account: Account<AnyStore>, node: &WasmNode) -> Result<Self, JsFailure> {
         let chain = account.chain();
+        let default_chain = account.default_chain();
         node.handle.open(chain, None).await?;
+        if let Some(default_chain) = default_chain {
+            node.handle.open(default_chain, None).await?;
+        }
         let inner = Rc::new(Mutex::new(account));
         flush(&mut *inner.lock().await, &node.handle).await?;
         Ok(WasmIdentity {
             inner,
             node: node.handle.clone(),
             chain,
+            default_chain,
         })
     }
 }
@@ -234,6 +242,13 @@ impl WasmIdentity {
     #[wasm_bindgen(getter)]
     pub fn chain(&self) -> String {
         self.chain.to_string()
+    }
+
+    /// The ID of the identity's default chain, where `write` and `messages` go (`undefined`
+    /// for an identity that names none).
+    #[wasm_bindgen(getter, js_name = defaultChain)]
+    pub fn default_chain(&self) -> Option<String> {
+        self.default_chain.map(|chain| chain.to_string())
     }
 
     /// Re-reads the chain; resolves to the number of membership changes so far.
@@ -488,7 +503,8 @@ impl WasmIdentity {
         })
     }
 
-    /// Writes an encrypted message under the current epoch; resolves to its block ID.
+    /// Writes a message to the identity's default chain, sealed under the current epoch;
+    /// resolves to its block ID.
     pub fn write(&self, body: JsValue, topics: JsValue) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
@@ -504,7 +520,7 @@ impl WasmIdentity {
         })
     }
 
-    /// Accepted messages in chain order: `[{ id, author, time, body | error }]`.
+    /// The default chain's messages in chain order: `[{ id, author, time, body | error }]`.
     pub fn messages(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
