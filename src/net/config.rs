@@ -1,0 +1,134 @@
+//! The node's public vocabulary: its options ([`NodeConfig`], [`Limits`]), what it reports
+//! ([`NodeEvent`]) and how it fails ([`NetError`]).
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+
+#[cfg(doc)]
+use crate::walytis::{sync::Sync, Chain};
+use crate::walytis::{BlockId, ChainError, Entry};
+
+/// What went wrong in the network shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The chain operation failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The node does not sync this chain.
+    #[error("chain {0} is not open on this node")]
+    UnknownChain(BlockId),
+    /// Building the transport or behaviour failed.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// Listening or dialling failed.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node task has stopped.
+    #[error("the network node has stopped")]
+    Stopped,
+    /// The node was built without a device key (a relay): it stores and forwards blocks but
+    /// signs none.
+    #[error("this node has no device key: it relays blocks but cannot write them")]
+    NoDeviceKey,
+}
+
+/// Options of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Replicate every chain a peer subscribes to (the relay's mailbox).
+    pub mailbox: bool,
+    /// Serve circuit relay v2 and rendezvous (the relay).
+    pub relay_server: bool,
+    /// Mean interval of anti-entropy heads exchanges.
+    pub tick: Duration,
+    /// Caps on connections, circuits and the mailbox.
+    pub limits: Limits,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            mailbox: false,
+            relay_server: false,
+            tick: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Caps that keep one node (above all the relay) within its means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in total; more are refused.
+    pub max_connections: u32,
+    /// Established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Chains the mailbox replicates; subscriptions to further chains are not replicated.
+    pub mailbox_max_chains: usize,
+    /// Blocks the mailbox keeps of one chain; beyond, it stops accepting the chain's blocks
+    /// (its members still sync directly with each other).
+    pub mailbox_chain_blocks: u64,
+    /// Bytes one relayed circuit may carry in each direction.
+    pub circuit_bytes: u64,
+    /// How long one relayed circuit may last before the client renews it.
+    pub circuit_duration: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_connections_per_peer: 8,
+            mailbox_max_chains: 100_000,
+            mailbox_chain_blocks: 1_000_000,
+            circuit_bytes: 64 << 20,
+            circuit_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Something the node reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// The node listens on this address.
+    Listening(Multiaddr),
+    /// A chain gained blocks; read them with [`Chain::since`].
+    Changed {
+        /// The chain.
+        chain: BlockId,
+        /// Its block count now.
+        count: u64,
+        /// The new blocks in arrival order when few (a live message: no store read needed to
+        /// show it), `None` after a larger batch (a catch-up) or a change made elsewhere.
+        blocks: Option<Vec<Entry>>,
+    },
+    /// A connection to a peer opened (`true`) or its last connection closed (`false`).
+    Connection {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the node is now connected to it.
+        connected: bool,
+    },
+    /// A chain caught up with its peers: a peer's heads were heard and every block they named
+    /// is stored (see [`Sync::is_synced`]). Reported each time it becomes true again.
+    Synced {
+        /// The chain.
+        chain: BlockId,
+    },
+    /// A peer of a chain joined or left.
+    ChainPeer {
+        /// The chain.
+        chain: BlockId,
+        /// The peer.
+        peer: PeerId,
+        /// Joined (true) or left (false).
+        joined: bool,
+    },
+}

@@ -1,0 +1,160 @@
+//! The owner's side of a node: [`NodeHandle`] sends [`Command`]s down a channel to the node
+//! task and awaits their replies, so it is cheap to clone and usable from any task.
+
+use futures::channel::{mpsc, oneshot};
+use libp2p::{Multiaddr, PeerId};
+
+use super::NetError;
+#[cfg(doc)]
+use super::{session, NodeEvent};
+use crate::walytis::{Block, BlockId, Entry};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+pub(super) enum Command {
+    Open {
+        chain: BlockId,
+        genesis: Option<Block>,
+        reply: Reply<()>,
+    },
+    Append {
+        chain: BlockId,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+        time: u64,
+        reply: Reply<Vec<Entry>>,
+    },
+    Publish {
+        chain: BlockId,
+        blocks: Vec<Vec<u8>>,
+        reply: Reply<()>,
+    },
+    Listen(Multiaddr, Reply<()>),
+    Dial(Multiaddr, Reply<()>),
+    UseRelay(Multiaddr, Reply<()>),
+    AddExternal(Multiaddr),
+    Peers(BlockId, Reply<Vec<PeerId>>),
+    Synced(BlockId, Reply<bool>),
+    Reconnect,
+    Offline,
+    Stop(Reply<()>),
+}
+
+/// A cheap handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(super) commands: mpsc::UnboundedSender<Command>,
+    pub(super) peer_id: PeerId,
+    pub(super) streams: libp2p_stream::Control,
+}
+
+impl NodeHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .unbounded_send(make(tx))
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Opens and accepts raw streams on the node's connections, such as identity sessions
+    /// ([`session::open_session`], [`session::accept_sessions`]).
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
+    }
+
+    /// Starts syncing a chain: the store's copy, a new replica starting at `genesis`, or, with
+    /// neither, a replica whose genesis the first peer of the chain is asked for.
+    pub async fn open(&self, chain: BlockId, genesis: Option<Block>) -> Result<(), NetError> {
+        self.call(|reply| Command::Open {
+            chain,
+            genesis,
+            reply,
+        })
+        .await
+    }
+
+    /// Pushes blocks that another handle on the node's store already stored (signed by
+    /// another key: an identity's device key) to the chain's peers.
+    pub async fn publish(&self, chain: BlockId, blocks: Vec<Vec<u8>>) -> Result<(), NetError> {
+        self.call(|reply| Command::Publish {
+            chain,
+            blocks,
+            reply,
+        })
+        .await
+    }
+
+    /// Appends blocks signed with the node's device key and pushes them to peers.
+    pub async fn append(
+        &self,
+        chain: BlockId,
+        time: u64,
+        items: Vec<(Vec<u8>, Vec<String>)>,
+    ) -> Result<Vec<Entry>, NetError> {
+        self.call(|reply| Command::Append {
+            chain,
+            items,
+            time,
+            reply,
+        })
+        .await
+    }
+
+    /// Listens on an address; [`NodeEvent::Listening`] reports the bound address.
+    pub async fn listen(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Listen(address, reply)).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Dial(address, reply)).await
+    }
+
+    /// Dials a relay (an address ending in `/p2p/<relay>`), listens on `/p2p-circuit` through
+    /// it once connected, and registers and discovers the peers of every open chain there.
+    /// Several addresses of one relay (WebRTC-Direct, WebSocket) are dialled together and
+    /// the first to connect wins, so a failing transport falls back to the others.
+    pub async fn use_relay(&self, address: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::UseRelay(address, reply)).await
+    }
+
+    /// The network is likely back (the browser's `online` event, a tab becoming visible):
+    /// dial every lost relay now instead of at its next backoff step.
+    pub fn reconnect(&self) {
+        let _ = self.commands.unbounded_send(Command::Reconnect);
+    }
+
+    /// Stops the node: closes its connections and listeners; every later call on any of its
+    /// handles fails with [`NetError::Stopped`]. Resolves once it has stopped.
+    pub async fn stop(&self) -> Result<(), NetError> {
+        self.call(Command::Stop).await
+    }
+
+    /// The device lost its network (the browser's `offline` event): closes the connections to
+    /// the relays now, so that [`NodeEvent::Connection`] says so at once instead of after the
+    /// pings time out; they are dialled again with backoff and at [`NodeHandle::reconnect`].
+    pub fn offline(&self) {
+        let _ = self.commands.unbounded_send(Command::Offline);
+    }
+
+    /// Declares an address others reach this node at (a relay needs one to serve circuits).
+    pub fn add_external_address(&self, address: Multiaddr) {
+        let _ = self.commands.unbounded_send(Command::AddExternal(address));
+    }
+
+    /// The peers currently syncing a chain with this node.
+    pub async fn peers(&self, chain: BlockId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::Peers(chain, reply)).await
+    }
+
+    /// Whether a chain has caught up with its peers ([`NodeEvent::Synced`]); `false` while it
+    /// is still being joined or is not open.
+    pub async fn is_synced(&self, chain: BlockId) -> Result<bool, NetError> {
+        self.call(|reply| Command::Synced(chain, reply)).await
+    }
+}

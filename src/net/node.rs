@@ -1,0 +1,465 @@
+//! The node task: the [`Node`] struct, its construction, and the event loop that dispatches
+//! swarm events, commands and timers to the concerns in the sibling modules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{IdentTopic, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, rendezvous, request_response, Multiaddr, PeerId, Swarm};
+
+use super::discovery::{circuit_relay, REGISTRATION_RENEWAL_MS};
+use super::handle::Command;
+use super::logline::LogLine;
+use super::peering::Peering;
+use super::protocol::{Found, PEERED_PROTOCOL};
+use super::redial::Redial;
+use super::{log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle};
+use crate::store::BlockStore;
+use crate::walytis::sync::{Input, Peer, Sync};
+use crate::walytis::{BlockId, Rules};
+
+/// The node task: owns the swarm and the sync state of each open chain.
+pub struct Node<S: BlockStore + Clone> {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) store: S,
+    /// The kinds of chain this node opens (see [`crate::walytis::Rules`]).
+    pub(super) rules: Rules,
+    /// The device key that signs [`NodeHandle::append`]ed blocks; `None` on a relay.
+    pub(super) key: Option<SigningKey>,
+    pub(super) config: NodeConfig,
+    pub(super) chains: HashMap<BlockId, Sync<S>>,
+    /// Chains opened without a local copy, waiting for a peer to send their genesis.
+    pub(super) joining: std::collections::HashSet<BlockId>,
+    pub(super) topics: HashMap<TopicHash, BlockId>,
+    pub(super) peers: HashMap<PeerId, Peer>,
+    pub(super) peer_ids: HashMap<Peer, PeerId>,
+    /// Relays this node uses, with their addresses: kept, and dialled again whenever lost.
+    pub(super) relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When to dial each lost relay again.
+    pub(super) redial: Redial<PeerId>,
+    /// Relays holding a circuit reservation for this node: chains are registered there.
+    pub(super) reserved: std::collections::HashSet<PeerId>,
+    /// When registrations were last renewed (ms since start).
+    pub(super) announced_at: u64,
+    /// Chains whose mailbox quota was reported, so the log says it once.
+    pub(super) over_quota: std::collections::HashSet<BlockId>,
+    /// The rendezvous registrations shared with peered relays (relays only).
+    pub(super) peering: Peering<request_response::ResponseChannel<Vec<Found>>>,
+    /// Lookups this relay sent to its peer relays, by request.
+    pub(super) peering_asks:
+        HashMap<request_response::OutboundRequestId, (PeerId, rendezvous::Namespace)>,
+    pub(super) commands: mpsc::UnboundedReceiver<Command>,
+    pub(super) events: mpsc::UnboundedSender<NodeEvent>,
+    pub(super) started: web_time::Instant,
+    pub(super) jitter: u64,
+}
+
+impl<S: BlockStore + Clone> Node<S> {
+    /// A node over an already built swarm, without a device key: it syncs, stores and relays
+    /// blocks (a relay); give it a key with [`Node::with_device_key`] to write. Every chain
+    /// it opens is held to `rules` (an Endra node passes [`crate::identity::rules`]). Returns
+    /// the node (run it with [`Node::run`]), its handle and its event stream.
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        store: S,
+        rules: Rules,
+        config: NodeConfig,
+    ) -> (Self, NodeHandle, mpsc::UnboundedReceiver<NodeEvent>) {
+        let (command_tx, commands) = mpsc::unbounded();
+        let (events, event_rx) = mpsc::unbounded();
+        let peer_id = *swarm.local_peer_id();
+        let streams = swarm.behaviour().streams.new_control();
+        // Seeded from the peer ID so the nodes' anti-entropy timers drift apart.
+        let jitter = peer_id
+            .to_bytes()
+            .get(2..10)
+            .and_then(|b| b.try_into().ok())
+            .map_or(7, u64::from_le_bytes)
+            | 1;
+        // A client asks again every tick while it has no peers: one round per tick at most.
+        let fresh_ms = config.tick.as_millis() as u64;
+        let node = Node {
+            swarm,
+            store,
+            rules,
+            key: None,
+            config,
+            chains: HashMap::new(),
+            joining: std::collections::HashSet::new(),
+            topics: HashMap::new(),
+            peers: HashMap::new(),
+            peer_ids: HashMap::new(),
+            relays: HashMap::new(),
+            redial: Redial::new(jitter.rotate_left(17)),
+            reserved: std::collections::HashSet::new(),
+            over_quota: std::collections::HashSet::new(),
+            peering: Peering::new(fresh_ms),
+            peering_asks: HashMap::new(),
+            announced_at: 0,
+            commands,
+            events,
+            started: web_time::Instant::now(),
+            jitter,
+        };
+        (
+            node,
+            NodeHandle {
+                commands: command_tx,
+                peer_id,
+                streams,
+            },
+            event_rx,
+        )
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The device key that signs the blocks [`NodeHandle::append`] writes.
+    pub fn with_device_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Runs until every [`NodeHandle`] is dropped or one calls [`NodeHandle::stop`].
+    pub async fn run(mut self) {
+        let mut stopped = None;
+        let mut tick = futures_timer::Delay::new(self.next_tick()).fuse();
+        // Armed for the redial schedule's next wake, re-armed whenever that moves.
+        let mut redial = futures::future::Fuse::terminated();
+        let mut redial_at = None;
+        loop {
+            let wake = self.redial.next_wake();
+            if wake != redial_at {
+                redial_at = wake;
+                redial = match wake {
+                    Some(at) => {
+                        let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                        futures_timer::Delay::new(wait).fuse()
+                    }
+                    None => futures::future::Fuse::terminated(),
+                };
+            }
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event).await,
+                () = redial => {
+                    redial_at = None;
+                    self.redial_due();
+                }
+                command = self.commands.next() => match command {
+                    Some(Command::Stop(reply)) => {
+                        stopped = Some(reply);
+                        break;
+                    }
+                    Some(command) => self.on_command(command).await,
+                    None => break,
+                },
+                () = tick => {
+                    let chains: Vec<BlockId> = self.chains.keys().copied().collect();
+                    for chain in chains {
+                        self.drive(chain, Input::Tick).await;
+                    }
+                    // A genesis request can reach a peer that is itself still joining.
+                    let joining: Vec<BlockId> = self.joining.iter().copied().collect();
+                    for chain in joining {
+                        let topic = IdentTopic::new(chain.to_string()).hash();
+                        for peer in self.topic_peers(&topic) {
+                            self.request_genesis(peer, chain);
+                        }
+                    }
+                    // A chain whose only peers are relays looks for its members again: one
+                    // may have registered after this node last asked.
+                    // Registrations expire after two hours: renew them every half hour.
+                    let renew = self.now() >= self.announced_at + REGISTRATION_RENEWAL_MS;
+                    if renew {
+                        self.announced_at = self.now();
+                    }
+                    for chain in self.chain_ids() {
+                        let topic = IdentTopic::new(chain.to_string()).hash();
+                        let members = self.topic_peers(&topic);
+                        if renew || members.iter().all(|peer| self.relays.contains_key(peer)) {
+                            self.announce(chain);
+                        }
+                    }
+                    let expired = self.peering.expire(self.now());
+                    self.peering_act(expired);
+                    tick = futures_timer::Delay::new(self.next_tick()).fuse();
+                }
+            }
+        }
+        // The swarm goes first: its connections and listeners close before the caller hears
+        // that the node stopped.
+        drop(self);
+        if let Some(reply) = stopped {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// The tick interval ± 25 %, so peers' anti-entropy rounds do not synchronise.
+    fn next_tick(&mut self) -> Duration {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let base = self.config.tick.as_millis() as u64;
+        Duration::from_millis(base * 3 / 4 + self.jitter % (base / 2 + 1))
+    }
+
+    pub(super) fn peer(&mut self, id: PeerId) -> Peer {
+        let next = self.peers.len() as Peer;
+        let peer = *self.peers.entry(id).or_insert(next);
+        self.peer_ids.insert(peer, id);
+        peer
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Open {
+                chain,
+                genesis,
+                reply,
+            } => {
+                let result = self.open(chain, genesis).await;
+                let _ = reply.send(result);
+            }
+            Command::Append {
+                chain,
+                items,
+                time,
+                reply,
+            } => {
+                let result = self.append(chain, time, &items).await;
+                let _ = reply.send(result);
+            }
+            Command::Publish {
+                chain,
+                blocks,
+                reply,
+            } => {
+                let result = match self.chains.get_mut(&chain) {
+                    None => Err(NetError::UnknownChain(chain)),
+                    Some(sync) => match sync.published(blocks).await {
+                        Ok(outputs) => {
+                            self.route(chain, outputs);
+                            self.changed(chain, None);
+                            self.authority_grew(chain).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Command::Listen(address, reply) => {
+                let result = self
+                    .swarm
+                    .listen_on(address.clone())
+                    .map(|_| ())
+                    .map_err(|e| NetError::Unreachable {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Dial(address, reply) => {
+                let result = self
+                    .swarm
+                    .dial(address.clone())
+                    .map_err(|e| NetError::Unreachable {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::UseRelay(address, reply) => {
+                let _ = reply.send(self.use_relay(address));
+            }
+            Command::AddExternal(address) => self.swarm.add_external_address(address),
+            Command::Reconnect => {
+                self.redial.hurry(self.now());
+                self.redial_due();
+            }
+            // `run` takes a stop itself, before it reaches here.
+            Command::Stop(reply) => {
+                let _ = reply.send(Err(NetError::Stopped));
+            }
+            Command::Offline => {
+                let relays: Vec<PeerId> = self.relays.keys().copied().collect();
+                for relay in relays {
+                    let _ = self.swarm.disconnect_peer_id(relay);
+                }
+            }
+            Command::Peers(chain, reply) => {
+                let topic = IdentTopic::new(chain.to_string()).hash();
+                let _ = reply.send(Ok(self.topic_peers(&topic)));
+            }
+            Command::Synced(chain, reply) => {
+                let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
+                let _ = reply.send(Ok(synced));
+            }
+        }
+    }
+
+    async fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if let Some(relay) = circuit_relay(&address) {
+                    // A reservation: others reach this node at this address through the relay.
+                    self.swarm.add_external_address(address.clone());
+                    self.reserved.insert(relay);
+                    for chain in self.chain_ids() {
+                        self.announce(chain);
+                    }
+                }
+                let _ = self.events.unbounded_send(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Some(relay) = circuit_relay(&address) {
+                    self.reserved.remove(&relay);
+                }
+            }
+            // A circuit listener closes with its relay's connection: the reservation is gone
+            // (it is made again when the relay is back).
+            SwarmEvent::ListenerClosed { addresses, .. } => {
+                for address in addresses {
+                    if let Some(relay) = circuit_relay(&address) {
+                        self.reserved.remove(&relay);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if self.relays.contains_key(&peer) && !self.swarm.is_connected(&peer) => {
+                log(LogLine::info("relay_unreachable")
+                    .field("relay", peer)
+                    .field("error", error));
+                self.redial.failed(peer, self.now());
+            }
+            // A connection that stopped answering pings is dead even if no transport said so
+            // (a laptop that slept, a network that vanished): close it, so that it is
+            // reported and its relay dialled again.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result:
+                    Err(
+                        error @ (libp2p::ping::Failure::Timeout
+                        | libp2p::ping::Failure::Other { .. }),
+                    ),
+            })) => {
+                log(LogLine::info("ping_failed")
+                    .field("peer", peer)
+                    .field("error", error));
+                self.swarm.close_connection(connection);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                let _ = self.events.unbounded_send(NodeEvent::Connection {
+                    peer: peer_id,
+                    connected: true,
+                });
+                if self.relays.contains_key(&peer_id) {
+                    self.redial.connected(peer_id);
+                }
+                if self.swarm.behaviour().relay_client.is_enabled() {
+                    if let Some(address) = self.relays.get(&peer_id).and_then(|a| a.first()) {
+                        let circuit = address.clone().with(Protocol::P2pCircuit);
+                        if let Err(e) = self.swarm.listen_on(circuit) {
+                            log(LogLine::warn("circuit_listen_failed")
+                                .field("relay", peer_id)
+                                .field("error", e));
+                        }
+                    }
+                }
+                if self.relays.contains_key(&peer_id) {
+                    for chain in self.chain_ids() {
+                        self.announce(chain);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let _ = self.events.unbounded_send(NodeEvent::Connection {
+                    peer: peer_id,
+                    connected: false,
+                });
+                let peer = self.peer(peer_id);
+                let chains: Vec<BlockId> = self.chains.keys().copied().collect();
+                for chain in chains {
+                    self.drive(chain, Input::Disconnected(peer)).await;
+                }
+                let actions = self.peering.relay_disconnected(self.now(), peer_id);
+                self.peering_act(actions);
+                if self.relays.contains_key(&peer_id) {
+                    log(LogLine::info("relay_lost").field("relay", peer_id));
+                    self.reserved.remove(&peer_id);
+                    self.redial.lost(peer_id, self.now());
+                }
+            }
+            // A relay serving the peered protocol is a peer relay (either side dialled).
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.config.relay_server && info.protocols.contains(&PEERED_PROTOCOL) => {
+                self.peer_relay(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
+                self.on_rendezvous_server(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Peered(event)) => self.on_peered(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Discovery(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => {
+                for registration in registrations {
+                    let peer = registration.record.peer_id();
+                    self.dial_found(peer, registration.record.addresses().to_vec());
+                }
+            }
+            // An oversized or malformed sync frame fails its decoding: dropped, with a line.
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::InboundFailure {
+                    peer,
+                    error: request_response::InboundFailure::Io(e),
+                    ..
+                },
+            )) => log(LogLine::warn("sync_frame_dropped")
+                .field("peer", peer)
+                .field("error", e)),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
+                let from = self.peer(peer);
+                if self.joining.contains(&request.chain) {
+                    // A peer that speaks of the chain has it: ask it for the genesis.
+                    if !self.adopt(&request).await {
+                        self.request_genesis(peer, request.chain);
+                    }
+                }
+                self.drive(request.chain, Input::Received(from, request.message))
+                    .await;
+            }
+            _ => {}
+        }
+    }
+}

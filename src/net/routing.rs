@@ -1,0 +1,296 @@
+//! Sync routing: opening a chain's [`Sync`], feeding it inputs (gossip, requests, ticks,
+//! peers coming and going) and carrying its outputs out as gossip publishes and
+//! `/endra/walytis/sync/1` requests, reporting what changed to the owner.
+
+use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::PeerId;
+
+use super::logline::LogLine;
+use super::protocol::Envelope;
+use super::{log, NetError, Node, NodeEvent};
+use crate::store::BlockStore;
+use crate::walytis::sync::{Input, Message, Output, Sync, RECENT_BLOCKS};
+use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
+
+impl<S: BlockStore + Clone> Node<S> {
+    /// Signs the blocks, pushes them to the chain's peers, then stores them: the store's
+    /// write overlaps their trip instead of preceding it (see [`Sync::sign`]).
+    pub(super) async fn append(
+        &mut self,
+        chain: BlockId,
+        time: u64,
+        items: &[(Vec<u8>, Vec<String>)],
+    ) -> Result<Vec<Entry>, NetError> {
+        let key = self.key.as_ref().ok_or(NetError::NoDeviceKey)?;
+        let sync = self
+            .chains
+            .get_mut(&chain)
+            .ok_or(NetError::UnknownChain(chain))?;
+        let (blocks, outputs) = sync.sign(key, time, items).await?;
+        self.route(chain, outputs);
+        let sync = self
+            .chains
+            .get_mut(&chain)
+            .ok_or(NetError::UnknownChain(chain))?;
+        let entries = sync.store_signed(blocks).await?;
+        let recent = (entries.len() <= RECENT_BLOCKS).then(|| entries.clone());
+        self.changed(chain, recent);
+        Ok(entries)
+    }
+
+    pub(super) async fn open(
+        &mut self,
+        chain: BlockId,
+        genesis: Option<Block>,
+    ) -> Result<(), NetError> {
+        if self.chains.contains_key(&chain) {
+            return Ok(());
+        }
+        let topic = IdentTopic::new(chain.to_string());
+        self.topics.insert(topic.hash(), chain);
+        let opened = match genesis {
+            Some(genesis) if genesis.id() == chain => {
+                Chain::from_genesis(self.store.clone(), &self.rules, genesis).await?
+            }
+            Some(genesis) => return Err(ChainError::NotGenesis(genesis.id()).into()),
+            None => match Chain::open(self.store.clone(), &self.rules, chain).await {
+                Ok(opened) => opened,
+                Err(ChainError::UnknownChain(_)) => {
+                    // Join: subscribe now, ask the first peer of the chain for its genesis.
+                    self.joining.insert(chain);
+                    let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
+                    for peer in self.topic_peers(&topic.hash()) {
+                        self.request_genesis(peer, chain);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        self.joining.remove(&chain);
+        self.chains.insert(chain, Sync::new(opened));
+        // Subscribing tells every connected peer; their subscription events connect syncs.
+        let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
+        // Peers already subscribed to the topic are chain peers right away.
+        for peer in self.topic_peers(&topic.hash()) {
+            let peer = self.peer(peer);
+            self.drive(chain, Input::Connected(peer)).await;
+        }
+        self.announce(chain);
+        Ok(())
+    }
+
+    pub(super) fn chain_ids(&self) -> Vec<BlockId> {
+        self.chains
+            .keys()
+            .chain(self.joining.iter())
+            .copied()
+            .collect()
+    }
+
+    pub(super) fn topic_peers(&self, topic: &TopicHash) -> Vec<PeerId> {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
+    pub(super) async fn drive(&mut self, chain: BlockId, input: Input) {
+        let now = self.now();
+        let Some(sync) = self.chains.get_mut(&chain) else {
+            return;
+        };
+        let before = sync.chain().len();
+        let was_synced = sync.is_synced();
+        if self.config.mailbox
+            && before >= self.config.limits.mailbox_chain_blocks
+            && matches!(
+                input,
+                Input::Received(_, Message::Push { .. } | Message::Blocks { .. })
+            )
+        {
+            if self.over_quota.insert(chain) {
+                log(LogLine::warn("mailbox_quota_reached")
+                    .field("chain", chain)
+                    .field("blocks", before));
+            }
+            return;
+        }
+        match sync.handle(now, input).await {
+            Ok(outputs) => {
+                let grew = sync.chain().len() > before;
+                let recent = sync.take_recent();
+                let synced = !was_synced && sync.is_synced();
+                self.route(chain, outputs);
+                if grew {
+                    self.changed(chain, recent);
+                    self.authority_grew(chain).await;
+                }
+                if synced {
+                    let _ = self.events.unbounded_send(NodeEvent::Synced { chain });
+                }
+            }
+            Err(e) => log(LogLine::warn("sync_failed")
+                .field("chain", chain)
+                .field("error", e)),
+        }
+    }
+
+    /// `authority` grew: the chains bound to it judge the blocks they held for it.
+    pub(super) async fn authority_grew(&mut self, authority: BlockId) {
+        let now = self.now();
+        let bound: Vec<BlockId> = self
+            .chains
+            .iter()
+            .filter(|(_, sync)| {
+                sync.chain().authority() == Some(authority) && sync.chain().has_awaiting()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for chain in bound {
+            let Some(sync) = self.chains.get_mut(&chain) else {
+                continue;
+            };
+            let before = sync.chain().len();
+            match sync.authority_grew(now).await {
+                Ok(outputs) => {
+                    let grew = sync.chain().len() > before;
+                    let recent = sync.take_recent();
+                    self.route(chain, outputs);
+                    if grew {
+                        self.changed(chain, recent);
+                    }
+                }
+                Err(e) => log(LogLine::warn("sync_failed")
+                    .field("chain", chain)
+                    .field("error", e)),
+            }
+        }
+    }
+
+    pub(super) fn changed(&mut self, chain: BlockId, blocks: Option<Vec<Entry>>) {
+        if let Some(sync) = self.chains.get(&chain) {
+            let count = sync.chain().len();
+            let _ = self.events.unbounded_send(NodeEvent::Changed {
+                chain,
+                count,
+                blocks,
+            });
+        }
+    }
+
+    pub(super) fn route(&mut self, chain: BlockId, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send(peer, message) => {
+                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                        self.swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, Envelope { chain, message });
+                    }
+                }
+                Output::Publish(message @ Message::Heads { .. }) => {
+                    // Gossip names a message by its content (see `Behaviour::new`) and drops
+                    // repeats, as it should for blocks; heads repeat tick after tick, so they
+                    // go to each peer of the chain directly.
+                    let topic = IdentTopic::new(chain.to_string()).hash();
+                    for peer in self.topic_peers(&topic) {
+                        self.swarm.behaviour_mut().sync.send_request(
+                            &peer,
+                            Envelope {
+                                chain,
+                                message: message.clone(),
+                            },
+                        );
+                    }
+                }
+                Output::Publish(message) => {
+                    let topic = IdentTopic::new(chain.to_string());
+                    // No subscribed peer yet is normal: heads exchanges catch up later.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(topic, message.encode());
+                }
+                Output::Refused(peer, block, reason) => {
+                    log(LogLine::warn("block_refused")
+                        .field("chain", chain)
+                        .field("block", block)
+                        .field(
+                            "peer",
+                            self.peer_ids
+                                .get(&peer)
+                                .map(PeerId::to_string)
+                                .unwrap_or_default(),
+                        )
+                        .field("reason", reason));
+                }
+                Output::Disconnect(peer) => {
+                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                        log(LogLine::warn("peer_disconnected")
+                            .field("peer", peer)
+                            .field("reason", "invalid blocks or flood"));
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                let known = self.topics.get(&topic).copied();
+                if let Some(chain) = known.filter(|c| self.joining.contains(c)) {
+                    self.request_genesis(peer_id, chain);
+                } else if let Some(chain) = known {
+                    let peer = self.peer(peer_id);
+                    self.drive(chain, Input::Connected(peer)).await;
+                    let _ = self.events.unbounded_send(NodeEvent::ChainPeer {
+                        chain,
+                        peer: peer_id,
+                        joined: true,
+                    });
+                } else if self.config.mailbox {
+                    self.mailbox_subscribe(peer_id, &topic).await;
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                if let Some(chain) = self.topics.get(&topic).copied() {
+                    let peer = self.peer(peer_id);
+                    self.drive(chain, Input::Disconnected(peer)).await;
+                    let _ = self.events.unbounded_send(NodeEvent::ChainPeer {
+                        chain,
+                        peer: peer_id,
+                        joined: false,
+                    });
+                }
+            }
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } => {
+                let Some(chain) = self.topics.get(&message.topic).copied() else {
+                    return;
+                };
+                let from = self.peer(propagation_source);
+                match Message::decode(&message.data) {
+                    // Only pushes and heads travel by gossip; requests go point to point.
+                    Ok(m @ (Message::Push { .. } | Message::Heads { .. })) => {
+                        self.drive(chain, Input::Received(from, m)).await;
+                    }
+                    Ok(_) | Err(_) => log(LogLine::warn("malformed_message_dropped")
+                        .field("peer", propagation_source)
+                        .field("bytes", message.data.len())),
+                }
+            }
+            _ => {}
+        }
+    }
+}
