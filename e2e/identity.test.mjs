@@ -74,6 +74,31 @@ test('two browsers pair as devices of one person; a removed device can no longer
   assert.match(did, /^did:endra:b/);
   assert.match(code, /^endra-invite:/);
 
+  // One reader for every invitation: the code, its link and a chain's; each join takes only its kind.
+  const invitations = await a.evaluate(async (text) => {
+    const link = (await window.me.inviteDevice({ expiresIn: 120_000 })).url;
+    const chain = await window.endra.createChain();
+    const refusal = (promise) => promise.then(() => null, (error) => error.code);
+    return {
+      code: window.endra.parseInvitation(text),
+      link: window.endra.parseInvitation(link).kind,
+      chain: window.endra.parseInvitation(chain.invite()),
+      chainId: chain.id,
+      joinChain: await refusal(window.endra.joinChain(text)),
+      garbage: await refusal(window.endra.joinChain('endra:nonsense')),
+      positional: await refusal(window.me.until(() => true, AbortSignal.timeout(1_000))),
+    };
+  }, code);
+  assert.equal(invitations.code.kind, 'identity');
+  assert.equal(invitations.code.chain, did.replace('did:endra:', ''));
+  assert.equal(invitations.code.role, 'admin');
+  assert.equal(invitations.link, 'identity');
+  assert.equal(invitations.chain.kind, 'chain');
+  assert.equal(invitations.chain.chain, invitations.chainId);
+  assert.equal(invitations.joinChain, 'INVITATION_INVALID', 'an identity invitation is not a chain invitation');
+  assert.equal(invitations.garbage, 'INVITATION_INVALID');
+  assert.equal(invitations.positional, 'INVALID_ARGUMENT', 'a signal goes in { signal }');
+
   const joined = await b.evaluate(async (invitation) => {
     window.me = await window.endra.joinAsDevice(invitation, {
       passphrase: 'correct horse B', signal: AbortSignal.timeout(60_000),

@@ -1,7 +1,7 @@
 // @ts-check
 // Bound chains: chains an identity's current devices alone write and read.
 import { WasmChain } from './wasm/endra.js';
-import { bytes, call, INTERNAL, internalOnly, readable } from './errors.js';
+import { bytes, call, INTERNAL, internalOnly, options, readable } from './errors.js';
 import { makeChain, touch } from './chain.js';
 import { unwatch, watch } from './node.js';
 import { rawStore } from './store.js';
@@ -90,10 +90,11 @@ export class BoundChain extends EventTarget {
    * (the chain's genesis, a removed device's blocks written "into the past") are skipped.
    * A message is yielded as it reads when it arrives: one this device had no key for yet
    * comes with `error` (`messages()` shows it again once readable).
-   * @param {{ since?: number, signal?: AbortSignal }} [options]
+   * @param {{ since?: number, signal?: AbortSignal }} [opts]
    * @returns {AsyncGenerator<SubscribedMessage, void, undefined>}
    */
-  async *subscribe({ since = -1, signal } = {}) {
+  async *subscribe(opts) {
+    const { since = -1, signal } = options(opts, 'subscribe(options)');
     /** @type {Map<string, Message>} */
     let shown = new Map();
     for await (const block of this.#blocks.subscribe({ since, signal })) {

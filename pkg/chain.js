@@ -1,7 +1,7 @@
 // @ts-check
 // Chains: Walytis block DAGs in the store, synced by the context's node.
 import { WasmChain } from './wasm/endra.js';
-import { bytes, call, INTERNAL, internalOnly } from './errors.js';
+import { bytes, call, INTERNAL, internalOnly, options } from './errors.js';
 import { chainInvitation } from './invitation.js';
 import { appendOnNode, needNode, openOnNode, unwatch, watch } from './node.js';
 import { announce, rawStore, storeChannel } from './store.js';
@@ -200,10 +200,11 @@ export class Chain extends EventTarget {
    * Every block with `seq` above `since` (all blocks by default), parents before children,
    * each exactly once, then new blocks as they arrive. Resume after a reload by passing the
    * last `seq` seen.
-   * @param {{ since?: number, signal?: AbortSignal }} [options]
+   * @param {{ since?: number, signal?: AbortSignal }} [opts]
    * @returns {AsyncGenerator<Block, void, undefined>}
    */
-  async *subscribe({ since = -1, signal } = {}) {
+  async *subscribe(opts) {
+    const { since = -1, signal } = options(opts, 'subscribe(options)');
     let cursor = since;
     while (!this.#closed && !signal?.aborted) {
       const woken = this.#nextWake(signal);

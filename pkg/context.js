@@ -91,11 +91,11 @@ export class Endra {
 
   /**
    * Creates a chain whose genesis block this device signs; the node syncs it.
-   * @param {{ topics?: string[], body?: Uint8Array }} [options]
+   * @param {{ topics?: string[], body?: Uint8Array }} [opts]
    * @returns {Promise<Chain>}
    */
-  createChain(options) {
-    return this.#chains.create(options);
+  async createChain(opts) {
+    return this.#chains.create(options(opts, 'createChain'));
   }
 
   /**
@@ -103,7 +103,7 @@ export class Endra {
    * @param {string} id
    * @returns {Promise<Chain>}
    */
-  openChain(id) {
+  async openChain(id) {
     return this.#chains.open(id);
   }
 
@@ -129,7 +129,7 @@ export class Endra {
    * @param {Uint8Array} genesis
    * @returns {Promise<Chain>}
    */
-  chainFromGenesis(genesis) {
+  async chainFromGenesis(genesis) {
     return this.#chains.fromGenesis(genesis);
   }
 
@@ -147,22 +147,22 @@ export class Endra {
    * Creates a person identity whose first device is this one; its keys are sealed in the
    * store under `passphrase` (Argon2id, compared in Unicode NFC). `relays` (default: the
    * node's) go into its DID document.
-   * @param {{ name?: string, passphrase: string, relays?: string[] }} options
+   * @param {{ name?: string, passphrase: string, relays?: string[] }} opts
    * @returns {Promise<Identity>}
    */
-  createIdentity(options) {
-    return this.#ids().create(options ?? {});
+  async createIdentity(opts) {
+    return this.#ids().create(options(opts, 'createIdentity'));
   }
 
   /**
    * Opens a person identity whose chain the store holds, its keys with `passphrase`
    * (`WRONG_PASSPHRASE` otherwise).
    * @param {string} did
-   * @param {{ passphrase: string }} options
+   * @param {{ passphrase: string }} opts
    * @returns {Promise<Identity>}
    */
-  openIdentity(did, options) {
-    return this.#ids().open(did, options ?? {});
+  async openIdentity(did, opts) {
+    return this.#ids().open(did, options(opts, 'openIdentity'));
   }
 
   /**
@@ -170,11 +170,11 @@ export class Endra {
    * link): fetches the identity through the relays in the code, writes a request signed by
    * this device's keys and resolves once an existing device approved it.
    * @param {string} code
-   * @param {{ passphrase: string, signal?: AbortSignal }} options
+   * @param {{ passphrase: string, signal?: AbortSignal }} opts
    * @returns {Promise<Identity>}
    */
-  joinAsDevice(code, options) {
-    return this.#ids().joinAsDevice(code, options ?? {});
+  async joinAsDevice(code, opts) {
+    return this.#ids().joinAsDevice(code, options(opts, 'joinAsDevice'));
   }
 
   /**
@@ -184,40 +184,40 @@ export class Endra {
    * holds it; the node keeps it in sync afterwards. Rejects with `NOT_FOUND` when no peer
    * served the chain within `timeout` ms (default 30 s), `ABORTED` on `signal`.
    * @param {string} did
-   * @param {{ signal?: AbortSignal, timeout?: number }} [options]
+   * @param {{ signal?: AbortSignal, timeout?: number }} [opts]
    */
-  resolve(did, options) {
-    return this.#ids().resolve(did, options ?? {});
+  async resolve(did, opts) {
+    return this.#ids().resolve(did, options(opts, 'resolve'));
   }
 
   /**
    * Creates a group founded by `person` (an `Identity` of this context).
-   * @param {{ name?: string, passphrase: string, person: Identity, relays?: string[] }} options
+   * @param {{ name?: string, passphrase: string, person: Identity, relays?: string[] }} opts
    * @returns {Promise<Group>}
    */
-  createGroup(options) {
-    return this.#ids().createGroup(options ?? {});
+  async createGroup(opts) {
+    return this.#ids().createGroup(options(opts, 'createGroup'));
   }
 
   /**
    * Opens a group whose chain the store holds.
    * @param {string} did
-   * @param {{ passphrase: string }} options
+   * @param {{ passphrase: string }} opts
    * @returns {Promise<Group>}
    */
-  openGroup(did, options) {
-    return this.#ids().openGroup(did, options ?? {});
+  async openGroup(did, opts) {
+    return this.#ids().openGroup(did, options(opts, 'openGroup'));
   }
 
   /**
    * Joins a group with an invitation code (`group.invite()`) as `person`; resolves once an
    * admin approved.
    * @param {string} code
-   * @param {{ passphrase: string, person: Identity, signal?: AbortSignal }} options
+   * @param {{ passphrase: string, person: Identity, signal?: AbortSignal }} opts
    * @returns {Promise<Group>}
    */
-  joinGroup(code, options) {
-    return this.#ids().joinGroup(code, options ?? {});
+  async joinGroup(code, opts) {
+    return this.#ids().joinGroup(code, options(opts, 'joinGroup'));
   }
 
   /**

@@ -364,7 +364,7 @@ async function openInvited(Class, store, node, code, passphrase, signal) {
  */
 export function identitiesOf(store, node) {
   return {
-    /** @param {{ name?: string, passphrase: string, relays?: string[] }} options */
+    /** @param {{ name?: string, passphrase?: string, relays?: string[] }} options */
     async create({ name = '', passphrase, relays }) {
       const key = secret(passphrase);
       const raw = await call(() => WasmIdentity.create(rawStore(store), rawNode(node), String(name), key, relays ?? node.relays));
@@ -373,7 +373,7 @@ export function identitiesOf(store, node) {
 
     /**
      * @param {string} did
-     * @param {{ passphrase: string }} options
+     * @param {{ passphrase?: string }} options
      */
     async open(did, { passphrase }) {
       const key = secret(passphrase);
@@ -383,7 +383,7 @@ export function identitiesOf(store, node) {
 
     /**
      * @param {string} did
-     * @param {{ passphrase: string }} options
+     * @param {{ passphrase?: string }} options
      */
     async openGroup(did, { passphrase }) {
       const key = secret(passphrase);
@@ -393,7 +393,7 @@ export function identitiesOf(store, node) {
 
     /**
      * @param {string} code
-     * @param {{ passphrase: string, signal?: AbortSignal }} options
+     * @param {{ passphrase?: string, signal?: AbortSignal }} options
      */
     async joinAsDevice(code, { passphrase, signal }) {
       const key = secret(passphrase);
@@ -404,7 +404,7 @@ export function identitiesOf(store, node) {
       return identity;
     },
 
-    /** @param {{ name?: string, passphrase: string, relays?: string[], person: Identity }} options */
+    /** @param {{ name?: string, passphrase?: string, relays?: string[], person?: Identity }} options */
     async createGroup({ name = '', passphrase, relays, person }) {
       const key = secret(passphrase);
       const founder = personOf(person);
@@ -414,7 +414,7 @@ export function identitiesOf(store, node) {
 
     /**
      * @param {string} code
-     * @param {{ passphrase: string, person: Identity, signal?: AbortSignal }} options
+     * @param {{ passphrase?: string, person?: Identity, signal?: AbortSignal }} options
      */
     async joinGroup(code, { passphrase, person, signal }) {
       const key = secret(passphrase);
