@@ -30,11 +30,11 @@ try {
   const a = await device(profiles[0], 'latency-a');
   const b = await device(profiles[1], 'latency-b');
   const invitation = await a.evaluate(async () => {
-    window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+    window.chain = await window.endra.createChain();
     return window.chain.invite();
   });
   await b.evaluate(async (inv) => {
-    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    window.chain = await window.endra.joinChain(inv);
     window.arrivals = new Map();
     window.wallArrivals = new Map();
     window.chain.addEventListener('block', (e) => {
@@ -87,7 +87,7 @@ try {
 
   // Catch-up: a 10,000-block chain, stored by the relay's mailbox, fetched by a new device.
   const chainId = await a.evaluate(async (n) => {
-    window.big = await window.endra.Chain.create({ store: window.store, node: window.node });
+    window.big = await window.endra.createChain();
     const body = new Uint8Array(100).fill(1);
     for (let done = 0; done < n; done += 500) {
       await window.big.addBlocks(Array.from({ length: Math.min(500, n - done) }, () => ({ body })));
@@ -100,7 +100,7 @@ try {
   const c = await device(profiles[2], 'catch-up-c');
   const catchUp = await c.evaluate(async ([inv, n]) => {
     const start = performance.now();
-    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    window.chain = await window.endra.joinChain(inv);
     for await (const block of window.chain.subscribe()) if (block.seq >= n) break;
     return (performance.now() - start) / 1000;
   }, [bigInvitation, CATCH_UP]);

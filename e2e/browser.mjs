@@ -78,9 +78,9 @@ export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
 }, [prefix, count]);
 
 /**
- * A new page of `context` at `url` (a page of the demo server) with the package loaded as
- * `window.endra`, an IndexedDB store named `store` as `window.store` and a node using
- * `relays` as `window.node`. Page errors are printed.
+ * A new page of `context` at `url` (a page of the demo server) with the package's module as
+ * `window.lib` and an `Endra` context over the IndexedDB store named `store`, its node using
+ * `relays`, as `window.endra` (its node also as `window.node`). Page errors are printed.
  */
 export async function endraPage(context, { url, relays, store }) {
   const page = await context.newPage();
@@ -89,10 +89,10 @@ export async function endraPage(context, { url, relays, store }) {
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   await page.evaluate(async ([addresses, name]) => {
-    const endra = await import('../pkg/index.js');
-    window.endra = endra;
-    window.store = await endra.Store.indexedDb(name);
-    window.node = await endra.Node.start({ store: window.store, relays: addresses });
+    const lib = await import('../pkg/index.js');
+    window.lib = lib;
+    window.endra = await lib.Endra.start({ store: name, relays: addresses });
+    window.node = window.endra.node;
   }, [relays, store]);
   return page;
 }

@@ -83,9 +83,9 @@ test('a subscription loop leaves no abort listeners behind on its signal', async
   await page.goto(server.url);
   await page.waitForSelector('body[data-ready="true"]');
   const live = await page.evaluate(async () => {
-    const endra = await import('../pkg/index.js');
-    const store = await endra.Store.memory();
-    const chain = await endra.Chain.create({ store });
+    const { Endra, Store } = await import('../pkg/index.js');
+    const endra = await Endra.start({ store: await Store.memory(), network: false });
+    const chain = await endra.createChain();
     // A real AbortSignal whose listener count is watched.
     const controller = new AbortController();
     const { signal } = controller;
@@ -120,12 +120,12 @@ test('bad input gets a typed error with a code', async () => {
   await page.goto(server.url);
   await page.waitForSelector('body[data-ready="true"]');
   const result = await page.evaluate(async () => {
-    const { Chain, Store, EndraError } = await import('../pkg/index.js');
-    const store = await Store.memory();
+    const { Endra, Store, EndraError } = await import('../pkg/index.js');
+    const endra = await Endra.start({ store: await Store.memory(), network: false });
     const codes = {};
-    try { await Chain.open('not-a-cid', { store }); } catch (e) { codes.badId = [e instanceof EndraError, e.code]; }
-    try { await Chain.open('bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku', { store }); } catch (e) { codes.unknown = e.code; }
-    const chain = await Chain.create({ store });
+    try { await endra.openChain('not-a-cid'); } catch (e) { codes.badId = [e instanceof EndraError, e.code]; }
+    try { await endra.openChain('bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'); } catch (e) { codes.unknown = e.code; }
+    const chain = await endra.createChain();
     try { await chain.addBlock('text, not bytes'); } catch (e) { codes.notBytes = e.code; }
     try { await chain.addBlock(new Uint8Array(64 * 1024 + 1)); } catch (e) { codes.tooBig = e.code; }
     const report = await chain.insert([new Uint8Array([1, 2, 3])]);

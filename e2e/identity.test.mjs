@@ -36,27 +36,22 @@ async function setup(count = 2) {
 }
 
 /**
- * Waits inside the page until `window.notes` shows `count` messages, or 30 s passed; returns
- * their texts (`null` for those it cannot read).
+ * Waits inside the page, on the bound chain's subscription (no polling), until
+ * `window.notes` delivered `count` messages, or 30 s passed; returns the texts `messages()`
+ * then shows (`null` for those it cannot read).
  */
 const notesReach = (page, count) => page.evaluate(async (n) => {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const messages = await window.notes.messages();
-    if (messages.length >= n || Date.now() > deadline) {
-      return messages.map((m) => (m.body ? new TextDecoder().decode(m.body) : null));
-    }
-    // A change between the read and the listener is caught by the timer.
-    await new Promise((resolve) => {
-      window.notes.addEventListener('change', resolve, { once: true });
-      setTimeout(resolve, 500);
-    });
+  let delivered = 0;
+  for await (const _message of window.notes.subscribe({ signal: AbortSignal.timeout(30_000) })) {
+    if (++delivered >= n) break;
   }
+  const messages = await window.notes.messages();
+  return messages.map((m) => (m.body ? new TextDecoder().decode(m.body) : null));
 }, count);
 
 /** Waits inside the page until the identity shows `devices` current devices. */
 const devicesReach = (page, devices) => page.evaluate(async (n) => {
-  await window.me.until((s) => s.current !== undefined, AbortSignal.timeout(30_000));
+  await window.me.until((s) => s.current !== undefined, { signal: AbortSignal.timeout(30_000) });
   for (;;) {
     if ((await window.me.devices()).length === n) break;
     await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
@@ -67,9 +62,7 @@ const devicesReach = (page, devices) => page.evaluate(async (n) => {
 test('two browsers pair as devices of one person; a removed device can no longer write', async () => {
   const [a, b] = await setup();
   const { did, code } = await a.evaluate(async () => {
-    window.me = await window.endra.Identity.create({
-      store: window.store, node: window.node, name: 'Ada', passphrase: 'correct horse A',
-    });
+    window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'correct horse A' });
     // This device approves requests that present its invitations.
     window.me.addEventListener('request', (event) => {
       window.me.approve(event.detail).catch((error) => { window.approveError = error; });
@@ -81,9 +74,34 @@ test('two browsers pair as devices of one person; a removed device can no longer
   assert.match(did, /^did:endra:b/);
   assert.match(code, /^endra-invite:/);
 
+  // One reader for every invitation: the code, its link and a chain's; each join takes only its kind.
+  const invitations = await a.evaluate(async (text) => {
+    const link = (await window.me.inviteDevice({ expiresIn: 120_000 })).url;
+    const chain = await window.endra.createChain();
+    const refusal = (promise) => promise.then(() => null, (error) => error.code);
+    return {
+      code: window.endra.parseInvitation(text),
+      link: window.endra.parseInvitation(link).kind,
+      chain: window.endra.parseInvitation(chain.invite()),
+      chainId: chain.id,
+      joinChain: await refusal(window.endra.joinChain(text)),
+      garbage: await refusal(window.endra.joinChain('endra:nonsense')),
+      positional: await refusal(window.me.until(() => true, AbortSignal.timeout(1_000))),
+    };
+  }, code);
+  assert.equal(invitations.code.kind, 'identity');
+  assert.equal(invitations.code.chain, did.replace('did:endra:', ''));
+  assert.equal(invitations.code.role, 'admin');
+  assert.equal(invitations.link, 'identity');
+  assert.equal(invitations.chain.kind, 'chain');
+  assert.equal(invitations.chain.chain, invitations.chainId);
+  assert.equal(invitations.joinChain, 'INVITATION_INVALID', 'an identity invitation is not a chain invitation');
+  assert.equal(invitations.garbage, 'INVITATION_INVALID');
+  assert.equal(invitations.positional, 'INVALID_ARGUMENT', 'a signal goes in { signal }');
+
   const joined = await b.evaluate(async (invitation) => {
-    window.me = await window.endra.Identity.joinAsDevice(invitation, {
-      store: window.store, node: window.node, passphrase: 'correct horse B', signal: AbortSignal.timeout(60_000),
+    window.me = await window.endra.joinAsDevice(invitation, {
+      passphrase: 'correct horse B', signal: AbortSignal.timeout(60_000),
     });
     return window.me.did;
   }, code);
@@ -99,7 +117,7 @@ test('two browsers pair as devices of one person; a removed device can no longer
   // A sets the policy for epoch keys; B follows it. A nonsensical policy is refused.
   await a.evaluate(() => window.me.setPolicy({ rekeyEvery: 3_600_000, keepEpochs: 5 }));
   const policyB = await b.evaluate(async () => {
-    await window.me.until((s) => s.policy.keepEpochs !== null, AbortSignal.timeout(30_000));
+    await window.me.until((s) => s.policy.keepEpochs !== null, { signal: AbortSignal.timeout(30_000) });
     return (await window.me.summary()).policy;
   });
   assert.deepEqual(policyB, { rekeyEvery: 3_600_000, keepEpochs: 5 });
@@ -143,7 +161,7 @@ test('two browsers pair as devices of one person; a removed device can no longer
     await window.notes.write(new TextEncoder().encode('note after the removal'));
   }, deviceB);
   const afterRemoval = await b.evaluate(async () => {
-    await window.me.until((s) => s.removed, AbortSignal.timeout(30_000));
+    await window.me.until((s) => s.removed, { signal: AbortSignal.timeout(30_000) });
     for (;;) {
       const messages = await window.me.messages();
       if (messages.length >= 3) break;
@@ -160,7 +178,7 @@ test('two browsers pair as devices of one person; a removed device can no longer
     };
     const last = messages.at(-1);
     return {
-      last: { body: last.body, error: last.error && { endra: last.error instanceof window.endra.EndraError, code: last.error.code } },
+      last: { body: last.body, error: last.error && { endra: last.error instanceof window.lib.EndraError, code: last.error.code } },
       code: await refusal((body) => window.me.write(body)),
       notesCode: await refusal((body) => window.notes.write(body)),
     };
@@ -177,6 +195,36 @@ test('two browsers pair as devices of one person; a removed device can no longer
     'the removed phone\'s note stays shown: the laptop acknowledged it before the removal',
   );
   assert.deepEqual(notesA, [...notesB.slice(0, 2), 'note after the removal']);
+
+  // The bound chain's subscription: every message once, in arrival order, each with its
+  // block's `seq`; resuming after the second `seq` yields only the third.
+  const streamed = await a.evaluate(async () => {
+    const signal = AbortSignal.timeout(30_000);
+    const text = (m) => (m.body ? new TextDecoder().decode(m.body) : null);
+    const seen = [];
+    for await (const message of window.notes.subscribe({ signal })) {
+      seen.push(message);
+      if (seen.length === 3) break;
+    }
+    const resumed = [];
+    const more = window.notes.subscribe({ since: seen[1].seq, signal });
+    for await (const message of more) {
+      resumed.push(message);
+      break;
+    }
+    return {
+      texts: seen.map(text),
+      ids: seen.map((m) => m.id),
+      messageIds: (await window.notes.messages()).map((m) => m.id),
+      seqs: seen.map((m) => m.seq),
+      resumed: resumed.map((m) => m.id),
+    };
+  });
+  assert.deepEqual(streamed.texts, notesA, 'the subscription yields what messages() shows, in the same order here');
+  assert.deepEqual(streamed.ids, streamed.messageIds);
+  assert.equal(new Set(streamed.ids).size, 3, 'each message once');
+  assert.ok(streamed.seqs[0] < streamed.seqs[1] && streamed.seqs[1] < streamed.seqs[2], `seqs ascend: ${streamed.seqs}`);
+  assert.deepEqual(streamed.resumed, [streamed.ids[2]], 'since: the messages after that seq only');
   const finalA = await devicesReach(a, 1);
   assert.equal(finalA.controller.length, 1);
   assert.equal(await a.evaluate(() => window.approveError?.message ?? null), null);
@@ -186,29 +234,24 @@ test('a browser with only the DID resolves its document through the relay', asyn
   const [a, c] = await setup(2);
   const { did, document, reopened } = await a.evaluate(async () => {
     // The passphrase with "é" as one code point …
-    window.me = await window.endra.Identity.create({
-      store: window.store, node: window.node, name: 'Ada', passphrase: 'caf\u00e9 horse',
-    });
+    window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'caf\u00e9 horse' });
     await window.me.rotateKeys();
     // … opens the keys typed as "e" + combining accent (another keyboard, same passphrase).
-    const again = await window.endra.Identity.open(window.me.did, {
-      store: window.store, node: window.node, passphrase: 'cafe\u0301 horse',
-    });
+    const again = await window.endra.openIdentity(window.me.did, { passphrase: 'cafe\u0301 horse' });
     return { did: window.me.did, document: await window.me.document(), reopened: again.did };
   });
   assert.equal(reopened, did, 'the passphrase is compared in Unicode NFC');
   const resolved = await c.evaluate(async (wanted) => {
     const endra = window.endra;
-    const document = await endra.Identity.resolve(wanted, { store: window.store, node: window.node, timeout: 30_000 });
+    const document = await endra.resolve(wanted, { timeout: 30_000 });
     // Held now: resolving again needs no network.
-    const again = await endra.Identity.resolve(wanted, { store: window.store, node: window.node });
+    const again = await endra.resolve(wanted);
     // A well-formed DID whose chain lives only in this page's memory: no peer serves it.
-    const nowhere = await endra.Chain.create({ store: await endra.Store.memory() });
+    const elsewhere = await window.lib.Endra.start({ store: await window.lib.Store.memory(), network: false });
+    const nowhere = await elsewhere.createChain();
     let unknown = null;
     try {
-      await endra.Identity.resolve(`did:endra:${nowhere.id}`, {
-        store: window.store, node: window.node, timeout: 1_500,
-      });
+      await endra.resolve(`did:endra:${nowhere.id}`, { timeout: 1_500 });
     } catch (error) {
       unknown = error.code;
     }

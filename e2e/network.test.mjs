@@ -45,7 +45,7 @@ async function page(relays) {
 }
 
 const create = (p, blocks) => p.evaluate(async (n) => {
-  window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+  window.chain = await window.endra.createChain();
   const encoder = new TextEncoder();
   await window.chain.addBlocks(Array.from({ length: n }, (_, i) => ({ body: encoder.encode(`m${i}`) })));
   return window.chain.id;
@@ -54,9 +54,7 @@ const create = (p, blocks) => p.evaluate(async (n) => {
 /** Joins `chain` knowing only its ID: the page finds its peers through its own relays. */
 const join_ = (p, chain) => p.evaluate(async (id) => {
   const invitation = `endra:${btoa(JSON.stringify({ v: 1, chain: id, relays: [] }))}`;
-  window.chain = await window.endra.Chain.join(invitation, {
-    store: window.store, node: window.node, signal: AbortSignal.timeout(30_000),
-  });
+  window.chain = await window.endra.joinChain(invitation, { signal: AbortSignal.timeout(30_000) });
 }, chain);
 
 
@@ -109,8 +107,8 @@ test('a stopped node closes its connection, says so, and refuses network calls w
   const result = await a.evaluate(async (address) => {
     const events = [];
     window.node.addEventListener('connection', (e) => events.push(e.detail.connected));
-    const stopping = window.node.stop();
-    const again = window.node.stop();
+    const stopping = window.endra.stop();
+    const again = window.endra.stop();
     await stopping;
     const same = stopping === again;
     let code = null;

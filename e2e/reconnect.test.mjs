@@ -42,7 +42,7 @@ const storedAtLeast = (count) => ({
 
 /** Starts a chain on the writer's page and a stream of `STREAM` writes, not awaited. */
 const startStream = (page) => page.evaluate(async (n) => {
-  window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+  window.chain = await window.endra.createChain();
   const encoder = new TextEncoder();
   window.stream = (async () => {
     for (let i = 0; i < n; i++) {
@@ -84,9 +84,7 @@ async function scenario(name, cut, restore) {
   const reader = await profileAt([relay.ws], `reconnect-${name}-reader`);
   await reader.page.evaluate(async (id) => {
     const invitation = `endra:${btoa(JSON.stringify({ v: 1, chain: id, relays: [] }))}`;
-    window.chain = await window.endra.Chain.join(invitation, {
-      store: window.store, node: window.node, signal: AbortSignal.timeout(30_000),
-    });
+    window.chain = await window.endra.joinChain(invitation, { signal: AbortSignal.timeout(30_000) });
   }, chain);
   await waitForCount(reader.page, STREAM + 1);
   assert.deepEqual(await order(reader.page), written, 'every block, in the same order');

@@ -44,19 +44,17 @@ const order = (page) => page.evaluate(async () => {
   }
 });
 
-/** Waits, event-driven, until the page's chain holds `count` blocks (30 s at most). */
-
 test('two devices exchange blocks through the relay, live and after one was closed', async () => {
   const a = await device(alice);
   const invitation = await a.evaluate(async () => {
-    window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+    window.chain = await window.endra.createChain();
     return window.chain.invite();
   });
   assert.match(invitation, /^endra:/);
 
   const b = await device(bob);
   await b.evaluate(async (inv) => {
-    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    window.chain = await window.endra.joinChain(inv);
   }, invitation);
 
   // Both write at once; both end with every block in the same order.
@@ -73,7 +71,7 @@ test('two devices exchange blocks through the relay, live and after one was clos
   await waitForCount(a, 71);
   const b2 = await device(bob);
   await b2.evaluate(async (id) => {
-    window.chain = await window.endra.Chain.open(id, { store: window.store, node: window.node });
+    window.chain = await window.endra.openChain(id);
   }, chainId);
   await waitForCount(b2, 71);
   assert.deepEqual(await order(b2), await order(a), 'caught up, same order');
@@ -82,7 +80,7 @@ test('two devices exchange blocks through the relay, live and after one was clos
 test('a device that was never online with the writer gets its blocks from the mailbox', async () => {
   const a = await device(alice);
   const invitation = await a.evaluate(async () => {
-    window.chain = await window.endra.Chain.create({ store: window.store, node: window.node });
+    window.chain = await window.endra.createChain();
     const encoder = new TextEncoder();
     await window.chain.addBlocks(Array.from({ length: 30 }, (_, i) => ({ body: encoder.encode(`m${i}`) })));
     return window.chain.invite();
@@ -94,7 +92,7 @@ test('a device that was never online with the writer gets its blocks from the ma
   await a.close();
   const b = await device(bob);
   await b.evaluate(async (inv) => {
-    window.chain = await window.endra.Chain.join(inv, { store: window.store, node: window.node });
+    window.chain = await window.endra.joinChain(inv);
   }, invitation);
   await waitForCount(b, 31);
   assert.deepEqual(await order(b), expected);

@@ -90,7 +90,10 @@ export interface InsertReport {
   rejected: { id: string; code: ErrorCode; message: string }[];
 }
 
-/** Where chains are kept. */
+/**
+ * Where chains are kept. Pass one to `Endra.start({ store })` (or just a name there); not
+ * constructible.
+ */
 export class Store {
   /** Opens (creating if needed) the IndexedDB store `name` (default `'endra'`). */
   static indexedDb(name?: string): Promise<Store>;
@@ -120,21 +123,12 @@ export interface ChainEventMap {
 }
 
 /**
- * A Walytis chain: a DAG of signed blocks in one deterministic order (height, then ID).
+ * A Walytis chain: a DAG of signed blocks in one deterministic order (height, then ID), in
+ * its context's store and synced by its node. Get one from {@link Endra}: `createChain`,
+ * `openChain`, `joinChain`, `chainFromGenesis` (not constructible).
  * Dispatches `block` for every new block once a listener is added (this page or another tab).
  */
 export class Chain extends EventTarget {
-  /** Creates a chain whose genesis block this device signs; with `node`, syncs it. */
-  static create(options: { store: Store; node?: Node; topics?: string[]; body?: Uint8Array }): Promise<Chain>;
-  /**
-   * Joins a chain another device invited this one to: dials the invitation's relays and
-   * resolves once the chain's genesis block is stored here (blocks keep arriving after).
-   */
-  static join(invitation: string, options: { store: Store; node: Node; signal?: AbortSignal }): Promise<Chain>;
-  /** Starts a replica of another store's chain from its genesis block's `bytes`. */
-  static fromGenesis(genesis: Uint8Array, options: { store: Store }): Promise<Chain>;
-  /** Opens a chain the store holds (`NOT_FOUND` otherwise); with `node`, syncs it. */
-  static open(id: string, options: { store: Store; node?: Node }): Promise<Chain>;
   /** The chain ID. */
   readonly id: string;
   /** Appends one block on top of all current leaves. */
@@ -158,7 +152,10 @@ export class Chain extends EventTarget {
   subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<Block>;
   /** Ends subscriptions and events of this handle. */
   close(): void;
-  /** An invitation string for `Chain.join` on another device (`NOT_CONNECTED` without a node). */
+  /**
+   * An invitation string (`endra:…`) for `endra.joinChain` on another device: the chain, the
+   * node's relays, this peer (`NOT_CONNECTED` in a context started with `network: false`).
+   */
   invite(): string;
   /** Peer IDs currently syncing this chain with this device (empty without a node). */
   peers(): Promise<string[]>;
@@ -184,18 +181,11 @@ export interface NodeEventMap {
 }
 
 /**
- * A libp2p node in the page that syncs chains with other devices through relays
- * (WebSocket or WebRTC-Direct). Each page load gets a fresh peer ID.
+ * A libp2p node in the page that syncs its context's chains with other devices through
+ * relays (WebSocket or WebRTC-Direct): `endra.node`, started and stopped by its
+ * {@link Endra} (not constructible). Each page load gets a fresh peer ID.
  */
 export class Node extends EventTarget {
-  /**
-   * Starts a node over `store` and uses `relays` (multiaddrs ending in `/p2p/<id>`). Give a
-   * relay's WebRTC-Direct and WebSocket addresses together: the first to connect wins. A
-   * relay is only ever dialled at the addresses given here or to `useRelay`. Known issue:
-   * a browser's uploads over WebRTC-Direct can stall (a stream of 80 small blocks, one every
-   * 25 ms, reached the relay 3); WebSocket does not. Prefer the WebSocket address for now.
-   */
-  static start(options: { store: Store; relays?: string[] }): Promise<Node>;
   /** This page's peer ID. */
   readonly peerId: string;
   /**
@@ -218,14 +208,6 @@ export class Node extends EventTarget {
    * and rendezvous registrations.
    */
   reconnect(): void;
-  /**
-   * Stops the node: closes its connections and stops syncing. Later calls that need it
-   * (writes through the chains it syncs included) reject with `NETWORK_STOPPED`; the store
-   * stays usable without a node. Calling it again returns the same promise.
-   */
-  stop(): Promise<void>;
-  /** `await using node = await Node.start(…)` stops the node at the end of the block. */
-  [Symbol.asyncDispose](): Promise<void>;
   /** Dials a peer or relay once, without using it as a relay. */
   dial(address: string): Promise<void>;
   /** Peer IDs syncing `chain` with this node. */
@@ -234,7 +216,7 @@ export class Node extends EventTarget {
    * Resolves once `chain` caught up with its peers; waits for a peer as long as it takes
    * (`signal` gives up, rejecting with `ABORTED`).
    */
-  synced(chain: string, signal?: AbortSignal): Promise<void>;
+  synced(chain: string, options?: { signal?: AbortSignal }): Promise<void>;
   addEventListener<K extends keyof NodeEventMap>(
     type: K,
     listener: (this: Node, event: NodeEventMap[K]) => void,
@@ -247,11 +229,13 @@ export class Node extends EventTarget {
   ): void;
 }
 
-/** Options shared by identity constructors. */
-export interface IdentityOptions {
-  store: Store;
-  node: Node;
-  /** Encrypts this device's keys in the store (Argon2id); the same one opens them later. */
+/** What opens an identity's keys. */
+export interface PassphraseOptions {
+  /**
+   * Encrypts this device's keys in the store (Argon2id); the same one opens them later.
+   * Compared in Unicode NFC. Given per call: plain chains need none, each identity or group
+   * may have its own, and the context does not keep it.
+   */
   passphrase: string;
 }
 
@@ -295,9 +279,9 @@ export interface JoinRequest {
 
 /** A one-time invitation. */
 export interface IdentityInvitation {
-  /** The whole invitation as a copyable string (`endra-invite:…`). */
+  /** The whole invitation as a copyable string (`endra-invite:…`): what `joinAsDevice`/`joinGroup` take. */
   readonly code: string;
-  /** The same as a URL payload for a link or QR code. */
+  /** The same as a link (`endra:join?code=…`) for a QR code; `joinAsDevice`/`joinGroup` take it too. */
   readonly url: string;
   /** Expiry, ms since the epoch. */
   readonly expires: number;
@@ -348,36 +332,24 @@ interface IdentityEventMap {
   error: CustomEvent<EndraError>;
 }
 
-/** A person DID (`did:endra:<chain-id>`) controlled by its devices. */
-export class Identity extends EventTarget {
-  static create(options: IdentityOptions & { name?: string; relays?: string[] }): Promise<Identity>;
-  static open(did: string, options: IdentityOptions): Promise<Identity>;
-  /**
-   * The DID document of any `did:endra:` DID, fetching its chain through the node's relays
-   * when the store does not hold it (no invitation or keys needed). Rejects with `NOT_FOUND`
-   * when no peer served it within `timeout` ms (default 30,000).
-   */
-  static resolve(
-    did: string,
-    options: { store: Store; node: Node; signal?: AbortSignal; timeout?: number },
-  ): Promise<DidDocument>;
-  /** Joins as a new device; resolves once an existing device approved. */
-  static joinAsDevice(code: string, options: IdentityOptions & { signal?: AbortSignal }): Promise<Identity>;
+/**
+ * What {@link Identity} and {@link Group} share (not exported at runtime: use those two
+ * classes with `instanceof`).
+ */
+declare abstract class Controlled extends EventTarget {
+  /** `did:endra:<chain-id>`. */
   readonly did: string;
+  /** The identity chain's ID. */
   readonly chain: string;
   summary(): Promise<IdentitySummary>;
-  /** Resolves when `test(summary)` holds, checking again at every change of the chain. */
-  until(test: (summary: IdentitySummary) => boolean, signal?: AbortSignal): Promise<void>;
-  document(): Promise<DidDocument>;
-  devices(): Promise<IdentityDevice[]>;
-  inviteDevice(options?: { expiresIn?: number }): Promise<IdentityInvitation>;
-  approve(request: string | JoinRequest): Promise<void>;
   /**
-   * Removes a device and makes a new epoch. The bound chains opened from this object are
-   * acknowledged first, so that the removed device's messages this device holds stay shown.
+   * Resolves when `test(summary)` holds, checking again at every change of the chain
+   * (`signal` rejects it with `ABORTED`).
    */
-  removeDevice(did: string): Promise<void>;
-  rotateKeys(): Promise<void>;
+  until(test: (summary: IdentitySummary) => boolean, options?: { signal?: AbortSignal }): Promise<void>;
+  document(): Promise<DidDocument>;
+  /** Lets in the device or member of a pending request (see the `request` event). */
+  approve(request: string | JoinRequest): Promise<void>;
   /**
    * Sets the policy for epoch keys (admins only): `rekeyEvery` ms between scheduled epochs,
    * `keepEpochs` epochs kept readable (older ones fail with `EPOCH_DISCARDED`). Omitted: no
@@ -403,6 +375,7 @@ export class Identity extends EventTarget {
    * device that was not one of this identity's).
    */
   openChain(id: string, options?: { signal?: AbortSignal }): Promise<BoundChain>;
+  /** Stops events of this handle. */
   close(): void;
   addEventListener<K extends keyof IdentityEventMap>(
     type: K,
@@ -412,7 +385,34 @@ export class Identity extends EventTarget {
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 
-/** A chain bound to an identity: written and read by its current devices only. */
+/**
+ * A person DID (`did:endra:<chain-id>`) controlled by its devices: `endra.createIdentity`,
+ * `endra.openIdentity`, `endra.joinAsDevice` (not constructible).
+ */
+export class Identity extends Controlled {
+  /** Current devices (`current` marks this one). */
+  devices(): Promise<IdentityDevice[]>;
+  /** A one-time invitation for a new device (`endra.joinAsDevice` on it). */
+  inviteDevice(options?: { expiresIn?: number }): Promise<IdentityInvitation>;
+  /**
+   * Removes a device and makes a new epoch. The bound chains opened from this object are
+   * acknowledged first, so that the removed device's messages this device holds stay shown.
+   */
+  removeDevice(did: string): Promise<void>;
+  /** Replaces this device's keys; history stays readable (what the policy keeps of it). */
+  rotateKeys(): Promise<void>;
+}
+
+/** A message of a {@link BoundChain} subscription: with its block's arrival number. */
+export interface SubscribedMessage extends IdentityMessage {
+  /** The block's `seq` in this store: pass the last one seen as `since` to resume. */
+  readonly seq: number;
+}
+
+/**
+ * A chain bound to an identity: written and read by its current devices only
+ * (`identity.createChain()`, `identity.openChain(id)`; not constructible).
+ */
 export class BoundChain extends EventTarget {
   /** The chain ID: what other devices pass to `identity.openChain`. */
   readonly id: string;
@@ -424,7 +424,17 @@ export class BoundChain extends EventTarget {
    * of the removal: its blocks written "into the past" are stored but never shown.
    */
   messages(): Promise<IdentityMessage[]>;
+  /**
+   * Every message whose block arrived in this store after `since` (a `seq`, as for
+   * {@link Chain.subscribe}; default: all), each exactly once, in arrival order (parents
+   * before children), then new ones as they arrive from this page, other tabs or peers.
+   * Blocks not shown as messages (the genesis, a removed device's blocks written "into the
+   * past") are skipped. A message comes as it reads on arrival: one this device has no key
+   * for yet carries `error` (`messages()` shows it again once readable).
+   */
+  subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<SubscribedMessage>;
   peers(): Promise<string[]>;
+  /** Stops events and subscriptions of this handle. */
   close(): void;
   addEventListener(type: 'change', listener: (event: CustomEvent<void>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
@@ -437,13 +447,117 @@ export interface GroupMember {
   readonly devices: string[];
 }
 
-/** A group DID controlled by its admins (persons). */
-export class Group extends Identity {
-  static create(options: IdentityOptions & { person: Identity; name?: string; relays?: string[] }): Promise<Group>;
-  static join(code: string, options: IdentityOptions & { person: Identity; signal?: AbortSignal }): Promise<Group>;
+/**
+ * A group DID controlled by its admins (persons), read and written by its members:
+ * `endra.createGroup`, `endra.joinGroup`, `endra.openGroup` (not constructible). No device
+ * methods: those are a person's.
+ */
+export class Group extends Controlled {
+  /** A one-time invitation for a person (`endra.joinGroup` on it). */
   invite(options?: { role?: 'admin' | 'member'; expiresIn?: number }): Promise<IdentityInvitation>;
   members(): Promise<GroupMember[]>;
   /** Removes a member; acknowledges the group's open bound chains first, as `removeDevice`. */
   remove(did: string): Promise<void>;
   leave(): Promise<void>;
+}
+
+/** What {@link Endra.parseInvitation} reads from an invitation. */
+export type Invitation =
+  | {
+      /** A chain's invitation (`chain.invite()`, `endra:…`): where to find it. */
+      readonly kind: 'chain';
+      readonly chain: string;
+      readonly relays: string[];
+      /** The inviting peer. */
+      readonly peer?: string;
+    }
+  | {
+      /** An identity's or group's one-time invitation (`endra-invite:…` or its link). */
+      readonly kind: 'identity';
+      /** The identity chain. */
+      readonly chain: string;
+      readonly relays: string[];
+      /** Expiry, ms since the epoch. */
+      readonly expires: number;
+      readonly role: 'admin' | 'member';
+      /** The code itself (taken out of a link). */
+      readonly code: string;
+    };
+
+export interface StartOptions {
+  /**
+   * Where the data lives: a {@link Store} (`Store.indexedDb(name)`, `Store.memory()`) or the
+   * name of an IndexedDB store. Default `'endra'`.
+   */
+  store?: Store | string;
+  /**
+   * Relays to use (multiaddrs ending in `/p2p/<id>`). Give a relay's WebRTC-Direct and
+   * WebSocket addresses together: the first to connect wins. A relay is only ever dialled at
+   * the addresses given here or to `node.useRelay`. Known issue: a browser's uploads over
+   * WebRTC-Direct can stall (a stream of 80 small blocks, one every 25 ms, reached the relay
+   * 3); WebSocket does not. Prefer the WebSocket address for now.
+   */
+  relays?: string[];
+  /**
+   * `false`: no node. Chains stay local (`node` is `null`); invitations, joins and identities
+   * reject with `NOT_CONNECTED`. Default `true`.
+   */
+  network?: boolean;
+}
+
+/**
+ * The way into Endra: one store, the node that syncs it, and every chain and identity made or
+ * opened through them. `await using endra = await Endra.start({ store: 'app', relays })`
+ * stops it at the end of the block.
+ */
+export class Endra {
+  /** Opens the store and starts the node (which starts dialling `relays`). */
+  static start(options?: StartOptions): Promise<Endra>;
+  /** The store everything of this context is kept in. */
+  readonly store: Store;
+  /** The node syncing the store; `null` when started with `network: false`. */
+  readonly node: Node | null;
+
+  /** Creates a chain whose genesis block this device signs; the node syncs it. */
+  createChain(options?: { topics?: string[]; body?: Uint8Array }): Promise<Chain>;
+  /** Opens a chain the store holds (`NOT_FOUND` otherwise); the node syncs it. */
+  openChain(id: string): Promise<Chain>;
+  /**
+   * Joins a chain another device invited this one to (`chain.invite()`): dials the
+   * invitation's relays and resolves once the chain's genesis block is stored here (blocks
+   * keep arriving after). `INVITATION_INVALID` for anything but a chain invitation.
+   */
+  joinChain(invitation: string, options?: { signal?: AbortSignal }): Promise<Chain>;
+  /** Starts a replica of another store's chain from its genesis block's `bytes`. */
+  chainFromGenesis(genesis: Uint8Array): Promise<Chain>;
+  /** Reads any invitation the package makes (`INVITATION_INVALID` otherwise). */
+  parseInvitation(text: string): Invitation;
+
+  /** Creates a person identity whose first device is this one. */
+  createIdentity(options: PassphraseOptions & { name?: string; relays?: string[] }): Promise<Identity>;
+  /** Opens a person identity whose chain the store holds. */
+  openIdentity(did: string, options: PassphraseOptions): Promise<Identity>;
+  /** Joins as a new device of a person (`identity.inviteDevice()`); resolves once approved. */
+  joinAsDevice(code: string, options: PassphraseOptions & { signal?: AbortSignal }): Promise<Identity>;
+  /**
+   * The DID document of any `did:endra:` DID, fetching its chain through the node's relays
+   * when the store does not hold it (no invitation or keys needed). Rejects with `NOT_FOUND`
+   * when no peer served it within `timeout` ms (default 30,000).
+   */
+  resolve(did: string, options?: { signal?: AbortSignal; timeout?: number }): Promise<DidDocument>;
+  /** Creates a group founded by `person`. */
+  createGroup(options: PassphraseOptions & { person: Identity; name?: string; relays?: string[] }): Promise<Group>;
+  /** Opens a group whose chain the store holds. */
+  openGroup(did: string, options: PassphraseOptions): Promise<Group>;
+  /** Joins a group with an invitation code as `person`; resolves once an admin approved. */
+  joinGroup(code: string, options: PassphraseOptions & { person: Identity; signal?: AbortSignal }): Promise<Group>;
+
+  /**
+   * Stops the node: closes its connections and stops syncing. Later calls that need it
+   * (writes through the chains it syncs included) reject with `NETWORK_STOPPED`; the store
+   * stays usable. Calling it again returns the same promise.
+   */
+  stop(): Promise<void>;
+  /** `await using endra = await Endra.start(…)` stops it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
 }

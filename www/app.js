@@ -1,13 +1,13 @@
 // The demo page: uses the npm package exactly as an application would.
-import { Chain, Node, Store } from '../pkg/index.js';
+import { Endra } from '../pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const LAST_CHAIN = 'endra-demo:chain';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-let store;
-let node = null;
+/** The Endra context: the IndexedDB store and, when relays are configured, the node. */
+let endra;
 let chain;
 let subscription;
 
@@ -20,18 +20,22 @@ function setBusy(busy) {
 }
 
 async function showPeers() {
-  $('online').textContent = node?.online ? 'online' : 'offline';
+  $('online').textContent = endra?.node?.online ? 'online' : 'offline';
   $('peers').textContent = chain ? String((await chain.peers()).length) : '0';
 }
 
-/** Connects to the relays `npm start` runs (listed in config.json), if any. */
-async function connect() {
+/**
+ * Opens the store and, if `npm start` runs relays (listed in config.json), a node that uses
+ * them; without relays the chains stay on this device.
+ */
+async function start() {
   const config = await fetch('config.json').then((r) => (r.ok ? r.json() : { relays: [] })).catch(() => ({ relays: [] }));
-  if (!config.relays?.length) return;
-  $('relay').textContent = config.relays[0];
-  node = await Node.start({ store, relays: config.relays });
-  node.addEventListener('connection', showPeers);
-  node.addEventListener('peer', showPeers);
+  const relays = config.relays ?? [];
+  endra = await Endra.start({ store: 'endra-demo', relays, network: relays.length > 0 });
+  if (!endra.node) return;
+  $('relay').textContent = relays[0];
+  endra.node.addEventListener('connection', showPeers);
+  endra.node.addEventListener('peer', showPeers);
 }
 
 async function run(action) {
@@ -110,11 +114,11 @@ async function use(opened) {
 }
 
 $('create').addEventListener('click', () => run(async () => {
-  await use(await Chain.create({ store, node, topics: ['demo'] }));
+  await use(await endra.createChain({ topics: ['demo'] }));
 }));
 
 $('open').addEventListener('click', () => run(async () => {
-  await use(await Chain.open($('open-id').value.trim(), { store, node }));
+  await use(await endra.openChain($('open-id').value.trim()));
 }));
 
 $('invite').addEventListener('click', () => run(async () => {
@@ -124,9 +128,9 @@ $('invite').addEventListener('click', () => run(async () => {
 }));
 
 $('join').addEventListener('click', () => run(async () => {
-  if (!node) throw Object.assign(new Error('no relay to join through'), { code: 'NOT_CONNECTED' });
+  if (!endra.node) throw Object.assign(new Error('no relay to join through'), { code: 'NOT_CONNECTED' });
   $('status').textContent = 'joining…';
-  await use(await Chain.join($('invitation').value, { store, node, signal: AbortSignal.timeout(30_000) }));
+  await use(await endra.joinChain($('invitation').value, { signal: AbortSignal.timeout(30_000) }));
 }));
 
 function topics() {
@@ -151,9 +155,8 @@ $('add100').addEventListener('click', () => run(async () => {
 }));
 
 await run(async () => {
-  store = await Store.indexedDb('endra-demo');
-  await connect();
+  await start();
   const last = localStorage.getItem(LAST_CHAIN);
-  if (last) await use(await Chain.open(last, { store, node }));
+  if (last) await use(await endra.openChain(last));
 });
 document.body.dataset.ready = 'true';

@@ -1,0 +1,129 @@
+// @ts-check
+// Bound chains: chains an identity's current devices alone write and read.
+import { WasmChain } from './wasm/endra.js';
+import { bytes, call, INTERNAL, internalOnly, options, readable } from './errors.js';
+import { makeChain, touch } from './chain.js';
+import { unwatch, watch } from './node.js';
+import { rawStore } from './store.js';
+
+/** @typedef {import('./store.js').Store} Store */
+/** @typedef {import('./node.js').Node} Node */
+/** @typedef {import('./chain.js').Chain} Chain */
+/**
+ * A decrypted message.
+ * @typedef {{ id: string, author: string, device?: string, time: number, body?: Uint8Array, error?: import('./errors.js').EndraError }} Message
+ */
+/** @typedef {Message & { seq: number }} SubscribedMessage */
+/**
+ * The wasm-bindgen handle of a bound chain.
+ * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]> }} RawBoundChain
+ */
+
+// Package-internal, assigned in the class's static block. Not re-exported by index.js.
+/** @type {(raw: RawBoundChain, store: Store, node: Node) => Promise<BoundChain>} */
+export let makeBoundChain;
+
+/**
+ * A chain bound to an identity (`identity.createChain()`, `identity.openChain(id)`): written
+ * and read by the identity's current devices only. Event: `change` (new messages, from this
+ * page or from peers); or iterate `subscribe()`.
+ */
+export class BoundChain extends EventTarget {
+  /** @type {RawBoundChain} */
+  #raw;
+  /** @type {Node} */
+  #node;
+  /** The same chain as plain blocks: arrival order (`seq`) and wake-ups for `subscribe`. @type {Chain} */
+  #blocks;
+  #wake = () => this.dispatchEvent(new CustomEvent('change'));
+
+  /**
+   * @param {symbol} token
+   * @param {RawBoundChain} raw
+   * @param {Node} node
+   * @param {Chain} blocks
+   */
+  constructor(token, raw, node, blocks) {
+    internalOnly(token, 'bound chains come from an identity: identity.createChain(), identity.openChain(id)');
+    super();
+    this.#raw = raw;
+    this.#node = node;
+    this.#blocks = blocks;
+    watch(node, raw.chain, this.#wake);
+  }
+
+  /** The chain ID. */
+  get id() {
+    return this.#raw.chain;
+  }
+
+  /**
+   * Writes a message (a `Uint8Array`) sealed under the identity's current epoch;
+   * resolves to its block ID. Rejects with `NOT_A_MEMBER` once this device was removed.
+   * @param {Uint8Array} body
+   * @param {{ topics?: string[] }} [options]
+   * @returns {Promise<string>}
+   */
+  async write(body, { topics = [] } = {}) {
+    const id = await call(() => this.#raw.write(bytes(body, 'body'), topics));
+    // Written through the identity's account, not through `#blocks`: wake its readers.
+    touch(this.#blocks);
+    this.#wake();
+    return id;
+  }
+
+  /**
+   * Messages in order: `[{ id, author, device, time, body }]`; `error` (an `EndraError`)
+   * instead of `body` if this device cannot read one.
+   * @returns {Promise<Message[]>}
+   */
+  messages() {
+    return call(async () => readable(await this.#raw.messages()));
+  }
+
+  /**
+   * Every message whose block arrived in this store after `since` (a `seq`, as for
+   * `Chain.subscribe`; all messages by default), each exactly once, in arrival order —
+   * parents before children, so a reply never comes before what it answers — then new ones
+   * as they arrive, from this page, other tabs or peers. Each carries its block's `seq`:
+   * pass the last one seen to resume after a reload. Blocks that are not shown as messages
+   * (the chain's genesis, a removed device's blocks written "into the past") are skipped.
+   * A message is yielded as it reads when it arrives: one this device had no key for yet
+   * comes with `error` (`messages()` shows it again once readable).
+   * @param {{ since?: number, signal?: AbortSignal }} [opts]
+   * @returns {AsyncGenerator<SubscribedMessage, void, undefined>}
+   */
+  async *subscribe(opts) {
+    const { since = -1, signal } = options(opts, 'subscribe(options)');
+    /** @type {Map<string, Message>} */
+    let shown = new Map();
+    for await (const block of this.#blocks.subscribe({ since, signal })) {
+      // The messages are read (and decrypted) again only when a block is not among them yet.
+      if (!shown.has(block.id)) shown = new Map((await this.messages()).map((m) => [m.id, m]));
+      const message = shown.get(block.id);
+      if (message) yield { ...message, seq: block.seq };
+    }
+  }
+
+  /**
+   * Peer IDs syncing this chain with this device.
+   * @returns {Promise<string[]>}
+   */
+  peers() {
+    return this.#node.peers(this.id);
+  }
+
+  /** Stops events and subscriptions of this handle. */
+  close() {
+    unwatch(this.#node, this.id, this.#wake);
+    this.#blocks.close();
+  }
+
+  static {
+    makeBoundChain = async (raw, store, node) => {
+      // The node syncs the chain already (the identity opened it there): only watched here.
+      const blocks = await makeChain(await call(() => WasmChain.open(rawStore(store), raw.chain)), store, node, { open: false });
+      return new BoundChain(INTERNAL, raw, node, blocks);
+    };
+  }
+}
