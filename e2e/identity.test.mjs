@@ -53,8 +53,10 @@ const notesReach = (page, count) => page.evaluate(async (n) => {
 const devicesReach = (page, devices) => page.evaluate(async (n) => {
   await window.me.until((s) => s.current !== undefined, { signal: AbortSignal.timeout(30_000) });
   for (;;) {
+    // Listen first, read second: a change while reading is not missed.
+    const change = new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
     if ((await window.me.devices()).length === n) break;
-    await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+    await change;
   }
   return window.me.document();
 }, devices);
@@ -131,9 +133,10 @@ test('two browsers pair as devices of one person; a removed device can no longer
   const textsA = await a.evaluate(async () => {
     await window.me.until(() => true);
     for (;;) {
+      const change = new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
       const texts = (await window.me.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
       if (texts.length === 2) return texts;
-      await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+      await change;
     }
   });
   assert.deepEqual(textsA, ['written before the phone joined', 'from the phone']);
@@ -163,9 +166,10 @@ test('two browsers pair as devices of one person; a removed device can no longer
   const afterRemoval = await b.evaluate(async () => {
     await window.me.until((s) => s.removed, { signal: AbortSignal.timeout(30_000) });
     for (;;) {
+      const change = new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
       const messages = await window.me.messages();
       if (messages.length >= 3) break;
-      await new Promise((resolve) => window.me.addEventListener('change', resolve, { once: true }));
+      await change;
     }
     const messages = await window.me.messages();
     const refusal = async (write) => {

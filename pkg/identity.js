@@ -45,6 +45,8 @@ class Controlled extends EventTarget {
   /** @type {{ version: string, requests: Set<string>, removed: boolean }} */
   #seen = { version: '', requests: new Set(), removed: false };
   #wake = () => this.#update();
+  /** New messages on the default chain: a change even though the identity chain is the same. */
+  #wakeMessages = () => this.#update({ messages: true });
   /** @type {Promise<void>} */
   #updating = Promise.resolve();
 
@@ -62,7 +64,7 @@ class Controlled extends EventTarget {
     this.#node = node;
     // Membership changes arrive on the identity chain, messages on its default chain.
     watch(node, raw.chain, this.#wake);
-    if (raw.defaultChain) watch(node, raw.defaultChain, this.#wake);
+    if (raw.defaultChain) watch(node, raw.defaultChain, this.#wakeMessages);
   }
 
   /** Emits the first events. */
@@ -87,7 +89,8 @@ class Controlled extends EventTarget {
     }
   }
 
-  #update() {
+  /** @param {{ messages?: boolean }} [why] */
+  #update({ messages = false } = {}) {
     this.#updating = this.#updating.then(async () => {
       await call(() => this.#raw.refresh());
       const s = await this.summary();
@@ -99,7 +102,7 @@ class Controlled extends EventTarget {
       }
       // Membership, keys or messages: any new block.
       const version = `${s.changes}/${s.blocks}`;
-      if (version !== this.#seen.version) {
+      if (messages || version !== this.#seen.version) {
         this.#seen.version = version;
         this.dispatchEvent(new CustomEvent('change', { detail: s }));
       }
@@ -228,7 +231,7 @@ class Controlled extends EventTarget {
   /** Stops events of this handle. */
   close() {
     unwatch(this.#node, this.#raw.chain, this.#wake);
-    if (this.#raw.defaultChain) unwatch(this.#node, this.#raw.defaultChain, this.#wake);
+    if (this.#raw.defaultChain) unwatch(this.#node, this.#raw.defaultChain, this.#wakeMessages);
   }
 
   static {

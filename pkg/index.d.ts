@@ -361,7 +361,7 @@ declare abstract class Controlled extends EventTarget {
    * creation: the identity chain itself carries membership ops only); resolves to the block ID.
    */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
-  /** The default chain's messages, in chain order (none yet on a device that just joined). */
+  /** The default chain's messages, in chain order (a joining device has fetched them before its join resolves). */
   messages(): Promise<IdentityMessage[]>;
   /**
    * Founds a chain bound to this identity (a group's chat, a person's notes): only the
