@@ -267,15 +267,7 @@ fn a_removed_device_cannot_write_into_the_past() {
 
 /// A person identity with two devices, and a group member entry for it.
 async fn two_device_person(name: &str) -> (Id, Id) {
-    let mut first = Identity::create(
-        MemoryStore::new(),
-        DeviceKeys::generate(&mut OsRng),
-        person(name),
-        T0,
-        &mut OsRng,
-    )
-    .await
-    .unwrap();
+    let mut first = new_person(name).await;
     let second = add_device(&mut first, T0).await;
     (first, second)
 }
