@@ -2,20 +2,36 @@
 //!
 //! Every peer that holds an identity chain folds its blocks in chain order (height, then ID,
 //! the order every replica computes alike) and so reaches the same state. A block takes
-//! effect only if its author key belongs to a current device at that point of the order and
-//! the op is permitted to that device's member.
+//! effect only if its author key belongs to a current device and the op is permitted to that
+//! device's member.
 //!
-//! **Strong removal.** A removed device could try to write "in the past": a block whose
-//! parents predate its removal sorts before the removal and would pass the check above. So
-//! the fold runs twice: the first pass finds every key revocation (removals, device-list
-//! changes, rotations); the second drops any block by a revoked key that is not an ancestor
-//! of the revoking block — i.e. written concurrently with or after it. Concurrent ops of a
-//! removed member are lost, as in p2panda's strong-remove resolver; what every peer
-//! computes is still identical, because it depends on the DAG alone. (The second pass uses
-//! the first pass's revocations: a revocation that the second pass finds unauthorised still
-//! drops the ops concurrent with it. That errs on the side of locking out.)
+//! **Revocations are decided from the DAG, not from the order.** A device can choose its
+//! parents: a block on old parents sorts early, so "whoever sorts first wins" would let a
+//! removed device remove its remover, or a leaked old key rotate its device to a key of the
+//! thief's, just by writing into the past. So revocations (removals, leaving, a device list
+//! without some devices, rotations) are settled apart, in three steps:
+//!
+//! 1. *Discovery*: a fold in which nothing is ever revoked finds every revocation some
+//!    device was entitled to write (an admin's removal, a device's own rotation) and what it
+//!    targets: every key the removed devices ever had, or the rotated key.
+//! 2. *Settlement*: a revocation `r` **kills** a block `o` when `o` is not in `r`'s past and
+//!    `o` is by a key `r` targets, or by a key enrolled (approved, added, rotated to) by a
+//!    block `r` kills. A revocation stands unless a standing revocation kills it and it does
+//!    not kill that one back (grounded semantics over the kill relation; revocations caught
+//!    in a longer cycle of kills all stand). So a removal made without seeing its target's
+//!    revocation of its author — concurrent, or backdated, which no replica can tell apart —
+//!    takes both down: the most a removed key can do is take its remover with it. Two
+//!    rotations of one key that kill each other are an *equivocation*: the device is
+//!    removed, and neither successor key is ever current.
+//! 3. The *final fold* drops every block a standing revocation kills
+//!    ([`Rejection::RevokedConcurrently`]) and applies the standing revocations, whatever
+//!    order they sort in.
+//!
+//! Everything depends on the DAG alone, so every replica computes the same state whatever
+//! order its blocks arrived in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::walytis::{Block, BlockId, RuleRefusal};
 
@@ -218,28 +234,86 @@ pub struct IdentityState {
     epoch_index: HashMap<EpochId, usize>,
     rejected: BTreeMap<BlockId, Rejection>,
     changes: Vec<ChangeRecord>,
-    /// (revoked key, revoking block) in chain order: the input of the strong-removal pass.
-    revocations: Vec<([u8; 32], BlockId)>,
     blocks: usize,
+    mode: Mode,
 }
 
-/// Revocations with the ancestors of each revoking block, for the second pass.
-struct StrongRule {
-    /// Revoked key → the blocks that revoked it.
-    by_key: HashMap<[u8; 32], Vec<BlockId>>,
-    /// Revoking block → its ancestors (one set per block, however many keys it revoked).
-    ancestors: HashMap<BlockId, HashSet<BlockId>>,
+/// How the fold treats revocations (see the module docs).
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Apply every op as it comes: a local append, or a fold with no revocation in it.
+    Append,
+    /// Record revocations without applying them.
+    Discover(Box<Found>),
+    /// Drop what the settled revocations kill; apply the standing ones whatever their order.
+    Settle(Arc<Settlement>),
+}
+
+/// What discovery records.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    /// Revocations in chain order.
+    revocations: Vec<Candidate>,
+    /// Block → the signing keys it enrolled (approved, added or rotated to).
+    enrolled: HashMap<BlockId, Vec<[u8; 32]>>,
+    /// Join requests: the joiner's blocks, which no revocation kills.
+    requests: HashSet<BlockId>,
+    /// Every signing key a device ever had → that device.
+    device_of: HashMap<[u8; 32], String>,
+}
+
+/// A revocation some device was entitled to write.
+#[derive(Debug, Clone)]
+struct Candidate {
+    block: BlockId,
+    signer: Signer,
+    target: Target,
+}
+
+/// What a revocation takes away.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Every key these devices ever had (a removal names devices, not keys, so a device that
+    /// rotates concurrently with its removal is still removed).
+    Devices(Vec<String>),
+    /// One key (a rotation).
+    Key([u8; 32]),
+}
+
+/// The author of an op as the fold sees it.
+#[derive(Debug, Clone)]
+struct Signer {
+    member: String,
+    device: String,
+    role: Role,
+}
+
+/// The settled revocations.
+#[derive(Debug, Default)]
+struct Settlement {
+    /// Revocations that stand, with their authors as discovery saw them.
+    standing: HashMap<BlockId, Signer>,
+    /// Blocks dropped → a standing revocation that kills them.
+    dead: HashMap<BlockId, BlockId>,
+    /// Keys that two standing rotations replaced.
+    equivocated: HashSet<[u8; 32]>,
 }
 
 impl IdentityState {
     /// Derives the state from all blocks of an identity chain in chain order, genesis first.
     pub fn resolve(blocks: &[Block]) -> Result<Self, IdentityError> {
-        let first = fold(blocks, None)?;
-        if first.revocations.is_empty() {
-            return Ok(first);
+        let mut discovered = fold(blocks, Mode::Discover(Box::default()))?;
+        let Mode::Discover(found) = std::mem::replace(&mut discovered.mode, Mode::Append) else {
+            return Ok(discovered);
+        };
+        if found.revocations.is_empty() {
+            // Without revocations discovery is the fold itself.
+            return Ok(discovered);
         }
-        let rule = StrongRule::new(blocks, &first.revocations);
-        fold(blocks, Some(&rule))
+        let settlement = settle(blocks, &found);
+        let mut state = fold(blocks, Mode::Settle(Arc::new(settlement)))?;
+        state.mode = Mode::Append;
+        Ok(state)
     }
 
     /// Folds in blocks this device just appended. They sort after every block already folded
@@ -247,7 +321,7 @@ impl IdentityState {
     /// earlier block can become concurrent with them: no need to fold the chain again.
     pub fn extend_appended<'a>(&mut self, blocks: impl IntoIterator<Item = &'a Block>) {
         for block in blocks {
-            self.apply(block, None);
+            self.apply(block);
         }
     }
 
@@ -451,18 +525,28 @@ impl IdentityState {
             self.admits_request(*author, time, invitation, member)?;
             return self.request(placeholder, *author, invitation.clone(), member.clone());
         }
-        let (member, device) = self.current_signer(author)?.clone();
-        self.apply_op(placeholder, *author, time, &member, &device, op.clone())
+        let signer = self.current_signer(author)?;
+        self.apply_op(placeholder, *author, time, &signer, op.clone())
             .map(|_| ())
     }
 
-    /// The (member DID, device DID) of a current signing key; why not, for a revoked or an
+    /// The member, device and role of a current signing key; why not, for a revoked or an
     /// unknown key. The one authorship check of the fold, the admission rule and local writes.
-    fn current_signer(&self, key: &[u8; 32]) -> Result<&(String, String), Rejection> {
+    fn current_signer(&self, key: &[u8; 32]) -> Result<Signer, Rejection> {
         if let Some(by) = self.revoked.get(key) {
             return Err(Rejection::Revoked { by: *by });
         }
-        self.signers.get(key).ok_or(Rejection::Unauthorised)
+        let (member, device) = self.signers.get(key).ok_or(Rejection::Unauthorised)?;
+        let role = self
+            .members
+            .get(member)
+            .map(|m| m.role)
+            .ok_or(Rejection::Unauthorised)?;
+        Ok(Signer {
+            member: member.clone(),
+            device: device.clone(),
+            role,
+        })
     }
 
     /// Whether `block` may be stored on top of the blocks this state was folded from, its
@@ -579,8 +663,8 @@ impl IdentityState {
             epoch_index: HashMap::new(),
             rejected: BTreeMap::new(),
             changes: Vec::new(),
-            revocations: Vec::new(),
             blocks: 1,
+            mode: Mode::Append,
         };
         state
             .check_new_devices(&founder.devices)
@@ -595,7 +679,7 @@ impl IdentityState {
         Ok(state)
     }
 
-    fn apply(&mut self, block: &Block, strong: Option<&StrongRule>) {
+    fn apply(&mut self, block: &Block) {
         self.blocks += 1;
         let id = block.id();
         let key = *block.author().key_bytes();
@@ -608,25 +692,39 @@ impl IdentityState {
         };
         // A request comes from outside: its author proves only its own keys.
         if let Op::Request { invitation, member } = op {
+            if let Mode::Discover(found) = &mut self.mode {
+                found.requests.insert(id);
+            }
             let verdict = self.request(id, key, invitation, member);
             if let Err(rejection) = verdict {
                 self.rejected.insert(id, rejection);
             }
             return;
         }
-        let (member, device) = match self.current_signer(&key) {
-            Ok(signer) => signer.clone(),
+        let signer = match &self.mode {
+            Mode::Settle(settled) => {
+                if let Some(by) = settled.dead.get(&id) {
+                    self.rejected
+                        .insert(id, Rejection::RevokedConcurrently { by: *by });
+                    return;
+                }
+                // A standing revocation takes effect even if a revocation it stands against
+                // sorted first and took its author's key.
+                match settled.standing.get(&id) {
+                    Some(signer) => Ok(signer.clone()),
+                    None => self.current_signer(&key),
+                }
+            }
+            Mode::Append | Mode::Discover(_) => self.current_signer(&key),
+        };
+        let signer = match signer {
+            Ok(signer) => signer,
             Err(rejection) => {
                 self.rejected.insert(id, rejection);
                 return;
             }
         };
-        if let Some(by) = strong.and_then(|rule| rule.revoked_concurrently(&key, &id)) {
-            self.rejected
-                .insert(id, Rejection::RevokedConcurrently { by });
-            return;
-        }
-        match self.apply_op(id, key, block.time(), &member, &device, op) {
+        match self.apply_op(id, key, block.time(), &signer, op) {
             Ok(changes) => self.changes.extend(
                 changes
                     .into_iter()
@@ -668,15 +766,20 @@ impl IdentityState {
         id: BlockId,
         key: [u8; 32],
         time: u64,
-        author_member: &str,
-        author_device: &str,
+        signer: &Signer,
         op: Op,
     ) -> Result<Vec<Change>, Rejection> {
-        let author_role = self
-            .members
-            .get(author_member)
-            .map(|m| m.role)
-            .ok_or(Rejection::Unauthorised)?;
+        let (author_member, author_device, author_role) =
+            (signer.member.as_str(), signer.device.as_str(), signer.role);
+        // In the final fold only settled revocations revoke (see the module docs).
+        let settled = match &self.mode {
+            Mode::Settle(settled) => Some(Arc::clone(settled)),
+            Mode::Append | Mode::Discover(_) => None,
+        };
+        let standing = settled
+            .as_ref()
+            .is_some_and(|s| s.standing.contains_key(&id));
+        let unsettled = settled.is_some() && !standing;
         match op {
             Op::Genesis { .. } => Err(Rejection::Malformed("a second genesis op".into())),
             Op::Request { .. } => Err(Rejection::Malformed("request handled apart".into())),
@@ -733,14 +836,29 @@ impl IdentityState {
                 if !left && author_role != Role::Admin {
                     return Err(Rejection::NotPermitted("only admins remove others"));
                 }
-                if !self.members.contains_key(&member) {
+                let Some(target) = self.members.get(&member) else {
                     return Err(Rejection::NotPermitted("not a member"));
+                };
+                if let Mode::Discover(found) = &mut self.mode {
+                    found.revocations.push(Candidate {
+                        block: id,
+                        signer: signer.clone(),
+                        target: Target::Devices(
+                            target.devices.iter().map(|d| d.did.clone()).collect(),
+                        ),
+                    });
+                    return Ok(vec![Change::Removed { member, left }]);
+                }
+                if unsettled {
+                    return Err(Rejection::NotPermitted("an unsettled revocation"));
                 }
                 let admin_left = self
                     .members
                     .values()
                     .any(|m| m.did != member && m.role == Role::Admin);
-                if !admin_left {
+                // A local writer may not orphan the identity; a settled removal (the last
+                // two admins removing each other) takes effect all the same.
+                if !admin_left && !standing {
                     return Err(Rejection::NotPermitted("the last admin cannot go"));
                 }
                 if let Some(removed) = self.members.remove(&member) {
@@ -779,14 +897,34 @@ impl IdentityState {
                     }
                 }
                 self.check_new_devices(&fresh)?;
-                for gone in old
+                let gone: Vec<DeviceEntry> = old
                     .iter()
                     .filter(|o| !devices.iter().any(|d| d.did == o.did))
-                {
-                    self.revoke_device(gone, id);
-                }
+                    .cloned()
+                    .collect();
                 for device in &fresh {
-                    self.enrol(&member, device);
+                    self.enrol(&member, device, id);
+                }
+                if let Mode::Discover(found) = &mut self.mode {
+                    if !gone.is_empty() {
+                        found.revocations.push(Candidate {
+                            block: id,
+                            signer: signer.clone(),
+                            target: Target::Devices(gone.iter().map(|d| d.did.clone()).collect()),
+                        });
+                    }
+                    // Discovery revokes nothing: the gone devices stay listed, so that a
+                    // later removal of the member still names them.
+                    if let Some(m) = self.members.get_mut(&member) {
+                        m.devices.extend(fresh);
+                    }
+                    return Ok(vec![Change::DevicesChanged { member }]);
+                }
+                if unsettled && !gone.is_empty() {
+                    return Err(Rejection::NotPermitted("an unsettled revocation"));
+                }
+                for device in &gone {
+                    self.revoke_device(device, id);
                 }
                 if let Some(m) = self.members.get_mut(&member) {
                     m.devices = devices;
@@ -821,11 +959,33 @@ impl IdentityState {
                         "the rotation proof does not verify",
                     ));
                 }
-                self.signers.remove(&key);
-                self.revoked.insert(key, id);
-                self.rotated_out.insert(key, device.clone());
-                self.revocations.push((key, id));
-                self.enrol(author_member, &replacement);
+                if let Mode::Discover(found) = &mut self.mode {
+                    found.revocations.push(Candidate {
+                        block: id,
+                        signer: signer.clone(),
+                        target: Target::Key(key),
+                    });
+                } else {
+                    if unsettled {
+                        return Err(Rejection::NotPermitted("an unsettled revocation"));
+                    }
+                    self.signers.remove(&key);
+                    self.revoked.insert(key, id);
+                    self.rotated_out.insert(key, device.clone());
+                    let equivocated = settled
+                        .as_ref()
+                        .is_some_and(|s| s.equivocated.contains(&key));
+                    if equivocated || !self.owners.contains_key(&device) {
+                        // Two successors of one key (or a device removed meanwhile by a
+                        // revocation this one stands against): no successor is current.
+                        if let PublicKey::Ed25519(successor) = &replacement.signing {
+                            self.revoked.insert(*successor, id);
+                            self.rotated_out.insert(*successor, device.clone());
+                        }
+                        return Ok(self.drop_device(author_member, &device, id));
+                    }
+                }
+                self.enrol(author_member, &replacement, id);
                 if let Some(m) = self.members.get_mut(author_member) {
                     for d in &mut m.devices {
                         if d.did == device {
@@ -926,7 +1086,7 @@ impl IdentityState {
 
     fn add_member(&mut self, entry: MemberEntry, role: Role, since: BlockId) {
         for device in &entry.devices {
-            self.enrol(&entry.did, device);
+            self.enrol(&entry.did, device, since);
         }
         self.members.insert(
             entry.did.clone(),
@@ -939,10 +1099,15 @@ impl IdentityState {
         );
     }
 
-    fn enrol(&mut self, member: &str, device: &DeviceEntry) {
+    /// Makes `device`'s signing key current, by block `by`.
+    fn enrol(&mut self, member: &str, device: &DeviceEntry, by: BlockId) {
         if let PublicKey::Ed25519(key) = &device.signing {
             self.signers
                 .insert(*key, (member.to_owned(), device.did.clone()));
+            if let Mode::Discover(found) = &mut self.mode {
+                found.enrolled.entry(by).or_default().push(*key);
+                found.device_of.insert(*key, device.did.clone());
+            }
         }
         self.owners.insert(device.did.clone(), member.to_owned());
     }
@@ -951,59 +1116,216 @@ impl IdentityState {
         if let PublicKey::Ed25519(key) = &device.signing {
             self.signers.remove(key);
             self.revoked.insert(*key, by);
-            self.revocations.push((*key, by));
         }
         self.owners.remove(&device.did);
         self.removed_devices.insert(device.did.clone());
     }
+
+    /// Removes one device of `member` (an equivocating one): the member itself in a
+    /// person, where every device is a member; the device from its person's list in a group.
+    fn drop_device(&mut self, member: &str, device: &str, by: BlockId) -> Vec<Change> {
+        let Some(entry) = self
+            .members
+            .get(member)
+            .and_then(|m| m.devices.iter().find(|d| d.did == device))
+            .cloned()
+        else {
+            return Vec::new();
+        };
+        self.revoke_device(&entry, by);
+        let alone = self
+            .members
+            .get_mut(member)
+            .map(|m| {
+                m.devices.retain(|d| d.did != device);
+                m.devices.is_empty()
+            })
+            .unwrap_or(false);
+        if alone {
+            self.members.remove(member);
+            vec![Change::Removed {
+                member: member.to_owned(),
+                left: false,
+            }]
+        } else {
+            vec![Change::DevicesChanged {
+                member: member.to_owned(),
+            }]
+        }
+    }
 }
 
-fn fold(blocks: &[Block], strong: Option<&StrongRule>) -> Result<IdentityState, IdentityError> {
+fn fold(blocks: &[Block], mode: Mode) -> Result<IdentityState, IdentityError> {
     let (genesis, rest) = blocks
         .split_first()
         .ok_or_else(|| IdentityError::NotAnIdentity("no blocks".into()))?;
     let mut state = IdentityState::genesis(genesis)?;
+    state.mode = mode;
+    if let Mode::Discover(found) = &mut state.mode {
+        // The founders' keys, enrolled by the genesis before discovery began.
+        for (key, (_, device)) in &state.signers {
+            found.device_of.insert(*key, device.clone());
+        }
+    }
     for block in rest {
-        state.apply(block, strong);
+        state.apply(block);
     }
     Ok(state)
 }
 
-impl StrongRule {
-    fn new(blocks: &[Block], revocations: &[([u8; 32], BlockId)]) -> Self {
-        let parents: HashMap<BlockId, &[BlockId]> =
-            blocks.iter().map(|b| (b.id(), b.parents())).collect();
-        let mut rule = StrongRule {
-            by_key: HashMap::new(),
-            ancestors: HashMap::new(),
-        };
-        for (key, by) in revocations {
-            rule.ancestors
-                .entry(*by)
-                .or_insert_with(|| ancestors_of(&parents, by));
-            rule.by_key.entry(*key).or_default().push(*by);
+/// Settles the revocations discovery found (step 2 of the module docs).
+fn settle(blocks: &[Block], found: &Found) -> Settlement {
+    let index: HashMap<BlockId, usize> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.id(), i))
+        .collect();
+    let mut by_key: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+    for (i, block) in blocks.iter().enumerate().skip(1) {
+        if !found.requests.contains(&block.id()) {
+            by_key
+                .entry(*block.author().key_bytes())
+                .or_default()
+                .push(i);
         }
-        rule
     }
-
-    /// The revocation of `key` that `block` is not an ancestor of, if any.
-    fn revoked_concurrently(&self, key: &[u8; 32], block: &BlockId) -> Option<BlockId> {
-        self.by_key
-            .get(key)?
-            .iter()
-            .copied()
-            .find(|by| by != block && !self.ancestors.get(by).is_some_and(|a| a.contains(block)))
+    let mut keys_of: HashMap<&str, Vec<[u8; 32]>> = HashMap::new();
+    for (key, device) in &found.device_of {
+        keys_of.entry(device.as_str()).or_default().push(*key);
     }
+    let enrolled: HashMap<usize, &[[u8; 32]]> = found
+        .enrolled
+        .iter()
+        .filter_map(|(b, keys)| Some((*index.get(b)?, keys.as_slice())))
+        .collect();
+    // What each revocation kills: blocks outside its past by a key it targets, and by keys
+    // that killed blocks enrolled.
+    let kills: Vec<HashSet<usize>> = found
+        .revocations
+        .iter()
+        .map(|candidate| {
+            let Some(&at) = index.get(&candidate.block) else {
+                return HashSet::new();
+            };
+            let past = ancestors(blocks, &index, at);
+            let mut tainted: Vec<[u8; 32]> = match &candidate.target {
+                Target::Key(key) => vec![*key],
+                Target::Devices(devices) => devices
+                    .iter()
+                    .flat_map(|d| keys_of.get(d.as_str()).into_iter().flatten().copied())
+                    .collect(),
+            };
+            let mut seen: HashSet<[u8; 32]> = tainted.iter().copied().collect();
+            let mut killed = HashSet::new();
+            while let Some(key) = tainted.pop() {
+                for &i in by_key.get(&key).into_iter().flatten() {
+                    if i != at && !past.contains(&i) && killed.insert(i) {
+                        for more in enrolled.get(&i).into_iter().flat_map(|k| k.iter()) {
+                            if seen.insert(*more) {
+                                tainted.push(*more);
+                            }
+                        }
+                    }
+                }
+            }
+            killed
+        })
+        .collect();
+    let position: HashMap<usize, usize> = found
+        .revocations
+        .iter()
+        .enumerate()
+        .filter_map(|(n, c)| Some((*index.get(&c.block)?, n)))
+        .collect();
+    // r attacks s when r kills s and s does not kill r back.
+    let count = found.revocations.len();
+    let mut attackers: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (r, killed) in kills.iter().enumerate() {
+        for &i in killed {
+            if let Some(&s) = position.get(&i) {
+                let back = index
+                    .get(&found.revocations[r].block)
+                    .is_some_and(|at| kills[s].contains(at));
+                if !back {
+                    attackers[s].push(r);
+                }
+            }
+        }
+    }
+    // The grounded labelling: in when every attacker is out, out when an attacker is in;
+    // what stays undecided (a cycle of kills) stands too, which errs on locking out.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Label {
+        In,
+        Out,
+        Undecided,
+    }
+    let mut label = vec![Label::Undecided; count];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for s in 0..count {
+            if label[s] != Label::Undecided {
+                continue;
+            }
+            if attackers[s].iter().any(|&r| label[r] == Label::In) {
+                label[s] = Label::Out;
+                changed = true;
+            } else if attackers[s].iter().all(|&r| label[r] == Label::Out) {
+                label[s] = Label::In;
+                changed = true;
+            }
+        }
+    }
+    let mut settlement = Settlement::default();
+    let mut rotations: HashMap<[u8; 32], usize> = HashMap::new();
+    for (n, candidate) in found.revocations.iter().enumerate() {
+        if label[n] == Label::Out {
+            continue;
+        }
+        settlement
+            .standing
+            .insert(candidate.block, candidate.signer.clone());
+        if let Target::Key(key) = candidate.target {
+            *rotations.entry(key).or_default() += 1;
+        }
+        for &i in &kills[n] {
+            if let Some(block) = blocks.get(i) {
+                settlement.dead.entry(block.id()).or_insert(candidate.block);
+            }
+        }
+    }
+    settlement.equivocated = rotations
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(key, _)| key)
+        .collect();
+    let standing = &settlement.standing;
+    settlement
+        .dead
+        .retain(|block, _| !standing.contains_key(block));
+    settlement
 }
 
-fn ancestors_of(parents: &HashMap<BlockId, &[BlockId]>, block: &BlockId) -> HashSet<BlockId> {
+/// The positions of every ancestor of `blocks[at]` (parents sort before their children).
+fn ancestors(blocks: &[Block], index: &HashMap<BlockId, usize>, at: usize) -> HashSet<usize> {
     let mut seen = HashSet::new();
-    let mut stack: Vec<BlockId> = parents.get(block).map(|p| p.to_vec()).unwrap_or_default();
-    while let Some(id) = stack.pop() {
-        if seen.insert(id) {
-            if let Some(more) = parents.get(&id) {
-                stack.extend_from_slice(more);
-            }
+    let mut stack: Vec<usize> = Vec::new();
+    let parents_of = |i: usize| -> Vec<usize> {
+        blocks
+            .get(i)
+            .map(|b| {
+                b.parents()
+                    .iter()
+                    .filter_map(|p| index.get(p).copied())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    stack.extend(parents_of(at));
+    while let Some(i) = stack.pop() {
+        if seen.insert(i) {
+            stack.extend(parents_of(i));
         }
     }
     seen
