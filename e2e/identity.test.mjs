@@ -236,15 +236,26 @@ test('two browsers pair as devices of one person; a removed device can no longer
 
 test('a browser with only the DID resolves its document through the relay', async () => {
   const [a, c] = await setup(2);
-  const { did, document, reopened } = await a.evaluate(async () => {
+  const { did, document, reopened, wrong, written } = await a.evaluate(async () => {
     // The passphrase with "é" as one code point …
     window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'caf\u00e9 horse' });
-    await window.me.rotateKeys();
-    // … opens the keys typed as "e" + combining accent (another keyboard, same passphrase).
+    let wrong = null;
+    try {
+      await window.me.rotateKeys({ passphrase: 'not it' });
+    } catch (error) {
+      wrong = error.code;
+    }
+    await window.me.rotateKeys({ passphrase: 'caf\u00e9 horse' });
+    // … opens the keys typed as "e" + combining accent (another keyboard, same passphrase),
+    // from the store: the rotated keys were kept there, so the reopened device writes.
     const again = await window.endra.openIdentity(window.me.did, { passphrase: 'cafe\u0301 horse' });
-    return { did: window.me.did, document: await window.me.document(), reopened: again.did };
+    await again.write(new TextEncoder().encode('after the rotation'));
+    const written = (await again.messages()).map((m) => new TextDecoder().decode(m.body));
+    return { did: window.me.did, document: await window.me.document(), reopened: again.did, wrong, written };
   });
   assert.equal(reopened, did, 'the passphrase is compared in Unicode NFC');
+  assert.equal(wrong, 'WRONG_PASSPHRASE', 'a wrong passphrase rotates nothing');
+  assert.ok(written.includes('after the rotation'), `the reopened device writes with its rotated keys: ${written}`);
   const resolved = await c.evaluate(async (wanted) => {
     const endra = window.endra;
     const document = await endra.resolve(wanted, { timeout: 30_000 });

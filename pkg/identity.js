@@ -272,9 +272,16 @@ export class Identity extends Controlled {
     await call(() => rawOf(this).remove(String(did)));
   }
 
-  /** Replaces this device's keys; history stays readable (what the policy keeps of it). */
-  async rotateKeys() {
-    await call(() => rawOf(this).rotate());
+  /**
+   * Replaces this device's keys; history stays readable (what the policy keeps of it). The
+   * new keys are sealed in the store under `passphrase` (the one the keys were kept with)
+   * before the rotation is written, so a reload, even one in the middle, opens with them.
+   * @param {{ passphrase: string }} opts
+   */
+  async rotateKeys(opts) {
+    const { passphrase } = options(opts, 'rotateKeys(options)');
+    const kept = secret(passphrase);
+    await call(() => rawOf(this).rotate(kept));
   }
 }
 

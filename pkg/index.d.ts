@@ -399,8 +399,12 @@ export class Identity extends Controlled {
    * acknowledged first, so that the removed device's messages this device holds stay shown.
    */
   removeDevice(did: string): Promise<void>;
-  /** Replaces this device's keys; history stays readable (what the policy keeps of it). */
-  rotateKeys(): Promise<void>;
+  /**
+   * Replaces this device's keys; history stays readable (what the policy keeps of it). The
+   * new keys are sealed in the store under `passphrase` before the rotation is written, so
+   * a reload opens with them. A wrong passphrase fails with `WRONG_PASSPHRASE`.
+   */
+  rotateKeys(options: { passphrase: string }): Promise<void>;
 }
 
 /** A message of a {@link BoundChain} subscription: with its block's arrival number. */

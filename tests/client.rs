@@ -7,7 +7,8 @@
 use endra::client::{Account, ClientError, Keyring, Publication};
 use endra::envelope::{ContentKind, Envelope};
 use endra::identity::{
-    Founding, IdentityError, Invitation, KdfFloor, KdfParams, KeystoreError, Kind, Policy, Role,
+    DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams, KeystoreError,
+    Kind, Policy, Role,
 };
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, ChainError};
@@ -402,5 +403,123 @@ fn content_of_a_kind_this_build_does_not_know_is_kept_and_not_misread() {
             .map(|m| m.content.unwrap())
             .collect();
         assert_eq!(shown, vec![Envelope::message(*b"plain"), newer]);
+    });
+}
+
+#[test]
+fn rotated_keys_are_kept_in_the_store_and_a_reopen_writes_with_them() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let keys = TEST_KEYRING
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        let mut account = Account::create(store.clone(), keys, person("Ada"), T0, &mut OsRng)
+            .await
+            .unwrap();
+        let chain = account.chain();
+        // A wrong passphrase rotates nothing.
+        let before = account.identity().chain().len();
+        assert!(matches!(
+            account
+                .rotate_kept(&TEST_KEYRING, "wrong horse", T0 + 1, &mut OsRng)
+                .await,
+            Err(ClientError::Identity(IdentityError::Keystore(
+                KeystoreError::WrongPassphrase
+            )))
+        ));
+        assert_eq!(account.identity().chain().len(), before);
+        account
+            .rotate_kept(&TEST_KEYRING, "correct horse", T0 + 1, &mut OsRng)
+            .await
+            .unwrap();
+        let rotated = account.identity().device().signing().public();
+        drop(account);
+        // Reopened from the store (a reload): the rotated keys, current, and it writes.
+        let mut again = Account::open_sealed(
+            store.clone(),
+            chain,
+            &TEST_KEYRING,
+            "correct horse",
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.identity().device().signing().public(), rotated);
+        assert!(again.identity().is_current_device());
+        again
+            .write(&Envelope::message(*b"after"), vec![], T0 + 2, &mut OsRng)
+            .await
+            .unwrap();
+        // The device's shared keys are untouched: its other identities still open with them.
+        let shared = TEST_KEYRING
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        assert_ne!(shared.signing().public(), rotated);
+
+        // A rotation the page died in the middle of: next keys saved, rotation written, the
+        // keys not yet replaced. The reopen finishes it.
+        let pending = again.identity().device().rotated(&mut OsRng);
+        let sealed = pending
+            .seal("correct horse", TEST_KEYRING.params, &mut OsRng)
+            .unwrap();
+        store
+            .put_setting(&Keyring::next_setting(&chain), &sealed)
+            .await
+            .unwrap();
+        drop(again);
+        let reopened = Account::open_sealed(
+            store.clone(),
+            chain,
+            &TEST_KEYRING,
+            "correct horse",
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        // The chain never got that rotation: the pending keys are dropped, the current kept.
+        assert_eq!(reopened.identity().device().signing().public(), rotated);
+        assert!(reopened.identity().is_current_device());
+        assert_eq!(
+            store.setting(&Keyring::next_setting(&chain)).await.unwrap(),
+            Some(Vec::new())
+        );
+
+        // Again, and this time the page dies after the rotation is written: the reopen
+        // takes the new keys.
+        let current = reopened.identity().device().to_secret_bytes();
+        drop(reopened);
+        let pending = DeviceKeys::from_secret_bytes(&current)
+            .unwrap()
+            .rotated(&mut OsRng);
+        let next = pending.signing().public();
+        let sealed = pending
+            .seal("correct horse", TEST_KEYRING.params, &mut OsRng)
+            .unwrap();
+        store
+            .put_setting(&Keyring::next_setting(&chain), &sealed)
+            .await
+            .unwrap();
+        let mut writer = Identity::open(
+            store.clone(),
+            chain,
+            DeviceKeys::from_secret_bytes(&current).unwrap(),
+        )
+        .await
+        .unwrap();
+        writer.rotate_to(pending, T0 + 3, &mut OsRng).await.unwrap();
+        drop(writer);
+        let finished = Account::open_sealed(
+            store.clone(),
+            chain,
+            &TEST_KEYRING,
+            "correct horse",
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        assert_eq!(finished.identity().device().signing().public(), next);
+        assert!(finished.identity().is_current_device());
     });
 }

@@ -28,7 +28,7 @@ use rand_core::CryptoRngCore;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
-    MemberEntry, Policy,
+    MemberEntry, Policy, PublicKey,
 };
 use crate::store::{BlockStore, StoreError};
 use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
@@ -55,6 +55,9 @@ pub enum ClientError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The keys sealed in the store are another device's than the account's.
+    #[error("this device's keys are not the ones sealed in the store")]
+    KeysNotStored,
 }
 
 /// Blocks one chain's peers must receive, in order.
@@ -91,6 +94,18 @@ impl Keyring {
     /// Name of the store setting that holds the sealed keys.
     pub const SETTING: &'static str = "identity-device-keys";
 
+    /// Name of the store setting that holds this device's keys in one identity once they
+    /// rotated there (the device's other identities keep the keys they know).
+    pub fn rotated_setting(chain: &BlockId) -> String {
+        format!("{}/{chain}", Self::SETTING)
+    }
+
+    /// Name of the store setting that holds the next keys while a rotation in `chain` is
+    /// written (empty otherwise; see [`Account::rotate_kept`]).
+    pub fn next_setting(chain: &BlockId) -> String {
+        format!("{}/{chain}/next", Self::SETTING)
+    }
+
     /// The costs to use in applications.
     pub const RECOMMENDED: Keyring = Keyring {
         params: KdfParams::DEFAULT,
@@ -116,6 +131,24 @@ impl Keyring {
                 store.put_setting(Self::SETTING, &sealed).await?;
                 Ok(keys)
             }
+        }
+    }
+
+    /// This device's keys in the identity `chain`: the ones it rotated to there, or else
+    /// the device's keys ([`Keyring::unlock`]).
+    pub async fn unlock_for<S: BlockStore>(
+        &self,
+        store: &S,
+        chain: &BlockId,
+        passphrase: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<DeviceKeys, ClientError> {
+        if passphrase.is_empty() {
+            return Err(ClientError::PassphraseRequired);
+        }
+        match store.setting(&Self::rotated_setting(chain)).await? {
+            Some(sealed) => Ok(DeviceKeys::open(passphrase, &sealed, self.floor)?),
+            None => self.unlock(store, passphrase, rng).await,
         }
     }
 }
@@ -322,7 +355,74 @@ impl<S: BlockStore + Clone> Account<S> {
         identity_step!(self, identity => identity.leave(time))
     }
 
-    /// Rotates this device's keys.
+    /// Rotates this device's keys and keeps the new ones, sealed under `passphrase`, in the
+    /// store: they are saved as pending before the rotation is written and replace the old
+    /// ones after it, so whenever the page dies the store holds keys that
+    /// [`Account::open_sealed`] opens the identity with. A wrong passphrase fails before
+    /// anything is written.
+    pub async fn rotate_kept(
+        &mut self,
+        keyring: &Keyring,
+        passphrase: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), ClientError> {
+        let store = self.identity.chain().store().clone();
+        let chain = self.identity.chain().id();
+        let stored = keyring.unlock_for(&store, &chain, passphrase, rng).await?;
+        if stored.did() != self.identity.device().did() {
+            return Err(ClientError::KeysNotStored);
+        }
+        let next = self.identity.device().rotated(rng);
+        let sealed = next.seal(passphrase, keyring.params, rng)?;
+        let pending = Keyring::next_setting(&chain);
+        store.put_setting(&pending, &sealed).await?;
+        let rotated: Result<(), ClientError> =
+            identity_step!(self, identity => identity.rotate_to(next, time, rng));
+        rotated?;
+        store
+            .put_setting(&Keyring::rotated_setting(&chain), &sealed)
+            .await?;
+        store.put_setting(&pending, &[]).await?;
+        Ok(())
+    }
+
+    /// Opens an identity with this device's keys sealed in the store, finishing a rotation
+    /// that [`Account::rotate_kept`] began: if the chain holds it, the new keys are the
+    /// device's from now on; if not, they are dropped.
+    pub async fn open_sealed(
+        store: S,
+        chain: BlockId,
+        keyring: &Keyring,
+        passphrase: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, ClientError> {
+        let keys = keyring.unlock_for(&store, &chain, passphrase, rng).await?;
+        let account = Self::open(store.clone(), chain, keys).await?;
+        let pending = Keyring::next_setting(&chain);
+        let pending_keys = store.setting(&pending).await?;
+        let Some(sealed) = pending_keys.filter(|s| !s.is_empty()) else {
+            return Ok(account);
+        };
+        let next = DeviceKeys::open(passphrase, &sealed, keyring.floor)?;
+        let PublicKey::Ed25519(key) = next.signing().public() else {
+            return Ok(account);
+        };
+        let state = account.identity.state();
+        let written = state.signer(&key).is_some() || state.revoked_by(&key).is_some();
+        if written {
+            store
+                .put_setting(&Keyring::rotated_setting(&chain), &sealed)
+                .await?;
+        }
+        store.put_setting(&pending, &[]).await?;
+        if written {
+            return Self::open(store, chain, next).await;
+        }
+        Ok(account)
+    }
+
+    /// Rotates this device's keys in memory only (see [`Account::rotate_kept`] to keep them).
     pub async fn rotate(
         &mut self,
         time: u64,

@@ -416,6 +416,18 @@ impl<S: BlockStore> Identity<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<(), IdentityError> {
         let next = self.device.rotated(rng);
+        self.rotate_to(next, time, rng).await
+    }
+
+    /// [`Identity::rotate`] to keys the caller made (from [`DeviceKeys::rotated`]) and kept
+    /// safe first, so that a crash between writing the rotation and saving them loses
+    /// nothing (see [`crate::client::Account::rotate_kept`]).
+    pub async fn rotate_to(
+        &mut self,
+        next: DeviceKeys,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
         let rotate = Op::Rotate {
             device: self.device.did().to_owned(),
             signing: next.signing().public(),

@@ -54,6 +54,7 @@ impl From<ClientError> for JsFailure {
             ClientError::Envelope(_) => "MALFORMED_CONTENT",
             ClientError::Identity(e) => identity_code(e),
             ClientError::Store(e) => super::store_code(e),
+            ClientError::KeysNotStored => "NOT_A_MEMBER",
         };
         JsFailure(error(code, e))
     }
@@ -186,13 +187,15 @@ impl WasmIdentity {
         passphrase: String,
     ) -> Result<WasmIdentity, JsValue> {
         let chain = parse_id(&chain)?;
-        let keys = Keyring::RECOMMENDED
-            .unlock(&store.store, &passphrase, &mut OsRng)
-            .await
-            .map_err(JsFailure::from)?;
-        let account = Account::open(store.store.clone(), chain, keys)
-            .await
-            .map_err(JsFailure::from)?;
+        let account = Account::open_sealed(
+            store.store.clone(),
+            chain,
+            &Keyring::RECOMMENDED,
+            &passphrase,
+            &mut OsRng,
+        )
+        .await
+        .map_err(JsFailure::from)?;
         Ok(Self::attach(account, node).await?)
     }
 
@@ -449,12 +452,17 @@ impl WasmIdentity {
         })
     }
 
-    /// Rotates this device's keys.
-    pub fn rotate(&self) -> js_sys::Promise {
+    /// Rotates this device's keys and keeps the new ones sealed under `passphrase` in the
+    /// store (see [`Account::rotate_kept`]): a reload opens with them.
+    pub fn rotate(&self, passphrase: String) -> js_sys::Promise {
         let (inner, node) = (self.inner.clone(), self.node.clone());
         promise(async move {
             let mut account = inner.lock().await;
-            step!(account, node, account.rotate(now(), &mut OsRng));
+            step!(
+                account,
+                node,
+                account.rotate_kept(&Keyring::RECOMMENDED, &passphrase, now(), &mut OsRng)
+            );
             Ok(JsValue::UNDEFINED)
         })
     }
