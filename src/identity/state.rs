@@ -280,6 +280,14 @@ enum Target {
     Key([u8; 32]),
 }
 
+/// Who asks for an op: this device, before it writes (held to the rules that keep honest
+/// writers out of trouble, such as not removing the last admin), or a peer's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Local,
+    Peer,
+}
+
 /// The author of an op as the fold sees it.
 #[derive(Debug, Clone)]
 struct Signer {
@@ -526,8 +534,15 @@ impl IdentityState {
             return self.request(placeholder, *author, invitation.clone(), member.clone());
         }
         let signer = self.current_signer(author)?;
-        self.apply_op(placeholder, *author, time, &signer, op.clone())
-            .map(|_| ())
+        self.apply_op(
+            placeholder,
+            *author,
+            time,
+            &signer,
+            op.clone(),
+            Writer::Local,
+        )
+        .map(|_| ())
     }
 
     /// The member, device and role of a current signing key; why not, for a revoked or an
@@ -724,7 +739,7 @@ impl IdentityState {
                 return;
             }
         };
-        match self.apply_op(id, key, block.time(), &signer, op) {
+        match self.apply_op(id, key, block.time(), &signer, op, Writer::Peer) {
             Ok(changes) => self.changes.extend(
                 changes
                     .into_iter()
@@ -768,6 +783,7 @@ impl IdentityState {
         time: u64,
         signer: &Signer,
         op: Op,
+        writer: Writer,
     ) -> Result<Vec<Change>, Rejection> {
         let (author_member, author_device, author_role) =
             (signer.member.as_str(), signer.device.as_str(), signer.role);
@@ -856,9 +872,10 @@ impl IdentityState {
                     .members
                     .values()
                     .any(|m| m.did != member && m.role == Role::Admin);
-                // A local writer may not orphan the identity; a settled removal (the last
-                // two admins removing each other) takes effect all the same.
-                if !admin_left && !standing {
+                // A local writer may not orphan the identity. The fold does not ask: the last
+                // two admins removing each other both go whatever the order, and a fold on
+                // top of the state must give what a fold of the whole chain gives.
+                if !admin_left && writer == Writer::Local {
                     return Err(Rejection::NotPermitted("the last admin cannot go"));
                 }
                 if let Some(removed) = self.members.remove(&member) {
