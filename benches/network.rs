@@ -121,6 +121,8 @@ impl RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = std::process::Command::new(&binary)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            // Every bench client connects from 127.0.0.1: lift the per-IP cap.
+            .args(["--max-connections-per-ip", "100000"])
             .arg("--key-file")
             .arg(dir.path().join("relay.key"))
             .arg("--webrtc-cert")

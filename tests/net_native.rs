@@ -7,11 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::net::{
-    count_reaches, new_chain, order, run_local, start, start_relay, wait_for, Running,
+    count_reaches, listening, new_chain, order, run_local, start, start_relay, start_with_rules,
+    wait_for, Running,
 };
+use common::{FounderOnly, FOUNDER_ONLY_TOPIC};
 use endra::net::{NodeConfig, NodeEvent};
 use endra::store::{BlockStore, MemoryStore};
-use endra::walytis::Chain;
+use endra::walytis::{BlockId, Chain};
 use libp2p::Multiaddr;
 
 /// A relay config without a mailbox: circuits and rendezvous only.
@@ -276,6 +278,194 @@ fn the_mailbox_keeps_to_its_per_chain_quota() {
             order(&bob.store, chain).await,
             order(&alice.store, chain).await
         );
+    });
+}
+
+/// Subscriptions to chains that do not exist hold a place in the mailbox for a while, not
+/// for good, and one peer's hold at most a few: members' chains still get their replica.
+#[test]
+fn bogus_subscriptions_cannot_fill_the_mailbox() {
+    run_local(async {
+        let limits = endra::net::Limits {
+            mailbox_max_chains: 3,
+            mailbox_joins_per_peer: 2,
+            mailbox_join_timeout: Duration::from_millis(500),
+            ..endra::net::Limits::default()
+        };
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            limits,
+            ..fast()
+        };
+        let (mut relay, relay_address) = start_relay(100, relay_config).await;
+        let mallory = start(MemoryStore::new(), 9, fast()).await;
+        mallory
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        for n in 0..4u8 {
+            let bogus = BlockId::of(&[n; 8]);
+            mallory.handle.open(bogus, None).await.expect("join");
+        }
+        // Only two of the four take a place: Alice's chain gets the third.
+        let (alice_store, alice_chain) = new_chain(1, 1).await;
+        let alice = start(alice_store, 1, fast()).await;
+        alice.handle.open(alice_chain, None).await.expect("open");
+        alice
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        count_reaches(&mut relay, alice_chain, 1).await;
+        // The bogus joins expire: Bob's chain gets a place later.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        let (bob_store, bob_chain) = new_chain(2, 1).await;
+        let bob = start(bob_store, 2, fast()).await;
+        bob.handle.open(bob_chain, None).await.expect("open");
+        bob.handle
+            .use_relay(relay_address)
+            .await
+            .expect("use relay");
+        count_reaches(&mut relay, bob_chain, 1).await;
+        drop((mallory, alice, bob));
+    });
+}
+
+/// One address gets at most its cap of connections; a closed one frees a place, and the
+/// refused client's redial gets it.
+#[test]
+fn connections_from_one_ip_are_capped() {
+    run_local(async {
+        let limits = endra::net::Limits {
+            max_connections_per_ip: 2,
+            ..endra::net::Limits::default()
+        };
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            limits,
+            ..fast()
+        };
+        let (relay, relay_address) = start_relay(100, relay_config).await;
+        let relay_id = relay.handle.peer_id();
+        let connected = move |event: &NodeEvent| matches!(event, NodeEvent::Connection { peer, connected: true } if *peer == relay_id);
+        let mut clients = Vec::new();
+        for seed in 1..=2 {
+            let mut client = start(MemoryStore::new(), seed, fast()).await;
+            client
+                .handle
+                .use_relay(relay_address.clone())
+                .await
+                .expect("use relay");
+            wait_for(&mut client, connected).await;
+            clients.push(client);
+        }
+        let mut third = start(MemoryStore::new(), 3, fast()).await;
+        third
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        let refused = tokio::time::timeout(Duration::from_millis(1_500), async {
+            wait_for(&mut third, connected).await;
+        })
+        .await;
+        assert!(
+            refused.is_err(),
+            "a third connection from 127.0.0.1 was accepted"
+        );
+        clients.remove(0).handle.stop().await.expect("stop");
+        wait_for(&mut third, connected).await;
+        drop((relay, clients));
+    });
+}
+
+/// A relay passes a gossiped block on only once it judged it: a hostile member's refused
+/// blocks stop at the relay, which disconnects it, and the relay's honest clients never see
+/// them, so they never blame (and drop) the relay for them.
+#[test]
+fn a_relay_does_not_pass_on_blocks_it_refuses() {
+    run_local(async {
+        let strict = || endra::identity::rules().with(FounderOnly::new(true));
+        let relay_config = NodeConfig {
+            mailbox: true,
+            relay_server: true,
+            ..fast()
+        };
+        let mut relay = start_with_rules(MemoryStore::new(), 100, relay_config, strict()).await;
+        let relay_address = listening(&mut relay).await;
+        relay.handle.add_external_address(relay_address.clone());
+        let relay_id = relay.handle.peer_id();
+
+        let alice_store = MemoryStore::new();
+        let chain = Chain::create(
+            alice_store.clone(),
+            &strict(),
+            &common::key(1),
+            1,
+            vec![FOUNDER_ONLY_TOPIC.into()],
+            b"g".to_vec(),
+        )
+        .await
+        .expect("create")
+        .id();
+        let mut alice = start_with_rules(alice_store, 1, fast(), strict()).await;
+        alice.handle.open(chain, None).await.expect("open");
+        alice
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        count_reaches(&mut relay, chain, 1).await;
+
+        let permissive = endra::identity::rules().with(FounderOnly::new(false));
+        let mut mallory = start_with_rules(MemoryStore::new(), 9, fast(), permissive).await;
+        mallory
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .expect("use relay");
+        mallory.handle.open(chain, None).await.expect("join");
+        count_reaches(&mut mallory, chain, 1).await;
+        let mallory_id = mallory.handle.peer_id();
+        for n in 0..5u64 {
+            // Once the relay drops it, its appends stay home.
+            let _ = mallory
+                .handle
+                .append(chain, 10 + n, vec![(b"forged".to_vec(), vec![])])
+                .await;
+        }
+        wait_for(&mut relay, |event| {
+            matches!(event, NodeEvent::Connection { peer, connected: false } if *peer == mallory_id)
+        })
+        .await;
+
+        // Alice still writes through the relay to a new reader.
+        let mut bob = start_with_rules(MemoryStore::new(), 2, fast(), strict()).await;
+        bob.handle
+            .use_relay(relay_address)
+            .await
+            .expect("use relay");
+        bob.handle.open(chain, None).await.expect("join");
+        alice
+            .handle
+            .append(chain, 20, vec![(b"hello".to_vec(), vec![])])
+            .await
+            .expect("append");
+        count_reaches(&mut bob, chain, 2).await;
+        let held = Chain::open(bob.store.clone(), &strict(), chain)
+            .await
+            .expect("open");
+        assert_eq!(held.len(), 2, "nothing of Mallory's");
+        while let Ok(event) = alice.events.try_recv() {
+            assert!(
+                !matches!(event, NodeEvent::Connection { peer, connected: false } if peer == relay_id),
+                "Alice dropped the relay"
+            );
+        }
+        drop((relay, mallory));
     });
 }
 

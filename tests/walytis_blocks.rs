@@ -9,8 +9,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use endra::cbor::CborError;
 use endra::store::MemoryStore;
 use endra::walytis::{
-    Block, BlockDraft, BlockError, BlockId, Chain, ChainError, MAX_BLOCK_BYTES, MAX_BODY_BYTES,
-    MAX_PARENTS, MAX_PENDING, MAX_TOPICS, MAX_TOPIC_BYTES,
+    Block, BlockDraft, BlockError, BlockId, Chain, ChainError, Judgement, MAX_BLOCK_BYTES,
+    MAX_BODY_BYTES, MAX_PARENTS, MAX_PENDING, MAX_TOPICS, MAX_TOPIC_BYTES,
 };
 use futures_executor::block_on;
 
@@ -512,4 +512,72 @@ fn the_pending_set_is_bounded() {
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].1, ChainError::PendingFull);
     assert_eq!(chain.len(), 1, "nothing stored");
+}
+
+/// `judge` decides as `insert` would, stores nothing, and leaves the rule's view where the
+/// insert that follows needs it (no second rebuild per pushed block).
+#[test]
+fn judge_decides_as_insert_would_and_stores_nothing() {
+    let rule = common::FounderOnly::new(true);
+    let rebuilds = rule.rebuilds();
+    let rules = endra::identity::rules().with(rule);
+    let founder = common::key(1);
+    let mut chain = block_on(Chain::create(
+        MemoryStore::new(),
+        &rules,
+        &founder,
+        1,
+        vec![common::FOUNDER_ONLY_TOPIC.into()],
+        b"g".to_vec(),
+    ))
+    .expect("create");
+    let genesis = chain.id();
+    let draft = |parents: Vec<BlockId>, height: u64, body: &[u8]| BlockDraft {
+        chain: Some(genesis),
+        parents,
+        height,
+        time: 2,
+        topics: vec![],
+        body: body.to_vec(),
+    };
+    let good = draft(vec![genesis], 1, b"mine")
+        .sign(&founder)
+        .expect("sign");
+    let stranger = draft(vec![genesis], 1, b"theirs")
+        .sign(&common::key(9))
+        .expect("sign");
+    let orphan = draft(vec![BlockId::of(b"nowhere")], 1, b"lost")
+        .sign(&founder)
+        .expect("sign");
+    let wrong_height = draft(vec![genesis], 5, b"high")
+        .sign(&founder)
+        .expect("sign");
+    let judge =
+        |chain: &mut Chain<MemoryStore>, block: &[u8]| block_on(chain.judge(block)).expect("judge");
+    assert_eq!(judge(&mut chain, stranger.bytes()), Judgement::Refused);
+    assert_eq!(judge(&mut chain, wrong_height.bytes()), Judgement::Refused);
+    assert_eq!(judge(&mut chain, b"garbage"), Judgement::Refused);
+    assert_eq!(judge(&mut chain, orphan.bytes()), Judgement::Undecided);
+    assert_eq!(judge(&mut chain, good.bytes()), Judgement::Admissible);
+    assert_eq!(chain.len(), 1, "judging stores nothing");
+    assert_eq!(chain.pending_bytes(), 0, "judging holds nothing pending");
+    let before = rebuilds.load(std::sync::atomic::Ordering::Relaxed);
+    let report = block_on(chain.insert([good.bytes()])).expect("insert");
+    assert_eq!(report.accepted.len(), 1);
+    let next = draft(vec![good.id()], 2, b"next")
+        .sign(&founder)
+        .expect("sign");
+    assert_eq!(judge(&mut chain, next.bytes()), Judgement::Admissible);
+    block_on(chain.insert([next.bytes()])).expect("insert");
+    assert_eq!(chain.len(), 3);
+    assert_eq!(
+        rebuilds.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "a judged block on the leaves is inserted without rebuilding the view"
+    );
+    assert_eq!(
+        judge(&mut chain, good.bytes()),
+        Judgement::Admissible,
+        "held already"
+    );
 }

@@ -10,8 +10,11 @@ use std::collections::{BTreeSet, VecDeque};
 
 use ed25519_dalek::SigningKey;
 use endra::store::{BlockStore, MemoryStore, RedbStore};
-use endra::walytis::sync::{Input, Message, Output, Peer, Sync};
-use endra::walytis::{Block, BlockDraft, BlockId, Chain, Query};
+use endra::walytis::sync::{
+    Input, Message, Output, Peer, Sync, MAX_ORPHAN_BYTES, MAX_ORPHAN_BYTES_PER_PEER,
+    ORPHAN_TIMEOUT_MS, SERVED_BYTES_PER_SECOND,
+};
+use endra::walytis::{Block, BlockDraft, BlockId, Chain, Query, MAX_BLOCK_BYTES};
 use futures_executor::block_on;
 
 struct Node<S: BlockStore> {
@@ -449,4 +452,134 @@ fn a_malicious_peer_cannot_make_honest_nodes_store_anything_invalid() {
     sim.write(1, 4);
     sim.run();
     sim.assert_converged(&[0, 1], 1 + 5 + 4);
+}
+
+/// A signed block of `chain` whose parent nobody has: it can only wait in the pending set.
+fn orphan(chain: BlockId, n: u32, body: usize) -> Vec<u8> {
+    BlockDraft {
+        chain: Some(chain),
+        parents: vec![BlockId::of(&n.to_le_bytes())],
+        height: 3,
+        time: u64::from(n),
+        topics: vec![],
+        body: vec![n as u8; body],
+    }
+    .sign(&common::key(77))
+    .expect("orphan")
+    .bytes()
+    .to_vec()
+}
+
+#[test]
+fn orphans_are_bounded_per_peer_and_per_chain_and_expire() {
+    let mut sim = memory_sim(4);
+    let chain = sim.order(0)[0];
+    sim.connect_all(&[0, 1, 2, 3]);
+    sim.run();
+    let (evil, forwarder) = (2, 3);
+    // Orphans in the evil peer's own answers: held up to its share, then it is struck out.
+    let mut n = 0;
+    while sim.linked(0, evil) && n < 1_000 {
+        let blocks = (0..10).map(|i| orphan(chain, n + i, 60_000)).collect();
+        n += 10;
+        sim.handle(0, Input::Received(evil as Peer, Message::Blocks { blocks }));
+        let held = sim.sync(0).chain().pending_bytes();
+        assert!(held <= MAX_ORPHAN_BYTES_PER_PEER, "{held} bytes held");
+    }
+    assert!(
+        !sim.linked(0, evil),
+        "a peer whose orphans pile up is disconnected"
+    );
+    assert!(n < 200, "disconnected after {n} orphans");
+    // Orphans by gossip from a peer that may only forward them: bounded, nobody struck.
+    for i in 0..400 {
+        let block = orphan(chain, 10_000 + i, 60_000);
+        sim.handle(
+            0,
+            Input::Received(forwarder as Peer, Message::Push { block }),
+        );
+        let held = sim.sync(0).chain().pending_bytes();
+        assert!(held <= 2 * MAX_ORPHAN_BYTES_PER_PEER, "{held} bytes held");
+    }
+    sim.run();
+    assert!(sim.linked(0, forwarder), "a gossip forwarder is not struck");
+    // Honest writes still arrive everywhere.
+    sim.write(1, 3);
+    sim.run();
+    sim.assert_converged(&[0, 1, 3], 4);
+    // Orphans that never resolve are dropped.
+    sim.now += ORPHAN_TIMEOUT_MS;
+    sim.tick();
+    assert_eq!(
+        sim.sync(0).chain().pending_bytes(),
+        0,
+        "expired orphans dropped"
+    );
+    assert!(sim.linked(0, forwarder));
+    // Many flooding peers: the chain's total holds, and a light peer's orphan survives
+    // because the heaviest peer's oldest go first.
+    let light = orphan(chain, 99_999, 100);
+    let light_id = BlockId::of(&light);
+    sim.handle(0, Input::Received(50, Message::Push { block: light }));
+    for peer in 10..40u32 {
+        for i in 0..50 {
+            let block = orphan(chain, 20_000 + peer * 100 + i, 60_000);
+            sim.handle(
+                0,
+                Input::Received(Peer::from(peer), Message::Push { block }),
+            );
+            let held = sim.sync(0).chain().pending_bytes();
+            assert!(held <= MAX_ORPHAN_BYTES, "{held} bytes held");
+        }
+    }
+    assert!(
+        sim.sync(0).chain().pending_size(&light_id).is_some(),
+        "the light peer's orphan is still waiting for its parent"
+    );
+}
+
+#[test]
+fn bytes_served_to_one_peer_are_budgeted_per_second() {
+    let mut sim = memory_sim(2);
+    let key = common::key(1);
+    for round in 0..30 {
+        let items: Vec<_> = (0..10)
+            .map(|i| (vec![(round * 10 + i) as u8; 60_000], vec![]))
+            .collect();
+        let now = sim.now;
+        let (blocks, _) = block_on(sim.sync(0).sign(&key, now, &items)).expect("sign");
+        block_on(sim.sync(0).store_signed(blocks)).expect("store");
+    }
+    let tip = sim.sync(0).chain().leaves()[0];
+    let want = || Message::Want {
+        ids: vec![tip],
+        known: vec![],
+    };
+    let served_in = |sim: &mut Sim<MemoryStore>, wants: usize| {
+        let mut served = 0;
+        for _ in 0..wants {
+            let now = sim.now;
+            let outputs =
+                block_on(sim.sync(0).handle(now, Input::Received(9, want()))).expect("handle");
+            for output in outputs {
+                if let Output::Send(_, Message::Blocks { blocks }) = output {
+                    served += blocks.iter().map(Vec::len).sum::<usize>();
+                }
+            }
+        }
+        served
+    };
+    // 18 MB of history, asked for 40 times within one millisecond.
+    let served = served_in(&mut sim, 40);
+    assert!(
+        served <= SERVED_BYTES_PER_SECOND + MAX_BLOCK_BYTES,
+        "{served} bytes served in one second"
+    );
+    assert!(
+        served >= SERVED_BYTES_PER_SECOND - MAX_BLOCK_BYTES,
+        "the budget is used: {served} bytes"
+    );
+    // A second later the peer is served again.
+    sim.now += 1_000;
+    assert!(served_in(&mut sim, 1) > 0, "served again after a second");
 }

@@ -34,6 +34,7 @@ options:
   --no-mailbox           do not replicate chains (relay and rendezvous only)
   --peer <multiaddr>     another relay to connect to (repeatable)
   --max-connections <n>  established connections in total (default 4096)
+  --max-connections-per-ip <n>  inbound connections from one IP (default 128)
   --mailbox-max-chains <n>    chains the mailbox replicates (default 100000)
   --mailbox-chain-blocks <n>  blocks kept per chain (default 1000000)
   --circuit-bytes <n>    bytes one relayed circuit may carry (default 67108864)
@@ -109,6 +110,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
             "--no-mailbox" => config.mailbox = None,
             "--max-connections" => {
                 config.limits.max_connections = u32::try_from(number(value()?)?).unwrap_or(u32::MAX)
+            }
+            "--max-connections-per-ip" => {
+                config.limits.max_connections_per_ip =
+                    u32::try_from(number(value()?)?).unwrap_or(u32::MAX)
             }
             "--mailbox-max-chains" => {
                 config.limits.mailbox_max_chains =
@@ -313,12 +318,18 @@ mod tests {
         assert_eq!(config.listen, vec!["/ip4/127.0.0.1/tcp/9/ws"]);
         assert_eq!(config.peers, vec!["/ip4/127.0.0.1/tcp/10/ws"]);
         assert_eq!(config.mailbox, Some(PathBuf::from("m.redb")));
-        let Ok(Command::Run(config)) = parse(args(&["--no-mailbox", "--max-connections", "7"]))
-        else {
+        let Ok(Command::Run(config)) = parse(args(&[
+            "--no-mailbox",
+            "--max-connections",
+            "7",
+            "--max-connections-per-ip",
+            "3",
+        ])) else {
             panic!("flags must parse");
         };
         assert_eq!(config.mailbox, None);
         assert_eq!(config.limits.max_connections, 7);
+        assert_eq!(config.limits.max_connections_per_ip, 3);
         assert_eq!(config.listen.len(), 3, "default listeners");
     }
 

@@ -18,6 +18,8 @@ use super::{NetError, NodeConfig};
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub(super) limits: connection_limits::Behaviour,
+    /// Inbound connections per remote IP.
+    pub(super) ip_limit: super::ip_limit::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
@@ -52,6 +54,10 @@ impl Behaviour {
         // costs a message's latency. Messages are anonymous and named by their content.
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Anonymous)
+            // A hop passes a block on only once it judged it (see `Node::on_gossip`): one
+            // peer's invalid blocks are not spread by honest nodes, who would then be blamed
+            // for them by the next hop.
+            .validate_messages()
             .message_id_fn(|message: &gossipsub::Message| {
                 let digest = Sha256::digest(&message.data);
                 gossipsub::MessageId::new(&digest[..20])
@@ -105,6 +111,7 @@ impl Behaviour {
             // No address cache: a peer is dialled only at addresses this node was given or
             // found by rendezvous, never at others it advertised (a browser told to reach its
             // relay over WebSocket must not redial it over WebRTC-Direct).
+            ip_limit: super::ip_limit::Behaviour::new(limits.max_connections_per_ip),
             identify: identify::Behaviour::new(
                 identify::Config::new("/endra/1".into(), key.public()).with_cache_size(0),
             ),

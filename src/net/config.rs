@@ -70,11 +70,19 @@ pub struct Limits {
     pub max_connections: u32,
     /// Established connections to one peer.
     pub max_connections_per_peer: u32,
+    /// Inbound connections from one IP address (relayed circuits are not counted): one host
+    /// cannot take every connection.
+    pub max_connections_per_ip: u32,
     /// Chains the mailbox replicates; subscriptions to further chains are not replicated.
     pub mailbox_max_chains: usize,
     /// Blocks the mailbox keeps of one chain; beyond, it stops accepting the chain's blocks
     /// (its members still sync directly with each other).
     pub mailbox_chain_blocks: u64,
+    /// How long the mailbox waits for the genesis of a chain a peer subscribed to; a chain
+    /// no peer sends the genesis of by then (a bogus subscription) is given up.
+    pub mailbox_join_timeout: Duration,
+    /// Chains one peer's subscriptions may have the mailbox waiting for at once.
+    pub mailbox_joins_per_peer: usize,
     /// Bytes one relayed circuit may carry in each direction.
     pub circuit_bytes: u64,
     /// How long one relayed circuit may last before the client renews it.
@@ -86,8 +94,11 @@ impl Default for Limits {
         Limits {
             max_connections: 4096,
             max_connections_per_peer: 8,
+            max_connections_per_ip: 128,
             mailbox_max_chains: 100_000,
             mailbox_chain_blocks: 1_000_000,
+            mailbox_join_timeout: Duration::from_secs(60),
+            mailbox_joins_per_peer: 16,
             circuit_bytes: 64 << 20,
             circuit_duration: Duration::from_secs(3600),
         }

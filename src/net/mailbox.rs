@@ -2,7 +2,7 @@
 //! subscribes to, and a chain being joined (by the mailbox or a client) asks its peers for the
 //! genesis and is created from the first batch that starts with it.
 
-use libp2p::gossipsub::TopicHash;
+use libp2p::gossipsub::{IdentTopic, TopicHash};
 use libp2p::PeerId;
 
 use super::logline::LogLine;
@@ -33,6 +33,15 @@ impl<S: BlockStore + Clone> Node<S> {
         let Ok(chain) = topic.as_str().parse::<BlockId>() else {
             return;
         };
+        let limits = &self.config.limits;
+        let by_peer = self.joining.values().filter(|j| j.by == Some(peer_id));
+        if by_peer.count() >= limits.mailbox_joins_per_peer {
+            log(LogLine::warn("mailbox_joins_per_peer")
+                .field("joins", limits.mailbox_joins_per_peer)
+                .field("chain", chain)
+                .field("peer", peer_id));
+            return;
+        }
         if self.chains.len() + self.joining.len() >= self.config.limits.mailbox_max_chains {
             log(LogLine::warn("mailbox_full")
                 .field("chains", self.config.limits.mailbox_max_chains)
@@ -46,6 +55,31 @@ impl<S: BlockStore + Clone> Node<S> {
                 .field("chain", chain)
                 .field("peer", peer_id)
                 .field("error", e));
+        }
+        if let Some(joining) = self.joining.get_mut(&chain) {
+            joining.by = Some(peer_id);
+        }
+    }
+
+    /// Gives up the mailbox's joins that no peer sent the genesis of within
+    /// [`crate::net::Limits::mailbox_join_timeout`]: a subscription to a chain that does not
+    /// exist holds a place in the mailbox for that long, not for good. Joins the owner asked
+    /// for stay until a peer has the chain.
+    pub(super) fn expire_joins(&mut self) {
+        let now = self.now();
+        let timeout = self.config.limits.mailbox_join_timeout.as_millis() as u64;
+        let expired: Vec<BlockId> = self
+            .joining
+            .iter()
+            .filter(|(_, j)| j.by.is_some() && now.saturating_sub(j.since) >= timeout)
+            .map(|(chain, _)| *chain)
+            .collect();
+        for chain in expired {
+            self.joining.remove(&chain);
+            let topic = IdentTopic::new(chain.to_string());
+            self.topics.remove(&topic.hash());
+            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            log(LogLine::info("mailbox_join_expired").field("chain", chain));
         }
     }
 

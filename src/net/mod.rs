@@ -20,6 +20,8 @@
 //! - `node.rs`: the [`Node`] struct and its event loop, which dispatches to the files below;
 //! - `discovery.rs`: relays, rendezvous registration and discovery, peering, circuit dials;
 //! - `routing.rs`: each chain's [`Sync`] fed from and routed to gossipsub and request-response;
+//! - `ip_limit.rs`: the cap on inbound connections per remote IP;
+//! - `peer_index.rs`: the core's peer numbers ↔ libp2p peer IDs, forgotten on disconnect;
 //! - `mailbox.rs`: the relay's replica of every subscribed chain, and joining a chain from
 //!   its genesis;
 //! - `transport.rs`: the native and browser swarm builders (and WebRTC certificates).
@@ -35,9 +37,11 @@ mod behaviour;
 mod config;
 mod discovery;
 mod handle;
+pub mod ip_limit;
 pub mod logline;
 mod mailbox;
 mod node;
+pub mod peer_index;
 pub mod peering;
 pub mod protocol;
 pub mod redial;

@@ -15,6 +15,7 @@ use libp2p::{identify, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 use super::discovery::{circuit_relay, REGISTRATION_RENEWAL_MS};
 use super::handle::Command;
 use super::logline::LogLine;
+use super::peer_index::PeerIndex;
 use super::peering::Peering;
 use super::protocol::{Found, PEERED_PROTOCOL};
 use super::redial::Redial;
@@ -22,6 +23,14 @@ use super::{log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, Nod
 use crate::store::BlockStore;
 use crate::walytis::sync::{Input, Peer, Sync};
 use crate::walytis::{BlockId, Rules};
+
+/// A chain being joined: asked for its genesis since `since` (ms since start), for the
+/// mailbox on behalf of the peer whose subscription it follows (`None`: opened by the owner).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Joining {
+    pub(super) since: u64,
+    pub(super) by: Option<PeerId>,
+}
 
 /// The node task: owns the swarm and the sync state of each open chain.
 pub struct Node<S: BlockStore + Clone> {
@@ -34,10 +43,10 @@ pub struct Node<S: BlockStore + Clone> {
     pub(super) config: NodeConfig,
     pub(super) chains: HashMap<BlockId, Sync<S>>,
     /// Chains opened without a local copy, waiting for a peer to send their genesis.
-    pub(super) joining: std::collections::HashSet<BlockId>,
+    pub(super) joining: HashMap<BlockId, Joining>,
     pub(super) topics: HashMap<TopicHash, BlockId>,
-    pub(super) peers: HashMap<PeerId, Peer>,
-    pub(super) peer_ids: HashMap<Peer, PeerId>,
+    /// The sync core's numbers of the connected peers.
+    pub(super) peers: PeerIndex<PeerId>,
     /// Relays this node uses, with their addresses: kept, and dialled again whenever lost.
     pub(super) relays: HashMap<PeerId, Vec<Multiaddr>>,
     /// When to dial each lost relay again.
@@ -90,10 +99,9 @@ impl<S: BlockStore + Clone> Node<S> {
             key: None,
             config,
             chains: HashMap::new(),
-            joining: std::collections::HashSet::new(),
+            joining: HashMap::new(),
             topics: HashMap::new(),
-            peers: HashMap::new(),
-            peer_ids: HashMap::new(),
+            peers: PeerIndex::default(),
             relays: HashMap::new(),
             redial: Redial::new(jitter.rotate_left(17)),
             reserved: std::collections::HashSet::new(),
@@ -166,7 +174,8 @@ impl<S: BlockStore + Clone> Node<S> {
                         self.drive(chain, Input::Tick).await;
                     }
                     // A genesis request can reach a peer that is itself still joining.
-                    let joining: Vec<BlockId> = self.joining.iter().copied().collect();
+                    self.expire_joins();
+                    let joining: Vec<BlockId> = self.joining.keys().copied().collect();
                     for chain in joining {
                         let topic = IdentTopic::new(chain.to_string()).hash();
                         for peer in self.topic_peers(&topic) {
@@ -211,10 +220,7 @@ impl<S: BlockStore + Clone> Node<S> {
     }
 
     pub(super) fn peer(&mut self, id: PeerId) -> Peer {
-        let next = self.peers.len() as Peer;
-        let peer = *self.peers.entry(id).or_insert(next);
-        self.peer_ids.insert(peer, id);
-        peer
+        self.peers.number(id)
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -396,10 +402,12 @@ impl<S: BlockStore + Clone> Node<S> {
                     peer: peer_id,
                     connected: false,
                 });
-                let peer = self.peer(peer_id);
-                let chains: Vec<BlockId> = self.chains.keys().copied().collect();
-                for chain in chains {
-                    self.drive(chain, Input::Disconnected(peer)).await;
+                if let Some(peer) = self.peers.known(&peer_id) {
+                    let chains: Vec<BlockId> = self.chains.keys().copied().collect();
+                    for chain in chains {
+                        self.drive(chain, Input::Disconnected(peer)).await;
+                    }
+                    self.peers.forget(&peer_id);
                 }
                 let actions = self.peering.relay_disconnected(self.now(), peer_id);
                 self.peering_act(actions);
@@ -449,8 +457,12 @@ impl<S: BlockStore + Clone> Node<S> {
                 ..
             })) => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
+                if !self.swarm.is_connected(&peer) {
+                    // Its connection closed meanwhile: it is forgotten, and stays so.
+                    return;
+                }
                 let from = self.peer(peer);
-                if self.joining.contains(&request.chain) {
+                if self.joining.contains_key(&request.chain) {
                     // A peer that speaks of the chain has it: ask it for the genesis.
                     if !self.adopt(&request).await {
                         self.request_genesis(peer, request.chain);

@@ -38,6 +38,31 @@ fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
+/// Reads a sync frame of `len` bytes (claimed by the peer) after checking it against the
+/// limit. The buffer grows with the bytes that actually arrive: a peer that claims 4 MiB and
+/// sends ten bytes costs ten bytes, not a 4 MiB allocation per open stream.
+async fn read_frame<T>(io: &mut T, len: usize) -> io::Result<Vec<u8>>
+where
+    T: futures::AsyncRead + Unpin + Send,
+{
+    if !(BLOCK_ID_LEN..=BLOCK_ID_LEN + MAX_MESSAGE_BYTES).contains(&len) {
+        return Err(invalid(format_args!("sync frame of {len} bytes")));
+    }
+    let mut frame = Vec::with_capacity(len.min(FRAME_PREALLOCATION));
+    io.take(len as u64).read_to_end(&mut frame).await?;
+    if frame.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("sync frame ended after {} of {len} bytes", frame.len()),
+        ));
+    }
+    Ok(frame)
+}
+
+/// Bytes reserved up front for a sync frame (a typical push); larger frames grow as they
+/// arrive.
+const FRAME_PREALLOCATION: usize = 16 * 1024;
+
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
     type Request = Envelope;
@@ -50,12 +75,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         let mut len = [0u8; 4];
         io.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
-        // Checked before allocating: an oversized frame is refused, not buffered.
-        if !(BLOCK_ID_LEN..=BLOCK_ID_LEN + MAX_MESSAGE_BYTES).contains(&len) {
-            return Err(invalid(format_args!("sync frame of {len} bytes")));
-        }
-        let mut frame = vec![0u8; len];
-        io.read_exact(&mut frame).await?;
+        let frame = read_frame(io, len).await?;
         let (chain, message) = frame.split_at(BLOCK_ID_LEN);
         Ok(Envelope {
             chain: BlockId::from_bytes(chain).map_err(invalid)?,
@@ -238,5 +258,32 @@ impl libp2p::request_response::Codec for PeeredCodec {
         io.write_all(&count.to_be_bytes()).await?;
         io.write_all(&frame).await?;
         io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_read_as_it_arrives_and_a_short_one_is_an_error() {
+        futures::executor::block_on(async {
+            let body: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+            let mut whole = futures::io::Cursor::new(body.clone());
+            assert_eq!(
+                read_frame(&mut whole, body.len()).await.expect("frame"),
+                body
+            );
+            // Claims the largest frame allowed, sends ten bytes and closes.
+            let mut short = futures::io::Cursor::new(vec![7u8; 10]);
+            let claimed = BLOCK_ID_LEN + MAX_MESSAGE_BYTES;
+            let error = read_frame(&mut short, claimed).await.expect_err("short");
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+            let mut huge = futures::io::Cursor::new(vec![]);
+            let error = read_frame(&mut huge, claimed + 1)
+                .await
+                .expect_err("too big");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        });
     }
 }

@@ -2,15 +2,16 @@
 //! peers coming and going) and carrying its outputs out as gossip publishes and
 //! `/endra/walytis/sync/1` requests, reporting what changed to the owner.
 
-use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::PeerId;
 
 use super::logline::LogLine;
+use super::node::Joining;
 use super::protocol::Envelope;
 use super::{log, NetError, Node, NodeEvent};
 use crate::store::BlockStore;
 use crate::walytis::sync::{Input, Message, Output, Sync, RECENT_BLOCKS};
-use crate::walytis::{Block, BlockId, Chain, ChainError, Entry};
+use crate::walytis::{Block, BlockId, Chain, ChainError, Entry, Judgement};
 
 impl<S: BlockStore + Clone> Node<S> {
     /// Signs the blocks, pushes them to the chain's peers, then stores them: the store's
@@ -57,7 +58,8 @@ impl<S: BlockStore + Clone> Node<S> {
                 Ok(opened) => opened,
                 Err(ChainError::UnknownChain(_)) => {
                     // Join: subscribe now, ask the first peer of the chain for its genesis.
-                    self.joining.insert(chain);
+                    let since = self.now();
+                    self.joining.insert(chain, Joining { since, by: None });
                     let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
                     for peer in self.topic_peers(&topic.hash()) {
                         self.request_genesis(peer, chain);
@@ -83,7 +85,7 @@ impl<S: BlockStore + Clone> Node<S> {
     pub(super) fn chain_ids(&self) -> Vec<BlockId> {
         self.chains
             .keys()
-            .chain(self.joining.iter())
+            .chain(self.joining.keys())
             .copied()
             .collect()
     }
@@ -186,7 +188,7 @@ impl<S: BlockStore + Clone> Node<S> {
         for output in outputs {
             match output {
                 Output::Send(peer, message) => {
-                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                    if let Some(peer) = self.peers.id(peer) {
                         self.swarm
                             .behaviour_mut()
                             .sync
@@ -223,15 +225,15 @@ impl<S: BlockStore + Clone> Node<S> {
                         .field("block", block)
                         .field(
                             "peer",
-                            self.peer_ids
-                                .get(&peer)
-                                .map(PeerId::to_string)
+                            self.peers
+                                .id(peer)
+                                .map(|p| p.to_string())
                                 .unwrap_or_default(),
                         )
                         .field("reason", reason));
                 }
                 Output::Disconnect(peer) => {
-                    if let Some(peer) = self.peer_ids.get(&peer).copied() {
+                    if let Some(peer) = self.peers.id(peer) {
                         log(LogLine::warn("peer_disconnected")
                             .field("peer", peer)
                             .field("reason", "invalid blocks or flood"));
@@ -246,7 +248,7 @@ impl<S: BlockStore + Clone> Node<S> {
         match event {
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 let known = self.topics.get(&topic).copied();
-                if let Some(chain) = known.filter(|c| self.joining.contains(c)) {
+                if let Some(chain) = known.filter(|c| self.joining.contains_key(c)) {
                     self.request_genesis(peer_id, chain);
                 } else if let Some(chain) = known {
                     let peer = self.peer(peer_id);
@@ -262,8 +264,10 @@ impl<S: BlockStore + Clone> Node<S> {
             }
             gossipsub::Event::Unsubscribed { peer_id, topic } => {
                 if let Some(chain) = self.topics.get(&topic).copied() {
-                    let peer = self.peer(peer_id);
-                    self.drive(chain, Input::Disconnected(peer)).await;
+                    // A peer whose connection closed is forgotten and gone from every chain.
+                    if let Some(peer) = self.peers.known(&peer_id) {
+                        self.drive(chain, Input::Disconnected(peer)).await;
+                    }
                     let _ = self.events.unbounded_send(NodeEvent::ChainPeer {
                         chain,
                         peer: peer_id,
@@ -273,15 +277,39 @@ impl<S: BlockStore + Clone> Node<S> {
             }
             gossipsub::Event::Message {
                 propagation_source,
+                message_id,
                 message,
-                ..
             } => {
-                let Some(chain) = self.topics.get(&message.topic).copied() else {
+                let chain = self.topics.get(&message.topic).copied();
+                let decoded = Message::decode(&message.data);
+                // Judged before this node's own write, so the hop costs a check, not a
+                // commit. Blocks of chains this node holds no replica of, and blocks it
+                // cannot judge yet (parents or authority missing), go on as they came.
+                let verdict = match (&decoded, chain.and_then(|c| self.chains.get_mut(&c))) {
+                    (Ok(Message::Push { block }), Some(sync)) => match sync.judge(block).await {
+                        Ok(Judgement::Refused) => MessageAcceptance::Reject,
+                        Ok(Judgement::Admissible | Judgement::Undecided) | Err(_) => {
+                            MessageAcceptance::Accept
+                        }
+                    },
+                    (Ok(Message::Push { .. }), None) => MessageAcceptance::Accept,
+                    // Heads go point to point (see `route`); nothing else travels by gossip.
+                    (Ok(Message::Heads { .. }), _) => MessageAcceptance::Ignore,
+                    (Ok(_) | Err(_), _) => MessageAcceptance::Reject,
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                let Some(chain) = chain else {
                     return;
                 };
+                if !self.swarm.is_connected(&propagation_source) {
+                    return;
+                }
                 let from = self.peer(propagation_source);
-                match Message::decode(&message.data) {
-                    // Only pushes and heads travel by gossip; requests go point to point.
+                match decoded {
                     Ok(m @ (Message::Push { .. } | Message::Heads { .. })) => {
                         self.drive(chain, Input::Received(from, m)).await;
                     }

@@ -81,6 +81,11 @@ impl Guard {
         self.leaves.clear();
     }
 
+    /// Checks a block that [`Guard::fits`] without folding it in.
+    pub(super) fn check(&self, block: &Block) -> Result<(), Refused> {
+        self.rule.check(block)
+    }
+
     /// Checks a block that [`Guard::fits`] and, if admitted, folds it in.
     pub(super) fn admit(&mut self, block: &Block) -> Result<(), Refused> {
         self.rule.check(block)?;

@@ -24,6 +24,9 @@ use super::store::{
 
 /// Most blocks that may wait for missing parents at once.
 pub const MAX_PENDING: usize = 4096;
+/// Most bytes of blocks that may wait for missing parents at once (the sync layer keeps
+/// each peer's share well below it, see [`super::sync::MAX_ORPHAN_BYTES_PER_PEER`]).
+pub const MAX_PENDING_BYTES: usize = 32 << 20;
 /// How often a write is retried after another writer changed the chain under it.
 const CONFLICT_RETRIES: usize = 16;
 /// Heights remembered to check new blocks against their parents without a store lookup.
@@ -52,7 +55,7 @@ pub enum ChainError {
     #[error("block {0} is not a genesis block")]
     NotGenesis(BlockId),
     /// The pending set is full; the block was dropped and will be fetched again by sync.
-    #[error("{MAX_PENDING} blocks already wait for their parents")]
+    #[error("the pending set is full ({MAX_PENDING} blocks or {MAX_PENDING_BYTES} bytes wait for their parents)")]
     PendingFull,
     /// The chain's admission rule refused the block (see [`super::Admission`]): for an
     /// identity chain, its author is not a device the block's own history authorises. The
@@ -119,6 +122,18 @@ impl From<Refusal> for ChainError {
     }
 }
 
+/// What [`Chain::judge`] makes of a block before anything is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    /// It would be accepted now, or the chain holds it already.
+    Admissible,
+    /// Its parents (or its authority chain) are not here yet: it cannot be judged.
+    Undecided,
+    /// Malformed, of another chain, wrongly signed or refused by the admission rule: every
+    /// replica that holds its parents refuses it.
+    Refused,
+}
+
 /// The outcome of offering blocks to a chain with [`Chain::insert`].
 #[derive(Debug, Default)]
 pub struct InsertReport {
@@ -175,22 +190,27 @@ struct Pending {
     blocks: HashMap<BlockId, Block>,
     /// Missing parent → blocks waiting for it.
     waiting_on: HashMap<BlockId, Vec<BlockId>>,
+    /// Bytes of the blocks held.
+    bytes: usize,
 }
 
 impl Pending {
     fn add(&mut self, block: Block, missing: &[BlockId]) -> Result<(), ChainError> {
-        if self.blocks.len() >= MAX_PENDING {
+        let size = block.bytes().len();
+        if self.blocks.len() >= MAX_PENDING || self.bytes + size > MAX_PENDING_BYTES {
             return Err(ChainError::PendingFull);
         }
         for parent in missing {
             self.waiting_on.entry(*parent).or_default().push(block.id());
         }
+        self.bytes += size;
         self.blocks.insert(block.id(), block);
         Ok(())
     }
 
     fn remove(&mut self, id: &BlockId) {
         if let Some(block) = self.blocks.remove(id) {
+            self.bytes -= block.bytes().len();
             for parent in block.parents() {
                 if let Some(children) = self.waiting_on.get_mut(parent) {
                     children.retain(|child| child != id);
@@ -215,6 +235,16 @@ struct Plan {
     refused: HashSet<BlockId>,
     /// Blocks undecidable until the authority chain grows, with the block they wait for.
     awaiting: Vec<(Block, BlockId)>,
+}
+
+/// What [`Chain::plan`] plans for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planning {
+    /// An insert: admitted blocks are folded into the rule's view, and pending blocks they
+    /// complete are resolved with them.
+    Insert,
+    /// A judgement ([`Chain::judge`]): nothing is folded in or released.
+    Judge,
 }
 
 /// The blocks [`Chain::plan`] still has to resolve.
@@ -599,7 +629,7 @@ impl<S: BlockStore> Chain<S> {
             }
             .sign(key)?;
             // Refused here, a block never leaves this replica: peers would refuse it too.
-            self.admit(&block, &blocks)
+            self.admit(&block, &blocks, Planning::Insert)
                 .await?
                 .map_err(ChainError::from)?;
             heights.insert(block.id(), height);
@@ -609,6 +639,35 @@ impl<S: BlockStore> Chain<S> {
             blocks.push(block);
         }
         Ok((blocks, heights))
+    }
+
+    /// Judges a block as [`Chain::insert`] would, without storing it or holding it pending:
+    /// what a gossip hop needs to decide whether to forward a block before its own write.
+    pub async fn judge(&mut self, bytes: &[u8]) -> Result<Judgement, ChainError> {
+        let id = BlockId::of(bytes);
+        if self.pending.blocks.contains_key(&id) {
+            return Ok(Judgement::Undecided);
+        }
+        if self.heights.contains_key(&id) {
+            return Ok(Judgement::Admissible);
+        }
+        let block = match Block::decode_hashed(bytes, id) {
+            Ok(block) if block.chain_id() == self.id => block,
+            _ => return Ok(Judgement::Refused),
+        };
+        let plan = self
+            .plan(std::slice::from_ref(&block), Planning::Judge)
+            .await?;
+        let refused = plan.rejected.iter().any(|(rejected, e)| {
+            *rejected == id && matches!(e, ChainError::InvalidBlock(_) | ChainError::NotAdmitted(_))
+        });
+        Ok(if plan.accepted.iter().any(|b| b.id() == id) {
+            Judgement::Admissible
+        } else if refused {
+            Judgement::Refused
+        } else {
+            Judgement::Undecided
+        })
     }
 
     /// Offers blocks received from anywhere (a peer, a file). Each is decoded and checked;
@@ -654,7 +713,7 @@ impl<S: BlockStore> Chain<S> {
         });
         let mut attempt = 0;
         let (first, plan) = loop {
-            let plan = self.plan(&fresh).await?;
+            let plan = self.plan(&fresh, Planning::Insert).await?;
             match self.write(&plan.accepted).await {
                 Ok(first) => break (first, plan),
                 Err(ChainError::Store(StoreError::Conflict { .. }))
@@ -707,7 +766,7 @@ impl<S: BlockStore> Chain<S> {
 
     /// Resolves `fresh` blocks and the pending blocks they complete, lowest height first so
     /// that parents offered in the same batch come before their children.
-    async fn plan(&mut self, fresh: &[Block]) -> Result<Plan, ChainError> {
+    async fn plan(&mut self, fresh: &[Block], planning: Planning) -> Result<Plan, ChainError> {
         let mut plan = Plan::default();
         let mut frontier = Frontier {
             queue: BinaryHeap::new(),
@@ -768,7 +827,9 @@ impl<S: BlockStore> Chain<S> {
                     plan.rejected.push((id, error.into()));
                     continue;
                 }
-                self.admit(&block, &plan.accepted).await?.map(|()| height)
+                self.admit(&block, &plan.accepted, planning)
+                    .await?
+                    .map(|()| height)
             };
             match verdict {
                 Ok(height) => {
@@ -789,7 +850,9 @@ impl<S: BlockStore> Chain<S> {
                     continue;
                 }
             }
-            frontier.release_children(&id, &self.pending, &mut plan.released);
+            if planning == Planning::Insert {
+                frontier.release_children(&id, &self.pending, &mut plan.released);
+            }
         }
         plan.waiting = frontier.waiting.into_values().collect();
         plan.waiting.sort_by_key(|(block, _)| block.position());
@@ -803,6 +866,7 @@ impl<S: BlockStore> Chain<S> {
         &mut self,
         block: &Block,
         batch: &[Block],
+        planning: Planning,
     ) -> Result<Result<(), Refusal>, ChainError> {
         // The genesis made the rule; offered again it is a duplicate, not a candidate.
         if block.id() == self.id {
@@ -820,9 +884,12 @@ impl<S: BlockStore> Chain<S> {
                 guard.rebuild(&ancestry, block.parents());
             }
         }
-        Ok(match &mut self.admission {
-            Some(guard) => guard.admit(block).map_err(Refusal::Refused),
-            None => Ok(()),
+        // A judged block is not folded into the view: the insert that follows finds the
+        // view still at the block's parents and checks it again without a rebuild.
+        Ok(match (&mut self.admission, planning) {
+            (Some(guard), Planning::Insert) => guard.admit(block).map_err(Refusal::Refused),
+            (Some(guard), Planning::Judge) => guard.check(block).map_err(Refusal::Refused),
+            (None, _) => Ok(()),
         })
     }
 
@@ -1097,6 +1164,25 @@ impl<S: BlockStore> Chain<S> {
     /// Whether any received block waits for a parent.
     pub fn has_pending(&self) -> bool {
         !self.pending.blocks.is_empty()
+    }
+
+    /// Bytes of the blocks waiting for parents.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.bytes
+    }
+
+    /// The size of a block waiting for parents, `None` if it is not waiting.
+    pub fn pending_size(&self, id: &BlockId) -> Option<usize> {
+        self.pending.blocks.get(id).map(|block| block.bytes().len())
+    }
+
+    /// Drops a block waiting for parents (it stayed an orphan too long, or its sender holds
+    /// too many). Nothing was stored of it; sync fetches it again if a peer lists it.
+    /// Returns whether it was waiting.
+    pub fn drop_pending(&mut self, id: &BlockId) -> bool {
+        let waiting = self.pending.blocks.contains_key(id);
+        self.pending.remove(id);
+        waiting
     }
 
     /// The parents that blocks in the pending set wait for.

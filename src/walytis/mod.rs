@@ -25,7 +25,8 @@ pub use block::{
     MAX_TOPICS, MAX_TOPIC_BYTES,
 };
 pub use chain::{
-    Chain, ChainError, ChainRefusal, Entry, InsertReport, Query, MAX_AWAITING, MAX_PENDING,
+    Chain, ChainError, ChainRefusal, Entry, InsertReport, Judgement, Query, MAX_AWAITING,
+    MAX_PENDING, MAX_PENDING_BYTES,
 };
 pub use id::{BlockId, IdError, BLOCK_ID_LEN};
 pub(crate) use id::{ReadLink, WriteLink};

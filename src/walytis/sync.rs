@@ -9,15 +9,19 @@
 //!   lacks, ancestors first, in bounded batches. Blocks that still miss parents make the
 //!   requester ask for those parents, so a late joiner walks back a whole chain in a few
 //!   round trips and a lost message only delays a block until the next heads exchange.
-//! - **Bounds**: wanted IDs in flight, batch sizes and requests served per second per peer
-//!   are bounded; a peer that sends invalid blocks is reported for disconnection.
+//! - **Bounds**: wanted IDs in flight, batch sizes, requests and bytes served per second per
+//!   peer are bounded; a peer that sends invalid blocks is reported for disconnection.
+//!   Orphans (blocks waiting for parents) are bounded in bytes per peer and per chain and
+//!   dropped after [`ORPHAN_TIMEOUT_MS`]; a peer whose own answers leave orphans that never
+//!   resolve is struck. Orphans that came by gossip strike nobody: the gossip source may only
+//!   have forwarded them (a relay forwards what it has not judged).
 
 use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::SigningKey;
 
 use super::block::{Block, Position, MAX_BLOCK_BYTES};
-use super::chain::{Chain, ChainError, Entry, InsertReport, Query};
+use super::chain::{Chain, ChainError, Entry, InsertReport, Judgement, Query};
 use super::id::{BlockId, IdError};
 use super::store::BlockStore;
 use crate::cbor::{CborError, Reader, Writer};
@@ -36,6 +40,19 @@ pub const MAX_STRIKES: u32 = 3;
 pub const WALK_LIMIT: usize = 4 * MAX_BATCH_BLOCKS;
 /// A wanted block not received after this many milliseconds may be asked for again.
 pub const WANT_TIMEOUT_MS: u64 = 5_000;
+/// Most bytes of blocks served to one peer per second in answers to its [`Message::Want`]s
+/// (a batch is cut short to stay within it).
+pub const SERVED_BYTES_PER_SECOND: usize = 8 << 20;
+/// Most bytes of orphans (blocks waiting for parents) held for one peer; beyond, its oldest
+/// are dropped.
+pub const MAX_ORPHAN_BYTES_PER_PEER: usize = 4 << 20;
+/// Most bytes of orphans held for all peers of a chain; beyond, the oldest of the peer with
+/// the most are dropped, so a flood from many peers cannot crowd out one honest peer's.
+pub const MAX_ORPHAN_BYTES: usize = 16 << 20;
+/// An orphan whose parents did not arrive within this many milliseconds is dropped (an
+/// honest sender answers for them in a round trip; sync fetches a dropped block again if a
+/// peer lists it).
+pub const ORPHAN_TIMEOUT_MS: u64 = 60_000;
 /// Most blocks [`Sync::take_recent`] hands over at once.
 pub const RECENT_BLOCKS: usize = 32;
 
@@ -251,6 +268,18 @@ struct PeerState {
     strikes: u32,
     window_start: u64,
     wants_in_window: u32,
+    served_in_window: usize,
+}
+
+/// A block a peer sent that waits in the chain's pending set for its parents.
+#[derive(Debug)]
+struct Orphan {
+    peer: Peer,
+    bytes: usize,
+    since: u64,
+    /// It came in the peer's own answer (a [`Message::Blocks`]), not by gossip the peer
+    /// may only have forwarded: if it never resolves, the peer is struck.
+    answered: bool,
 }
 
 /// The sync state of one chain on one node.
@@ -265,6 +294,8 @@ pub struct Sync<S: BlockStore> {
     recent: Option<Vec<Entry>>,
     /// Whether a peer's heads were heard: before that, an empty `wanted` means nothing.
     heard_heads: bool,
+    /// The chain's pending blocks that peers sent, with who sent them.
+    orphans: HashMap<BlockId, Orphan>,
 }
 
 impl<S: BlockStore> Sync<S> {
@@ -276,6 +307,7 @@ impl<S: BlockStore> Sync<S> {
             wanted: HashMap::new(),
             recent: Some(Vec::new()),
             heard_heads: false,
+            orphans: HashMap::new(),
         }
     }
 
@@ -318,6 +350,12 @@ impl<S: BlockStore> Sync<S> {
             })
             .collect();
         Ok((blocks, outputs))
+    }
+
+    /// Judges a pushed block before it is stored (see [`Chain::judge`]): whether a gossip
+    /// hop should pass it on.
+    pub async fn judge(&mut self, block: &[u8]) -> Result<Judgement, ChainError> {
+        self.chain.judge(block).await
     }
 
     /// Stores blocks from [`Sync::sign`].
@@ -363,6 +401,7 @@ impl<S: BlockStore> Sync<S> {
             Input::Tick => {
                 self.wanted
                     .retain(|_, asked| now.saturating_sub(*asked) < WANT_TIMEOUT_MS);
+                self.expire_orphans(now, &mut out);
                 if !self.peers.is_empty() {
                     out.push(Output::Publish(self.heads(true)));
                 }
@@ -396,7 +435,7 @@ impl<S: BlockStore> Sync<S> {
         match message {
             Message::Push { block } => {
                 let report = self.chain.insert([block]).await?;
-                self.after_insert(now, Some(peer), report, out);
+                self.after_insert(now, Some((peer, false)), report, out);
             }
             Message::Blocks { blocks } => {
                 if blocks.len() > MAX_BATCH_BLOCKS {
@@ -405,7 +444,7 @@ impl<S: BlockStore> Sync<S> {
                 }
                 let report = self.chain.insert(blocks).await?;
                 let progressed = !report.accepted.is_empty();
-                self.after_insert(now, Some(peer), report, out);
+                self.after_insert(now, Some((peer, true)), report, out);
                 if progressed {
                     // A batch stops short of what was wanted on long histories: ask on.
                     let asked: Vec<BlockId> = self.wanted.drain().map(|(id, _)| id).collect();
@@ -446,7 +485,17 @@ impl<S: BlockStore> Sync<S> {
                 if !self.allow(now, peer) {
                     return Ok(());
                 }
-                let blocks = self.ancestry(&ids, &known).await?;
+                let budget = self.peers.get(&peer).map_or(0, |state| {
+                    SERVED_BYTES_PER_SECOND.saturating_sub(state.served_in_window)
+                });
+                if budget == 0 {
+                    return Ok(());
+                }
+                let blocks = self.ancestry(&ids, &known, budget).await?;
+                let served: usize = blocks.iter().map(Vec::len).sum();
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.served_in_window += served;
+                }
                 if !blocks.is_empty() {
                     out.push(Output::Send(peer, Message::Blocks { blocks }));
                 }
@@ -461,13 +510,17 @@ impl<S: BlockStore> Sync<S> {
         if now.saturating_sub(state.window_start) >= 1000 {
             state.window_start = now;
             state.wants_in_window = 0;
+            state.served_in_window = 0;
         }
         state.wants_in_window += 1;
         state.wants_in_window <= WANTS_PER_SECOND
     }
 
+    /// Counts misbehaviour against a connected peer (a disconnected one is gone already).
     fn strike(&mut self, peer: Peer, weight: u32, out: &mut Vec<Output>) {
-        let state = self.peers.entry(peer).or_default();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
         state.strikes = state.strikes.saturating_add(weight);
         if state.strikes >= MAX_STRIKES && !out.contains(&Output::Disconnect(peer)) {
             out.push(Output::Disconnect(peer));
@@ -485,17 +538,34 @@ impl<S: BlockStore> Sync<S> {
         Ok(out)
     }
 
-    /// Follows up an insert of blocks from `peer` (`None`: blocks held here, whose sender is
-    /// not known any more).
+    /// Follows up an insert of blocks from `sender`: the peer, and whether the blocks were
+    /// its own answer rather than gossip; `None`: blocks held here, whose sender is
+    /// not known any more.
     fn after_insert(
         &mut self,
         now: u64,
-        peer: Option<Peer>,
+        sender: Option<(Peer, bool)>,
         report: InsertReport,
         out: &mut Vec<Output>,
     ) {
+        let peer = sender.map(|(peer, _)| peer);
         for entry in &report.accepted {
             self.wanted.remove(&entry.block.id());
+            self.orphans.remove(&entry.block.id());
+        }
+        if let Some((peer, answered)) = sender {
+            for (id, _) in &report.waiting {
+                if let Some(bytes) = self.chain.pending_size(id) {
+                    let orphan = Orphan {
+                        peer,
+                        bytes,
+                        since: now,
+                        answered,
+                    };
+                    self.orphans.insert(*id, orphan);
+                }
+            }
+            self.bound_orphans(out);
         }
         self.recent = self.recent.take().and_then(|mut recent| {
             (recent.len() + report.accepted.len() <= RECENT_BLOCKS).then(|| {
@@ -535,6 +605,70 @@ impl<S: BlockStore> Sync<S> {
             None => self.peers.keys().copied().collect(),
         };
         self.want(now, &peers, missing, out);
+    }
+
+    /// Keeps the orphans within [`MAX_ORPHAN_BYTES_PER_PEER`] for each peer and
+    /// [`MAX_ORPHAN_BYTES`] in all, dropping the oldest of the peer over its share (struck
+    /// if they were its own answers) or, over the total, of the peer holding the most.
+    fn bound_orphans(&mut self, out: &mut Vec<Output>) {
+        let mut by_peer: HashMap<Peer, usize> = HashMap::new();
+        for orphan in self.orphans.values() {
+            *by_peer.entry(orphan.peer).or_default() += orphan.bytes;
+        }
+        let mut total: usize = by_peer.values().sum();
+        let mut struck = HashSet::new();
+        loop {
+            let heaviest = by_peer.iter().max_by_key(|(peer, bytes)| (**bytes, **peer));
+            let Some((&peer, &bytes)) = heaviest else {
+                return;
+            };
+            let over_share = bytes > MAX_ORPHAN_BYTES_PER_PEER;
+            if !over_share && total <= MAX_ORPHAN_BYTES {
+                return;
+            }
+            let oldest = self
+                .orphans
+                .iter()
+                .filter(|(_, orphan)| orphan.peer == peer)
+                .min_by_key(|(id, orphan)| (orphan.since, **id))
+                .map(|(id, _)| *id);
+            let Some(id) = oldest else {
+                return;
+            };
+            if let Some(orphan) = self.orphans.remove(&id) {
+                self.chain.drop_pending(&id);
+                total -= orphan.bytes;
+                if let Some(held) = by_peer.get_mut(&peer) {
+                    *held -= orphan.bytes;
+                }
+                if over_share && orphan.answered && struck.insert(peer) {
+                    self.strike(peer, 1, out);
+                }
+            }
+        }
+    }
+
+    /// Forgets orphans the chain accepted or dropped meanwhile and drops those older than
+    /// [`ORPHAN_TIMEOUT_MS`], striking (once per round) each peer whose own answer they were.
+    fn expire_orphans(&mut self, now: u64, out: &mut Vec<Output>) {
+        let chain = &self.chain;
+        self.orphans
+            .retain(|id, _| chain.pending_size(id).is_some());
+        let expired: Vec<BlockId> = self
+            .orphans
+            .iter()
+            .filter(|(_, orphan)| now.saturating_sub(orphan.since) >= ORPHAN_TIMEOUT_MS)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut struck = HashSet::new();
+        for id in expired {
+            if let Some(orphan) = self.orphans.remove(&id) {
+                self.chain.drop_pending(&id);
+                if orphan.answered && struck.insert(orphan.peer) {
+                    self.strike(orphan.peer, 1, out);
+                }
+            }
+        }
     }
 
     /// Asks `peers` for blocks not already asked for recently.
@@ -577,6 +711,7 @@ impl<S: BlockStore> Sync<S> {
         &mut self,
         ids: &[BlockId],
         known: &[BlockId],
+        max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, ChainError> {
         let known: HashSet<BlockId> = known.iter().copied().collect();
         let mut floor: Option<Position> = None;
@@ -620,7 +755,7 @@ impl<S: BlockStore> Sync<S> {
         let mut batch = Vec::new();
         for entry in found.into_iter().take(MAX_BATCH_BLOCKS) {
             bytes += entry.block.bytes().len();
-            if bytes > MAX_BATCH_BYTES && !batch.is_empty() {
+            if bytes > MAX_BATCH_BYTES.min(max_bytes) && !batch.is_empty() {
                 break;
             }
             batch.push(entry.block.bytes().to_vec());

@@ -94,3 +94,71 @@ pub fn random_dag(seed: u64, writers: usize, blocks: usize) -> (Block, Vec<Block
     }
     (genesis, all)
 }
+
+/// The genesis topic of [`FounderOnly`] chains.
+pub const FOUNDER_ONLY_TOPIC: &str = "endra/test-founder-only/1";
+
+/// A kind of chain only its founder may write (`strict`, honest replicas), or anyone (how a
+/// hostile node with a laxer rule sees it: it signs and publishes blocks every honest replica
+/// refuses). Counts how often a chain rebuilt the rule's view.
+pub struct FounderOnly {
+    strict: bool,
+    rebuilds: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FounderOnly {
+    pub fn new(strict: bool) -> Self {
+        FounderOnly {
+            strict,
+            rebuilds: Default::default(),
+        }
+    }
+
+    /// The rebuild counter shared by every chain opened under this rule.
+    pub fn rebuilds(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.rebuilds.clone()
+    }
+}
+
+struct FounderOnlyAdmission {
+    strict: bool,
+    founder: endra::walytis::Author,
+    rebuilds: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("only the founder writes this chain")]
+pub struct NotTheFounder;
+
+impl endra::walytis::RuleRefusal for NotTheFounder {
+    fn code(&self) -> &'static str {
+        "NOT_THE_FOUNDER"
+    }
+}
+
+impl endra::walytis::Admission for FounderOnlyAdmission {
+    fn rebuild(&mut self, _: &[Block]) {
+        self.rebuilds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn check(&self, block: &Block) -> Result<(), endra::walytis::Refused> {
+        if self.strict && block.author() != self.founder {
+            return Err(endra::walytis::Refused::new(NotTheFounder));
+        }
+        Ok(())
+    }
+    fn extend(&mut self, _: &Block) {}
+}
+
+impl endra::walytis::ChainRule for FounderOnly {
+    fn topic(&self) -> &'static str {
+        FOUNDER_ONLY_TOPIC
+    }
+    fn admission(&self, genesis: &Block) -> Box<dyn endra::walytis::Admission> {
+        Box::new(FounderOnlyAdmission {
+            strict: self.strict,
+            founder: genesis.author(),
+            rebuilds: self.rebuilds.clone(),
+        })
+    }
+}

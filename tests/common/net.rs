@@ -48,10 +48,20 @@ pub async fn new_chain(seed: u8, time: u64) -> (MemoryStore, BlockId) {
 }
 
 pub async fn start(store: MemoryStore, seed: u8, config: NodeConfig) -> Running {
+    start_with_rules(store, seed, config, endra::identity::rules()).await
+}
+
+/// [`start`] with other rules than Endra's.
+pub async fn start_with_rules(
+    store: MemoryStore,
+    seed: u8,
+    config: NodeConfig,
+    rules: endra::walytis::Rules,
+) -> Running {
     let swarm = native_swarm(identity::Keypair::generate_ed25519(), &config)
         .await
         .expect("swarm");
-    let (node, handle, events) = Node::new(swarm, store.clone(), endra::identity::rules(), config);
+    let (node, handle, events) = Node::new(swarm, store.clone(), rules, config);
     let node = node.with_device_key(super::key(seed));
     tokio::task::spawn_local(node.run());
     Running {
