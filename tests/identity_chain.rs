@@ -1593,3 +1593,67 @@ fn identity_chains_carry_ops_only_and_name_their_default_chain_once() {
         assert_converged(&[&laptop, &phone]).await;
     });
 }
+
+/// Something other than this code that can write the store (a browser extension, a script
+/// with the page's IndexedDB) plants a block claiming the laptop as its author, pointing the
+/// person's relays at an attacker's: the signature is not the laptop's, and reading the
+/// identity from that store refuses the record instead of folding it in.
+#[test]
+fn a_record_planted_in_the_store_is_refused_when_the_identity_is_read() {
+    block_on(async {
+        use endra::walytis::store::{BlockRecord, ChainState, Commit};
+        let mut laptop = new_person("Ada").await;
+        let mut phone = add_device(&mut laptop, T0).await;
+        exchange(&mut [&mut laptop, &mut phone]).await;
+        let laptop_key = DeviceKeys::from_secret_bytes(&laptop.device().to_secret_bytes()).unwrap();
+        // The laptop's signature over another time: the author still says "laptop".
+        let (leaves, height) = tip(&phone).await;
+        let signed = forge(&phone, &laptop_key, leaves, height);
+        let mut bytes = signed.bytes().to_vec();
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"attack")
+            .expect("the relay address");
+        bytes[at] = b'A';
+        let planted = BlockId::of(&bytes);
+        let store = phone.chain().store().clone();
+        let chain = phone.chain().id();
+        let state = store.chain_state(&chain).await.unwrap().unwrap();
+        store
+            .commit(&Commit {
+                chain,
+                expected: Some(state.clone()),
+                blocks: vec![BlockRecord {
+                    id: planted,
+                    seq: state.next_seq,
+                    height,
+                    author: signed.author(),
+                    topics: signed.topics().to_vec(),
+                    bytes,
+                }],
+                state: ChainState {
+                    next_seq: state.next_seq + 1,
+                    leaves: vec![planted],
+                },
+            })
+            .await
+            .unwrap();
+        let phone_key = DeviceKeys::from_secret_bytes(&phone.device().to_secret_bytes()).unwrap();
+        let reopened = Identity::open(store, chain, phone_key).await;
+        let error = reopened.expect_err("the planted record is refused");
+        assert!(
+            matches!(
+                error,
+                IdentityError::Chain(ChainError::Store(endra::store::StoreError::Corrupt(_)))
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("signature"), "{error}");
+        // The laptop's own replica never saw it.
+        assert!(laptop
+            .state()
+            .relays()
+            .iter()
+            .all(|r| !r.contains("ttacker")));
+    });
+}

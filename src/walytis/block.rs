@@ -345,6 +345,11 @@ impl Block {
         Self::decode_checked(bytes, false, None)
     }
 
+    /// [`Block::decode_stored`] for bytes whose ID the caller has just computed.
+    pub(crate) fn decode_stored_hashed(bytes: &[u8], id: BlockId) -> Result<Block, BlockError> {
+        Self::decode_checked(bytes, false, Some(id))
+    }
+
     fn decode_checked(
         bytes: &[u8],
         verify: bool,

@@ -31,6 +31,8 @@ pub const MAX_PENDING_BYTES: usize = 32 << 20;
 const CONFLICT_RETRIES: usize = 16;
 /// Heights remembered to check new blocks against their parents without a store lookup.
 const HEIGHT_CACHE: usize = 1 << 17;
+/// Block IDs remembered as signature-checked by one chain handle (see [`Chain::read`]).
+const VERIFIED_CACHE: usize = 1 << 17;
 /// Blocks the admission rule refused, remembered so that they and their descendants are
 /// refused again without another check.
 const REFUSED_CACHE: usize = 4096;
@@ -305,6 +307,10 @@ pub struct Chain<S: BlockStore> {
     /// Blocks held until the authority grows (see [`ChainError::AwaitingAuthority`]), with
     /// the authority block each waits for.
     awaiting: HashMap<BlockId, (Block, BlockId)>,
+    /// Blocks whose signature this handle checked (when it took them in, or on a first
+    /// read), so that a chain held to a rule verifies each stored block once per handle (see
+    /// [`Chain::read`]). Bounded by [`VERIFIED_CACHE`].
+    verified: std::sync::Mutex<HashSet<BlockId>>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Chain<S> {
@@ -430,6 +436,7 @@ impl<S: BlockStore> Chain<S> {
             refused: HashSet::new(),
             binding,
             awaiting: HashMap::new(),
+            verified: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -757,6 +764,9 @@ impl<S: BlockStore> Chain<S> {
             }
         }
         self.remember(plan.heights);
+        if self.has_admission_rule() {
+            self.remember_verified(plan.accepted.iter().map(Block::id));
+        }
         if !plan.accepted.is_empty() {
             self.notify();
         }
@@ -1065,7 +1075,8 @@ impl<S: BlockStore> Chain<S> {
             let block = match batch.get(&id) {
                 Some(block) => (*block).clone(),
                 None => match self.store.block(chain, &id).await? {
-                    Some(stored) => entry(stored, Some(&id))?.block,
+                    // An authority chain is held to a rule: its records are checked again.
+                    Some(stored) => self.checked_entry(stored, Some(&id), true)?.block,
                     None => return Ok(Err(id)),
                 },
             };
@@ -1237,7 +1248,7 @@ impl<S: BlockStore> Chain<S> {
     /// One block by ID, `None` if the chain does not hold it.
     pub async fn block(&self, id: &BlockId) -> Result<Option<Entry>, ChainError> {
         match self.store.block(&self.id, id).await? {
-            Some(stored) => Ok(Some(entry(stored, Some(id))?)),
+            Some(stored) => Ok(Some(self.read(stored, Some(id))?)),
             None => Ok(None),
         }
     }
@@ -1257,7 +1268,7 @@ impl<S: BlockStore> Chain<S> {
         };
         let mut entries = Vec::new();
         for stored in self.store.scan(&self.id, scan).await? {
-            let entry = entry(stored, None)?;
+            let entry = self.read(stored, None)?;
             // A topic query that also names an author filters by author here.
             if query.topic.is_some() && query.author.is_some_and(|a| *a != entry.block.author()) {
                 continue;
@@ -1272,7 +1283,51 @@ impl<S: BlockStore> Chain<S> {
     /// parents before children, also across restarts and across handles on the same store.
     pub async fn since(&self, after: Option<u64>, limit: usize) -> Result<Vec<Entry>, ChainError> {
         let stored = self.store.since(&self.id, after, limit).await?;
-        stored.into_iter().map(|s| entry(s, None)).collect()
+        stored.into_iter().map(|s| self.read(s, None)).collect()
+    }
+
+    /// Decodes a block read from this chain's store. Plain chains trust their store (it only
+    /// ever took checked blocks); a chain held to a rule (an identity chain, a chain bound to
+    /// one) checks each block's signature again, once per handle: something other than this
+    /// code may have written the store (an extension, a script with the page's IndexedDB),
+    /// and a planted record must not pass for an admin's approval or a member's message. A
+    /// record that fails is `StoreError::Corrupt`: the read fails rather than fold it in.
+    fn read(&self, stored: StoredBlock, expected: Option<&BlockId>) -> Result<Entry, ChainError> {
+        self.checked_entry(stored, expected, self.has_admission_rule())
+    }
+
+    fn checked_entry(
+        &self,
+        stored: StoredBlock,
+        expected: Option<&BlockId>,
+        verify: bool,
+    ) -> Result<Entry, ChainError> {
+        if !verify {
+            return entry(stored, expected);
+        }
+        let id = BlockId::of(&stored.bytes);
+        let known = self.verified.lock().is_ok_and(|v| v.contains(&id));
+        let decode = if known {
+            Block::decode_stored_hashed
+        } else {
+            Block::decode_hashed
+        };
+        let decoded = decode(&stored.bytes, id);
+        let entry = entry_decoded(stored, expected, decoded)?;
+        if !known {
+            self.remember_verified([id]);
+        }
+        Ok(entry)
+    }
+
+    /// Notes blocks whose signature this handle has checked.
+    fn remember_verified(&self, ids: impl IntoIterator<Item = BlockId>) {
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CACHE {
+                verified.clear();
+            }
+            verified.extend(ids);
+        }
     }
 }
 
@@ -1318,8 +1373,18 @@ fn into_rule(claim: Claim) -> Option<Box<dyn Admission>> {
 /// Decodes a block read from the store. Its signature was verified before it was stored; a
 /// damaged record shows up as a failed decode or an ID mismatch, reported as corruption.
 fn entry(stored: StoredBlock, expected: Option<&BlockId>) -> Result<Entry, ChainError> {
+    let decoded = Block::decode_stored(&stored.bytes);
+    entry_decoded(stored, expected, decoded)
+}
+
+/// [`entry`] for a block already decoded (and perhaps verified) from `stored`'s bytes.
+fn entry_decoded(
+    stored: StoredBlock,
+    expected: Option<&BlockId>,
+    decoded: Result<Block, BlockError>,
+) -> Result<Entry, ChainError> {
     let corrupt = |e: BlockError| StoreError::Corrupt(format!("stored block: {e}"));
-    let block = Block::decode_stored(&stored.bytes).map_err(corrupt)?;
+    let block = decoded.map_err(corrupt)?;
     if let Some(expected) = expected {
         if block.id() != *expected {
             return Err(corrupt(BlockError::IdMismatch {
