@@ -36,6 +36,8 @@ export type ErrorCode =
   | 'NOT_BOUND'
   | 'NO_KEY'
   | 'EPOCH_DISCARDED'
+  /** The only copy of an epoch key sealed to this device is not the key its epoch commits to. */
+  | 'EPOCH_KEY_FORGED'
   | 'WRONG_PASSPHRASE'
   | 'KEYSTORE_INVALID'
   | 'KEY_INVALID'

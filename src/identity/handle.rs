@@ -14,8 +14,8 @@ use super::device::DeviceKeys;
 use super::document::{document, identity_did};
 use super::keys::{seal, EpochKey};
 use super::ops::{
-    epoch_aad, rotation_proof, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy,
-    Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
+    epoch_aad, epoch_commitment, rotation_proof, DeviceEntry, EpochId, Invitation, Kind,
+    MemberEntry, Op, Policy, Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
 };
 use super::state::IdentityState;
 use super::IdentityError;
@@ -525,6 +525,7 @@ impl<S: BlockStore> Identity<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<Op>, IdentityError> {
         let chain = self.chain.id();
+        let commitment = epoch_commitment(&chain, &epoch, key)?;
         let mut sealed = Vec::with_capacity(devices.len());
         for device in devices {
             let aad = epoch_aad(&chain, &epoch, &device.did);
@@ -537,6 +538,7 @@ impl<S: BlockStore> Identity<S> {
             .chunks(KEYS_PER_BLOCK)
             .map(|keys| Op::Epoch {
                 epoch,
+                commitment,
                 keys: keys.to_vec(),
             })
             .collect())
@@ -573,11 +575,22 @@ impl<S: BlockStore> Identity<S> {
         }
         self.rekey_if_due(time, self.state.policy().rekey_every, rng)
             .await?;
-        let epoch = self
+        let mut epoch = self
             .state
             .current_epoch()
             .map(|e| e.id)
             .ok_or(IdentityError::NoEpochKey)?;
+        let usable = self.with_epoch_key(&epoch, |_| Ok(()));
+        if let Err(IdentityError::NoEpochKey | IdentityError::ForgedEpochKey) = usable {
+            // Every peer sees this epoch as current, but this device got no genuine copy of
+            // its key (a member sealed it another key, or none): a new epoch heals the group.
+            self.rekey(time, rng).await?;
+            epoch = self
+                .state
+                .current_epoch()
+                .map(|e| e.id)
+                .ok_or(IdentityError::NoEpochKey)?;
+        }
         let ciphertext = self.with_epoch_key(&epoch, |key| {
             Ok(key.encrypt(&data_aad(chain, &epoch), plaintext, rng)?)
         })?;

@@ -93,6 +93,8 @@ pub const EPOCH_CIPHERTEXT_VERSION: u8 = 1;
 const MAX_VARINT_LEN: usize = 9;
 const KEM_LABEL: &[u8] = b"endra/identity/kem/x25519-mlkem768/v1\0";
 const SEAL_LABEL: &[u8] = b"endra/identity/seal/v1\0";
+/// HKDF label of an [`EpochKey::commitment`].
+const COMMITMENT_LABEL: &[u8] = b"endra/identity/key-commitment/v1\0";
 /// A clamped scalar (any would do) used to test X25519 public keys for small order.
 const ORDER_PROBE: [u8; 32] = [0x42; 32];
 
@@ -845,6 +847,12 @@ impl EpochKey {
     /// The key bytes (to [`seal`] them to each device).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// A 32-byte commitment to this key within `context` (HKDF-SHA256 with the key as input
+    /// keying material): binding, and revealing nothing of the key.
+    pub fn commitment(&self, context: &[u8]) -> Result<[u8; 32], KeyError> {
+        Ok(*hkdf32(&*self.0, &[COMMITMENT_LABEL, context])?)
     }
 
     /// Encrypts `plaintext` under this key with a random nonce.

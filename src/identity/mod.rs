@@ -77,6 +77,10 @@ pub enum IdentityError {
     /// No epoch key sealed to this device can be opened (never shared, or removed).
     #[error("no epoch key for this device")]
     NoEpochKey,
+    /// The only copies of an epoch key sealed to this device open to another key than the
+    /// one the epoch commits to: a member tried to hand this device a key of its own.
+    #[error("the epoch key sealed to this device is not the key its epoch commits to")]
+    ForgedEpochKey,
     /// The identity's policy discarded the epoch the data was written in.
     #[error("the policy discarded this epoch's key")]
     EpochDiscarded,

@@ -8,7 +8,9 @@
 use crate::cbor::{CborError, Reader, Writer};
 use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink};
 
-use super::keys::{verify, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_LEN};
+use super::keys::{
+    verify, EpochKey, KeyError, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_LEN,
+};
 use super::IdentityError;
 
 /// The topic of blocks that carry an [`Op`].
@@ -148,6 +150,11 @@ pub enum Op {
     Epoch {
         /// The epoch.
         epoch: EpochId,
+        /// The key's commitment ([`epoch_commitment`]): the epoch's first op sets it, every
+        /// later op for the epoch repeats it, and a recipient accepts only a copy that opens
+        /// to the key it commits to — so no member can hand some devices another key under
+        /// the same epoch.
+        commitment: [u8; 32],
         /// Its key, sealed to devices.
         keys: Vec<SealedKey>,
     },
@@ -192,6 +199,16 @@ pub fn epoch_aad(chain: &BlockId, epoch: &EpochId, device: &str) -> Vec<u8> {
         device.as_bytes(),
     ]
     .concat()
+}
+
+/// What an epoch key commits to: a key derived from it (HKDF-SHA256) over the chain and
+/// the epoch, so that the key is bound to its epoch and one commitment fits one key.
+pub fn epoch_commitment(
+    chain: &BlockId,
+    epoch: &EpochId,
+    key: &EpochKey,
+) -> Result<[u8; 32], KeyError> {
+    key.commitment(&[chain.as_bytes(), epoch.as_slice()].concat())
 }
 
 /// The message a [`Op::Rotate`] proof signs.
@@ -402,10 +419,15 @@ impl Op {
                 w.bytes(&agreement.to_bytes());
                 w.bytes(proof);
             }
-            Op::Epoch { epoch, keys } => {
-                w.array(3);
+            Op::Epoch {
+                epoch,
+                commitment,
+                keys,
+            } => {
+                w.array(4);
                 w.uint(6);
                 w.bytes(epoch);
+                w.bytes(commitment);
                 w.array(keys.len());
                 for key in keys {
                     w.array(2);
@@ -498,6 +520,7 @@ impl Op {
             }
             6 => {
                 let epoch = fixed(r.bytes()?)?;
+                let commitment = fixed(r.bytes()?)?;
                 let count = r.array()?;
                 let mut keys = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
@@ -506,7 +529,14 @@ impl Op {
                     let sealed = r.bytes()?.to_vec();
                     keys.push(SealedKey { device, sealed });
                 }
-                (3, Op::Epoch { epoch, keys })
+                (
+                    4,
+                    Op::Epoch {
+                        epoch,
+                        commitment,
+                        keys,
+                    },
+                )
             }
             7 => (
                 2,

@@ -38,8 +38,8 @@ use crate::walytis::{Block, BlockId, RuleRefusal};
 use super::document::identity_did;
 use super::keys::{AgreementKeyPair, EpochKey, PublicKey};
 use super::ops::{
-    epoch_aad, verify_rotation, DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy,
-    Role, IDENTITY_TOPIC,
+    epoch_aad, epoch_commitment, verify_rotation, DeviceEntry, EpochId, Invitation, Kind,
+    MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
 };
 use super::IdentityError;
 
@@ -194,7 +194,13 @@ pub struct Epoch {
     pub first: BlockId,
     /// Time the first block claims (ms since the Unix epoch; informational).
     pub time: u64,
+    /// The commitment to its key that every copy must open to ([`Op::Epoch`]).
+    pub commitment: [u8; 32],
+    /// Copies for devices that were current when their op was folded.
     keys: HashMap<String, Vec<Vec<u8>>>,
+    /// Every device a copy was addressed to, current or not: the ciphertext of each stays in
+    /// the chain, where that device can open it.
+    addressed: HashSet<String>,
 }
 
 impl Epoch {
@@ -203,9 +209,14 @@ impl Epoch {
         self.keys.contains_key(device)
     }
 
-    /// Devices the key was sealed to.
+    /// Devices the key was sealed to (and that were current then).
     pub fn devices(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
+    }
+
+    /// Every device a copy was addressed to, whether the fold kept the copy or not.
+    pub fn addressed(&self) -> impl Iterator<Item = &str> {
+        self.addressed.iter().map(String::as_str)
     }
 }
 
@@ -422,13 +433,16 @@ impl IdentityState {
         self.blocks
     }
 
-    /// The epoch to write with: the last one in chain order none of whose recipients has
-    /// since been removed. `None` if every epoch reached a removed device.
+    /// The epoch to write with: the last one in chain order whose key was addressed only to
+    /// devices that are current now. A copy for any other device — one removed since, one
+    /// removed concurrently (a rekey that had not seen the removal), one never admitted —
+    /// stays in the chain, where that device can open it, so such an epoch is never written
+    /// under again. `None` if no epoch qualifies: the next write makes a new one.
     pub fn current_epoch(&self) -> Option<&Epoch> {
         self.epochs
             .iter()
             .rev()
-            .find(|e| e.devices().all(|d| !self.removed_devices.contains(d)))
+            .find(|e| e.addressed.iter().all(|d| self.owners.contains_key(d)))
     }
 
     /// Whether a new epoch is due: none is usable, or a current device lacks the current one.
@@ -506,12 +520,23 @@ impl IdentityState {
         }
         let record = self.epoch(epoch).ok_or(IdentityError::NoEpochKey)?;
         let aad = epoch_aad(&self.chain, epoch, device);
+        let mut forged = false;
         for sealed in record.keys.get(device).into_iter().flatten() {
             if let Ok(bytes) = keys.open(&aad, sealed) {
-                return Ok(EpochKey::from_slice(&bytes)?);
+                let key = EpochKey::from_slice(&bytes)?;
+                // A copy of another key than the one the epoch commits to: someone tried to
+                // split the group. Another copy may still be genuine.
+                if epoch_commitment(&self.chain, epoch, &key)? == record.commitment {
+                    return Ok(key);
+                }
+                forged = true;
             }
         }
-        Err(IdentityError::NoEpochKey)
+        Err(if forged {
+            IdentityError::ForgedEpochKey
+        } else {
+            IdentityError::NoEpochKey
+        })
     }
 
     /// Checks an op as the next block by `author` at `time` would be checked, without a
@@ -1012,29 +1037,50 @@ impl IdentityState {
                 }
                 Ok(vec![Change::Rotated { device }])
             }
-            Op::Epoch { epoch, keys } => {
+            Op::Epoch {
+                epoch,
+                commitment,
+                keys,
+            } => {
                 if keys.is_empty() {
                     return Err(Rejection::NotPermitted("an epoch op seals to someone"));
                 }
                 let mut changes = Vec::new();
                 let index = match self.epoch_index.get(&epoch) {
-                    Some(&index) => index,
+                    Some(&index) => {
+                        // More copies of the same key (history for a new device, a rotated
+                        // agreement key): the commitment is the first op's.
+                        if self.epochs.get(index).map(|e| e.commitment) != Some(commitment) {
+                            return Err(Rejection::NotPermitted(
+                                "an epoch's copies commit to the key its first op committed to",
+                            ));
+                        }
+                        index
+                    }
                     None => {
                         self.epochs.push(Epoch {
                             id: epoch,
                             first: id,
                             time,
+                            commitment,
                             keys: HashMap::new(),
+                            addressed: HashSet::new(),
                         });
                         self.epoch_index.insert(epoch, self.epochs.len() - 1);
                         changes.push(Change::Rekeyed { epoch });
                         self.epochs.len() - 1
                     }
                 };
-                for key in keys {
-                    // Copies for devices that are not current are ignored.
-                    if self.owners.contains_key(&key.device) {
-                        if let Some(record) = self.epochs.get_mut(index) {
+                let current: Vec<bool> = keys
+                    .iter()
+                    .map(|key| self.owners.contains_key(&key.device))
+                    .collect();
+                if let Some(record) = self.epochs.get_mut(index) {
+                    for (key, current) in keys.into_iter().zip(current) {
+                        record.addressed.insert(key.device.clone());
+                        // A copy for a device that is not current is not kept, but it is in
+                        // the chain: `addressed` remembers it (see `current_epoch`).
+                        if current {
                             record.keys.entry(key.device).or_default().push(key.sealed);
                         }
                     }

@@ -31,6 +31,7 @@ fn identity_code(e: &IdentityError) -> &'static str {
         IdentityError::NotBound(_) => "NOT_BOUND",
         IdentityError::NoEpochKey => "NO_KEY",
         IdentityError::EpochDiscarded => "EPOCH_DISCARDED",
+        IdentityError::ForgedEpochKey => "EPOCH_KEY_FORGED",
         IdentityError::Rejected(why) => why.code(),
         IdentityError::Keystore(KeystoreError::WrongPassphrase) => "WRONG_PASSPHRASE",
         IdentityError::Keystore(_) => "KEYSTORE_INVALID",
