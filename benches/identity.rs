@@ -32,7 +32,8 @@ use rand_core::OsRng;
 
 #[path = "common/identity.rs"]
 mod scenarios;
-use scenarios::{group, median, person_chain, T0};
+use endra::identity::KdfParams;
+use scenarios::{group, median, person_chain, sealed_keys, unlock, T0};
 
 const RUNS: usize = 3;
 
@@ -60,6 +61,23 @@ fn main() {
         println!("rekey on removal, {size} devices: {ms:.1} ms (median of {RUNS})");
         rekey.push(format!("{{ \"devices\": {size}, \"median_ms\": {ms:.2} }}"));
     }
+
+    let unlock_runs = if smoke { 1 } else { 5 };
+    let [unlock_ms, unlock_old_ms] = [KdfParams::DEFAULT, KdfParams::ONLINE_FLOOR].map(|params| {
+        let sealed = sealed_keys(params);
+        median(
+            (0..unlock_runs)
+                .map(|_| {
+                    let start = Instant::now();
+                    unlock(&sealed);
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
+    });
+    println!(
+        "unlock a device's keys (Argon2id + XChaCha20-Poly1305): {unlock_ms:.0} ms at the default 64 MiB x 3 passes, {unlock_old_ms:.0} ms at the former 19 MiB x 2 (median of {unlock_runs})"
+    );
 
     let chain = block_on(person_chain(blocks));
     let mut times = Vec::new();
@@ -136,8 +154,10 @@ fn main() {
     );
 
     let json = format!(
-        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"read_back\": {{ \"identity_chain_ms\": {read_identity_ms:.2}, \"plain_chain_ms\": {read_plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2}, \"write_one_ms\": {:.3}, \"list_all_ms\": {:.2} }}\n}}\n",
+        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"unlock\": {{ \"m_cost_kib\": {}, \"t_cost\": {}, \"median_ms\": {unlock_ms:.1}, \"former_19_mib_2_passes_ms\": {unlock_old_ms:.1} }},\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"read_back\": {{ \"identity_chain_ms\": {read_identity_ms:.2}, \"plain_chain_ms\": {read_plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2}, \"write_one_ms\": {:.3}, \"list_all_ms\": {:.2} }}\n}}\n",
         rekey.join(",\n    "),
+        KdfParams::DEFAULT.m_cost_kib,
+        KdfParams::DEFAULT.t_cost,
         chain.len(),
         chain.len(),
         chain.len(),

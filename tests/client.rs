@@ -7,8 +7,8 @@
 use endra::client::{Account, ClientError, Keyring, Publication};
 use endra::envelope::{ContentKind, Envelope};
 use endra::identity::{
-    DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams, KeystoreError,
-    Kind, Policy, Role,
+    DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams, Keystore,
+    KeystoreError, Kind, Policy, Role,
 };
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, ChainError};
@@ -364,6 +364,68 @@ fn the_keyring_keeps_one_device_key_that_only_the_passphrase_opens() {
             &Envelope::message(*b"kept")
         );
         assert_eq!(messages[0].device.as_deref(), Some(device.as_str()));
+    });
+}
+
+/// Keys an older build sealed with weaker KDF costs (as the 19 MiB, 2-pass default of
+/// before) still open, and are sealed again with the keyring's costs at that unlock; a wrong
+/// passphrase migrates nothing. (Scaled down: the old costs here are the cheapest Argon2
+/// takes, the new ones twice the memory and passes.)
+#[test]
+fn keys_sealed_with_weaker_kdf_costs_open_and_are_sealed_again_with_the_current_ones() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let old = KdfParams::INSECURE_TEST;
+        let current = Keyring {
+            params: KdfParams {
+                m_cost_kib: old.m_cost_kib * 2,
+                t_cost: old.t_cost * 2,
+                p_cost: 1,
+            },
+            floor: KdfFloor::NONE,
+        };
+        let keys = DeviceKeys::generate(&mut OsRng);
+        let weak = keys.seal("correct horse", old, &mut OsRng).unwrap();
+        store.put_setting(Keyring::SETTING, &weak).await.unwrap();
+
+        assert!(current
+            .unlock(&store, "wrong horse", &mut OsRng)
+            .await
+            .is_err());
+        assert_eq!(
+            store.setting(Keyring::SETTING).await.unwrap(),
+            Some(weak.clone())
+        );
+        let opened = current
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        assert_eq!(opened.did(), keys.did());
+        let resealed = store.setting(Keyring::SETTING).await.unwrap().unwrap();
+        assert_eq!(Keystore::params(&resealed).unwrap(), current.params);
+        // The old blob no longer opens under a floor above its costs; the new one does.
+        let floor = KdfFloor {
+            min_m_cost_kib: current.params.m_cost_kib,
+            min_work: 0,
+        };
+        assert!(DeviceKeys::open("correct horse", &weak, floor).is_err());
+        assert_eq!(
+            DeviceKeys::open("correct horse", &resealed, floor)
+                .unwrap()
+                .did(),
+            keys.did()
+        );
+        // Nothing to migrate the second time.
+        current
+            .unlock(&store, "correct horse", &mut OsRng)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.setting(Keyring::SETTING).await.unwrap(),
+            Some(resealed)
+        );
+        assert!(KdfParams::ONLINE_FLOOR.weaker_than(&KdfParams::DEFAULT));
+        assert!(Keyring::RECOMMENDED.floor.admits(&KdfParams::ONLINE_FLOOR));
     });
 }
 

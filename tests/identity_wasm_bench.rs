@@ -1,5 +1,6 @@
 //! The identity benchmarks of `benches/identity.rs`, in wasm in headless Chromium: rekey on
-//! removal versus group size and resolving a DID from a 1,000-block identity chain, the same
+//! removal versus group size, unlocking a device's keys, and resolving a DID from a 1,000-block
+//! identity chain, the same
 //! scenarios (`benches/common/identity.rs`) timed with `performance.now()`.
 //!
 //! A benchmark, not a test: it is `#[ignore]`d, and `scripts/bench.sh` runs it with
@@ -11,9 +12,9 @@
 #[path = "../benches/common/identity.rs"]
 mod scenarios;
 
-use endra::identity::{document, IdentityState};
+use endra::identity::{document, IdentityState, KdfParams};
 use rand_core::OsRng;
-use scenarios::{group, median, person_chain, T0};
+use scenarios::{group, median, person_chain, sealed_keys, unlock, T0};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -46,6 +47,21 @@ async fn identity_benchmarks_in_wasm() {
         console_log!("rekey on removal, {size} devices: {ms:.1} ms (median of {RUNS})");
         rekey.push(format!("{{ \"devices\": {size}, \"median_ms\": {ms:.2} }}"));
     }
+    let [unlock_ms, unlock_old_ms] = [KdfParams::DEFAULT, KdfParams::ONLINE_FLOOR].map(|params| {
+        let sealed = sealed_keys(params);
+        median(
+            (0..RUNS)
+                .map(|_| {
+                    let start = now_ms();
+                    unlock(&sealed);
+                    now_ms() - start
+                })
+                .collect(),
+        )
+    });
+    console_log!(
+        "unlock: {unlock_ms:.0} ms at 64 MiB x 3, {unlock_old_ms:.0} ms at 19 MiB x 2 (median of {RUNS})"
+    );
     let chain = person_chain(1_000).await;
     let mut times = Vec::new();
     for _ in 0..5 {
@@ -57,7 +73,7 @@ async fn identity_benchmarks_in_wasm() {
     }
     let resolve_ms = median(times);
     console_log!(
-        "ENDRA_BENCH {{ \"benchmark\": \"identity (wasm, release profile, headless Chromium)\", \"rekey_on_removal\": [ {} ], \"resolve\": {{ \"blocks\": {}, \"median_ms\": {resolve_ms:.2} }} }}",
+        "ENDRA_BENCH {{ \"benchmark\": \"identity (wasm, release profile, headless Chromium)\", \"rekey_on_removal\": [ {} ], \"unlock\": {{ \"median_ms\": {unlock_ms:.1}, \"former_19_mib_2_passes_ms\": {unlock_old_ms:.1} }}, \"resolve\": {{ \"blocks\": {}, \"median_ms\": {resolve_ms:.2} }} }}",
         rekey.join(", "),
         chain.len()
     );

@@ -1,13 +1,31 @@
 //! The identity scenarios the benchmarks time, shared by the native bench
 //! (`benches/identity.rs`) and the same measures in wasm (`tests/identity_wasm_bench.rs`).
 
-use endra::identity::{DeviceKeys, Founding, Identity, Kind, MemberEntry, Policy, Role};
+use endra::identity::{
+    DeviceKeys, Founding, Identity, KdfFloor, KdfParams, Kind, MemberEntry, Policy, Role,
+};
 use endra::store::MemoryStore;
 use endra::walytis::Block;
 use rand_core::OsRng;
 
 /// The scenarios' clock.
 pub const T0: u64 = 1_700_000_000_000;
+
+/// The passphrase of [`sealed_keys`].
+const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A device's keys sealed under a passphrase with `params`, as a keyring keeps them.
+pub fn sealed_keys(params: KdfParams) -> Vec<u8> {
+    DeviceKeys::generate(&mut OsRng)
+        .seal(PASSPHRASE, params, &mut OsRng)
+        .unwrap()
+}
+
+/// Unlocks [`sealed_keys`]'s bytes as a page does when it opens an identity (Argon2id,
+/// then XChaCha20-Poly1305).
+pub fn unlock(sealed: &[u8]) {
+    DeviceKeys::open(PASSPHRASE, sealed, KdfFloor::RECOMMENDED).unwrap();
+}
 
 async fn all_blocks(identity: &Identity<MemoryStore>) -> Vec<Block> {
     identity.blocks().await.unwrap()

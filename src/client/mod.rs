@@ -28,7 +28,7 @@ use rand_core::CryptoRngCore;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
-    MemberEntry, Policy, PublicKey,
+    Keystore, MemberEntry, Policy, PublicKey,
 };
 use crate::store::{BlockStore, StoreError};
 use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
@@ -124,7 +124,10 @@ impl Keyring {
             return Err(ClientError::PassphraseRequired);
         }
         match store.setting(Self::SETTING).await? {
-            Some(sealed) => Ok(DeviceKeys::open(passphrase, &sealed, self.floor)?),
+            Some(sealed) => {
+                self.open_kept(store, Self::SETTING, &sealed, passphrase, rng)
+                    .await
+            }
             None => {
                 let keys = DeviceKeys::generate(rng);
                 let sealed = keys.seal(passphrase, self.params, rng)?;
@@ -146,10 +149,33 @@ impl Keyring {
         if passphrase.is_empty() {
             return Err(ClientError::PassphraseRequired);
         }
-        match store.setting(&Self::rotated_setting(chain)).await? {
-            Some(sealed) => Ok(DeviceKeys::open(passphrase, &sealed, self.floor)?),
+        let setting = Self::rotated_setting(chain);
+        match store.setting(&setting).await? {
+            Some(sealed) => {
+                self.open_kept(store, &setting, &sealed, passphrase, rng)
+                    .await
+            }
             None => self.unlock(store, passphrase, rng).await,
         }
+    }
+
+    /// Opens keys kept in `setting`; keys sealed with weaker parameters than this keyring's
+    /// (an older build's) are sealed again with them, now that the passphrase is at hand.
+    async fn open_kept<S: BlockStore>(
+        &self,
+        store: &S,
+        setting: &str,
+        sealed: &[u8],
+        passphrase: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<DeviceKeys, ClientError> {
+        let keys = DeviceKeys::open(passphrase, sealed, self.floor)?;
+        let params = Keystore::params(sealed).map_err(IdentityError::from)?;
+        if params.weaker_than(&self.params) {
+            let stronger = keys.seal(passphrase, self.params, rng)?;
+            store.put_setting(setting, &stronger).await?;
+        }
+        Ok(keys)
     }
 }
 

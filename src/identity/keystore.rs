@@ -108,12 +108,29 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// OWASP's recommendation that suits browsers: 19 MiB, 2 passes, 1 lane.
+    /// What new keys are sealed with: 64 MiB, 3 passes, 1 lane. Identity keys live for
+    /// years on disks that can be stolen, so they get well above OWASP's floor for online
+    /// passwords ([`KdfParams::ONLINE_FLOOR`]); the unlock it costs is measured in the
+    /// identity benches, natively and in the browser.
     pub const DEFAULT: KdfParams = KdfParams {
+        m_cost_kib: 64 * 1024,
+        t_cost: 3,
+        p_cost: 1,
+    };
+
+    /// OWASP's smallest recommendation for online passwords (19 MiB, 2 passes), what keys
+    /// were sealed with before 2026-12: such stores still open (the floor admits them) and
+    /// are sealed again with [`KdfParams::DEFAULT`] at their next unlock.
+    pub const ONLINE_FLOOR: KdfParams = KdfParams {
         m_cost_kib: 19 * 1024,
         t_cost: 2,
         p_cost: 1,
     };
+
+    /// Whether these parameters cost less than `other` in memory or passes.
+    pub fn weaker_than(&self, other: &KdfParams) -> bool {
+        self.m_cost_kib < other.m_cost_kib || self.t_cost < other.t_cost
+    }
 
     /// The cheapest parameters Argon2 accepts (8 KiB, 1 pass). For tests only: a blob sealed
     /// with them opens only with [`KdfFloor::NONE`].
@@ -154,8 +171,9 @@ pub struct KdfFloor {
 }
 
 impl KdfFloor {
-    /// Admits each of OWASP's Argon2id settings (the smallest is 7 MiB × 5 passes = 35,840)
-    /// and [`KdfParams::DEFAULT`] (38,912); refuses anything cheaper.
+    /// Admits each of OWASP's Argon2id settings (the smallest is 7 MiB × 5 passes = 35,840),
+    /// [`KdfParams::ONLINE_FLOOR`] (38,912) and [`KdfParams::DEFAULT`]; refuses anything
+    /// cheaper.
     pub const RECOMMENDED: KdfFloor = KdfFloor {
         min_m_cost_kib: 7 * 1024,
         min_work: 7 * 1024 * 5,
