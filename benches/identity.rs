@@ -317,6 +317,7 @@ async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>, BoundCosts) {
         name: "Ada".into(),
         relays: vec![],
         founder: None,
+        recovery: None,
     };
     let device = DeviceKeys::generate(&mut OsRng);
     let mut identity = Identity::create(MemoryStore::new(), device, founding, T0, &mut OsRng)

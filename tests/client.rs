@@ -32,6 +32,7 @@ fn person(name: &str) -> Founding {
         name: name.into(),
         relays: vec![],
         founder: None,
+        recovery: None,
     }
 }
 

@@ -291,6 +291,7 @@ async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
             name: "crew".into(),
             relays: Vec::new(),
             founder: Some(founder),
+            recovery: None,
         },
         T0,
         &mut OsRng,

@@ -8,12 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use endra::identity::ops::rotation_proof;
+use endra::identity::ops::{recovery_proof, rotation_proof};
 use endra::identity::{
-    DeviceKeys, Identity, IdentityState, MemberEntry, Op, PublicKey, Rejection, Role,
-    IDENTITY_TOPIC,
+    DeviceKeys, Founding, Identity, IdentityState, Invitation, Kind, MemberEntry, Op, PublicKey,
+    RecoveryKey, Rejection, Role, SigningKeyPair, IDENTITY_TOPIC,
 };
 use endra::store::MemoryStore;
+use endra::walytis::ChainError;
 use endra::walytis::{Block, BlockDraft, BlockId};
 use futures_executor::block_on;
 use proptest::prelude::*;
@@ -22,10 +23,24 @@ use rand_core::OsRng;
 
 mod common;
 
-use common::identity::{add_device, blocks, exchange, founding, new_person, Id, HOUR, T0};
+use common::identity::{
+    add_device, blocks, exchange, founding, genesis, new_person, with_default_chain, write_note,
+    Id, HOUR, T0,
+};
 
 /// Signs `op` with `key` on `parents`, bypassing every local check, as an attacker would.
 fn sign(chain: BlockId, key: &DeviceKeys, parents: Vec<BlockId>, height: u64, op: Op) -> Block {
+    sign_as(chain, key.signing(), parents, height, op)
+}
+
+/// [`sign`] with any signing key (a recovery key).
+fn sign_as(
+    chain: BlockId,
+    key: &SigningKeyPair,
+    parents: Vec<BlockId>,
+    height: u64,
+    op: Op,
+) -> Block {
     let mut parents = parents;
     parents.sort_unstable();
     parents.dedup();
@@ -37,7 +52,7 @@ fn sign(chain: BlockId, key: &DeviceKeys, parents: Vec<BlockId>, height: u64, op
         topics: vec![IDENTITY_TOPIC.into()],
         body: op.encode(),
     }
-    .sign(key.signing().as_dalek())
+    .sign(key.as_dalek())
     .unwrap()
 }
 
@@ -476,9 +491,299 @@ fn a_fold_on_top_gives_what_a_fold_of_the_whole_chain_gives_for_a_lone_admin_lea
     });
 }
 
+/// A person founded with a recovery key, and a phone: both hold the same blocks.
+async fn person_with_recovery() -> (Id, Id, RecoveryKey) {
+    let recovery = RecoveryKey::generate(&mut OsRng);
+    let laptop = Identity::create(
+        MemoryStore::new(),
+        DeviceKeys::generate(&mut OsRng),
+        Founding {
+            recovery: Some(recovery.public()),
+            ..founding(Kind::Person, "Ada", None)
+        },
+        T0,
+        &mut OsRng,
+    )
+    .await
+    .unwrap();
+    let mut laptop = with_default_chain(laptop).await;
+    let mut phone = add_device(&mut laptop, T0).await;
+    exchange(&mut [&mut laptop, &mut phone]).await;
+    // The code the user wrote down is what recovers.
+    let kept = RecoveryKey::from_code(&recovery.to_code()).unwrap();
+    (laptop, phone, kept)
+}
+
+/// A fresh device holding `blocks` of the identity: where a user recovers.
+async fn fresh_device(blocks: &[Block]) -> Id {
+    let mut device = Identity::replica(
+        MemoryStore::new(),
+        blocks[0].clone(),
+        DeviceKeys::generate(&mut OsRng),
+    )
+    .await
+    .unwrap();
+    device
+        .insert(blocks[1..].iter().map(Block::bytes))
+        .await
+        .unwrap();
+    device
+}
+
+/// A recovery signed by `key` on `parents`, removing `remove`, enrolling `device`.
+fn recovery_op(
+    chain: BlockId,
+    key: &RecoveryKey,
+    device: &DeviceKeys,
+    remove: Vec<String>,
+    next: &RecoveryKey,
+    parents: Vec<BlockId>,
+    height: u64,
+) -> Block {
+    let entry = device.entry();
+    let op = Op::Recover {
+        remove,
+        proof: recovery_proof(&chain, &entry, device.signing()),
+        device: entry,
+        next: next.public(),
+    };
+    sign_as(chain, key.signing(), parents, height, op)
+}
+
+/// The phone is stolen. The thief removes the laptop, then — concurrently with the owner's
+/// recovery, which it never sees — lets a device of its own in and rotates the phone's key.
+/// The owner, on a new device holding what the thief wrote before, recovers with the code
+/// kept offline. In every arrival order: the new device is the person's only device, the
+/// phone, the thief's device and the phone's new key are out, the next recovery key is
+/// named, and the spent one admits nothing more.
+#[test]
+fn a_recovery_key_takes_the_person_back_from_a_stolen_device() {
+    block_on(async {
+        let (mut laptop, mut phone, recovery) = person_with_recovery().await;
+        let base = blocks(&phone).await;
+        phone
+            .remove(laptop.device().did(), T0 + 5, &mut OsRng)
+            .await
+            .unwrap();
+        let before_recovery = blocks(&phone).await;
+        let mut owner = fresh_device(&before_recovery).await;
+        let next = RecoveryKey::generate(&mut OsRng);
+        owner
+            .recover(&recovery, next.public(), T0 + 10, &mut OsRng)
+            .await
+            .unwrap();
+        assert!(owner.is_current_device());
+        // Concurrently, the thief approves a device of its own and rotates the phone's key.
+        let invitation = phone.invite(Role::Admin, T0 + HOUR, &mut OsRng).unwrap();
+        let mut thief = fresh_device(&blocks(&phone).await).await;
+        let request = thief
+            .request_join(
+                Invitation::from_code(&invitation.to_code()).unwrap(),
+                None,
+                T0 + 6,
+            )
+            .await
+            .unwrap();
+        let request_block = thief.chain().block(&request).await.unwrap().unwrap().block;
+        phone.insert([request_block.bytes()]).await.unwrap();
+        phone.approve(request, T0 + 7, &mut OsRng).await.unwrap();
+        phone.rotate(T0 + 8, &mut OsRng).await.unwrap();
+        let thief_did = thief.device().did().to_owned();
+
+        let mut extra = beyond(&phone, &base).await;
+        let ours = beyond(&owner, &before_recovery).await;
+        extra.extend(ours);
+        let state = in_every_order(&base, &extra).await;
+        let devices: Vec<&str> = state.devices().map(|(_, d)| d.did.as_str()).collect();
+        assert_eq!(devices, vec![owner.device().did()]);
+        for gone in [laptop.device().did(), phone.device().did(), &thief_did] {
+            assert!(state.device(gone).is_none(), "{gone} is out");
+        }
+        assert_eq!(state.recovery_key(), Some(next.public()));
+        assert!(!state.needs_rekey(), "the recovering device's epoch stands");
+
+        // The spent key admits nothing more, on top of everything; nor does the recovery
+        // key sign anything but a recovery, nor a device a recovery.
+        let mut replica = replay(&base, &extra).await;
+        let (leaves, height) = (
+            replica.chain().leaves().to_vec(),
+            blocks(&replica).await.last().unwrap().height() + 1,
+        );
+        let chain = replica.chain().id();
+        let again = recovery_op(
+            chain,
+            &recovery,
+            &DeviceKeys::generate(&mut OsRng),
+            vec![],
+            &RecoveryKey::generate(&mut OsRng),
+            leaves.clone(),
+            height,
+        );
+        let relays = sign_as(
+            chain,
+            next.signing(),
+            leaves.clone(),
+            height,
+            Op::Relays { relays: vec![] },
+        );
+        let by_device = sign(
+            chain,
+            &keys_of(&owner),
+            leaves.clone(),
+            height,
+            Op::Recover {
+                remove: vec![],
+                device: DeviceKeys::generate(&mut OsRng).entry(),
+                proof: [0; 64],
+                next: RecoveryKey::generate(&mut OsRng).public(),
+            },
+        );
+        for (block, code) in [
+            (again, "REVOKED"),
+            (relays, "UNAUTHORISED"),
+            (by_device, "UNAUTHORISED"),
+        ] {
+            let report = replica.insert([block.bytes()]).await.unwrap();
+            assert!(report.accepted.is_empty());
+            assert!(
+                matches!(&report.rejected[..], [(_, ChainError::NotAdmitted(refused))] if refused.code() == code),
+                "{:?}",
+                report.rejected
+            );
+        }
+        // The recovered person writes (the default chain fetched from a peer that has it),
+        // and can recover again with the next code.
+        exchange(&mut [&mut owner, &mut laptop]).await;
+        write_note(&mut owner, b"mine again", T0 + 11)
+            .await
+            .unwrap();
+        let mut later = fresh_device(&blocks(&owner).await).await;
+        later
+            .recover(
+                &next,
+                RecoveryKey::generate(&mut OsRng).public(),
+                T0 + 12,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        assert!(later.is_current_device());
+        assert!(later.state().device(owner.device().did()).is_none());
+    });
+}
+
+/// A recovery outranks every device: the stolen phone removes the laptop concurrently with
+/// a recovery that removes only the phone, and, whatever the order, the laptop stays, the
+/// phone goes and its removal of the laptop is dropped.
+#[test]
+fn a_recovery_outranks_a_concurrent_removal_by_a_device() {
+    block_on(async {
+        let (laptop, mut phone, recovery) = person_with_recovery().await;
+        let base = blocks(&phone).await;
+        phone
+            .remove(laptop.device().did(), T0 + 5, &mut OsRng)
+            .await
+            .unwrap();
+        let chain = laptop.chain().id();
+        let new_device = DeviceKeys::generate(&mut OsRng);
+        let recover = recovery_op(
+            chain,
+            &recovery,
+            &new_device,
+            vec![phone.device().did().to_owned()],
+            &RecoveryKey::generate(&mut OsRng),
+            laptop.chain().leaves().to_vec(),
+            base.last().unwrap().height() + 1,
+        );
+        let mut extra = beyond(&phone, &base).await;
+        extra.push(recover);
+        let state = in_every_order(&base, &extra).await;
+        assert!(
+            state.device(laptop.device().did()).is_some(),
+            "the laptop stays"
+        );
+        assert!(state.device(new_device.did()).is_some());
+        assert!(state.device(phone.device().did()).is_none());
+        assert!(state
+            .rejected()
+            .values()
+            .any(|r| matches!(r, Rejection::RevokedConcurrently { .. })));
+    });
+}
+
+/// The documented cost of a spent recovery key that leaks (a code thrown away after use):
+/// used on parents from before the recovery that spent it, it makes two recoveries by one
+/// key, which no replica can tell apart, so neither enrols its device or names its next key.
+/// The attacker does not get in; the person is left without devices or a recovery key.
+#[test]
+fn a_spent_recovery_key_used_on_old_parents_is_an_equivocation() {
+    block_on(async {
+        let (laptop, phone, recovery) = person_with_recovery().await;
+        let base = blocks(&laptop).await;
+        let mut owner = fresh_device(&base).await;
+        owner
+            .recover(
+                &recovery,
+                RecoveryKey::generate(&mut OsRng).public(),
+                T0 + 10,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let attacker = DeviceKeys::generate(&mut OsRng);
+        let backdated = recovery_op(
+            laptop.chain().id(),
+            &recovery,
+            &attacker,
+            vec![],
+            &RecoveryKey::generate(&mut OsRng),
+            laptop.chain().leaves().to_vec(),
+            base.last().unwrap().height() + 1,
+        );
+        let mut extra = beyond(&owner, &base).await;
+        extra.push(backdated);
+        let state = in_every_order(&base, &extra).await;
+        for device in [
+            laptop.device().did(),
+            phone.device().did(),
+            owner.device().did(),
+            attacker.did(),
+        ] {
+            assert!(state.device(device).is_none(), "{device}");
+        }
+        assert_eq!(state.recovery_key(), None);
+    });
+}
+
+/// Only a person has a recovery key: a group founded with one founds nothing.
+#[test]
+fn a_group_has_no_recovery_key() {
+    block_on(async {
+        let device = DeviceKeys::generate(&mut OsRng);
+        let founder = MemberEntry {
+            did: "did:endra:someone".into(),
+            devices: vec![device.entry()],
+        };
+        let made = Identity::create(
+            MemoryStore::new(),
+            device,
+            Founding {
+                recovery: Some(RecoveryKey::generate(&mut OsRng).public()),
+                ..founding(Kind::Group, "Team", Some(founder))
+            },
+            T0,
+            &mut OsRng,
+        )
+        .await;
+        assert!(made.is_err());
+        let _ = genesis;
+    });
+}
+
 /// One step of a random history: `device` writes `op` with its newest key (on its own last
 /// block and what `seen` picks), or with its first key (`stale`, as a thief holding a
-/// leaked copy would, on whatever `seen` picks).
+/// leaked copy would, on whatever `seen` picks). Op 3 is a recovery of `target`, signed by
+/// the newest recovery key or, `stale`, by the first (a spent code that leaked).
 #[derive(Debug, Clone)]
 struct Step {
     device: usize,
@@ -490,7 +795,7 @@ struct Step {
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        (0..3usize, any::<bool>(), 0..3u8, 0..3usize, any::<u64>()).prop_map(
+        (0..3usize, any::<bool>(), 0..4u8, 0..3usize, any::<u64>()).prop_map(
             |(device, stale, op, target, seen)| Step {
                 device,
                 stale,
@@ -517,7 +822,9 @@ fn past(all: &HashMap<BlockId, Block>, block: &BlockId) -> HashSet<BlockId> {
 
 #[test]
 fn random_histories_keep_removed_and_rotated_out_keys_out() {
-    let (laptop, phone, tablet) = block_on(three_devices());
+    let (mut laptop, mut phone, recovery) = block_on(person_with_recovery());
+    let mut tablet = block_on(add_device(&mut laptop, T0));
+    block_on(exchange(&mut [&mut laptop, &mut phone, &mut tablet]));
     let base = block_on(blocks(&laptop));
     let chain = laptop.chain().id();
     let devices: Vec<String> = [&laptop, &phone, &tablet]
@@ -529,28 +836,31 @@ fn random_histories_keep_removed_and_rotated_out_keys_out() {
         .map(|d| keys_of(d))
         .collect();
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 128,
         ..Config::default()
     });
     runner
         .run(&steps(), |steps| {
             block_on(async {
-                check_history(&base, chain, &devices, &first_keys, &steps).await;
+                check_history(&base, chain, &devices, &first_keys, &recovery, &steps).await;
             });
             Ok(())
         })
         .unwrap();
 }
 
-/// Writes the steps, keeps what the replica admits, then checks invariants 1–3 on the
-/// resulting state and that two other arrival orders give the same state.
+/// Writes the steps, keeps what the replica admits, then checks invariants 1–3 (and that a
+/// recovery keeps what it removes out) on the resulting state, and that two other arrival
+/// orders give the same state.
 async fn check_history(
     base: &[Block],
     chain: BlockId,
     devices: &[String],
     first_keys: &[DeviceKeys],
+    first_recovery: &RecoveryKey,
     steps: &[Step],
 ) {
+    let mut recovery_keys = vec![RecoveryKey::from_code(&first_recovery.to_code()).unwrap()];
     let mut replica = replay(base, &[]).await;
     // The block that enrolled each device: a removal names a device it knows of.
     let since: Vec<BlockId> = devices
@@ -604,6 +914,7 @@ async fn check_history(
         } else {
             history.last().unwrap()
         };
+        let mut next_recovery = None;
         let (block, fresh) = match step.op {
             0 => (
                 sign(
@@ -621,7 +932,7 @@ async fn check_history(
                 let next = key.rotated(&mut OsRng);
                 (rotate(chain, key, &next, parents, height), Some(next))
             }
-            _ => (
+            2 => (
                 sign(
                     chain,
                     key,
@@ -633,13 +944,35 @@ async fn check_history(
                 ),
                 None,
             ),
+            _ => {
+                let signer = if step.stale {
+                    &recovery_keys[0]
+                } else {
+                    recovery_keys.last().unwrap()
+                };
+                let next = RecoveryKey::generate(&mut OsRng);
+                let block = recovery_op(
+                    chain,
+                    signer,
+                    &DeviceKeys::generate(&mut OsRng),
+                    vec![devices[step.target].clone()],
+                    &next,
+                    parents,
+                    height,
+                );
+                next_recovery = Some(next);
+                (block, None)
+            }
         };
         let report = replica.insert([block.bytes()]).await.unwrap();
         if report.accepted.len() == 1 {
             if let Some(next) = fresh {
                 keys[step.device].push(next);
             }
-            if !step.stale {
+            if let Some(next) = next_recovery {
+                recovery_keys.push(next);
+            }
+            if !step.stale && step.op != 3 {
                 last_own[step.device] = Some(block.id());
             }
             all.insert(block.id(), block.clone());
@@ -684,6 +1017,21 @@ async fn check_history(
                         && !past_of.contains(&other.id())
                     {
                         assert!(device_out && other_step.op != 2, "{steps:?}");
+                    }
+                }
+            }
+            // A recovery that took effect (of a device it knows of) keeps the device it
+            // removes out, and nothing that device wrote outside the recovery's past has any
+            // effect. (One whose key was also used on other parents, an equivocation, leaves
+            // the person no recovery key.)
+            3 if accepted(revocation)
+                && state.recovery_key().is_some()
+                && past_of.contains(&since[step.target]) =>
+            {
+                assert!(state.device(&devices[step.target]).is_none(), "{steps:?}");
+                for (_, other) in &written {
+                    if device_keys[step.target].contains(&key_of(other)) && accepted(other) {
+                        assert!(past_of.contains(&other.id()), "{steps:?}");
                     }
                 }
             }

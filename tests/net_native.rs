@@ -513,6 +513,7 @@ fn a_did_resolves_over_the_network_from_the_did_alone() {
             name: "Ada".into(),
             relays: vec![relay_address.to_string()],
             founder: None,
+            recovery: None,
         };
         let mut ada = Identity::create(
             ada_store.clone(),

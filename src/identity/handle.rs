@@ -12,11 +12,12 @@ use crate::walytis::{Block, BlockId, Chain, Entry, InsertReport, Query};
 
 use super::device::DeviceKeys;
 use super::document::{document, identity_did};
-use super::keys::{seal, EpochKey};
+use super::keys::{seal, EpochKey, PublicKey};
 use super::ops::{
-    epoch_aad, epoch_commitment, rotation_proof, DeviceEntry, EpochId, Invitation, Kind,
-    MemberEntry, Op, Policy, Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
+    epoch_aad, epoch_commitment, recovery_proof, rotation_proof, DeviceEntry, EpochId, Invitation,
+    Kind, MemberEntry, Op, Policy, Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
 };
+use super::recovery::RecoveryKey;
 use super::state::IdentityState;
 use super::IdentityError;
 
@@ -56,6 +57,9 @@ pub struct Founding {
     /// For a group: the founding person's DID and devices (this device among them). For a
     /// person: ignored (the founder is this device).
     pub founder: Option<MemberEntry>,
+    /// For a person: the public half of its account [`super::RecoveryKey`], whose code the
+    /// user keeps offline. `None` for a group (which refuses one) or a person without one.
+    pub recovery: Option<PublicKey>,
 }
 
 impl<S: BlockStore> Identity<S> {
@@ -81,6 +85,7 @@ impl<S: BlockStore> Identity<S> {
             name: founding.name,
             relays: founding.relays,
             founder,
+            recovery: founding.recovery,
         };
         let chain = Chain::create(
             store,
@@ -466,6 +471,43 @@ impl<S: BlockStore> Identity<S> {
         ops.extend(self.new_epoch(&devices, rng)?);
         self.submit(ops, time).await?;
         Ok(())
+    }
+
+    /// Takes the person back with its recovery key, on this device (which need not be a
+    /// device of the person yet: a fresh replica holding the chain): every current device
+    /// is removed, this one enrolled, `next` named as the recovery key from now on, and a
+    /// new epoch made for this device. What the removed devices wrote stays; what they wrote
+    /// concurrently with the recovery, or on parents from before it, is dropped, and
+    /// nothing any of them writes afterwards is admitted. This device reads the messages
+    /// written from now on; history stays with the devices that had it.
+    pub async fn recover(
+        &mut self,
+        recovery: &RecoveryKey,
+        next: PublicKey,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), IdentityError> {
+        let device = self.device.entry();
+        let op = Op::Recover {
+            remove: self.state.members().keys().cloned().collect(),
+            proof: recovery_proof(&self.chain.id(), &device, self.device.signing()),
+            device,
+            next,
+        };
+        let PublicKey::Ed25519(key) = recovery.public() else {
+            return Err(IdentityError::InvalidRecoveryKey("not an Ed25519 key"));
+        };
+        self.state.check(&key, time, &op)?;
+        let entries = self
+            .chain
+            .append(
+                recovery.signing().as_dalek(),
+                time,
+                vec![(op.encode(), vec![IDENTITY_TOPIC.to_owned()])],
+            )
+            .await?;
+        self.fold_in(&entries).await?;
+        self.rekey(time, rng).await
     }
 
     /// Sets the policy for epoch keys (admins only): the rekey schedule, and how many epochs

@@ -424,6 +424,11 @@ impl SigningKeyPair {
         SigningKeyPair(SigningKey::generate(rng))
     }
 
+    /// The key pair of a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        SigningKeyPair(SigningKey::from_bytes(seed))
+    }
+
     /// The tagged public key.
     pub fn public(&self) -> PublicKey {
         PublicKey::Ed25519(self.0.verifying_key().to_bytes())

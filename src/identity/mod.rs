@@ -7,6 +7,7 @@
 //!   hybrid X25519 + ML-KEM-768 KEM so that recorded traffic stays safe against a future
 //!   quantum adversary; [`seal`]ing an epoch key to a device; symmetric [`EpochKey`]s.
 //! - [`keystore`]: private keys at rest, encrypted under an Argon2id passphrase key.
+//! - [`recovery`]: a person's account [`RecoveryKey`], kept offline by the user.
 //! - [`device`]: a device's own key pairs ([`DeviceKeys`]) and its `did:key`.
 //! - [`ops`]: what identity-chain blocks say: genesis, join request and approval, removal,
 //!   device lists, key rotation, epoch keys, relays; one-time expiring [`Invitation`]s.
@@ -29,6 +30,7 @@ pub mod handle;
 pub mod keys;
 pub mod keystore;
 pub mod ops;
+pub mod recovery;
 pub mod session;
 pub mod state;
 
@@ -45,6 +47,7 @@ pub use keystore::{KdfFloor, KdfParams, Keystore, KeystoreError};
 pub use ops::{
     DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
 };
+pub use recovery::RecoveryKey;
 pub use session::{
     Directory, Initiator, Local, PeerIdentity, ReplayGuard, Responder, Session, SessionError,
 };
@@ -65,6 +68,9 @@ pub enum IdentityError {
     /// The chain is not an identity chain.
     #[error("not an identity chain: {0}")]
     NotAnIdentity(String),
+    /// A recovery code does not parse (see [`RecoveryKey::from_code`]).
+    #[error("invalid recovery key: {0}")]
+    InvalidRecoveryKey(&'static str),
     /// A string is not a `did:endra:` DID.
     #[error("not a did:endra DID: {0}")]
     InvalidDid(String),

@@ -26,6 +26,7 @@ pub const MAX_DEVICES: usize = 64;
 
 const INVITATION_CONTEXT: SigningContext = SigningContext::new("endra/identity/invitation/v1");
 const ROTATION_CONTEXT: SigningContext = SigningContext::new("endra/identity/rotation/v1");
+const RECOVERY_CONTEXT: SigningContext = SigningContext::new("endra/identity/recovery/v1");
 
 /// An epoch's ID: random, chosen by the device that made the epoch.
 pub type EpochId = [u8; NONCE_ID_LEN];
@@ -110,6 +111,10 @@ pub enum Op {
         relays: Vec<String>,
         /// The founding member (a device, or a person with its devices); an admin.
         founder: MemberEntry,
+        /// A person's account recovery key (an Ed25519 public key; see [`Op::Recover`]),
+        /// whose secret the user keeps offline; `None` for groups, and for persons made
+        /// without one.
+        recovery: Option<PublicKey>,
     },
     /// A would-be member asks to join; written by one of the joiner's own devices.
     Request {
@@ -167,6 +172,22 @@ pub enum Op {
     Policy {
         /// The policy from now on.
         policy: Policy,
+    },
+    /// Takes a person back with its recovery key, the block's author: removes the listed
+    /// members (devices), enrols a new device, and names the next recovery key — the one
+    /// that signed is spent. A recovery outranks every device: no device can undo it, change
+    /// the recovery key or remove the device it enrols, whatever parents it signs on (see
+    /// `state`).
+    Recover {
+        /// The members (device DIDs) to remove: a recovering user removes every device it
+        /// does not hold.
+        remove: Vec<String>,
+        /// The new device.
+        device: DeviceEntry,
+        /// The new device's signature over chain, device and keys: it holds its keys.
+        proof: [u8; SIGNATURE_LEN],
+        /// The next recovery key's public key.
+        next: PublicKey,
     },
     /// Names the identity's default chain: a chain bound to it where its messages go (a
     /// person's notes, a group's chat), since identity chains carry ops only. Set once, by
@@ -238,6 +259,29 @@ pub fn rotation_proof(
         ROTATION_CONTEXT,
         &rotation_message(chain, device, &new.public(), agreement),
     )
+}
+
+/// Signs a recovering device's keys (see [`Op::Recover`]).
+pub fn recovery_proof(
+    chain: &BlockId,
+    device: &DeviceEntry,
+    new: &SigningKeyPair,
+) -> [u8; SIGNATURE_LEN] {
+    new.sign(
+        RECOVERY_CONTEXT,
+        &rotation_message(chain, &device.did, &device.signing, &device.agreement),
+    )
+}
+
+/// Checks a [`Op::Recover`] proof.
+pub fn verify_recovery(chain: &BlockId, device: &DeviceEntry, proof: &[u8]) -> bool {
+    verify(
+        &device.signing,
+        RECOVERY_CONTEXT,
+        &rotation_message(chain, &device.did, &device.signing, &device.agreement),
+        proof,
+    )
+    .is_ok()
 }
 
 /// Checks a [`Op::Rotate`] proof.
@@ -373,8 +417,9 @@ impl Op {
                 name,
                 relays,
                 founder,
+                recovery,
             } => {
-                w.array(5);
+                w.array(6);
                 w.uint(0);
                 w.uint(match kind {
                     Kind::Person => 0,
@@ -383,6 +428,10 @@ impl Op {
                 w.text(name);
                 write_strings(&mut w, relays);
                 write_member(&mut w, founder);
+                match recovery {
+                    Some(key) => w.bytes(&key.to_bytes()),
+                    None => w.null(),
+                }
             }
             Op::Request { invitation, member } => {
                 w.array(3);
@@ -457,6 +506,19 @@ impl Op {
                 w.uint(9);
                 w.link(chain);
             }
+            Op::Recover {
+                remove,
+                device,
+                proof,
+                next,
+            } => {
+                w.array(5);
+                w.uint(10);
+                write_strings(&mut w, remove);
+                write_devices(&mut w, std::slice::from_ref(device));
+                w.bytes(proof);
+                w.bytes(&next.to_bytes());
+            }
         }
         w.out
     }
@@ -476,13 +538,19 @@ impl Op {
                 let name = r.text()?.to_owned();
                 let relays = read_strings(&mut r, MAX_RELAYS)?;
                 let founder = read_member(&mut r)?;
+                let recovery = if r.null() {
+                    None
+                } else {
+                    Some(PublicKey::from_bytes(r.bytes()?)?)
+                };
                 (
-                    5,
+                    6,
                     Op::Genesis {
                         kind,
                         name,
                         relays,
                         founder,
+                        recovery,
                     },
                 )
             }
@@ -565,6 +633,29 @@ impl Op {
                 )
             }
             9 => (2, Op::DefaultChain { chain: r.link()? }),
+            10 => {
+                let remove = read_strings(&mut r, MAX_DEVICES)?;
+                let mut devices = read_devices(&mut r)?;
+                let device = match (devices.pop(), devices.is_empty()) {
+                    (Some(device), true) => device,
+                    _ => {
+                        return Err(IdentityError::Malformed(
+                            "a recovery enrols one device".into(),
+                        ))
+                    }
+                };
+                let proof = fixed(r.bytes()?)?;
+                let next = PublicKey::from_bytes(r.bytes()?)?;
+                (
+                    5,
+                    Op::Recover {
+                        remove,
+                        device,
+                        proof,
+                        next,
+                    },
+                )
+            }
             other => return Err(IdentityError::Malformed(format!("unknown op {other}"))),
         };
         if len != expected || !r.is_empty() {

@@ -38,8 +38,8 @@ use crate::walytis::{Block, BlockId, RuleRefusal};
 use super::document::identity_did;
 use super::keys::{AgreementKeyPair, EpochKey, PublicKey};
 use super::ops::{
-    epoch_aad, epoch_commitment, verify_rotation, DeviceEntry, EpochId, Invitation, Kind,
-    MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
+    epoch_aad, epoch_commitment, verify_recovery, verify_rotation, DeviceEntry, EpochId,
+    Invitation, Kind, MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
 };
 use super::IdentityError;
 
@@ -158,6 +158,12 @@ pub enum Change {
         /// The new policy.
         policy: Policy,
     },
+    /// The person was taken back with its recovery key ([`Op::Recover`]).
+    Recovered {
+        /// The device the recovery enrolled, if it enrolled one (an equivocated recovery
+        /// key enrols none).
+        device: Option<String>,
+    },
     /// The founder named the identity's default chain ([`Op::DefaultChain`]).
     DefaultChainSet {
         /// The bound chain.
@@ -238,6 +244,10 @@ pub struct IdentityState {
     revoked: HashMap<[u8; 32], BlockId>,
     /// Keys rotated out → their device's DID: such a key is retired only with its device.
     rotated_out: HashMap<[u8; 32], String>,
+    /// The person's current recovery key ([`Op::Recover`]), if it has one.
+    recovery: Option<[u8; 32]>,
+    /// Recovery keys spent → the recovery that spent each.
+    spent_recovery: HashMap<[u8; 32], BlockId>,
     removed_devices: HashSet<String>,
     used_invitations: HashSet<[u8; 16]>,
     requests: BTreeMap<BlockId, PendingRequest>,
@@ -279,6 +289,8 @@ struct Candidate {
     block: BlockId,
     signer: Signer,
     target: Target,
+    /// The recovery key that signed it, for a recovery.
+    recovery: Option<[u8; 32]>,
 }
 
 /// What a revocation takes away.
@@ -307,6 +319,17 @@ struct Signer {
     role: Role,
 }
 
+impl Signer {
+    /// Who signs a recovery: the recovery key, no member and no device.
+    fn recovery() -> Self {
+        Signer {
+            member: String::new(),
+            device: String::new(),
+            role: Role::Admin,
+        }
+    }
+}
+
 /// The settled revocations.
 #[derive(Debug, Default)]
 struct Settlement {
@@ -316,6 +339,9 @@ struct Settlement {
     dead: HashMap<BlockId, BlockId>,
     /// Keys that two standing rotations replaced.
     equivocated: HashSet<[u8; 32]>,
+    /// Recovery keys that signed two recoveries (every recovery stands: no device
+    /// revocation can kill one).
+    recovery_equivocated: HashSet<[u8; 32]>,
 }
 
 impl IdentityState {
@@ -487,6 +513,11 @@ impl IdentityState {
         self.policy
     }
 
+    /// The person's current recovery key, if it has one ([`Op::Recover`]).
+    pub fn recovery_key(&self) -> Option<PublicKey> {
+        self.recovery.map(PublicKey::Ed25519)
+    }
+
     /// The identity's default chain, where its messages go ([`Op::DefaultChain`]), once named.
     pub fn default_chain(&self) -> Option<BlockId> {
         self.default_chain
@@ -558,6 +589,10 @@ impl IdentityState {
             self.admits_request(*author, time, invitation, member)?;
             return self.request(placeholder, *author, invitation.clone(), member.clone());
         }
+        if let Op::Recover { .. } = op {
+            self.admits_recovery(author)?;
+            return self.recover(placeholder, *author, op.clone()).map(|_| ());
+        }
         let signer = self.current_signer(author)?;
         self.apply_op(
             placeholder,
@@ -604,11 +639,43 @@ impl IdentityState {
         if let Op::Request { invitation, member } = &op {
             return self.admits_request(key, block.time(), invitation, member);
         }
+        if let Op::Recover { .. } = &op {
+            return self.admits_recovery(&key);
+        }
         self.current_signer(&key)?;
         if let Op::Genesis { .. } = op {
             return Err(Rejection::Malformed("a second genesis op".into()));
         }
         Ok(())
+    }
+
+    /// Whether the inviter signed `invitation` with `current`, its current key. Discovery
+    /// (see the module docs) accepts any key the inviter ever had: it applies every rotation,
+    /// the ones settlement drops included, and must find every revocation the final fold can
+    /// let through — so it must admit at least the members the final fold admits.
+    fn inviter_signed(&self, invitation: &Invitation, current: &PublicKey) -> bool {
+        if invitation.verify(current) {
+            return true;
+        }
+        let Mode::Discover(found) = &self.mode else {
+            return false;
+        };
+        found
+            .device_of
+            .iter()
+            .filter(|(_, device)| **device == invitation.inviter)
+            .any(|(key, _)| invitation.verify(&PublicKey::Ed25519(*key)))
+    }
+
+    /// Whether `key` is the person's current recovery key: a spent one is revoked.
+    fn admits_recovery(&self, key: &[u8; 32]) -> Result<(), Rejection> {
+        if self.recovery == Some(*key) {
+            return Ok(());
+        }
+        Err(match self.spent_recovery.get(key) {
+            Some(by) => Rejection::Revoked { by: *by },
+            None => Rejection::Unauthorised,
+        })
     }
 
     /// What every join request must be: signed by a device of the joiner, for this chain.
@@ -670,9 +737,16 @@ impl IdentityState {
             name,
             relays,
             founder,
+            recovery,
         } = Op::decode(block.body())?
         else {
             return Err(not_identity("the genesis block is not a genesis op"));
+        };
+        let recovery = match (kind, recovery) {
+            (_, None) => None,
+            (Kind::Person, Some(PublicKey::Ed25519(key))) => Some(key),
+            (Kind::Person, Some(_)) => return Err(not_identity("recovery keys are Ed25519")),
+            (Kind::Group, Some(_)) => return Err(not_identity("only a person has a recovery key")),
         };
         let author = PublicKey::Ed25519(*block.author().key_bytes());
         if !founder.devices.iter().any(|d| d.signing == author) {
@@ -696,6 +770,8 @@ impl IdentityState {
             owners: HashMap::new(),
             revoked: HashMap::new(),
             rotated_out: HashMap::new(),
+            recovery,
+            spent_recovery: HashMap::new(),
             removed_devices: HashSet::new(),
             used_invitations: HashSet::new(),
             requests: BTreeMap::new(),
@@ -730,6 +806,20 @@ impl IdentityState {
                 return;
             }
         };
+        // A recovery is signed by the recovery key, not by a device.
+        if let Op::Recover { .. } = op {
+            match self.recover(id, key, op) {
+                Ok(changes) => self.changes.extend(
+                    changes
+                        .into_iter()
+                        .map(|change| ChangeRecord { block: id, change }),
+                ),
+                Err(rejection) => {
+                    self.rejected.insert(id, rejection);
+                }
+            }
+            return;
+        }
         // A request comes from outside: its author proves only its own keys.
         if let Op::Request { invitation, member } = op {
             if let Mode::Discover(found) = &mut self.mode {
@@ -749,9 +839,15 @@ impl IdentityState {
                     return;
                 }
                 // A standing revocation takes effect even if a revocation it stands against
-                // sorted first and took its author's key.
+                // sorted first and took its author's key — but not if the final fold never
+                // enrolled its author (discovery, which accepts more, did).
                 match settled.standing.get(&id) {
-                    Some(signer) => Ok(signer.clone()),
+                    Some(signer)
+                        if self.signers.contains_key(&key) || self.revoked.contains_key(&key) =>
+                    {
+                        Ok(signer.clone())
+                    }
+                    Some(_) => Err(Rejection::Unauthorised),
                     None => self.current_signer(&key),
                 }
             }
@@ -801,6 +897,100 @@ impl IdentityState {
         Ok(())
     }
 
+    /// An [`Op::Recover`] signed by `key`. It is a revocation (of the devices it removes)
+    /// that no device revocation can kill: it is by no device's key. So it always stands;
+    /// two recoveries by one key (a spent key that leaked, used on old parents) are an
+    /// equivocation that removes what both remove and enrols neither's device or next key.
+    fn recover(&mut self, id: BlockId, key: [u8; 32], op: Op) -> Result<Vec<Change>, Rejection> {
+        let Op::Recover {
+            remove,
+            device,
+            proof,
+            next,
+        } = op
+        else {
+            return Err(Rejection::Malformed("not a recovery".into()));
+        };
+        if self.kind != Kind::Person {
+            return Err(Rejection::NotPermitted("only a person recovers"));
+        }
+        let current = self.recovery == Some(key);
+        let equivocated = match &self.mode {
+            // Discovery meets the second of two recoveries by one key after the first spent
+            // it; admission stored it, so its own history had the key current.
+            Mode::Discover(_) => !current && self.spent_recovery.contains_key(&key),
+            Mode::Settle(settled) => settled.recovery_equivocated.contains(&key),
+            Mode::Append => false,
+        };
+        if !current && !equivocated {
+            self.admits_recovery(&key)?;
+        }
+        if !verify_recovery(&self.chain, &device, &proof) {
+            return Err(Rejection::NotPermitted(
+                "the recovering device's proof does not verify",
+            ));
+        }
+        let PublicKey::Ed25519(next_key) = next else {
+            return Err(Rejection::NotPermitted("recovery keys are Ed25519"));
+        };
+        if next_key == key
+            || self.spent_recovery.contains_key(&next_key)
+            || self.signers.contains_key(&next_key)
+            || self.revoked.contains_key(&next_key)
+        {
+            return Err(Rejection::NotPermitted("the next recovery key is fresh"));
+        }
+        self.check_new_devices(std::slice::from_ref(&device))?;
+        let targets: Vec<String> = remove
+            .into_iter()
+            .filter(|m| self.members.contains_key(m))
+            .collect();
+        self.spent_recovery.entry(key).or_insert(id);
+        let mut changes = Vec::new();
+        if let Mode::Discover(found) = &mut self.mode {
+            let devices = targets
+                .iter()
+                .filter_map(|m| self.members.get(m))
+                .flat_map(|m| m.devices.iter().map(|d| d.did.clone()))
+                .collect();
+            found.revocations.push(Candidate {
+                block: id,
+                signer: Signer::recovery(),
+                target: Target::Devices(devices),
+                recovery: Some(key),
+            });
+        } else {
+            for member in targets {
+                if let Some(removed) = self.members.remove(&member) {
+                    for device in &removed.devices {
+                        self.revoke_device(device, id);
+                    }
+                    changes.push(Change::Removed {
+                        member,
+                        left: false,
+                    });
+                }
+            }
+        }
+        if equivocated {
+            self.recovery = None;
+            changes.push(Change::Recovered { device: None });
+            return Ok(changes);
+        }
+        let did = device.did.clone();
+        self.add_member(
+            MemberEntry {
+                did: did.clone(),
+                devices: vec![device],
+            },
+            Role::Admin,
+            id,
+        );
+        self.recovery = Some(next_key);
+        changes.push(Change::Recovered { device: Some(did) });
+        Ok(changes)
+    }
+
     fn apply_op(
         &mut self,
         id: BlockId,
@@ -823,7 +1013,9 @@ impl IdentityState {
         let unsettled = settled.is_some() && !standing;
         match op {
             Op::Genesis { .. } => Err(Rejection::Malformed("a second genesis op".into())),
-            Op::Request { .. } => Err(Rejection::Malformed("request handled apart".into())),
+            Op::Request { .. } | Op::Recover { .. } => {
+                Err(Rejection::Malformed("handled apart".into()))
+            }
             Op::Approve { request } => {
                 if author_role != Role::Admin {
                     return Err(Rejection::NotPermitted("only admins approve"));
@@ -849,7 +1041,7 @@ impl IdentityState {
                 if inviter_role != Role::Admin {
                     return Err(Rejection::NotPermitted("only admins invite"));
                 }
-                if !invitation.verify(&inviter_key) {
+                if !self.inviter_signed(invitation, &inviter_key) {
                     return Err(Rejection::ForgedInvitation);
                 }
                 let joiner = pending.member.clone();
@@ -887,6 +1079,7 @@ impl IdentityState {
                         target: Target::Devices(
                             target.devices.iter().map(|d| d.did.clone()).collect(),
                         ),
+                        recovery: None,
                     });
                     return Ok(vec![Change::Removed { member, left }]);
                 }
@@ -931,10 +1124,16 @@ impl IdentityState {
                     .filter(|d| !old.iter().any(|o| o.did == d.did))
                     .cloned()
                     .collect();
-                for device in &devices {
-                    if let Some(o) = old.iter().find(|o| o.did == device.did) {
-                        if o != device {
-                            return Err(Rejection::NotPermitted("keys change only by rotation"));
+                // Discovery applies every rotation, the ones settlement drops included, so
+                // the keys it holds may not be the ones a listed device has in the end.
+                if !matches!(self.mode, Mode::Discover(_)) {
+                    for device in &devices {
+                        if let Some(o) = old.iter().find(|o| o.did == device.did) {
+                            if o != device {
+                                return Err(Rejection::NotPermitted(
+                                    "keys change only by rotation",
+                                ));
+                            }
                         }
                     }
                 }
@@ -953,6 +1152,7 @@ impl IdentityState {
                             block: id,
                             signer: signer.clone(),
                             target: Target::Devices(gone.iter().map(|d| d.did.clone()).collect()),
+                            recovery: None,
                         });
                     }
                     // Discovery revokes nothing: the gone devices stay listed, so that a
@@ -1006,6 +1206,7 @@ impl IdentityState {
                         block: id,
                         signer: signer.clone(),
                         target: Target::Key(key),
+                        recovery: None,
                     });
                 } else {
                     if unsettled {
@@ -1141,7 +1342,11 @@ impl IdentityState {
                 "agreement keys are hybrid X25519 + ML-KEM-768",
             ));
         }
-        if self.revoked.contains_key(signing) || self.signers.contains_key(signing) {
+        if self.revoked.contains_key(signing)
+            || self.signers.contains_key(signing)
+            || self.recovery == Some(*signing)
+            || self.spent_recovery.contains_key(signing)
+        {
             return Err(Rejection::NotPermitted("a revoked or used signing key"));
         }
         Ok(())
@@ -1359,6 +1564,19 @@ fn settle(blocks: &[Block], found: &Found) -> Settlement {
         }
     }
     settlement.equivocated = rotations
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(key, _)| key)
+        .collect();
+    // Two recoveries by one key are always concurrent (a spent key is refused after its
+    // recovery): neither can be told to be the genuine one.
+    let mut recoveries: HashMap<[u8; 32], usize> = HashMap::new();
+    for (n, candidate) in found.revocations.iter().enumerate() {
+        if let (Some(key), true) = (candidate.recovery, label[n] != Label::Out) {
+            *recoveries.entry(key).or_default() += 1;
+        }
+    }
+    settlement.recovery_equivocated = recoveries
         .into_iter()
         .filter(|(_, n)| *n > 1)
         .map(|(key, _)| key)

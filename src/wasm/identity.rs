@@ -172,6 +172,7 @@ impl WasmIdentity {
             name,
             relays,
             founder,
+            recovery: None,
         };
         let account = Account::create(store.store.clone(), keys, founding, now(), &mut OsRng)
             .await

@@ -135,6 +135,7 @@ pub fn founding(kind: Kind, name: &str, founder: Option<MemberEntry>) -> Foundin
         name: name.into(),
         relays: vec!["/ip4/127.0.0.1/tcp/4002/ws".into()],
         founder,
+        recovery: None,
     }
 }
 
