@@ -276,3 +276,50 @@ test('a browser with only the DID resolves its document through the relay', asyn
   assert.deepEqual(resolved.again, document);
   assert.equal(resolved.unknown, 'NOT_FOUND', 'a DID no peer serves is reported, not waited on forever');
 });
+
+test('a person lost to a stolen browser is taken back with the recovery key on a new one', async () => {
+  const [a, b] = await setup(2);
+  const { did, recoveryKey } = await a.evaluate(async () => {
+    window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'laptop pass' });
+    await window.me.write(new TextEncoder().encode('before the theft'));
+    return { did: window.me.did, recoveryKey: window.me.recoveryKey };
+  });
+  assert.match(recoveryKey, /^endra-recovery:/);
+  // Opened again (a reload), the identity never shows the code: it is not stored.
+  assert.equal(await a.evaluate(async (id) => (await window.endra.openIdentity(id, { passphrase: 'laptop pass' })).recoveryKey ?? null, did), null);
+
+  // The owner, on a new browser, with only the DID and the code written down.
+  const recovered = await b.evaluate(async ([id, code]) => {
+    const refusal = (promise) => promise.then(() => null, (error) => error.code);
+    const typo = code.slice(0, -3) + (code.endsWith('2') ? '3' : '2') + code.slice(-2);
+    const mistyped = await refusal(window.endra.recoverIdentity(id, { recoveryKey: typo, passphrase: 'new pass' }));
+    window.me = await window.endra.recoverIdentity(id, { recoveryKey: code, passphrase: 'new pass', signal: AbortSignal.timeout(60_000) });
+    await window.me.write(new TextEncoder().encode('mine again'));
+    const devices = await window.me.devices();
+    const spent = await refusal(window.endra.recoverIdentity(id, { recoveryKey: code, passphrase: 'new pass' }));
+    return { mistyped, next: window.me.recoveryKey, devices: devices.map((d) => d.current), spent };
+  }, [did, recoveryKey]);
+  assert.equal(recovered.mistyped, 'RECOVERY_KEY_INVALID', 'a mistyped code is caught before anything is written');
+  assert.match(recovered.next, /^endra-recovery:/);
+  assert.notEqual(recovered.next, recoveryKey, 'a new code replaces the spent one');
+  assert.deepEqual(recovered.devices, [true], 'the new browser is the person\'s only device');
+  assert.equal(recovered.spent, 'REVOKED', 'the spent code takes nothing back');
+
+  // The old browser learns it was removed and can no longer write.
+  const old = await a.evaluate(async () => {
+    await window.me.until((s) => s.removed, { signal: AbortSignal.timeout(30_000) });
+    try {
+      await window.me.write(new TextEncoder().encode('the thief writes'));
+      return null;
+    } catch (error) {
+      return error.code;
+    }
+  });
+  assert.equal(old, 'NOT_A_MEMBER');
+  // A reload of the new browser opens the recovered identity with the kept keys.
+  const reopened = await b.evaluate(async (id) => {
+    const again = await window.endra.openIdentity(id, { passphrase: 'new pass' });
+    return (await again.summary()).current;
+  }, did);
+  assert.equal(reopened, true);
+});

@@ -18,6 +18,12 @@ export async function identities(endra: Endra, other: Endra): Promise<void> {
   const kept: number | null = (await me.summary()).policy.keepEpochs;
   void kept;
   const again: Identity = await endra.openIdentity(me.did, { passphrase: 'p' });
+  const code0: string | undefined = me.recoveryKey;
+  if (code0 !== undefined) {
+    const back: Identity = await other.recoverIdentity(me.did, { recoveryKey: code0, passphrase: 'q', timeout: 5_000 });
+    const next: string | undefined = back.recoveryKey;
+    void next;
+  }
   const resolved: DidDocument = await other.resolve(me.did, { timeout: 5_000 });
   const group: Group = await endra.createGroup({ passphrase: 'p', person: me });
   const invitation = await group.invite({ role: 'member' });

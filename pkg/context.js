@@ -178,6 +178,24 @@ export class Endra {
   }
 
   /**
+   * Takes back a person with its recovery key (`identity.recoveryKey` when it was created),
+   * on this device, when its other devices are lost or stolen: fetches the identity through
+   * the node's relays, removes every current device, makes this one its device (new keys,
+   * sealed in the store under `passphrase`) and names a new recovery key — on the returned
+   * identity's `recoveryKey`, to show the user in place of the old one, which is spent. No
+   * device can undo a recovery, whatever it writes and on whatever parents; what the person
+   * wrote before stays readable to the devices that had it, not to this one. Rejects with
+   * `RECOVERY_KEY_INVALID` for a mistyped code, `REVOKED` for a spent one, `UNAUTHORISED`
+   * for another person's, `NOT_FOUND` if no peer served the identity within `timeout` ms.
+   * @param {string} did
+   * @param {{ recoveryKey: string, passphrase: string, signal?: AbortSignal, timeout?: number }} opts
+   * @returns {Promise<Identity>}
+   */
+  async recoverIdentity(did, opts) {
+    return this.#ids().recover(did, options(opts, 'recoverIdentity'));
+  }
+
+  /**
    * Resolves any `did:endra:` DID to its W3C DID document (a plain object), with no
    * invitation and no keys: if the store does not hold the identity's chain, it is fetched
    * through the node's relays and the promise waits until it caught up with a peer that

@@ -248,6 +248,18 @@ class Controlled extends EventTarget {
  */
 export class Identity extends Controlled {
   /**
+   * The person's recovery key — `endra-recovery:…`, to show the user once and have them
+   * keep it offline (paper, a password manager) — on the object `createIdentity` or
+   * `recoverIdentity` returned; `undefined` on one opened or joined. It is never stored: a
+   * reload cannot show it again. With it, `endra.recoverIdentity(did, …)` takes the person
+   * back on a new device and removes every other device, whatever they do meanwhile.
+   * @returns {string | undefined}
+   */
+  get recoveryKey() {
+    return rawOf(this).recoveryKey;
+  }
+
+  /**
    * Current devices: `[{ did, member, current }]` (`current` marks this device).
    * @returns {Promise<{ did: string, member: string, current: boolean }[]>}
    */
@@ -424,6 +436,29 @@ export function identitiesOf(store, node) {
       await call(() => rawOf(identity).requestJoin(text));
       await identity.until((s) => s.current, { signal });
       return identity;
+    },
+
+    /**
+     * @param {string} did
+     * @param {{ recoveryKey?: string, passphrase?: string, signal?: AbortSignal, timeout?: number }} options
+     */
+    async recover(did, { recoveryKey, passphrase, signal, timeout = 30_000 }) {
+      const key = secret(passphrase);
+      if (typeof recoveryKey !== 'string' || recoveryKey === '') {
+        throw new EndraError('options.recoveryKey must be the endra-recovery: code', 'INVALID_ARGUMENT');
+      }
+      // The chain and everything on it, from whatever peer has it, before the recovery is
+      // written on top of it.
+      await this.resolve(did, { signal, timeout });
+      const chain = await call(async () => WasmIdentity.chainOfDid(String(did)));
+      await node.synced(chain, { signal });
+      const raw = await call(() => WasmIdentity.recover(rawStore(store), rawNode(node), chain, key, recoveryKey));
+      const messages = raw.defaultChain;
+      if (messages) {
+        await fetchChain(store, node, messages, [], signal);
+        await node.synced(messages, { signal });
+      }
+      return attach(Identity, raw, store, node);
     },
 
     /** @param {{ name?: string, passphrase?: string, relays?: string[], person?: Identity }} options */

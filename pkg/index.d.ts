@@ -38,6 +38,8 @@ export type ErrorCode =
   | 'EPOCH_DISCARDED'
   /** The only copy of an epoch key sealed to this device is not the key its epoch commits to. */
   | 'EPOCH_KEY_FORGED'
+  /** A recovery code that does not parse or whose checksum fails (a character is wrong). */
+  | 'RECOVERY_KEY_INVALID'
   | 'WRONG_PASSPHRASE'
   | 'KEYSTORE_INVALID'
   | 'KEY_INVALID'
@@ -392,6 +394,12 @@ declare abstract class Controlled extends EventTarget {
  * `endra.openIdentity`, `endra.joinAsDevice` (not constructible).
  */
 export class Identity extends Controlled {
+  /**
+   * The person's recovery code (`endra-recovery:…`) on the object `createIdentity` or
+   * `recoverIdentity` returned, to show the user once; never stored, so `undefined` on an
+   * identity opened or joined.
+   */
+  readonly recoveryKey: string | undefined;
   /** Current devices (`current` marks this one). */
   devices(): Promise<IdentityDevice[]>;
   /** A one-time invitation for a new device (`endra.joinAsDevice` on it). */
@@ -539,12 +547,25 @@ export class Endra {
   /** Reads any invitation the package makes (`INVITATION_INVALID` otherwise). */
   parseInvitation(text: string): Invitation;
 
-  /** Creates a person identity whose first device is this one. */
+  /**
+   * Creates a person identity whose first device is this one. The result's `recoveryKey`
+   * is the person's recovery code: show it to the user once.
+   */
   createIdentity(options: PassphraseOptions & { name?: string; relays?: string[] }): Promise<Identity>;
   /** Opens a person identity whose chain the store holds. */
   openIdentity(did: string, options: PassphraseOptions): Promise<Identity>;
   /** Joins as a new device of a person (`identity.inviteDevice()`); resolves once approved. */
   joinAsDevice(code: string, options: PassphraseOptions & { signal?: AbortSignal }): Promise<Identity>;
+  /**
+   * Takes back a person with its recovery code on this device: every other device is
+   * removed, this one becomes its device, and the result's `recoveryKey` is the next code
+   * (the one used is spent). Rejects with `RECOVERY_KEY_INVALID` (mistyped), `REVOKED`
+   * (spent), `UNAUTHORISED` (another person's), `NOT_FOUND` (no peer served the identity).
+   */
+  recoverIdentity(
+    did: string,
+    options: PassphraseOptions & { recoveryKey: string; signal?: AbortSignal; timeout?: number },
+  ): Promise<Identity>;
   /**
    * The DID document of any `did:endra:` DID, fetching its chain through the node's relays
    * when the store does not hold it (no invitation or keys needed). Rejects with `NOT_FOUND`

@@ -8,7 +8,7 @@ use endra::client::{Account, ClientError, Keyring, Publication};
 use endra::envelope::{ContentKind, Envelope};
 use endra::identity::{
     DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams, Keystore,
-    KeystoreError, Kind, Policy, Role,
+    KeystoreError, Kind, Policy, RecoveryKey, Role,
 };
 use endra::store::{BlockStore, MemoryStore};
 use endra::walytis::{BlockId, ChainError};
@@ -584,5 +584,95 @@ fn rotated_keys_are_kept_in_the_store_and_a_reopen_writes_with_them() {
         .unwrap();
         assert_eq!(finished.identity().device().signing().public(), next);
         assert!(finished.identity().is_current_device());
+    });
+}
+
+/// A person recovered on a new browser with the recovery code: the new device's keys are
+/// fresh, kept sealed under its passphrase, and a reload opens with them; the old devices,
+/// once the recovery reaches them, are removed; a wrong passphrase writes nothing.
+#[test]
+fn a_recovery_on_a_new_device_keeps_its_keys_and_removes_the_old_devices() {
+    block_on(async {
+        let recovery = RecoveryKey::generate(&mut OsRng);
+        let keys = TEST_KEYRING
+            .unlock(&MemoryStore::new(), "pass", &mut OsRng)
+            .await
+            .unwrap();
+        let founding = Founding {
+            recovery: Some(recovery.public()),
+            ..person("Ada")
+        };
+        let mut laptop = Account::create(MemoryStore::new(), keys, founding, T0, &mut OsRng)
+            .await
+            .unwrap();
+        laptop.take_outbox();
+        // The new browser fetched the identity chain (as a node would) and already keeps keys
+        // of its own under its passphrase.
+        let browser = MemoryStore::new();
+        let own = TEST_KEYRING
+            .unlock(&browser, "new browser", &mut OsRng)
+            .await
+            .unwrap();
+        let history = laptop.identity().blocks().await.unwrap();
+        let mut replica = Account::replica(browser.clone(), history[0].clone(), own)
+            .await
+            .unwrap();
+        replica
+            .receive(&laptop.chain(), history.iter().map(|b| b.bytes()))
+            .await
+            .unwrap();
+        drop(replica);
+        let chain = laptop.chain();
+        let next = RecoveryKey::generate(&mut OsRng);
+        let wrong = Account::recover_kept(
+            browser.clone(),
+            chain,
+            &TEST_KEYRING,
+            "wrong",
+            &recovery,
+            next.public(),
+            T0 + 1,
+            &mut OsRng,
+        )
+        .await;
+        assert!(matches!(
+            wrong,
+            Err(ClientError::Identity(IdentityError::Keystore(
+                KeystoreError::WrongPassphrase
+            )))
+        ));
+        let before = laptop.identity().chain().len();
+        let mut recovered = Account::recover_kept(
+            browser.clone(),
+            chain,
+            &TEST_KEYRING,
+            "new browser",
+            &recovery,
+            next.public(),
+            T0 + 1,
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+        let device = recovered.identity().device().did().to_owned();
+        assert!(recovered.identity().is_current_device());
+        assert_eq!(
+            recovered.identity().state().recovery_key(),
+            Some(next.public())
+        );
+        deliver(&recovered.take_outbox(), &mut [&mut laptop]).await;
+        assert!(laptop.identity().chain().len() > before);
+        assert!(!laptop.identity().is_current_device());
+        assert!(laptop
+            .write(&Envelope::message(*b"late"), vec![], T0 + 2, &mut OsRng)
+            .await
+            .is_err());
+        drop(recovered);
+        let reopened =
+            Account::open_sealed(browser, chain, &TEST_KEYRING, "new browser", &mut OsRng)
+                .await
+                .unwrap();
+        assert_eq!(reopened.identity().device().did(), device);
+        assert!(reopened.identity().is_current_device());
     });
 }

@@ -28,7 +28,7 @@ use rand_core::CryptoRngCore;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
-    Keystore, MemberEntry, Policy, PublicKey,
+    Keystore, MemberEntry, Policy, PublicKey, RecoveryKey,
 };
 use crate::store::{BlockStore, StoreError};
 use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
@@ -445,6 +445,48 @@ impl<S: BlockStore + Clone> Account<S> {
         if written {
             return Self::open(store, chain, next).await;
         }
+        Ok(account)
+    }
+
+    /// Takes back the person whose chain the store holds with its recovery key, on this
+    /// device: fresh device keys for this identity, sealed under `passphrase` and kept as
+    /// pending before the recovery is written (see [`Account::rotate_kept`]: a reopen with
+    /// [`Account::open_sealed`] finishes or drops them), every current device removed, and
+    /// `next` named as the recovery key from now on (see [`Identity::recover`]). The
+    /// passphrase must open the keys this store already keeps, if it keeps any.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn recover_kept(
+        store: S,
+        chain: BlockId,
+        keyring: &Keyring,
+        passphrase: &str,
+        recovery: &RecoveryKey,
+        next: PublicKey,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, ClientError> {
+        // The passphrase is checked against what the store keeps before anything is written.
+        keyring.unlock(&store, passphrase, rng).await?;
+        // Fresh keys: this browser may once have been a device of this person (removed since),
+        // and a removed device never comes back.
+        let fresh = DeviceKeys::generate(rng);
+        let sealed = fresh.seal(passphrase, keyring.params, rng)?;
+        let mut account = Self::open(store.clone(), chain, fresh).await?;
+        // A spent or foreign key fails here, before any key is kept.
+        account
+            .identity
+            .state()
+            .check_recovery_key(&recovery.public())
+            .map_err(IdentityError::from)?;
+        let pending = Keyring::next_setting(&chain);
+        store.put_setting(&pending, &sealed).await?;
+        let recovered: Result<(), ClientError> =
+            identity_step!(account, identity => identity.recover(recovery, next, time, rng));
+        recovered?;
+        store
+            .put_setting(&Keyring::rotated_setting(&chain), &sealed)
+            .await?;
+        store.put_setting(&pending, &[]).await?;
         Ok(account)
     }
 

@@ -667,6 +667,15 @@ impl IdentityState {
             .any(|(key, _)| invitation.verify(&PublicKey::Ed25519(*key)))
     }
 
+    /// Whether `key` is the person's current recovery key (a spent one is `Revoked`, any
+    /// other `Unauthorised`): what a recovery signed by it must be.
+    pub fn check_recovery_key(&self, key: &PublicKey) -> Result<(), Rejection> {
+        match key {
+            PublicKey::Ed25519(key) => self.admits_recovery(key),
+            _ => Err(Rejection::Unauthorised),
+        }
+    }
+
     /// Whether `key` is the person's current recovery key: a spent one is revoked.
     fn admits_recovery(&self, key: &[u8; 32]) -> Result<(), Rejection> {
         if self.recovery == Some(*key) {

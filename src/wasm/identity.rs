@@ -7,6 +7,7 @@ use futures_util::lock::Mutex;
 use js_sys::{Array, Object, Uint8Array};
 use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
+use zeroize::Zeroizing;
 
 use super::node::WasmNode;
 use super::{
@@ -17,7 +18,7 @@ use crate::client::{Account, ClientError, Keyring, Message};
 use crate::envelope::{ContentKind, Envelope, EnvelopeError};
 use crate::identity::{
     DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry, Policy,
-    Role,
+    RecoveryKey, Role,
 };
 use crate::net::NodeHandle;
 use crate::walytis::{BlockId, Chain, RuleRefusal};
@@ -27,6 +28,7 @@ fn identity_code(e: &IdentityError) -> &'static str {
         IdentityError::Malformed(_) | IdentityError::NotAnIdentity(_) => "IDENTITY_INVALID",
         IdentityError::InvalidInvitation(_) => "INVITATION_INVALID",
         IdentityError::InvalidDid(_) => "INVALID_ARGUMENT",
+        IdentityError::InvalidRecoveryKey(_) => "RECOVERY_KEY_INVALID",
         IdentityError::NotAMember => "NOT_A_MEMBER",
         IdentityError::NotBound(_) => "NOT_BOUND",
         IdentityError::NoEpochKey => "NO_KEY",
@@ -68,6 +70,9 @@ pub struct WasmIdentity {
     node: NodeHandle,
     chain: BlockId,
     default_chain: Option<BlockId>,
+    /// The recovery code made with this object (a person just created or recovered), shown
+    /// once to the user; never stored.
+    recovery_code: Option<Zeroizing<String>>,
 }
 
 impl WasmIdentity {
@@ -87,6 +92,7 @@ impl WasmIdentity {
             node: node.handle.clone(),
             chain,
             default_chain,
+            recovery_code: None,
         })
     }
 }
@@ -167,17 +173,57 @@ impl WasmIdentity {
         } else {
             Kind::Person
         };
+        // Every person gets a recovery key; its code is handed to the page once.
+        let recovery = (kind == Kind::Person).then(|| RecoveryKey::generate(&mut OsRng));
         let founding = Founding {
             kind,
             name,
             relays,
             founder,
-            recovery: None,
+            recovery: recovery.as_ref().map(RecoveryKey::public),
         };
         let account = Account::create(store.store.clone(), keys, founding, now(), &mut OsRng)
             .await
             .map_err(JsFailure::from)?;
-        Ok(Self::attach(account, node).await?)
+        let mut identity = Self::attach(account, node).await?;
+        identity.recovery_code = recovery.map(|key| key.to_code());
+        Ok(identity)
+    }
+
+    /// Takes back the person of `chain` (which the store holds) with its recovery `code`,
+    /// on this device: see [`Account::recover_kept`]. The new recovery code is on the result.
+    pub async fn recover(
+        store: &WasmStore,
+        node: &WasmNode,
+        chain: String,
+        passphrase: String,
+        code: String,
+    ) -> Result<WasmIdentity, JsValue> {
+        let chain = parse_id(&chain)?;
+        let recovery = RecoveryKey::from_code(&code).map_err(JsFailure::from)?;
+        let next = RecoveryKey::generate(&mut OsRng);
+        let account = Account::recover_kept(
+            store.store.clone(),
+            chain,
+            &Keyring::RECOMMENDED,
+            &passphrase,
+            &recovery,
+            next.public(),
+            now(),
+            &mut OsRng,
+        )
+        .await
+        .map_err(JsFailure::from)?;
+        let mut identity = Self::attach(account, node).await?;
+        identity.recovery_code = Some(next.to_code());
+        Ok(identity)
+    }
+
+    /// The recovery code made with this object (`createIdentity`, `recoverIdentity`), to show
+    /// the user once; `undefined` for an identity opened or joined.
+    #[wasm_bindgen(getter, js_name = recoveryKey)]
+    pub fn recovery_key(&self) -> Option<String> {
+        self.recovery_code.as_ref().map(|code| code.to_string())
     }
 
     /// Opens an identity whose chain the store holds (this device's own, or one it joined or
