@@ -33,7 +33,9 @@ use rand_core::OsRng;
 #[path = "common/identity.rs"]
 mod scenarios;
 use endra::identity::KdfParams;
-use scenarios::{group, median, person_chain, sealed_keys, unlock, T0};
+use endra::identity::{Op, IDENTITY_TOPIC};
+use endra::walytis::BlockDraft;
+use scenarios::{group, median, person_chain, person_chain_with_insider, sealed_keys, unlock, T0};
 
 const RUNS: usize = 3;
 
@@ -47,14 +49,20 @@ fn main() {
     } else {
         (&[10, 100, 1_000], 1_000)
     };
+    // First, while the process has allocated little: its peak memory is part of the row.
+    let hostile = block_on(hostile_side_branch(blocks, if smoke { 20 } else { 1_000 }));
+    println!(
+        "{} hostile side-branch blocks (a removed device signing on {} old blocks scattered over the chain) against a {}-block identity chain: one at a time {:.0} ms, in one batch {:.0} ms, peak resident memory +{} KiB; beside the honest catch-up of that chain by a fresh device {:.0} ms",
+        hostile.count, hostile.count, hostile.chain, hostile.one_at_a_time_ms, hostile.batch_ms, hostile.memory_kib, hostile.honest_ms
+    );
+
     let mut rekey = Vec::new();
     for &size in sizes {
-        let mut admin = block_on(group(size));
+        let (mut admin, members) = block_on(group(size));
         let mut times = Vec::new();
-        for run in 0..RUNS {
-            let member = format!("did:endra:person-{}", run + 1);
+        for member in members.iter().take(RUNS) {
             let start = Instant::now();
-            block_on(admin.remove(&member, T0 + 10, &mut OsRng)).unwrap();
+            block_on(admin.remove(member, T0 + 10, &mut OsRng)).unwrap();
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
         let ms = median(times);
@@ -154,13 +162,19 @@ fn main() {
     );
 
     let json = format!(
-        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"unlock\": {{ \"m_cost_kib\": {}, \"t_cost\": {}, \"median_ms\": {unlock_ms:.1}, \"former_19_mib_2_passes_ms\": {unlock_old_ms:.1} }},\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"read_back\": {{ \"identity_chain_ms\": {read_identity_ms:.2}, \"plain_chain_ms\": {read_plain_ms:.2} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2}, \"write_one_ms\": {:.3}, \"list_all_ms\": {:.2} }}\n}}\n",
+        "{{\n  \"benchmark\": \"identity (native, cargo bench --bench identity)\",\n  \"rekey_on_removal\": [\n    {}\n  ],\n  \"unlock\": {{ \"m_cost_kib\": {}, \"t_cost\": {}, \"median_ms\": {unlock_ms:.1}, \"former_19_mib_2_passes_ms\": {unlock_old_ms:.1} }},\n  \"resolve\": {{ \"blocks\": {}, \"current_devices\": {devices}, \"median_ms\": {resolve_ms:.2} }},\n  \"peer_block\": {{ \"blocks\": {}, \"median_ms\": {peer_block_ms:.3} }},\n  \"catch_up\": {{ \"blocks\": {}, \"identity_chain_ms\": {admitted_ms:.2}, \"plain_chain_ms\": {plain_ms:.2} }},\n  \"read_back\": {{ \"identity_chain_ms\": {read_identity_ms:.2}, \"plain_chain_ms\": {read_plain_ms:.2} }},\n  \"hostile_side_branch\": {{ \"blocks\": {}, \"chain\": {}, \"one_at_a_time_ms\": {:.1}, \"batch_ms\": {:.1}, \"memory_kib\": {}, \"honest_catch_up_ms\": {:.1} }},\n  \"bound_chain\": {{ \"messages\": {}, \"batch_ms\": {bound_batch_ms:.2}, \"plain_batch_ms\": {plain_batch_ms:.2}, \"one_at_a_time_ms\": {bound_each_ms:.2}, \"plain_one_at_a_time_ms\": {plain_each_ms:.2}, \"write_one_ms\": {:.3}, \"list_all_ms\": {:.2} }}\n}}\n",
         rekey.join(",\n    "),
         KdfParams::DEFAULT.m_cost_kib,
         KdfParams::DEFAULT.t_cost,
         chain.len(),
         chain.len(),
         chain.len(),
+        hostile.count,
+        hostile.chain,
+        hostile.one_at_a_time_ms,
+        hostile.batch_ms,
+        hostile.memory_kib,
+        hostile.honest_ms,
         bound.len() - 1,
         costs.write_ms,
         costs.list_ms
@@ -269,6 +283,122 @@ fn store_all(chain: &[Block], store: impl Fn() -> MemoryStore, batches: usize) -
     start.elapsed().as_secs_f64() * 1e3
 }
 
+/// What hostile side-branch blocks cost a device that holds the chain.
+struct HostileCosts {
+    count: usize,
+    chain: usize,
+    one_at_a_time_ms: f64,
+    batch_ms: f64,
+    memory_kib: i64,
+    honest_ms: f64,
+}
+
+/// A removed device signs `count` blocks (relay ops), each on another block from before its
+/// removal, scattered over the chain: its own history lists it, so every replica admits each, and only the fold can
+/// drop them. Times a device that holds the chain taking them in, one at a time (as gossip
+/// brings them) and in one batch, and a fresh device catching up with the honest chain.
+async fn hostile_side_branch(blocks: u64, count: usize) -> HostileCosts {
+    let (chain, insider) = person_chain_with_insider(blocks, true).await;
+    let insider = insider.unwrap();
+    let id = chain[0].id();
+    // The window: after the insider's approval, before its removal (the last two blocks).
+    let first = chain
+        .iter()
+        .position(|b| matches!(Op::decode(b.body()), Ok(Op::Approve { .. })))
+        .unwrap()
+        + 1;
+    let window = chain.len() - 2 - first;
+    let hostile: Vec<Block> = (0..count)
+        .map(|i| {
+            // Scattered over the window, not in order: a kept view near the previous block
+            // is no help to the next.
+            let parent = &chain[first + (i * 7919) % window];
+            BlockDraft {
+                chain: Some(id),
+                parents: vec![parent.id()],
+                height: parent.height() + 1,
+                time: T0,
+                topics: vec![IDENTITY_TOPIC.into()],
+                body: Op::Relays {
+                    relays: vec![format!("/dns4/h{i}.example/tcp/443/wss")],
+                }
+                .encode(),
+            }
+            .sign(insider.signing().as_dalek())
+            .unwrap()
+        })
+        .collect();
+    let holder = || async {
+        let mut device = Identity::replica(
+            MemoryStore::new(),
+            chain[0].clone(),
+            DeviceKeys::generate(&mut OsRng),
+        )
+        .await
+        .unwrap();
+        device
+            .insert(chain[1..].iter().map(Block::bytes))
+            .await
+            .unwrap();
+        device
+    };
+    let start = Instant::now();
+    let honest = holder().await;
+    let honest_ms = start.elapsed().as_secs_f64() * 1e3;
+    let relays = honest.state().relays().to_vec();
+    drop(honest);
+
+    let mut device = holder().await;
+    let before = resident_kib();
+    let start = Instant::now();
+    for block in &hostile {
+        let report = device.insert([block.bytes()]).await.unwrap();
+        assert_eq!(
+            report.accepted.len(),
+            1,
+            "admitted: its history lists the device"
+        );
+    }
+    let one_at_a_time_ms = start.elapsed().as_secs_f64() * 1e3;
+    let memory_kib = resident_kib() - before;
+    assert_eq!(
+        device.state().relays(),
+        relays.as_slice(),
+        "none took effect"
+    );
+
+    let mut device = holder().await;
+    let start = Instant::now();
+    let report = device
+        .insert(hostile.iter().map(Block::bytes))
+        .await
+        .unwrap();
+    let batch_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(report.accepted.len(), count);
+    assert_eq!(device.state().relays(), relays.as_slice());
+    HostileCosts {
+        count,
+        chain: chain.len(),
+        one_at_a_time_ms,
+        batch_ms,
+        memory_kib,
+        honest_ms,
+    }
+}
+
+/// This process's peak resident memory so far in KiB (Linux's `VmHWM`), 0 where it cannot
+/// be read: the growth across a measurement is what it took at most beyond what the process
+/// had held before.
+fn resident_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<i64>().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// A store holding all of `chain`.
 fn stored(chain: &[Block]) -> MemoryStore {
     let store = MemoryStore::new();
@@ -318,6 +448,7 @@ async fn bound_chain(messages: usize) -> (Vec<Block>, Vec<Block>, BoundCosts) {
         relays: vec![],
         founder: None,
         recovery: None,
+        anchor: None,
     };
     let device = DeviceKeys::generate(&mut OsRng);
     let mut identity = Identity::create(MemoryStore::new(), device, founding, T0, &mut OsRng)

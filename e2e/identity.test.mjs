@@ -323,3 +323,76 @@ test('a person lost to a stolen browser is taken back with the recovery key on a
   }, did);
   assert.equal(reopened, true);
 });
+
+test('a device a person removes loses the person\'s groups', async () => {
+  const [a, b, c] = await setup(3);
+  // Ada: laptop (a) and phone (b). Bob (c) founds a group; Ada joins it with both devices.
+  const { ada, code } = await a.evaluate(async () => {
+    window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'laptop' });
+    window.me.addEventListener('request', (e) => window.me.approve(e.detail));
+    return { ada: window.me.did, code: (await window.me.inviteDevice({ expiresIn: 120_000 })).code };
+  });
+  const phoneDid = await b.evaluate(async (invitation) => {
+    window.me = await window.endra.joinAsDevice(invitation, { passphrase: 'phone', signal: AbortSignal.timeout(60_000) });
+    return (await window.me.summary()).device;
+  }, code);
+  await devicesReach(a, 2);
+  const { group, groupCode } = await c.evaluate(async () => {
+    window.me = await window.endra.createIdentity({ name: 'Bob', passphrase: 'bob' });
+    window.group = await window.endra.createGroup({ name: 'Team', passphrase: 'bob', person: window.me });
+    window.group.addEventListener('request', (e) => window.group.approve(e.detail));
+    return { group: window.group.did, groupCode: (await window.group.invite({ role: 'member' })).code };
+  });
+  await a.evaluate(async (invitation) => {
+    window.group = await window.endra.joinGroup(invitation, { passphrase: 'laptop', person: window.me, signal: AbortSignal.timeout(60_000) });
+  }, groupCode);
+  // The phone, listed among Ada's devices, opens the group and writes in it.
+  await b.evaluate(async (did) => {
+    await window.endra.resolve(did, { timeout: 30_000 });
+    window.group = await window.endra.openGroup(did, { passphrase: 'phone' });
+    await window.group.until((s) => s.current, { signal: AbortSignal.timeout(30_000) });
+    await window.group.write(new TextEncoder().encode('the phone, in the group'));
+  }, group);
+
+  // Ada removes the phone from her person: the group follows, with a new epoch.
+  await a.evaluate((device) => window.me.removeDevice(device), phoneDid);
+  const phoneOut = await b.evaluate(async () => {
+    await window.group.until((s) => !s.current, { signal: AbortSignal.timeout(60_000) });
+    return (await window.group.summary()).current;
+  });
+  assert.equal(phoneOut, false, 'the phone is no longer a device of the group');
+  const adaDevices = await c.evaluate(async (did) => {
+    for (;;) {
+      const change = new Promise((resolve) => window.group.addEventListener('change', resolve, { once: true }));
+      const ada = (await window.group.members()).find((m) => m.did === did);
+      if (ada && ada.devices.length === 1) return ada.devices;
+      await change;
+    }
+  }, ada);
+  assert.equal(adaDevices.length, 1);
+  await c.evaluate(() => window.group.write(new TextEncoder().encode('after the phone left')));
+  const seen = await b.evaluate(async () => {
+    for (;;) {
+      const change = new Promise((resolve) => window.group.addEventListener('change', resolve, { once: true }));
+      const messages = await window.group.messages();
+      if (messages.length >= 2) {
+        const last = messages.at(-1);
+        const refusal = await window.group.write(new TextEncoder().encode('still here?')).then(() => null, (e) => e.code);
+        return { body: last.body ? new TextDecoder().decode(last.body) : null, code: last.error?.code, refusal };
+      }
+      await change;
+    }
+  });
+  assert.equal(seen.body, null, 'the removed phone cannot read what the group writes next');
+  assert.equal(seen.code, 'NO_KEY');
+  assert.equal(seen.refusal, 'NOT_A_MEMBER');
+  const laptopReads = await a.evaluate(async () => {
+    for (;;) {
+      const change = new Promise((resolve) => window.group.addEventListener('change', resolve, { once: true }));
+      const texts = (await window.group.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
+      if (texts.includes('after the phone left')) return texts;
+      await change;
+    }
+  });
+  assert.ok(laptopReads.includes('the phone, in the group'));
+});

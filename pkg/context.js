@@ -156,9 +156,10 @@ export class Endra {
 
   /**
    * Opens a person identity whose chain the store holds, its keys with `passphrase`
-   * (`WRONG_PASSPHRASE` otherwise).
+   * (`WRONG_PASSPHRASE` otherwise). If the store lacks the identity's messages (a chain
+   * resolved but never opened here), they are fetched first (`signal` gives up).
    * @param {string} did
-   * @param {{ passphrase: string }} opts
+   * @param {{ passphrase: string, signal?: AbortSignal }} opts
    * @returns {Promise<Identity>}
    */
   async openIdentity(did, opts) {
@@ -218,9 +219,10 @@ export class Endra {
   }
 
   /**
-   * Opens a group whose chain the store holds.
+   * Opens a group whose chain the store holds (`endra.resolve(did)` fetches it), fetching its
+   * messages first if the store lacks them (`signal` gives up).
    * @param {string} did
-   * @param {{ passphrase: string }} opts
+   * @param {{ passphrase: string, signal?: AbortSignal }} opts
    * @returns {Promise<Group>}
    */
   async openGroup(did, opts) {

@@ -25,6 +25,10 @@ let rawOf;
 let inviteAs;
 /** @type {(identity: Controlled) => Promise<Controlled>} */
 let started;
+/** @type {(identity: Controlled) => Node} */
+let nodeOf;
+/** What a group does after each update of its summary (package-internal, set by `Group`). @type {(identity: Controlled) => Promise<void>} */
+let afterUpdate = async () => {};
 
 /**
  * What identities and groups have in common: a DID backed by a chain, its summary and
@@ -110,6 +114,7 @@ class Controlled extends EventTarget {
         this.#seen.removed = true;
         this.dispatchEvent(new CustomEvent('removed', { detail: s }));
       }
+      await afterUpdate(this);
     }).catch((error) => {
       this.dispatchEvent(new CustomEvent('error', { detail: wrap(error) }));
     });
@@ -238,6 +243,7 @@ class Controlled extends EventTarget {
     rawOf = (identity) => identity.#raw;
     inviteAs = (identity, role, expiresIn) => identity.#invite(role, expiresIn);
     started = (identity) => identity.#started();
+    nodeOf = (identity) => identity.#node;
   }
 }
 
@@ -300,8 +306,48 @@ export class Identity extends Controlled {
 /**
  * A group DID controlled by its admins (persons), read and written by its members. Events
  * as for `Identity`.
+ *
+ * A group follows its members' own identities: this handle keeps every member's person
+ * chain synced, and when one changes (a person removed a device, added one) it brings the
+ * member's devices in the group up to date — every replica checks them against that chain —
+ * with a new epoch when a device left. So a device a person removes loses all of the
+ * person's groups as soon as any member's device has seen the removal.
  */
 export class Group extends Controlled {
+  /** Member person chains this handle follows. @type {Set<string>} */
+  #following = new Set();
+  #followNow = () => {
+    call(() => rawOf(this).followMembers()).catch((error) => {
+      this.dispatchEvent(new CustomEvent('error', { detail: wrap(error) }));
+    });
+  };
+
+  /** Syncs the members' person chains not followed yet, then follows them all once. */
+  async #follow() {
+    const node = nodeOf(this);
+    for (const member of await this.members()) {
+      const chain = WasmIdentity.chainOfDid(member.did);
+      if (this.#following.has(chain)) continue;
+      this.#following.add(chain);
+      watch(node, chain, this.#followNow);
+      await call(() => rawNode(node).open(chain));
+    }
+    await call(() => rawOf(this).followMembers());
+  }
+
+  /** Stops events of this handle and following its members. */
+  close() {
+    super.close();
+    for (const chain of this.#following) unwatch(nodeOf(this), chain, this.#followNow);
+    this.#following.clear();
+  }
+
+  static {
+    afterUpdate = async (identity) => {
+      if (identity instanceof Group) await identity.#follow();
+    };
+  }
+
   /**
    * A one-time invitation for a person (`role`: 'member' or 'admin').
    * @param {{ role?: 'admin' | 'member', expiresIn?: number }} [options]
@@ -381,13 +427,24 @@ async function openInvited(Class, store, node, code, passphrase, signal) {
   // device in the request's own history, which is what this device holds when it writes it.
   await node.synced(chain, { signal });
   const raw = await call(() => WasmIdentity.open(rawStore(store), rawNode(node), chain, passphrase));
-  // Its messages too, on the identity's default chain: a device that joined shows the history.
+  await withMessages(raw, store, node, signal);
+  return attach(Class, raw, store, node);
+}
+
+/**
+ * Fetches the identity's default chain (its messages) if the store does not hold it yet — a
+ * device that just joined, or opened an identity it resolved — and waits until it caught up.
+ * @param {WasmIdentity} raw
+ * @param {Store} store
+ * @param {Node} node
+ * @param {AbortSignal} [signal]
+ */
+async function withMessages(raw, store, node, signal) {
   const messages = raw.defaultChain;
-  if (messages) {
+  if (messages && !(await store.chains()).includes(messages)) {
     await fetchChain(store, node, messages, [], signal);
     await node.synced(messages, { signal });
   }
-  return attach(Class, raw, store, node);
 }
 
 /**
@@ -407,22 +464,26 @@ export function identitiesOf(store, node) {
 
     /**
      * @param {string} did
-     * @param {{ passphrase?: string }} options
+     * @param {{ passphrase?: string, signal?: AbortSignal }} options
      */
-    async open(did, { passphrase }) {
+    async open(did, { passphrase, signal }) {
       const key = secret(passphrase);
       const chain = String(did).replace(/^did:endra:/, '');
-      return attach(Identity, await call(() => WasmIdentity.open(rawStore(store), rawNode(node), chain, key)), store, node);
+      const raw = await call(() => WasmIdentity.open(rawStore(store), rawNode(node), chain, key));
+      await withMessages(raw, store, node, signal);
+      return attach(Identity, raw, store, node);
     },
 
     /**
      * @param {string} did
-     * @param {{ passphrase?: string }} options
+     * @param {{ passphrase?: string, signal?: AbortSignal }} options
      */
-    async openGroup(did, { passphrase }) {
+    async openGroup(did, { passphrase, signal }) {
       const key = secret(passphrase);
       const chain = String(did).replace(/^did:endra:/, '');
-      return attach(Group, await call(() => WasmIdentity.open(rawStore(store), rawNode(node), chain, key)), store, node);
+      const raw = await call(() => WasmIdentity.open(rawStore(store), rawNode(node), chain, key));
+      await withMessages(raw, store, node, signal);
+      return attach(Group, raw, store, node);
     },
 
     /**
@@ -453,11 +514,7 @@ export function identitiesOf(store, node) {
       const chain = await call(async () => WasmIdentity.chainOfDid(String(did)));
       await node.synced(chain, { signal });
       const raw = await call(() => WasmIdentity.recover(rawStore(store), rawNode(node), chain, key, recoveryKey));
-      const messages = raw.defaultChain;
-      if (messages) {
-        await fetchChain(store, node, messages, [], signal);
-        await node.synced(messages, { signal });
-      }
+      await withMessages(raw, store, node, signal);
       return attach(Identity, raw, store, node);
     },
 

@@ -40,6 +40,8 @@ export type ErrorCode =
   | 'EPOCH_KEY_FORGED'
   /** A recovery code that does not parse or whose checksum fails (a character is wrong). */
   | 'RECOVERY_KEY_INVALID'
+  /** A group's join or device list names devices that the member's own person chain does not list. */
+  | 'NOT_THE_PERSONS'
   | 'WRONG_PASSPHRASE'
   | 'KEYSTORE_INVALID'
   | 'KEY_INVALID'
@@ -464,7 +466,10 @@ export interface GroupMember {
 /**
  * A group DID controlled by its admins (persons), read and written by its members:
  * `endra.createGroup`, `endra.joinGroup`, `endra.openGroup` (not constructible). No device
- * methods: those are a person's.
+ * methods: those are a person's. A member's devices are its person's own: every replica
+ * checks a join and a device list against the person's chain (`NOT_THE_PERSONS`), and this
+ * handle keeps the members' person chains synced and brings their devices up to date when
+ * they change, so a device a person removes loses the person's groups.
  */
 export class Group extends Controlled {
   /** A one-time invitation for a person (`endra.joinGroup` on it). */
@@ -552,8 +557,8 @@ export class Endra {
    * is the person's recovery code: show it to the user once.
    */
   createIdentity(options: PassphraseOptions & { name?: string; relays?: string[] }): Promise<Identity>;
-  /** Opens a person identity whose chain the store holds. */
-  openIdentity(did: string, options: PassphraseOptions): Promise<Identity>;
+  /** Opens a person identity whose chain the store holds (its messages fetched if missing). */
+  openIdentity(did: string, options: PassphraseOptions & { signal?: AbortSignal }): Promise<Identity>;
   /** Joins as a new device of a person (`identity.inviteDevice()`); resolves once approved. */
   joinAsDevice(code: string, options: PassphraseOptions & { signal?: AbortSignal }): Promise<Identity>;
   /**
@@ -574,8 +579,8 @@ export class Endra {
   resolve(did: string, options?: { signal?: AbortSignal; timeout?: number }): Promise<DidDocument>;
   /** Creates a group founded by `person`. */
   createGroup(options: PassphraseOptions & { person: Identity; name?: string; relays?: string[] }): Promise<Group>;
-  /** Opens a group whose chain the store holds. */
-  openGroup(did: string, options: PassphraseOptions): Promise<Group>;
+  /** Opens a group whose chain the store holds (its messages fetched if missing). */
+  openGroup(did: string, options: PassphraseOptions & { signal?: AbortSignal }): Promise<Group>;
   /** Joins a group with an invitation code as `person`; resolves once an admin approved. */
   joinGroup(code: string, options: PassphraseOptions & { person: Identity; signal?: AbortSignal }): Promise<Group>;
 

@@ -33,6 +33,7 @@ fn person(name: &str) -> Founding {
         relays: vec![],
         founder: None,
         recovery: None,
+        anchor: None,
     }
 }
 

@@ -272,19 +272,14 @@ async fn two_device_person(name: &str) -> (Id, Id) {
     (first, second)
 }
 
-fn member_entry(person: &Id, devices: &[&Id]) -> MemberEntry {
-    MemberEntry {
-        did: person.did(),
-        devices: devices.iter().map(|d| d.device().entry()).collect(),
-    }
-}
-
-/// Group replicas for every device of every person; person 0 founds, the others join.
+/// Group replicas for every device of every person, each in the store of that device's
+/// person replica (as one browser holds all of a device's chains); person 0 founds, the
+/// others join, each naming where it stands in its own chain.
 async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
-    let (p0a, p0b) = &people[0];
-    let founder = member_entry(p0a, &[p0a, p0b]);
+    let (p0a, _) = &people[0];
+    let (founder, anchor) = p0a.as_member();
     let admin = Identity::create(
-        MemoryStore::new(),
+        p0a.chain().store().clone(),
         DeviceKeys::from_secret_bytes(&p0a.device().to_secret_bytes()).unwrap(),
         Founding {
             kind: Kind::Group,
@@ -292,6 +287,7 @@ async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
             relays: Vec::new(),
             founder: Some(founder),
             recovery: None,
+            anchor: Some(anchor),
         },
         T0,
         &mut OsRng,
@@ -308,7 +304,7 @@ async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
             }
             replicas.push(
                 Identity::replica(
-                    MemoryStore::new(),
+                    device.chain().store().clone(),
                     genesis.clone(),
                     DeviceKeys::from_secret_bytes(&device.device().to_secret_bytes()).unwrap(),
                 )
@@ -322,10 +318,10 @@ async fn group_of(people: &[(Id, Id)]) -> Vec<Id> {
         let invitation = replicas[0]
             .invite(Role::Member, T0 + HOUR, &mut OsRng)
             .unwrap();
-        let entry = member_entry(a, &[a, b]);
+        let _ = b;
         let joiner = 2 * i;
         let request = replicas[joiner]
-            .request_join(invitation, Some(entry), T0 + 1)
+            .request_join(invitation, Some(a.as_member()), T0 + 1)
             .await
             .unwrap();
         let mut all: Vec<&mut Id> = replicas.iter_mut().collect();
@@ -530,6 +526,7 @@ fn forged_replayed_and_expired_invitations_are_refused() {
                 did: mallory.device().did().to_owned(),
                 devices: vec![mallory.device().entry()],
             },
+            anchor: None,
         };
         let forced = BlockDraft {
             chain: Some(admin.chain().id()),

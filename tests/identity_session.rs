@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use endra::identity::session::{FRAME_OVERHEAD, MAX_FRAME_LEN};
 use endra::identity::{
-    Change, DeviceKeys, Directory, Identity, IdentityState, Initiator, Kind, Local, MemberEntry,
-    PeerIdentity, ReplayGuard, Responder, Session, SessionError,
+    Change, DeviceKeys, Directory, Identity, IdentityState, Initiator, Kind, Local, PeerIdentity,
+    ReplayGuard, Responder, Session, SessionError,
 };
 use endra::store::MemoryStore;
 use futures_executor::block_on;
@@ -679,14 +679,7 @@ fn a_group_did_does_not_speak_as_a_person() {
         let group = Identity::create(
             MemoryStore::new(),
             copy_keys(alice.device()),
-            founding(
-                Kind::Group,
-                "crew",
-                Some(MemberEntry {
-                    did: alice.did(),
-                    devices: vec![alice.device().entry()],
-                }),
-            ),
+            founding(Kind::Group, "crew", Some(alice.as_member())),
             T0,
             &mut OsRng,
         )

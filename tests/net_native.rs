@@ -514,6 +514,7 @@ fn a_did_resolves_over_the_network_from_the_did_alone() {
             relays: vec![relay_address.to_string()],
             founder: None,
             recovery: None,
+            anchor: None,
         };
         let mut ada = Identity::create(
             ada_store.clone(),

@@ -91,7 +91,7 @@ impl<S: BlockStore> Sim<S> {
                     }
                 }
                 Output::Disconnect(peer) => self.disconnect(from, peer as usize),
-                Output::Refused(..) => {}
+                Output::Refused(..) | Output::Awaiting(_) => {}
             }
         }
     }

@@ -26,9 +26,10 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRngCore;
 
 use crate::envelope::{Envelope, EnvelopeError};
+use crate::identity::handle::person_in_store;
 use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
-    Keystore, MemberEntry, Policy, PublicKey, RecoveryKey,
+    Keystore, MemberEntry, PersonAnchor, Policy, PublicKey, RecoveryKey,
 };
 use crate::store::{BlockStore, StoreError};
 use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
@@ -256,17 +257,10 @@ impl<S: BlockStore + Clone> Account<S> {
         self.bound.keys()
     }
 
-    /// This identity as a member of a group: its DID and current devices.
-    pub fn member_entry(&self) -> MemberEntry {
-        MemberEntry {
-            did: self.identity.did(),
-            devices: self
-                .identity
-                .state()
-                .devices()
-                .map(|(_, d)| d.clone())
-                .collect(),
-        }
+    /// This person as a member of a group: its DID, its current devices and where it stands
+    /// in its own chain (see [`Identity::as_member`]).
+    pub fn as_member(&self) -> (MemberEntry, PersonAnchor) {
+        self.identity.as_member()
     }
 
     /// What peers must receive, in order, since the last call. The shell pushes each
@@ -336,14 +330,73 @@ impl<S: BlockStore + Clone> Account<S> {
     }
 
     /// Writes a join request with an invitation (see [`Identity::request_join`]): `as_person`
-    /// is `None` for a device joining a person, the person (with its devices) joining a group.
+    /// is `None` for a device joining a person, the person ([`Account::as_member`] of its
+    /// account) joining a group.
     pub async fn request_join(
         &mut self,
         invitation: Invitation,
-        as_person: Option<MemberEntry>,
+        as_person: Option<(MemberEntry, PersonAnchor)>,
         time: u64,
     ) -> Result<BlockId, ClientError> {
         identity_step!(self, identity => identity.request_join(invitation, as_person, time))
+    }
+
+    /// Brings every member of this group whose person chain the store holds up to date
+    /// with it (see [`Account::follow_member`]); returns how many it updated. The shell calls
+    /// it when a member's person chain grows: a device removed from a person then loses the
+    /// person's groups as soon as any member's device holds the removal.
+    pub async fn follow_members(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<usize, ClientError> {
+        self.refresh().await?;
+        if self.identity.state().kind() != crate::identity::Kind::Group
+            || !self.identity.is_current_device()
+        {
+            return Ok(0);
+        }
+        let store = self.identity.chain().store().clone();
+        let dids: Vec<String> = self.identity.state().members().keys().cloned().collect();
+        let mut updated = 0;
+        for did in dids {
+            let Some(person) = person_in_store(&store, &did).await? else {
+                continue;
+            };
+            // A device that leaves is removed: its messages this device holds are
+            // acknowledged first, as for a removal (see `Account::remove`).
+            let drops = self.identity.state().member(&did).is_some_and(|m| {
+                m.devices
+                    .iter()
+                    .any(|d| !person.0.devices.iter().any(|e| e.did == d.did))
+            });
+            if drops
+                && person.1.blocks
+                    > self
+                        .identity
+                        .state()
+                        .member(&did)
+                        .map_or(0, |m| m.anchor_blocks)
+            {
+                self.acknowledge_all(time).await?;
+            }
+            if self.follow_member(&person, time, rng).await? {
+                updated += 1;
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Brings a group member's devices up to date with its person (`person`:
+    /// [`Account::as_member`] of an account on that person, see [`Identity::follow_member`]);
+    /// returns whether it wrote.
+    pub async fn follow_member(
+        &mut self,
+        person: &(MemberEntry, PersonAnchor),
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<bool, ClientError> {
+        identity_step!(self, identity => identity.follow_member(person, time, rng))
     }
 
     /// Approves a pending join request.
@@ -366,14 +419,21 @@ impl<S: BlockStore + Clone> Account<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<(), ClientError> {
         let before = self.begin().await?;
+        self.acknowledge_all(time).await?;
+        let result = self.identity.remove(member, time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(result?)
+    }
+
+    /// Acknowledges every open bound chain and queues the acknowledgements: before a device
+    /// is removed, so that its messages this device holds stay shown.
+    async fn acknowledge_all(&mut self, time: u64) -> Result<(), ClientError> {
         for bound in self.bound.values_mut() {
             if let Some(ack) = bound.acknowledge(&self.identity, time).await? {
                 queue(&mut self.outbox, bound.chain().id(), vec![ack]);
             }
         }
-        let result = self.identity.remove(member, time, rng).await;
-        self.queue_identity_since(before).await?;
-        Ok(result?)
+        Ok(())
     }
 
     /// Leaves: removes this device's member.

@@ -3,7 +3,7 @@
 //! [`IdentityState::admits`]). Identity registers it with Walytis as [`IdentityChains`]; a
 //! replica gets it, with Walytis's own kinds, from [`rules`].
 
-use crate::walytis::{Admission, Author, Block, ChainRule, Refused, Rules, Writers};
+use crate::walytis::{Admission, Author, Block, BlockId, ChainRule, Refused, Rules, Writers};
 
 use super::ops::IDENTITY_TOPIC;
 use super::state::{IdentityState, Rejection};
@@ -42,23 +42,70 @@ impl Admission for IdentityRule {
     fn rebuild(&mut self, ancestry: &[Block]) {
         self.view =
             IdentityState::resolve(ancestry).map_err(|e| Rejection::NotAnIdentity(e.to_string()));
+        if let Ok(state) = &mut self.view {
+            state.forget_history();
+        }
     }
 
     fn check(&self, block: &Block) -> Result<(), Refused> {
         match &self.view {
-            Ok(state) => state.admits(block).map_err(Refused::new),
+            // A group block that names a member's person chain is judged with that chain's
+            // view (`check_referenced`); reaching here, its member names none.
+            Ok(state) => match state.person_reference(block) {
+                Ok(None) => state.admits(block).map_err(Refused::new),
+                Ok(Some(_)) => Err(Refused::new(Rejection::NotThePersons(
+                    "judged without the person's chain",
+                ))),
+                Err(why) => Err(Refused::new(why)),
+            },
             Err(why) => Err(Refused::new(why.clone())),
         }
+    }
+
+    fn reference(&self, block: &Block) -> Option<(BlockId, Vec<BlockId>)> {
+        match &self.view {
+            Ok(state) => state.person_reference(block).ok().flatten(),
+            Err(_) => None,
+        }
+    }
+
+    fn check_referenced(
+        &self,
+        block: &Block,
+        view: Option<&dyn Admission>,
+        reached: u64,
+    ) -> Result<(), Refused> {
+        let person = view
+            .and_then(|rule| rule.as_any())
+            .and_then(|any| any.downcast_ref::<IdentityRule>())
+            .and_then(|rule| rule.view.as_ref().ok());
+        match &self.view {
+            Ok(state) => state
+                .admits_with_person(block, person, reached)
+                .map_err(Refused::new),
+            Err(why) => Err(Refused::new(why.clone())),
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn extend(&mut self, block: &Block) {
         if let Ok(state) = &mut self.view {
             state.extend_appended([block]);
+            state.forget_history();
         }
     }
 
     fn writers(&self) -> Option<&dyn Writers> {
         Some(self)
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Admission>> {
+        Some(Box::new(IdentityRule {
+            view: self.view.clone(),
+        }))
     }
 }
 

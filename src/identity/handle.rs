@@ -15,7 +15,7 @@ use super::document::{document, identity_did};
 use super::keys::{seal, EpochKey, PublicKey};
 use super::ops::{
     epoch_aad, epoch_commitment, recovery_proof, rotation_proof, DeviceEntry, EpochId, Invitation,
-    Kind, MemberEntry, Op, Policy, Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
+    Kind, MemberEntry, Op, PersonAnchor, Policy, Role, SealedKey, IDENTITY_TOPIC, NONCE_ID_LEN,
 };
 use super::recovery::RecoveryKey;
 use super::state::IdentityState;
@@ -34,6 +34,8 @@ pub struct Identity<S: BlockStore> {
     /// Epoch keys this device opened: opening one costs a hybrid decapsulation (X25519 +
     /// ML-KEM-768), about 0.2 ms; using it, microseconds.
     opened: Mutex<HashMap<EpochId, EpochKey>>,
+    /// Folds of the whole chain since this handle opened (see [`Identity::full_folds`]).
+    full_folds: u64,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Identity<S> {
@@ -60,6 +62,9 @@ pub struct Founding {
     /// For a person: the public half of its account [`super::RecoveryKey`], whose code the
     /// user keeps offline. `None` for a group (which refuses one) or a person without one.
     pub recovery: Option<PublicKey>,
+    /// For a group: where the founding person stands in its own chain (see
+    /// [`Identity::as_member`]).
+    pub anchor: Option<PersonAnchor>,
 }
 
 impl<S: BlockStore> Identity<S> {
@@ -86,6 +91,7 @@ impl<S: BlockStore> Identity<S> {
             relays: founding.relays,
             founder,
             recovery: founding.recovery,
+            anchor: founding.anchor,
         };
         let chain = Chain::create(
             store,
@@ -128,6 +134,7 @@ impl<S: BlockStore> Identity<S> {
             state,
             folded,
             opened: Mutex::default(),
+            full_folds: 1,
         })
     }
 
@@ -135,9 +142,12 @@ impl<S: BlockStore> Identity<S> {
     /// block whose parents are exactly the folded leaves descends from every folded block
     /// and sorts after all of them, so folding it in on top gives what a fold of the whole
     /// chain gives — a revocation in it has no concurrent block to drop. That is the common
-    /// case (a peer writing on top of everything this device has). If `fresh` is not every
-    /// block stored since the last fold (another handle on the store wrote too), or a block
-    /// sits elsewhere, the whole chain is folded again.
+    /// case (a peer writing on top of everything this device has). A block on old parents
+    /// whose effect is known without a fold — a join request, or a removed device's op that
+    /// settlement already drops — is folded in where it is ([`IdentityState::fold_side`]),
+    /// so a flood of them costs a lookup each. If `fresh` is not every block stored since the
+    /// last fold (another handle on the store wrote too), or another block sits elsewhere,
+    /// the whole chain is folded again.
     async fn fold_in(&mut self, fresh: &[Entry]) -> Result<(), IdentityError> {
         let first = self.state.block_count() as u64;
         let all_new = self.chain.len() == first + fresh.len() as u64
@@ -145,21 +155,37 @@ impl<S: BlockStore> Identity<S> {
                 .iter()
                 .zip(first..)
                 .all(|(entry, seq)| entry.seq == seq);
-        let mut leaves = self.folded.clone();
-        let on_top = all_new
-            && fresh.iter().all(|entry| {
-                let fits = entry.block.parents() == leaves.as_slice();
-                leaves = vec![entry.block.id()];
-                fits
+        if all_new {
+            // Folded in place: if a block needs a fresh fold after all, the fold below
+            // replaces whatever this loop did.
+            let state = &mut self.state;
+            let mut leaves = self.folded.clone();
+            let folded = fresh.iter().all(|entry| {
+                let block = &entry.block;
+                if block.parents() == leaves.as_slice() {
+                    state.extend_appended([block]);
+                } else if !state.fold_side(block) {
+                    return false;
+                }
+                leaves.retain(|leaf| !block.parents().contains(leaf));
+                leaves.push(block.id());
+                leaves.sort_unstable();
+                true
             });
-        if on_top {
-            self.state
-                .extend_appended(fresh.iter().map(|entry| &entry.block));
-            self.folded = leaves;
-        } else {
-            (self.state, self.folded) = fold_all(&self.chain).await?;
+            if folded {
+                self.folded = leaves;
+                return Ok(());
+            }
         }
+        (self.state, self.folded) = fold_all(&self.chain).await?;
+        self.full_folds += 1;
         Ok(())
+    }
+
+    /// How many times this handle folded the whole chain (once when it opened): blocks on
+    /// top of what it holds, and the blocks [`IdentityState::fold_side`] knows, cost none.
+    pub fn full_folds(&self) -> u64 {
+        self.full_folds
     }
 
     /// The derived state.
@@ -289,11 +315,13 @@ impl<S: BlockStore> Identity<S> {
 
     /// Asks to join with an invitation: writes a request block signed by this device, which
     /// proves it holds the keys it names. `member` is `None` for a device joining a person,
-    /// or the joining person with its devices (this one among them) for a group.
+    /// or, for a group, the joining person with its devices (this one among them) and where
+    /// it stands in its own chain ([`Identity::as_member`] of the person), which every
+    /// replica of the group checks against that chain.
     pub async fn request_join(
         &mut self,
         invitation: Invitation,
-        member: Option<MemberEntry>,
+        member: Option<(MemberEntry, PersonAnchor)>,
         time: u64,
     ) -> Result<BlockId, IdentityError> {
         if invitation.chain != self.chain.id() {
@@ -304,13 +332,22 @@ impl<S: BlockStore> Identity<S> {
         if time > invitation.expires {
             return Err(IdentityError::InvalidInvitation("it has expired"));
         }
-        let member = member.unwrap_or_else(|| MemberEntry {
-            did: self.device.did().to_owned(),
-            devices: vec![self.device.entry()],
-        });
-        let entries = self
-            .submit(vec![Op::Request { invitation, member }], time)
-            .await?;
+        let (member, anchor) = match member {
+            Some((member, anchor)) => (member, Some(anchor)),
+            None => (
+                MemberEntry {
+                    did: self.device.did().to_owned(),
+                    devices: vec![self.device.entry()],
+                },
+                None,
+            ),
+        };
+        let request = Op::Request {
+            invitation,
+            member,
+            anchor,
+        };
+        let entries = self.submit(vec![request], time).await?;
         entries
             .first()
             .map(|e| e.block.id())
@@ -327,12 +364,9 @@ impl<S: BlockStore> Identity<S> {
     ) -> Result<(), IdentityError> {
         let pending = self
             .state
-            .pending_requests()
-            .find(|r| r.block == request)
+            .pending_request(&request)
             .cloned()
-            .ok_or(IdentityError::Rejected(
-                super::state::Rejection::NotPermitted("no such pending request"),
-            ))?;
+            .ok_or_else(|| IdentityError::Rejected(self.state.not_pending(&request)))?;
         let epochs: Vec<EpochId> = match self.state.kind() {
             Kind::Person => self.state.kept_epochs().map(|e| e.id).collect(),
             Kind::Group => self
@@ -386,30 +420,62 @@ impl<S: BlockStore> Identity<S> {
         Ok(())
     }
 
-    /// Replaces this member's device list in a group (after its person added or removed a
-    /// device); removed devices lose access through a new epoch.
-    pub async fn set_devices(
+    /// Brings a group member's devices up to date with its person chain — `person` is
+    /// [`Identity::as_member`] of a handle on that chain, whatever device holds it — if the
+    /// person's anchor is newer than the one the group took them from and the devices
+    /// differ; devices the person dropped lose access through a new epoch. Any current device
+    /// of the group may do it, so a phone removed from a person loses the person's groups as
+    /// soon as any member's device has seen the removal. Returns whether it wrote.
+    pub async fn follow_member(
         &mut self,
-        devices: Vec<DeviceEntry>,
+        person: &(MemberEntry, PersonAnchor),
         time: u64,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(), IdentityError> {
-        let (member, _) = self
-            .state
-            .device(self.device.did())
-            .ok_or(IdentityError::NotAMember)?;
-        let member = member.did.clone();
-        let mut remaining: Vec<DeviceEntry> = self
-            .state
-            .devices()
-            .filter(|(m, _)| m.did != member)
-            .map(|(_, d)| d.clone())
-            .collect();
-        remaining.extend(devices.iter().cloned());
-        let mut ops = vec![Op::SetDevices { member, devices }];
-        ops.extend(self.new_epoch(&remaining, rng)?);
+    ) -> Result<bool, IdentityError> {
+        let (entry, anchor) = person;
+        let Some(member) = self.state.member(&entry.did) else {
+            return Ok(false);
+        };
+        let same = member.devices.len() == entry.devices.len()
+            && member.devices.iter().all(|d| entry.devices.contains(d));
+        if same || anchor.blocks <= member.anchor_blocks || !self.is_current_device() {
+            return Ok(false);
+        }
+        let gone = member
+            .devices
+            .iter()
+            .any(|d| !entry.devices.iter().any(|e| e.did == d.did));
+        let mut ops = vec![Op::SetDevices {
+            member: entry.did.clone(),
+            devices: entry.devices.clone(),
+            anchor: anchor.clone(),
+        }];
+        if gone {
+            let mut remaining: Vec<DeviceEntry> = self
+                .state
+                .devices()
+                .filter(|(m, _)| m.did != entry.did)
+                .map(|(_, d)| d.clone())
+                .collect();
+            remaining.extend(entry.devices.iter().cloned());
+            ops.extend(self.new_epoch(&remaining, rng)?);
+        }
         self.submit(ops, time).await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// This person as a member of a group: its DID, its current devices, and where it stands
+    /// in its own chain (the leaves this device holds and how many blocks they reach).
+    pub fn as_member(&self) -> (MemberEntry, PersonAnchor) {
+        let entry = MemberEntry {
+            did: self.did(),
+            devices: self.state.devices().map(|(_, d)| d.clone()).collect(),
+        };
+        let anchor = PersonAnchor {
+            leaves: self.folded.clone(),
+            blocks: self.state.block_count() as u64,
+        };
+        (entry, anchor)
     }
 
     /// Replaces this device's keys: the rotation is signed by the old key and proven by the
@@ -717,6 +783,36 @@ async fn all_blocks<S: BlockStore>(chain: &Chain<S>) -> Result<Vec<Block>, Ident
         })
         .await?;
     Ok(entries.into_iter().map(|e| e.block).collect())
+}
+
+/// The person `did` as a member of a group, from its chain in `store` as it stands there
+/// (every block the store holds; see [`Identity::as_member`]): `None` if the store lacks the
+/// chain or it is not a person's.
+pub async fn person_in_store<S: BlockStore + Clone>(
+    store: &S,
+    did: &str,
+) -> Result<Option<(MemberEntry, PersonAnchor)>, IdentityError> {
+    let Ok(chain) = super::document::parse_identity_did(did) else {
+        return Ok(None);
+    };
+    let chain = match Chain::open(store.clone(), &super::rules(), chain).await {
+        Ok(chain) => chain,
+        Err(crate::walytis::ChainError::UnknownChain(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (state, leaves) = fold_all(&chain).await?;
+    if state.kind() != Kind::Person {
+        return Ok(None);
+    }
+    let entry = MemberEntry {
+        did: state.did(),
+        devices: state.devices().map(|(_, d)| d.clone()).collect(),
+    };
+    let anchor = PersonAnchor {
+        leaves,
+        blocks: state.block_count() as u64,
+    };
+    Ok(Some((entry, anchor)))
 }
 
 /// Reads the whole chain and folds it.

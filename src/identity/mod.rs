@@ -45,7 +45,8 @@ pub use keys::{
 };
 pub use keystore::{KdfFloor, KdfParams, Keystore, KeystoreError};
 pub use ops::{
-    DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
+    DeviceEntry, EpochId, Invitation, Kind, MemberEntry, Op, PersonAnchor, Policy, Role,
+    IDENTITY_TOPIC,
 };
 pub use recovery::RecoveryKey;
 pub use session::{

@@ -6,7 +6,7 @@
 //! is decided by [`super::state::IdentityState`], never by the op itself.
 
 use crate::cbor::{CborError, Reader, Writer};
-use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink};
+use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink, MAX_PARENTS};
 
 use super::keys::{
     verify, EpochKey, KeyError, PublicKey, SigningContext, SigningKeyPair, SIGNATURE_LEN,
@@ -70,6 +70,19 @@ pub struct MemberEntry {
     pub devices: Vec<DeviceEntry>,
 }
 
+/// Where a person stood in its own identity chain when a group recorded its devices: the
+/// person chain's leaves the writer knew, and how many blocks they reach. Every replica of
+/// the group checks it against the person chain (its admission rule, see `state`), and a
+/// group takes a member's devices only from a newer anchor than the one it holds: the count
+/// grows along the person chain, so anchors never go back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonAnchor {
+    /// The person chain's leaves, sorted.
+    pub leaves: Vec<BlockId>,
+    /// The blocks they reach, themselves included.
+    pub blocks: u64,
+}
+
 /// A one-time, expiring permission to join, signed by the inviting device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
@@ -115,6 +128,8 @@ pub enum Op {
         /// whose secret the user keeps offline; `None` for groups, and for persons made
         /// without one.
         recovery: Option<PublicKey>,
+        /// For a group: where the founding person stood in its own chain.
+        anchor: Option<PersonAnchor>,
     },
     /// A would-be member asks to join; written by one of the joiner's own devices.
     Request {
@@ -122,6 +137,9 @@ pub enum Op {
         invitation: Invitation,
         /// Who joins, with the keys it proves by signing this block.
         member: MemberEntry,
+        /// For a group: where the joining person stood in its own chain, whose devices at
+        /// that point `member` must list (every replica checks it).
+        anchor: Option<PersonAnchor>,
     },
     /// An admin lets the member of a request in.
     Approve {
@@ -133,12 +151,16 @@ pub enum Op {
         /// The member's DID.
         member: String,
     },
-    /// A member replaces its own device list (a person added or removed a device).
+    /// A group member's devices follow its person chain (the person added or removed a
+    /// device): written by any current device of the group, checked by every replica
+    /// against the person chain at `anchor`, which must be newer than the member's last.
     SetDevices {
         /// The member's DID.
         member: String,
-        /// Its devices from now on.
+        /// Its devices from now on: the person's current devices at `anchor`.
         devices: Vec<DeviceEntry>,
+        /// Where the person stood in its own chain.
+        anchor: PersonAnchor,
     },
     /// A device replaces its keys; the block is signed by the old key, the op by the new one.
     Rotate {
@@ -418,8 +440,9 @@ impl Op {
                 relays,
                 founder,
                 recovery,
+                anchor,
             } => {
-                w.array(6);
+                w.array(7);
                 w.uint(0);
                 w.uint(match kind {
                     Kind::Person => 0,
@@ -432,12 +455,18 @@ impl Op {
                     Some(key) => w.bytes(&key.to_bytes()),
                     None => w.null(),
                 }
+                write_anchor(&mut w, anchor.as_ref());
             }
-            Op::Request { invitation, member } => {
-                w.array(3);
+            Op::Request {
+                invitation,
+                member,
+                anchor,
+            } => {
+                w.array(4);
                 w.uint(1);
                 invitation.write(&mut w);
                 write_member(&mut w, member);
+                write_anchor(&mut w, anchor.as_ref());
             }
             Op::Approve { request } => {
                 w.array(2);
@@ -449,11 +478,16 @@ impl Op {
                 w.uint(3);
                 w.text(member);
             }
-            Op::SetDevices { member, devices } => {
-                w.array(3);
+            Op::SetDevices {
+                member,
+                devices,
+                anchor,
+            } => {
+                w.array(4);
                 w.uint(4);
                 w.text(member);
                 write_devices(&mut w, devices);
+                write_anchor(&mut w, Some(anchor));
             }
             Op::Rotate {
                 device,
@@ -543,21 +577,31 @@ impl Op {
                 } else {
                     Some(PublicKey::from_bytes(r.bytes()?)?)
                 };
+                let anchor = read_anchor(&mut r)?;
                 (
-                    6,
+                    7,
                     Op::Genesis {
                         kind,
                         name,
                         relays,
                         founder,
                         recovery,
+                        anchor,
                     },
                 )
             }
             1 => {
                 let invitation = Invitation::read(&mut r)?;
                 let member = read_member(&mut r)?;
-                (3, Op::Request { invitation, member })
+                let anchor = read_anchor(&mut r)?;
+                (
+                    4,
+                    Op::Request {
+                        invitation,
+                        member,
+                        anchor,
+                    },
+                )
             }
             2 => (2, Op::Approve { request: r.link()? }),
             3 => (
@@ -569,7 +613,17 @@ impl Op {
             4 => {
                 let member = r.text()?.to_owned();
                 let devices = read_devices(&mut r)?;
-                (3, Op::SetDevices { member, devices })
+                let anchor = read_anchor(&mut r)?.ok_or_else(|| {
+                    IdentityError::Malformed("a device list needs its anchor".into())
+                })?;
+                (
+                    4,
+                    Op::SetDevices {
+                        member,
+                        devices,
+                        anchor,
+                    },
+                )
             }
             5 => {
                 let device = r.text()?.to_owned();
@@ -739,6 +793,43 @@ fn read_devices(r: &mut Reader<'_>) -> Result<Vec<DeviceEntry>, IdentityError> {
         });
     }
     Ok(devices)
+}
+
+fn write_anchor(w: &mut Writer, anchor: Option<&PersonAnchor>) {
+    let Some(anchor) = anchor else {
+        w.null();
+        return;
+    };
+    w.array(2);
+    w.array(anchor.leaves.len());
+    for leaf in &anchor.leaves {
+        w.link(leaf);
+    }
+    w.uint(anchor.blocks);
+}
+
+fn read_anchor(r: &mut Reader<'_>) -> Result<Option<PersonAnchor>, IdentityError> {
+    if r.null() {
+        return Ok(None);
+    }
+    expect_array(r, 2)?;
+    let count = r.array()?;
+    if count == 0 || count > MAX_PARENTS {
+        return Err(IdentityError::Malformed(format!(
+            "an anchor names 1 to {MAX_PARENTS} blocks"
+        )));
+    }
+    let mut leaves = Vec::with_capacity(count);
+    for _ in 0..count {
+        leaves.push(r.link()?);
+    }
+    if leaves.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(IdentityError::Malformed(
+            "an anchor's blocks are sorted and unique".into(),
+        ));
+    }
+    let blocks = r.uint()?;
+    Ok(Some(PersonAnchor { leaves, blocks }))
 }
 
 fn write_member(w: &mut Writer, member: &MemberEntry) {

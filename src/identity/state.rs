@@ -39,9 +39,16 @@ use super::document::identity_did;
 use super::keys::{AgreementKeyPair, EpochKey, PublicKey};
 use super::ops::{
     epoch_aad, epoch_commitment, verify_recovery, verify_rotation, DeviceEntry, EpochId,
-    Invitation, Kind, MemberEntry, Op, Policy, Role, IDENTITY_TOPIC,
+    Invitation, Kind, MemberEntry, Op, PersonAnchor, Policy, Role, IDENTITY_TOPIC,
 };
 use super::IdentityError;
+
+/// Most join requests [`IdentityState::pending_requests`] lists: every invitation ever issued
+/// admits requests on old parents, so an invitation's holder can write any number of them.
+pub const MAX_PENDING_REQUESTS: usize = 64;
+/// Most requests that present one invitation [`IdentityState::pending_requests`] lists (a
+/// leaked invitation's holder beside the invitee, say: the admin chooses).
+pub const MAX_REQUESTS_PER_INVITATION: usize = 4;
 
 /// Why a block of an identity chain has no effect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +87,10 @@ pub enum Rejection {
     /// The chain's genesis founds no valid identity, so nothing more is admitted to it.
     #[error("the genesis founds no valid identity: {0}")]
     NotAnIdentity(String),
+    /// A group block names a member's devices that its person chain, at the anchor the
+    /// block gives, does not list as they are.
+    #[error("not the person's own: {0}")]
+    NotThePersons(&'static str),
 }
 
 impl RuleRefusal for Rejection {
@@ -94,6 +105,7 @@ impl RuleRefusal for Rejection {
             Rejection::InvitationReplayed => "INVITATION_USED",
             Rejection::InvitationExpired => "INVITATION_EXPIRED",
             Rejection::NotAnIdentity(_) => "IDENTITY_INVALID",
+            Rejection::NotThePersons(_) => "NOT_THE_PERSONS",
         }
     }
 }
@@ -109,6 +121,9 @@ pub struct Member {
     pub devices: Vec<DeviceEntry>,
     /// The block that added it.
     pub since: BlockId,
+    /// For a group member: how many blocks of its own person chain the anchor its devices
+    /// were last taken from reaches (see [`PersonAnchor`]); 0 if none was given.
+    pub anchor_blocks: u64,
 }
 
 /// A change of membership or keys, for the timeline and for events.
@@ -117,11 +132,6 @@ pub enum Change {
     /// The identity was created by this member.
     Founded {
         /// The founder's DID.
-        member: String,
-    },
-    /// Someone asked to join (see [`IdentityState::pending_requests`]).
-    Requested {
-        /// The requesting member's DID.
         member: String,
     },
     /// A member joined.
@@ -185,10 +195,14 @@ pub struct ChangeRecord {
 pub struct PendingRequest {
     /// The request block.
     pub block: BlockId,
+    /// Its height: requests are listed in chain order.
+    pub height: u64,
     /// The invitation it presents.
     pub invitation: Invitation,
     /// The would-be member.
     pub member: MemberEntry,
+    /// For a group: where the joining person stood in its own chain.
+    pub anchor: Option<PersonAnchor>,
 }
 
 /// An epoch: a group key and the devices it was sealed to.
@@ -202,11 +216,12 @@ pub struct Epoch {
     pub time: u64,
     /// The commitment to its key that every copy must open to ([`Op::Epoch`]).
     pub commitment: [u8; 32],
-    /// Copies for devices that were current when their op was folded.
-    keys: HashMap<String, Vec<Vec<u8>>>,
+    /// Copies for devices that were current when their op was folded (shared between
+    /// copies of the state: admission keeps many views, see `crate::walytis::Admission`).
+    keys: Arc<HashMap<String, Vec<Vec<u8>>>>,
     /// Every device a copy was addressed to, current or not: the ciphertext of each stays in
     /// the chain, where that device can open it.
-    addressed: HashSet<String>,
+    addressed: Arc<HashSet<String>>,
 }
 
 impl Epoch {
@@ -248,6 +263,9 @@ pub struct IdentityState {
     recovery: Option<[u8; 32]>,
     /// Recovery keys spent → the recovery that spent each.
     spent_recovery: HashMap<[u8; 32], BlockId>,
+    /// Keys whose blocks a standing revocation drops wherever they are written outside its
+    /// past → the first such revocation in chain order (see [`IdentityState::fold_side`]).
+    killed_keys: HashMap<[u8; 32], BlockId>,
     removed_devices: HashSet<String>,
     used_invitations: HashSet<[u8; 16]>,
     requests: BTreeMap<BlockId, PendingRequest>,
@@ -342,6 +360,8 @@ struct Settlement {
     /// Recovery keys that signed two recoveries (every recovery stands: no device
     /// revocation can kill one).
     recovery_equivocated: HashSet<[u8; 32]>,
+    /// Every key a standing revocation taints → the first such revocation in chain order.
+    killed_keys: HashMap<[u8; 32], BlockId>,
 }
 
 impl IdentityState {
@@ -355,9 +375,10 @@ impl IdentityState {
             // Without revocations discovery is the fold itself.
             return Ok(discovered);
         }
-        let settlement = settle(blocks, &found);
-        let mut state = fold(blocks, Mode::Settle(Arc::new(settlement)))?;
+        let settlement = Arc::new(settle(blocks, &found));
+        let mut state = fold(blocks, Mode::Settle(Arc::clone(&settlement)))?;
         state.mode = Mode::Append;
+        state.killed_keys = settlement.killed_keys.clone();
         Ok(state)
     }
 
@@ -368,6 +389,58 @@ impl IdentityState {
         for block in blocks {
             self.apply(block);
         }
+    }
+
+    /// Drops what the state records of its history — the changes and the blocks without
+    /// effect — which an admission view (see [`crate::walytis::Admission`]) never reads: it
+    /// keeps dozens of copies of the state.
+    pub(super) fn forget_history(&mut self) {
+        self.changes = Vec::new();
+        self.rejected = BTreeMap::new();
+    }
+
+    /// Folds in `block`, stored off the folded leaves (on old parents), when what a fresh
+    /// fold of the whole chain would make of it is known without one; `false` when only a
+    /// fresh fold can tell. Two kinds are known, and they are what a hostile writer can make
+    /// without end, since every replica admits blocks whose own history authorises them:
+    ///
+    /// - a join request: its effect depends on no order (see `request`);
+    /// - an op that neither revokes nor enrols (relays, policy, epoch copies, the default
+    ///   chain) by a key some standing revocation already drops outside its past — a removed
+    ///   device writing "into the past": the block is dropped, by that revocation, as a fresh
+    ///   fold would drop it. Adding it changes no revocation and enrols nothing, so nothing
+    ///   else changes.
+    ///
+    /// So such blocks cost a lookup each, not a fold of the chain.
+    pub fn fold_side(&mut self, block: &Block) -> bool {
+        let Ok(op) = block_op(block) else {
+            return false;
+        };
+        let id = block.id();
+        match op {
+            Op::Request {
+                invitation,
+                member,
+                anchor,
+            } => {
+                let key = *block.author().key_bytes();
+                let place = (block.height(), block.time());
+                let verdict = self.request(id, key, place, invitation, member, anchor);
+                if let Err(rejection) = verdict {
+                    self.rejected.insert(id, rejection);
+                }
+            }
+            Op::Relays { .. } | Op::Policy { .. } | Op::Epoch { .. } | Op::DefaultChain { .. } => {
+                let Some(by) = self.killed_keys.get(block.author().key_bytes()).copied() else {
+                    return false;
+                };
+                self.rejected
+                    .insert(id, Rejection::RevokedConcurrently { by });
+            }
+            _ => return false,
+        }
+        self.blocks += 1;
+        true
     }
 
     /// The identity chain's ID.
@@ -444,9 +517,36 @@ impl IdentityState {
         &self.changes
     }
 
-    /// Join requests waiting for an admin.
+    /// Join requests waiting for an admin, in chain order: at most
+    /// [`MAX_REQUESTS_PER_INVITATION`] per invitation and [`MAX_PENDING_REQUESTS`] in all
+    /// (the first ones in chain order). An admin may approve any request still pending
+    /// ([`IdentityState::pending_request`]), listed or not: which ones sort first is the
+    /// writers' choice, and a flood of requests on old parents must not undo an approval.
     pub fn pending_requests(&self) -> impl Iterator<Item = &PendingRequest> {
-        self.requests.values()
+        let mut all: Vec<&PendingRequest> = self.requests.values().collect();
+        all.sort_unstable_by_key(|r| (r.height, r.block));
+        let mut per_invitation: HashMap<[u8; 16], usize> = HashMap::new();
+        all.into_iter()
+            .filter(move |r| {
+                let seen = per_invitation.entry(r.invitation.id).or_default();
+                *seen += 1;
+                *seen <= MAX_REQUESTS_PER_INVITATION
+            })
+            .take(MAX_PENDING_REQUESTS)
+    }
+
+    /// Why `request` is not a pending join request: the reason it was refused (its
+    /// invitation used by an approval of another request, expired), or that it is none.
+    pub fn not_pending(&self, request: &BlockId) -> Rejection {
+        self.rejected
+            .get(request)
+            .cloned()
+            .unwrap_or(Rejection::NotPermitted("no such pending request"))
+    }
+
+    /// A pending join request by its block.
+    pub fn pending_request(&self, block: &BlockId) -> Option<&PendingRequest> {
+        self.requests.get(block)
     }
 
     /// All epochs in chain order.
@@ -584,10 +684,23 @@ impl IdentityState {
         op: &Op,
     ) -> Result<(), Rejection> {
         let placeholder = BlockId::of(&op.encode());
-        if let Op::Request { invitation, member } = op {
+        if let Op::Request {
+            invitation,
+            member,
+            anchor,
+        } = op
+        {
             // What the chain's admission rule will ask, with a typed answer.
-            self.admits_request(*author, time, invitation, member)?;
-            return self.request(placeholder, *author, invitation.clone(), member.clone());
+            self.admits_request(*author, time, invitation, member, anchor.as_ref())?;
+            // A local check: the request would sort after everything folded.
+            return self.request(
+                placeholder,
+                *author,
+                (u64::MAX, time),
+                invitation.clone(),
+                member.clone(),
+                anchor.clone(),
+            );
         }
         if let Op::Recover { .. } = op {
             self.admits_recovery(author)?;
@@ -636,8 +749,13 @@ impl IdentityState {
     pub fn admits(&self, block: &Block) -> Result<(), Rejection> {
         let key = *block.author().key_bytes();
         let op = block_op(block)?;
-        if let Op::Request { invitation, member } = &op {
-            return self.admits_request(key, block.time(), invitation, member);
+        if let Op::Request {
+            invitation,
+            member,
+            anchor,
+        } = &op
+        {
+            return self.admits_request(key, block.time(), invitation, member, anchor.as_ref());
         }
         if let Op::Recover { .. } = &op {
             return self.admits_recovery(&key);
@@ -687,13 +805,103 @@ impl IdentityState {
         })
     }
 
-    /// What every join request must be: signed by a device of the joiner, for this chain.
+    /// The person chain and anchor a group block's check needs (a join request, a device
+    /// list: see [`PersonAnchor`]), if it needs one; `Err` if it needs one and its member's
+    /// DID names no person chain.
+    pub fn person_reference(
+        &self,
+        block: &Block,
+    ) -> Result<Option<(BlockId, Vec<BlockId>)>, Rejection> {
+        if self.kind != Kind::Group {
+            return Ok(None);
+        }
+        let Ok(op) = block_op(block) else {
+            return Ok(None);
+        };
+        let (did, anchor) = match &op {
+            Op::Request {
+                member,
+                anchor: Some(anchor),
+                ..
+            } => (&member.did, anchor),
+            Op::SetDevices { member, anchor, .. } => (member, anchor),
+            _ => return Ok(None),
+        };
+        let chain = super::document::parse_identity_did(did)
+            .map_err(|_| Rejection::NotThePersons("the member's DID names no person chain"))?;
+        Ok(Some((chain, anchor.leaves.clone())))
+    }
+
+    /// [`IdentityState::admits`] for a group block that names where a member stands in its
+    /// person chain (see [`IdentityState::person_reference`]): `person` is that chain's state
+    /// at the anchor (`None` if it founds no valid identity) and `reached` how many blocks
+    /// the anchor reaches. The member's devices must be exactly the person's current devices
+    /// there, the count must be the anchor's, and a device list must come from an anchor
+    /// newer than the one the member's devices came from.
+    pub fn admits_with_person(
+        &self,
+        block: &Block,
+        person: Option<&IdentityState>,
+        reached: u64,
+    ) -> Result<(), Rejection> {
+        self.admits(block)?;
+        let op = block_op(block)?;
+        let (did, devices, anchor, newer) = match &op {
+            Op::Request {
+                member,
+                anchor: Some(anchor),
+                ..
+            } => (&member.did, &member.devices, anchor, false),
+            Op::SetDevices {
+                member,
+                devices,
+                anchor,
+            } => (member, devices, anchor, true),
+            _ => return Ok(()),
+        };
+        let person = person
+            .filter(|p| p.kind() == Kind::Person && p.did() == *did)
+            .ok_or(Rejection::NotThePersons("the member's DID names no person"))?;
+        if anchor.blocks != reached {
+            return Err(Rejection::NotThePersons(
+                "the anchor does not reach as many blocks as it says",
+            ));
+        }
+        let current: Vec<&DeviceEntry> = person.devices().map(|(_, d)| d).collect();
+        let same = current.len() == devices.len() && devices.iter().all(|d| current.contains(&d));
+        if !same {
+            return Err(Rejection::NotThePersons(
+                "the devices are not the person's current devices at the anchor",
+            ));
+        }
+        if newer {
+            let behind = self
+                .member(did)
+                .is_some_and(|m| anchor.blocks <= m.anchor_blocks);
+            if behind {
+                return Err(Rejection::NotThePersons(
+                    "the anchor is not newer than the one the member's devices came from",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What every join request must be: signed by a device of the joiner, for this chain;
+    /// for a group, with the joining person's anchor (checked against the person chain by
+    /// the admission rule), for a person without one.
     fn request_fits(
         &self,
         author: [u8; 32],
         invitation: &Invitation,
         member: &MemberEntry,
+        anchor: Option<&PersonAnchor>,
     ) -> Result<(), Rejection> {
+        if anchor.is_some() != (self.kind == Kind::Group) {
+            return Err(Rejection::NotPermitted(
+                "a person joins a group with its anchor, a device a person without one",
+            ));
+        }
         let author = PublicKey::Ed25519(author);
         if !member.devices.iter().any(|d| d.signing == author) {
             return Err(Rejection::NotPermitted(
@@ -714,8 +922,9 @@ impl IdentityState {
         time: u64,
         invitation: &Invitation,
         member: &MemberEntry,
+        anchor: Option<&PersonAnchor>,
     ) -> Result<(), Rejection> {
-        self.request_fits(author, invitation, member)?;
+        self.request_fits(author, invitation, member, anchor)?;
         if self.used_invitations.contains(&invitation.id) {
             return Err(Rejection::InvitationReplayed);
         }
@@ -747,6 +956,7 @@ impl IdentityState {
             relays,
             founder,
             recovery,
+            anchor,
         } = Op::decode(block.body())?
         else {
             return Err(not_identity("the genesis block is not a genesis op"));
@@ -781,6 +991,7 @@ impl IdentityState {
             rotated_out: HashMap::new(),
             recovery,
             spent_recovery: HashMap::new(),
+            killed_keys: HashMap::new(),
             removed_devices: HashSet::new(),
             used_invitations: HashSet::new(),
             requests: BTreeMap::new(),
@@ -794,7 +1005,7 @@ impl IdentityState {
         state
             .check_new_devices(&founder.devices)
             .map_err(|e| IdentityError::NotAnIdentity(e.to_string()))?;
-        state.add_member(founder.clone(), Role::Admin, id);
+        state.add_member(founder.clone(), Role::Admin, id, anchor.as_ref());
         state.changes.push(ChangeRecord {
             block: id,
             change: Change::Founded {
@@ -830,11 +1041,17 @@ impl IdentityState {
             return;
         }
         // A request comes from outside: its author proves only its own keys.
-        if let Op::Request { invitation, member } = op {
+        if let Op::Request {
+            invitation,
+            member,
+            anchor,
+        } = op
+        {
             if let Mode::Discover(found) = &mut self.mode {
                 found.requests.insert(id);
             }
-            let verdict = self.request(id, key, invitation, member);
+            let place = (block.height(), block.time());
+            let verdict = self.request(id, key, place, invitation, member, anchor);
             if let Err(rejection) = verdict {
                 self.rejected.insert(id, rejection);
             }
@@ -848,15 +1065,9 @@ impl IdentityState {
                     return;
                 }
                 // A standing revocation takes effect even if a revocation it stands against
-                // sorted first and took its author's key — but not if the final fold never
-                // enrolled its author (discovery, which accepts more, did).
+                // sorted first and took its author's key.
                 match settled.standing.get(&id) {
-                    Some(signer)
-                        if self.signers.contains_key(&key) || self.revoked.contains_key(&key) =>
-                    {
-                        Ok(signer.clone())
-                    }
-                    Some(_) => Err(Rejection::Unauthorised),
+                    Some(signer) => Ok(signer.clone()),
                     None => self.current_signer(&key),
                 }
             }
@@ -881,26 +1092,34 @@ impl IdentityState {
         }
     }
 
+    /// A join request: pending unless its invitation was used (an approval of another
+    /// request that presents it refuses this one too, whichever sorts first) or has expired
+    /// at the block's time. Nothing else depends on where it sorts, so a request written on
+    /// old parents is folded in where it arrives ([`IdentityState::fold_side`]).
     fn request(
         &mut self,
         id: BlockId,
         author: [u8; 32],
+        (height, time): (u64, u64),
         invitation: Invitation,
         member: MemberEntry,
+        anchor: Option<PersonAnchor>,
     ) -> Result<(), Rejection> {
-        self.request_fits(author, &invitation, &member)?;
-        self.changes.push(ChangeRecord {
-            block: id,
-            change: Change::Requested {
-                member: member.did.clone(),
-            },
-        });
+        self.request_fits(author, &invitation, &member, anchor.as_ref())?;
+        if self.used_invitations.contains(&invitation.id) {
+            return Err(Rejection::InvitationReplayed);
+        }
+        if time > invitation.expires {
+            return Err(Rejection::InvitationExpired);
+        }
         self.requests.insert(
             id,
             PendingRequest {
                 block: id,
+                height,
                 invitation,
                 member,
+                anchor,
             },
         );
         Ok(())
@@ -994,6 +1213,7 @@ impl IdentityState {
             },
             Role::Admin,
             id,
+            None,
         );
         self.recovery = Some(next_key);
         changes.push(Change::Recovered { device: Some(did) });
@@ -1033,7 +1253,7 @@ impl IdentityState {
                     .requests
                     .get(&request)
                     .cloned()
-                    .ok_or(Rejection::NotPermitted("no such pending request"))?;
+                    .ok_or_else(|| self.not_pending(&request))?;
                 let invitation = &pending.invitation;
                 if self.used_invitations.contains(&invitation.id) {
                     return Err(Rejection::InvitationReplayed);
@@ -1069,8 +1289,20 @@ impl IdentityState {
                 };
                 self.used_invitations.insert(invitation.id);
                 self.requests.remove(&request);
+                // The invitation is used: the other requests that present it are refused
+                // now, as those that sort after this approval are when they are folded.
+                let replayed: Vec<BlockId> = self
+                    .requests
+                    .values()
+                    .filter(|r| r.invitation.id == invitation.id)
+                    .map(|r| r.block)
+                    .collect();
+                for block in replayed {
+                    self.requests.remove(&block);
+                    self.rejected.insert(block, Rejection::InvitationReplayed);
+                }
                 let did = joiner.did.clone();
-                self.add_member(joiner, role, id);
+                self.add_member(joiner, role, id, pending.anchor.as_ref());
                 Ok(vec![Change::Joined { member: did, role }])
             }
             Op::Remove { member } => {
@@ -1112,22 +1344,31 @@ impl IdentityState {
                 }
                 Ok(vec![Change::Removed { member, left }])
             }
-            Op::SetDevices { member, devices } => {
+            Op::SetDevices {
+                member,
+                devices,
+                anchor,
+            } => {
                 if self.kind == Kind::Person {
                     return Err(Rejection::NotPermitted(
                         "a person's devices join by invitation",
                     ));
                 }
-                if member != author_member {
-                    return Err(Rejection::NotPermitted(
-                        "a member sets only its own devices",
-                    ));
-                }
-                let old = self
+                // Any current device of the group may bring a member's devices up to date:
+                // the admission rule checked them against the member's own chain.
+                let (old, behind) = self
                     .members
                     .get(&member)
-                    .map(|m| m.devices.clone())
-                    .ok_or(Rejection::Unauthorised)?;
+                    .map(|m| (m.devices.clone(), anchor.blocks <= m.anchor_blocks))
+                    .ok_or(Rejection::NotPermitted("not a member"))?;
+                // Anchors never go back. Discovery does not ask (it must find every
+                // revocation the final fold lets through, and it applies device lists the
+                // final fold may drop).
+                if behind && !matches!(self.mode, Mode::Discover(_)) {
+                    return Err(Rejection::NotPermitted(
+                        "the member's anchor is not newer than the one its devices came from",
+                    ));
+                }
                 let fresh: Vec<DeviceEntry> = devices
                     .iter()
                     .filter(|d| !old.iter().any(|o| o.did == d.did))
@@ -1168,6 +1409,7 @@ impl IdentityState {
                     // later removal of the member still names them.
                     if let Some(m) = self.members.get_mut(&member) {
                         m.devices.extend(fresh);
+                        m.anchor_blocks = m.anchor_blocks.max(anchor.blocks);
                     }
                     return Ok(vec![Change::DevicesChanged { member }]);
                 }
@@ -1179,6 +1421,7 @@ impl IdentityState {
                 }
                 if let Some(m) = self.members.get_mut(&member) {
                     m.devices = devices;
+                    m.anchor_blocks = anchor.blocks;
                 }
                 Ok(vec![Change::DevicesChanged { member }])
             }
@@ -1224,6 +1467,7 @@ impl IdentityState {
                     self.signers.remove(&key);
                     self.revoked.insert(key, id);
                     self.rotated_out.insert(key, device.clone());
+                    self.killed_keys.entry(key).or_insert(id);
                     let equivocated = settled
                         .as_ref()
                         .is_some_and(|s| s.equivocated.contains(&key));
@@ -1273,8 +1517,8 @@ impl IdentityState {
                             first: id,
                             time,
                             commitment,
-                            keys: HashMap::new(),
-                            addressed: HashSet::new(),
+                            keys: Arc::default(),
+                            addressed: Arc::default(),
                         });
                         self.epoch_index.insert(epoch, self.epochs.len() - 1);
                         changes.push(Change::Rekeyed { epoch });
@@ -1287,11 +1531,14 @@ impl IdentityState {
                     .collect();
                 if let Some(record) = self.epochs.get_mut(index) {
                     for (key, current) in keys.into_iter().zip(current) {
-                        record.addressed.insert(key.device.clone());
+                        Arc::make_mut(&mut record.addressed).insert(key.device.clone());
                         // A copy for a device that is not current is not kept, but it is in
                         // the chain: `addressed` remembers it (see `current_epoch`).
                         if current {
-                            record.keys.entry(key.device).or_default().push(key.sealed);
+                            Arc::make_mut(&mut record.keys)
+                                .entry(key.device)
+                                .or_default()
+                                .push(key.sealed);
                         }
                     }
                 }
@@ -1361,7 +1608,13 @@ impl IdentityState {
         Ok(())
     }
 
-    fn add_member(&mut self, entry: MemberEntry, role: Role, since: BlockId) {
+    fn add_member(
+        &mut self,
+        entry: MemberEntry,
+        role: Role,
+        since: BlockId,
+        anchor: Option<&PersonAnchor>,
+    ) {
         for device in &entry.devices {
             self.enrol(&entry.did, device, since);
         }
@@ -1372,6 +1625,7 @@ impl IdentityState {
                 role,
                 devices: entry.devices,
                 since,
+                anchor_blocks: anchor.map_or(0, |a| a.blocks),
             },
         );
     }
@@ -1393,6 +1647,13 @@ impl IdentityState {
         if let PublicKey::Ed25519(key) = &device.signing {
             self.signers.remove(key);
             self.revoked.insert(*key, by);
+            self.killed_keys.entry(*key).or_insert(by);
+        }
+        // Its keys rotated out earlier die with it too (a fresh fold's settlement says so).
+        for (key, owner) in &self.rotated_out {
+            if *owner == device.did {
+                self.killed_keys.entry(*key).or_insert(by);
+            }
         }
         self.owners.remove(&device.did);
         self.removed_devices.insert(device.did.clone());
@@ -1477,12 +1738,12 @@ fn settle(blocks: &[Block], found: &Found) -> Settlement {
         .collect();
     // What each revocation kills: blocks outside its past by a key it targets, and by keys
     // that killed blocks enrolled.
-    let kills: Vec<HashSet<usize>> = found
+    let (kills, tainted_keys): (Vec<HashSet<usize>>, Vec<HashSet<[u8; 32]>>) = found
         .revocations
         .iter()
         .map(|candidate| {
             let Some(&at) = index.get(&candidate.block) else {
-                return HashSet::new();
+                return (HashSet::new(), HashSet::new());
             };
             let past = ancestors(blocks, &index, at);
             let mut tainted: Vec<[u8; 32]> = match &candidate.target {
@@ -1505,9 +1766,9 @@ fn settle(blocks: &[Block], found: &Found) -> Settlement {
                     }
                 }
             }
-            killed
+            (killed, seen)
         })
-        .collect();
+        .unzip();
     let position: HashMap<usize, usize> = found
         .revocations
         .iter()
@@ -1570,6 +1831,12 @@ fn settle(blocks: &[Block], found: &Found) -> Settlement {
             if let Some(block) = blocks.get(i) {
                 settlement.dead.entry(block.id()).or_insert(candidate.block);
             }
+        }
+        for key in &tainted_keys[n] {
+            settlement
+                .killed_keys
+                .entry(*key)
+                .or_insert(candidate.block);
         }
     }
     settlement.equivocated = rotations

@@ -57,6 +57,10 @@ pub struct Node<S: BlockStore + Clone> {
     pub(super) announced_at: u64,
     /// Chains whose mailbox quota was reported, so the log says it once.
     pub(super) over_quota: std::collections::HashSet<BlockId>,
+    /// Chains a held block waits for (a group member's person chain; see
+    /// [`crate::walytis::Output::Awaiting`]), opened — fetched from the chain's peers — at the
+    /// end of the loop's turn.
+    pub(super) awaited: Vec<BlockId>,
     /// The rendezvous registrations shared with peered relays (relays only).
     pub(super) peering: Peering<request_response::ResponseChannel<Vec<Found>>>,
     /// Lookups this relay sent to its peer relays, by request.
@@ -106,6 +110,7 @@ impl<S: BlockStore + Clone> Node<S> {
             redial: Redial::new(jitter.rotate_left(17)),
             reserved: std::collections::HashSet::new(),
             over_quota: std::collections::HashSet::new(),
+            awaited: Vec::new(),
             peering: Peering::new(fresh_ms),
             peering_asks: HashMap::new(),
             announced_at: 0,
@@ -199,6 +204,13 @@ impl<S: BlockStore + Clone> Node<S> {
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
+                }
+            }
+            for chain in std::mem::take(&mut self.awaited) {
+                if let Err(e) = self.open(chain, None).await {
+                    log(LogLine::warn("awaited_chain_not_opened")
+                        .field("chain", chain)
+                        .field("error", e));
                 }
             }
         }

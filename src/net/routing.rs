@@ -141,15 +141,14 @@ impl<S: BlockStore + Clone> Node<S> {
         }
     }
 
-    /// `authority` grew: the chains bound to it judge the blocks they held for it.
+    /// `authority` grew: the chains holding blocks for it (chains bound to it, groups whose
+    /// members' anchors are in it) judge them again.
     pub(super) async fn authority_grew(&mut self, authority: BlockId) {
         let now = self.now();
         let bound: Vec<BlockId> = self
             .chains
             .iter()
-            .filter(|(_, sync)| {
-                sync.chain().authority() == Some(authority) && sync.chain().has_awaiting()
-            })
+            .filter(|(_, sync)| sync.chain().awaits(&authority))
             .map(|(id, _)| *id)
             .collect();
         for chain in bound {
@@ -218,6 +217,14 @@ impl<S: BlockStore + Clone> Node<S> {
                         .behaviour_mut()
                         .gossipsub
                         .publish(topic, message.encode());
+                }
+                Output::Awaiting(authority) => {
+                    let known = self.chains.contains_key(&authority)
+                        || self.joining.contains_key(&authority)
+                        || self.awaited.contains(&authority);
+                    if !known {
+                        self.awaited.push(authority);
+                    }
                 }
                 Output::Refused(peer, block, reason) => {
                     log(LogLine::warn("block_refused")

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use ed25519_dalek::SigningKey;
 use futures_channel::mpsc;
 
-use super::admission::{Admission, Guard};
+use super::admission::{Admission, Guard, ReferenceView};
 use super::binding::{self, Anchored, AuthorityView, Binding, BoundRefusal, Stamp};
 use super::block::{Author, Block, BlockDraft, BlockError, Position, MAX_PARENTS};
 use super::id::BlockId;
@@ -31,6 +31,9 @@ pub const MAX_PENDING_BYTES: usize = 32 << 20;
 const CONFLICT_RETRIES: usize = 16;
 /// Heights remembered to check new blocks against their parents without a store lookup.
 const HEIGHT_CACHE: usize = 1 << 17;
+/// Views of other chains kept for the checks that reference them (see
+/// [`Admission::reference`]).
+const REFERENCE_VIEWS: usize = 16;
 /// Block IDs remembered as signature-checked by one chain handle (see [`Chain::read`]).
 const VERIFIED_CACHE: usize = 1 << 17;
 /// Blocks the admission rule refused, remembered so that they and their descendants are
@@ -235,8 +238,9 @@ struct Plan {
     rejected: Vec<(BlockId, ChainError)>,
     /// Blocks the admission rule refused: their descendants are refused with them.
     refused: HashSet<BlockId>,
-    /// Blocks undecidable until the authority chain grows, with the block they wait for.
-    awaiting: Vec<(Block, BlockId)>,
+    /// Blocks undecidable until an authority chain grows, with the chain and the block they
+    /// wait for.
+    awaiting: Vec<(Block, BlockId, BlockId)>,
 }
 
 /// What [`Chain::plan`] plans for.
@@ -304,9 +308,12 @@ pub struct Chain<S: BlockStore> {
     refused: HashSet<BlockId>,
     /// The authority a bound chain's writers answer to, if the chain is bound.
     binding: Option<Binding>,
-    /// Blocks held until the authority grows (see [`ChainError::AwaitingAuthority`]), with
-    /// the authority block each waits for.
-    awaiting: HashMap<BlockId, (Block, BlockId)>,
+    /// Blocks held until an authority grows (see [`ChainError::AwaitingAuthority`]), with
+    /// the authority chain and the block of it each waits for.
+    awaiting: HashMap<BlockId, (Block, BlockId, BlockId)>,
+    /// Views of chains that blocks' checks reference (see [`Admission::reference`]), the
+    /// most recently made last; bounded by [`REFERENCE_VIEWS`].
+    references: Vec<ReferenceView>,
     /// Blocks whose signature this handle checked (when it took them in, or on a first
     /// read), so that a chain held to a rule verifies each stored block once per handle (see
     /// [`Chain::read`]). Bounded by [`VERIFIED_CACHE`].
@@ -436,6 +443,7 @@ impl<S: BlockStore> Chain<S> {
             refused: HashSet::new(),
             binding,
             awaiting: HashMap::new(),
+            references: Vec::new(),
             verified: std::sync::Mutex::new(HashSet::new()),
         }
     }
@@ -459,10 +467,9 @@ impl<S: BlockStore> Chain<S> {
             return;
         };
         for block in blocks {
-            if guard.fits(block) && guard.admit(block).is_err() {
-                // Stored by a handle that applies the same rule: cannot happen, but if it
-                // did, the view no longer matches the chain; rebuild it next time.
-                guard.invalidate();
+            // Stored by a handle that applies the same rule: admitted already.
+            if guard.fits(block) {
+                guard.extend(block);
             }
         }
     }
@@ -758,9 +765,10 @@ impl<S: BlockStore> Chain<S> {
             self.refused.clear();
         }
         self.refused.extend(plan.refused);
-        for (block, missing) in plan.awaiting {
+        for (block, authority, missing) in plan.awaiting {
             if self.awaiting.len() < MAX_AWAITING {
-                self.awaiting.insert(block.id(), (block, missing));
+                self.awaiting
+                    .insert(block.id(), (block, authority, missing));
             }
         }
         self.remember(plan.heights);
@@ -853,8 +861,8 @@ impl<S: BlockStore> Chain<S> {
                 }
                 // Undecided: set aside, its children wait for it as for a missing parent.
                 Err(awaiting) => {
-                    if let Refusal::Awaiting { missing, .. } = &awaiting {
-                        plan.awaiting.push((block, *missing));
+                    if let Refusal::Awaiting { authority, missing } = &awaiting {
+                        plan.awaiting.push((block, *authority, *missing));
                     }
                     plan.rejected.push((id, awaiting.into()));
                     continue;
@@ -889,18 +897,89 @@ impl<S: BlockStore> Chain<S> {
             return Ok(Ok(()));
         };
         if !guard.fits(block) {
-            let ancestry = self.ancestry(block.parents(), batch).await?;
-            if let Some(guard) = &mut self.admission {
-                guard.rebuild(&ancestry, block.parents());
+            // From a kept view if one covers where the walk back stops (see
+            // `super::admission`), else from the whole ancestry.
+            let (fresh, stops) = self
+                .walk_back(block.parents(), batch, |id| guard.stops_at(id))
+                .await?;
+            let resumed = match &mut self.admission {
+                Some(guard) => guard.resume(&stops, &fresh, block.parents()),
+                None => false,
+            };
+            if !resumed {
+                // A walk that met no view read the whole ancestry already.
+                let ancestry = if stops.is_empty() {
+                    fresh
+                } else {
+                    self.ancestry(block.parents(), batch).await?
+                };
+                if let Some(guard) = &mut self.admission {
+                    guard.rebuild(&ancestry, block.parents());
+                }
             }
         }
+        // A block whose check names another chain's view (see `Admission::reference`).
+        let reference = self.admission.as_ref().and_then(|g| g.reference(block));
+        let view = match reference {
+            Some((chain, anchor)) => match self.reference_view(chain, anchor).await? {
+                Ok(at) => Some(at),
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+            None => None,
+        };
+        let view = view.and_then(|at| self.references.get(at));
         // A judged block is not folded into the view: the insert that follows finds the
         // view still at the block's parents and checks it again without a rebuild.
         Ok(match (&mut self.admission, planning) {
-            (Some(guard), Planning::Insert) => guard.admit(block).map_err(Refusal::Refused),
-            (Some(guard), Planning::Judge) => guard.check(block).map_err(Refusal::Refused),
+            (Some(guard), Planning::Insert) => guard.admit(block, view).map_err(Refusal::Refused),
+            (Some(guard), Planning::Judge) => guard.check(block, view).map_err(Refusal::Refused),
             (None, _) => Ok(()),
         })
+    }
+
+    /// The index in `references` of `chain`'s view at `anchor`, made (from the anchor's
+    /// ancestry in this store, judged by the rule `chain`'s genesis claims) if not kept;
+    /// `Awaiting` if part of the anchor is not stored.
+    async fn reference_view(
+        &mut self,
+        chain: BlockId,
+        mut anchor: Vec<BlockId>,
+    ) -> Result<Result<usize, Refusal>, ChainError> {
+        anchor.sort_unstable();
+        anchor.dedup();
+        if let Some(at) = self
+            .references
+            .iter()
+            .position(|v| v.chain == chain && v.anchor == anchor)
+        {
+            return Ok(Ok(at));
+        }
+        let ancestry = match self.ancestry_in(&chain, &anchor, &[]).await? {
+            Ok(ancestry) => ancestry,
+            Err(missing) => {
+                return Ok(Err(Refusal::Awaiting {
+                    authority: chain,
+                    missing,
+                }))
+            }
+        };
+        let mut rule = match ancestry.first().filter(|genesis| genesis.id() == chain) {
+            Some(genesis) => self.rules.claim(genesis).ok().and_then(into_rule),
+            None => None,
+        };
+        if let Some(rule) = &mut rule {
+            rule.rebuild(&ancestry);
+        }
+        if self.references.len() >= REFERENCE_VIEWS {
+            self.references.remove(0);
+        }
+        self.references.push(ReferenceView {
+            chain,
+            anchor,
+            reached: ancestry.len() as u64,
+            rule,
+        });
+        Ok(Ok(self.references.len() - 1))
     }
 
     /// Applies a bound chain's checks (see [`super::binding`]) to `block`, whose parents are
@@ -1034,6 +1113,45 @@ impl<S: BlockStore> Chain<S> {
         Ok(live.into_iter().collect())
     }
 
+    /// The blocks `roots` reach, stored or in `batch`, until blocks for which `stop` holds:
+    /// those read, in chain order, and where the walk stopped.
+    async fn walk_back(
+        &self,
+        roots: &[BlockId],
+        batch: &[Block],
+        stop: impl Fn(&BlockId) -> bool,
+    ) -> Result<(Vec<Block>, HashSet<BlockId>), ChainError> {
+        let batch: HashMap<BlockId, &Block> = batch.iter().map(|b| (b.id(), b)).collect();
+        let mut reached = HashSet::new();
+        let mut stops = HashSet::new();
+        let mut fresh = Vec::new();
+        let mut stack = roots.to_vec();
+        while let Some(id) = stack.pop() {
+            if !reached.insert(id) {
+                continue;
+            }
+            if stop(&id) {
+                stops.insert(id);
+                continue;
+            }
+            let block = match batch.get(&id) {
+                Some(block) => (*block).clone(),
+                None => match self.store.block(&self.id, &id).await? {
+                    Some(stored) => self.checked_entry(stored, Some(&id), true)?.block,
+                    None => {
+                        return Err(
+                            StoreError::Corrupt(format!("ancestor {id} is not stored")).into()
+                        )
+                    }
+                },
+            };
+            stack.extend(block.parents().iter().filter(|p| !reached.contains(*p)));
+            fresh.push(block);
+        }
+        fresh.sort_by_key(Block::position);
+        Ok((fresh, stops))
+    }
+
     /// Every block `parents` reach, stored or in `batch`, in chain order. Reads only the
     /// ancestry, block by block: a join request on the genesis costs one read, however long
     /// the chain.
@@ -1141,32 +1259,45 @@ impl<S: BlockStore> Chain<S> {
         !self.awaiting.is_empty()
     }
 
+    /// Whether any received block waits for a block of `authority` (see
+    /// [`Chain::retry_awaiting`]).
+    pub fn awaits(&self, authority: &BlockId) -> bool {
+        self.awaiting.values().any(|(_, a, _)| a == authority)
+    }
+
     /// Judges again the blocks held for the authority (see
     /// [`ChainError::AwaitingAuthority`]) whose missing authority block is stored now: call
     /// it when the authority chain grew. The others stay held, and so do those that turn
     /// out to wait for another authority block.
     pub async fn retry_awaiting(&mut self) -> Result<InsertReport, ChainError> {
-        let Some(authority) = self.authority() else {
-            return Ok(InsertReport::default());
-        };
-        let mut missing: Vec<BlockId> = self.awaiting.values().map(|(_, m)| *m).collect();
-        missing.sort_unstable();
-        missing.dedup();
-        let found = self.store.heights(&authority, &missing).await?;
-        let arrived: HashSet<BlockId> = missing
-            .into_iter()
-            .zip(found)
-            .filter_map(|(id, height)| height.map(|_| id))
-            .collect();
+        let mut wanted: Vec<(BlockId, BlockId)> =
+            self.awaiting.values().map(|(_, a, m)| (*a, *m)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut arrived: HashSet<(BlockId, BlockId)> = HashSet::new();
+        for authority in wanted.iter().map(|(a, _)| *a).collect::<BTreeSet<_>>() {
+            let missing: Vec<BlockId> = wanted
+                .iter()
+                .filter(|(a, _)| *a == authority)
+                .map(|(_, m)| *m)
+                .collect();
+            let found = self.store.heights(&authority, &missing).await?;
+            arrived.extend(
+                missing
+                    .into_iter()
+                    .zip(found)
+                    .filter_map(|(id, height)| height.map(|_| (authority, id))),
+            );
+        }
         let ready: Vec<BlockId> = self
             .awaiting
             .iter()
-            .filter(|(_, (_, missing))| arrived.contains(missing))
+            .filter(|(_, (_, authority, missing))| arrived.contains(&(*authority, *missing)))
             .map(|(id, _)| *id)
             .collect();
         let mut held: Vec<Block> = ready
             .iter()
-            .filter_map(|id| self.awaiting.remove(id).map(|(block, _)| block))
+            .filter_map(|id| self.awaiting.remove(id).map(|(block, _, _)| block))
             .collect();
         held.sort_by_key(Block::position);
         self.insert(held.iter().map(Block::bytes)).await

@@ -261,6 +261,9 @@ pub enum Output {
     /// A block from this peer was refused, and why (for the shell's log): it is invalid,
     /// or the chain's admission rule refused it.
     Refused(Peer, BlockId, String),
+    /// A block is held until this other chain grows (see
+    /// [`ChainError::AwaitingAuthority`]): the shell syncs that chain, so that it does.
+    Awaiting(BlockId),
 }
 
 #[derive(Debug, Default)]
@@ -586,8 +589,11 @@ impl<S: BlockStore> Sync<S> {
                 }
                 // Not decidable before the authority chain catches up: asked for again at
                 // the next heads exchange, or as the missing parent of a child.
-                ChainError::AwaitingAuthority { .. } => {
+                ChainError::AwaitingAuthority { authority, .. } => {
                     self.wanted.remove(id);
+                    if !out.contains(&Output::Awaiting(*authority)) {
+                        out.push(Output::Awaiting(*authority));
+                    }
                 }
                 _ => {}
             }

@@ -17,8 +17,8 @@ use super::{
 use crate::client::{Account, ClientError, Keyring, Message};
 use crate::envelope::{ContentKind, Envelope, EnvelopeError};
 use crate::identity::{
-    DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry, Policy,
-    RecoveryKey, Role,
+    DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry,
+    PersonAnchor, Policy, RecoveryKey, Role,
 };
 use crate::net::NodeHandle;
 use crate::walytis::{BlockId, Chain, RuleRefusal};
@@ -151,7 +151,7 @@ impl WasmIdentity {
         relays: JsValue,
         person: &WasmIdentity,
     ) -> Result<WasmIdentity, JsValue> {
-        let founder = person.inner.lock().await.member_entry();
+        let founder = person.inner.lock().await.as_member();
         Self::found(store, node, name, passphrase, relays, Some(founder)).await
     }
 
@@ -161,7 +161,7 @@ impl WasmIdentity {
         name: String,
         passphrase: String,
         relays: JsValue,
-        founder: Option<MemberEntry>,
+        founder: Option<(MemberEntry, PersonAnchor)>,
     ) -> Result<WasmIdentity, JsValue> {
         let relays = string_array(&relays, "relays")?;
         let keys = Keyring::RECOMMENDED
@@ -175,12 +175,14 @@ impl WasmIdentity {
         };
         // Every person gets a recovery key; its code is handed to the page once.
         let recovery = (kind == Kind::Person).then(|| RecoveryKey::generate(&mut OsRng));
+        let (founder, anchor) = founder.unzip();
         let founding = Founding {
             kind,
             name,
             relays,
             founder,
             recovery: recovery.as_ref().map(RecoveryKey::public),
+            anchor,
         };
         let account = Account::create(store.store.clone(), keys, founding, now(), &mut OsRng)
             .await
@@ -455,7 +457,7 @@ impl WasmIdentity {
         promise(async move {
             let invitation = Invitation::from_code(&code)?;
             let member = match person {
-                Some(person) => Some(person.lock().await.member_entry()),
+                Some(person) => Some(person.lock().await.as_member()),
                 None => None,
             };
             let mut account = inner.lock().await;
@@ -545,6 +547,18 @@ impl WasmIdentity {
             let mut account = inner.lock().await;
             step!(account, node, account.set_policy(policy, now()));
             Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Brings the group's members' devices up to date with their person chains the store
+    /// holds (see [`Account::follow_members`]); resolves to how many it updated.
+    #[wasm_bindgen(js_name = followMembers)]
+    pub fn follow_members(&self) -> js_sys::Promise {
+        let (inner, node) = (self.inner.clone(), self.node.clone());
+        promise(async move {
+            let mut account = inner.lock().await;
+            let updated = step!(account, node, account.follow_members(now(), &mut OsRng));
+            Ok((updated as f64).into())
         })
     }
 

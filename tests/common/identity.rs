@@ -3,10 +3,11 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use endra::identity::{
-    BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, Kind, MemberEntry, Role,
+    BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, Kind, MemberEntry,
+    PersonAnchor, Role,
 };
-use endra::store::MemoryStore;
-use endra::walytis::{Block, BlockId, ChainError, Query};
+use endra::store::{BlockStore, MemoryStore};
+use endra::walytis::{Block, BlockId, Chain, ChainError, Query};
 use rand_core::OsRng;
 
 /// One device's handle on an identity, over its own store.
@@ -27,10 +28,66 @@ pub async fn genesis(identity: &Id) -> Block {
     blocks(identity).await.remove(0)
 }
 
+/// Every replica's store gets every block of the *other* identity chains (persons) any of
+/// their stores holds: a group checks its members' joins and device lists against their
+/// person chains, which a device's node fetches as it follows the group.
+pub async fn share_persons(replicas: &[&mut Id]) {
+    let rules = endra::identity::rules();
+    let mut chains: Vec<Vec<Block>> = Vec::new();
+    for replica in replicas.iter() {
+        let store = replica.chain().store();
+        for id in store.chains().await.unwrap() {
+            if id == replica.chain().id() {
+                continue;
+            }
+            let chain = Chain::open(store.clone(), &rules, id).await.unwrap();
+            let all = chain
+                .blocks(Query {
+                    limit: usize::MAX,
+                    ..Query::default()
+                })
+                .await
+                .unwrap();
+            let person = all.first().is_some_and(|g| {
+                matches!(
+                    endra::identity::Op::decode(g.block.body()),
+                    Ok(endra::identity::Op::Genesis {
+                        kind: Kind::Person,
+                        ..
+                    })
+                )
+            });
+            if person {
+                chains.push(all.into_iter().map(|e| e.block).collect());
+            }
+        }
+    }
+    for replica in replicas.iter() {
+        let store = replica.chain().store().clone();
+        for chain in &chains {
+            let id = chain[0].id();
+            let mut held = match Chain::open(store.clone(), &rules, id).await {
+                Ok(held) => held,
+                Err(_) => Chain::from_genesis(store.clone(), &rules, chain[0].clone())
+                    .await
+                    .unwrap(),
+            };
+            let report = held.insert(chain.iter().map(Block::bytes)).await.unwrap();
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        }
+    }
+}
+
 /// Every replica gets every block any of them has — of the identity chain, then of its
 /// default chain (whose blocks name identity blocks) — and must store them all at once
-/// (nothing refused, nothing waiting for a parent or an anchor).
+/// (nothing refused, nothing waiting for a parent or an anchor). The persons' chains the
+/// replicas' stores hold are shared first ([`share_persons`]).
 pub async fn exchange(replicas: &mut [&mut Id]) {
+    share_persons(replicas).await;
+    // Another handle on a store (sharing persons' chains between groups) may have written.
+    for replica in replicas.iter_mut() {
+        replica.refresh().await.unwrap();
+    }
     let mut all = Vec::new();
     for replica in replicas.iter() {
         for block in blocks(replica).await {
@@ -128,14 +185,17 @@ pub async fn read_notes(identity: &Id) -> Vec<Result<Vec<u8>, String>> {
         .collect()
 }
 
-/// How an identity is founded: `kind`, `name`, and for a group its founding person.
-pub fn founding(kind: Kind, name: &str, founder: Option<MemberEntry>) -> Founding {
+/// How an identity is founded: `kind`, `name`, and for a group its founding person (with
+/// where it stands in its own chain).
+pub fn founding(kind: Kind, name: &str, founder: Option<(MemberEntry, PersonAnchor)>) -> Founding {
+    let (founder, anchor) = founder.unzip();
     Founding {
         kind,
         name: name.into(),
         relays: vec!["/ip4/127.0.0.1/tcp/4002/ws".into()],
         founder,
         recovery: None,
+        anchor,
     }
 }
 
