@@ -220,10 +220,8 @@ async fn plain_twin(chain: &[Block]) -> Vec<Block> {
         .collect()
 }
 
-/// Median time for a device's identity handle to take in each of the last `count` blocks of
-/// `chain` from a peer, one at a time, holding everything before them.
-async fn peer_block(chain: &[Block], count: usize) -> f64 {
-    let split = chain.len() - count;
+/// A device's identity handle on a fresh store holding `chain` (genesis first).
+async fn holding(chain: &[Block]) -> Identity<MemoryStore> {
     let mut device = Identity::replica(
         MemoryStore::new(),
         chain[0].clone(),
@@ -232,9 +230,17 @@ async fn peer_block(chain: &[Block], count: usize) -> f64 {
     .await
     .unwrap();
     device
-        .insert(chain[1..split].iter().map(Block::bytes))
+        .insert(chain[1..].iter().map(Block::bytes))
         .await
         .unwrap();
+    device
+}
+
+/// Median time for a device's identity handle to take in each of the last `count` blocks of
+/// `chain` from a peer, one at a time, holding everything before them.
+async fn peer_block(chain: &[Block], count: usize) -> f64 {
+    let split = chain.len() - count;
+    let mut device = holding(&chain[..split]).await;
     let mut times = Vec::new();
     for block in &chain[split..] {
         let start = Instant::now();
@@ -328,20 +334,7 @@ async fn hostile_side_branch(blocks: u64, count: usize) -> HostileCosts {
             .unwrap()
         })
         .collect();
-    let holder = || async {
-        let mut device = Identity::replica(
-            MemoryStore::new(),
-            chain[0].clone(),
-            DeviceKeys::generate(&mut OsRng),
-        )
-        .await
-        .unwrap();
-        device
-            .insert(chain[1..].iter().map(Block::bytes))
-            .await
-            .unwrap();
-        device
-    };
+    let holder = || holding(&chain);
     let start = Instant::now();
     let honest = holder().await;
     let honest_ms = start.elapsed().as_secs_f64() * 1e3;

@@ -146,18 +146,9 @@ pub async fn person_chain_with_insider(
     .unwrap();
     let genesis = all_blocks(&me).await.remove(0);
     let insider = if insider {
-        let invitation = me.invite(Role::Admin, u64::MAX, &mut OsRng).unwrap();
         let keys = DeviceKeys::generate(&mut OsRng);
         let secret = DeviceKeys::from_secret_bytes(&keys.to_secret_bytes()).unwrap();
-        let mut device = Identity::replica(MemoryStore::new(), genesis.clone(), keys)
-            .await
-            .unwrap();
-        let held = all_blocks(&me).await;
-        device.insert(held.iter().map(Block::bytes)).await.unwrap();
-        let request = device.request_join(invitation, None, T0).await.unwrap();
-        let block = device.chain().block(&request).await.unwrap().unwrap().block;
-        me.insert([block.bytes()]).await.unwrap();
-        me.approve(request, T0, &mut OsRng).await.unwrap();
+        join_device(&mut me, &genesis, keys, T0).await;
         Some(secret)
     } else {
         None
@@ -165,22 +156,13 @@ pub async fn person_chain_with_insider(
     let mut round = 0u64;
     while me.chain().len() < blocks {
         round += 1;
-        let invitation = me.invite(Role::Admin, u64::MAX, &mut OsRng).unwrap();
-        let mut device = Identity::replica(
-            MemoryStore::new(),
-            genesis.clone(),
+        let device = join_device(
+            &mut me,
+            &genesis,
             DeviceKeys::generate(&mut OsRng),
+            T0 + round,
         )
-        .await
-        .unwrap();
-        // A joining device catches up first: a request is admitted only if its own history
-        // holds the inviter's current key (rotated every third round here).
-        let held = all_blocks(&me).await;
-        device.insert(held.iter().map(Block::bytes)).await.unwrap();
-        let request = device.request_join(invitation, None, T0).await.unwrap();
-        let block = device.chain().block(&request).await.unwrap().unwrap().block;
-        me.insert([block.bytes()]).await.unwrap();
-        me.approve(request, T0 + round, &mut OsRng).await.unwrap();
+        .await;
         // Small ops, as many as the notes to self this chain carried before data moved to
         // bound chains, so the chain keeps its shape and the resolve numbers stay comparable.
         for i in 0..20u64 {
@@ -204,6 +186,28 @@ pub async fn person_chain_with_insider(
             .unwrap();
     }
     (all_blocks(&me).await, insider)
+}
+
+/// A device with `keys` joins `me` through a real request and approval; its replica.
+async fn join_device(
+    me: &mut Identity<MemoryStore>,
+    genesis: &Block,
+    keys: DeviceKeys,
+    time: u64,
+) -> Identity<MemoryStore> {
+    let invitation = me.invite(Role::Admin, u64::MAX, &mut OsRng).unwrap();
+    let mut device = Identity::replica(MemoryStore::new(), genesis.clone(), keys)
+        .await
+        .unwrap();
+    // A joining device catches up first: a request is admitted only if its own history holds
+    // the inviter's current key (rotated every third round of `person_chain`).
+    let held = all_blocks(me).await;
+    device.insert(held.iter().map(Block::bytes)).await.unwrap();
+    let request = device.request_join(invitation, None, T0).await.unwrap();
+    let block = device.chain().block(&request).await.unwrap().unwrap().block;
+    me.insert([block.bytes()]).await.unwrap();
+    me.approve(request, time, &mut OsRng).await.unwrap();
+    device
 }
 
 /// The median of some timings.

@@ -365,19 +365,7 @@ impl<S: BlockStore + Clone> Account<S> {
             };
             // A device that leaves is removed: its messages this device holds are
             // acknowledged first, as for a removal (see `Account::remove`).
-            let drops = self.identity.state().member(&did).is_some_and(|m| {
-                m.devices
-                    .iter()
-                    .any(|d| !person.0.devices.iter().any(|e| e.did == d.did))
-            });
-            if drops
-                && person.1.blocks
-                    > self
-                        .identity
-                        .state()
-                        .member(&did)
-                        .map_or(0, |m| m.anchor_blocks)
-            {
+            if self.identity.member_update(&person) == Some(true) {
                 self.acknowledge_all(time).await?;
             }
             if self.follow_member(&person, time, rng).await? {

@@ -432,19 +432,10 @@ impl<S: BlockStore> Identity<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<bool, IdentityError> {
-        let (entry, anchor) = person;
-        let Some(member) = self.state.member(&entry.did) else {
+        let Some(gone) = self.member_update(person) else {
             return Ok(false);
         };
-        let same = member.devices.len() == entry.devices.len()
-            && member.devices.iter().all(|d| entry.devices.contains(d));
-        if same || anchor.blocks <= member.anchor_blocks || !self.is_current_device() {
-            return Ok(false);
-        }
-        let gone = member
-            .devices
-            .iter()
-            .any(|d| !entry.devices.iter().any(|e| e.did == d.did));
+        let (entry, anchor) = person;
         let mut ops = vec![Op::SetDevices {
             member: entry.did.clone(),
             devices: entry.devices.clone(),
@@ -462,6 +453,25 @@ impl<S: BlockStore> Identity<S> {
         }
         self.submit(ops, time).await?;
         Ok(true)
+    }
+
+    /// Whether [`Identity::follow_member`] would write for `person`: `None` if not (not a
+    /// member, the same devices, an anchor no newer, or this device not current), else
+    /// whether a device of the member leaves.
+    pub fn member_update(&self, person: &(MemberEntry, PersonAnchor)) -> Option<bool> {
+        let (entry, anchor) = person;
+        let member = self.state.member(&entry.did)?;
+        let same = member.devices.len() == entry.devices.len()
+            && member.devices.iter().all(|d| entry.devices.contains(d));
+        if same || anchor.blocks <= member.anchor_blocks || !self.is_current_device() {
+            return None;
+        }
+        Some(
+            member
+                .devices
+                .iter()
+                .any(|d| !entry.devices.iter().any(|e| e.did == d.did)),
+        )
     }
 
     /// This person as a member of a group: its DID, its current devices, and where it stands

@@ -1028,16 +1028,8 @@ impl IdentityState {
         };
         // A recovery is signed by the recovery key, not by a device.
         if let Op::Recover { .. } = op {
-            match self.recover(id, key, op) {
-                Ok(changes) => self.changes.extend(
-                    changes
-                        .into_iter()
-                        .map(|change| ChangeRecord { block: id, change }),
-                ),
-                Err(rejection) => {
-                    self.rejected.insert(id, rejection);
-                }
-            }
+            let verdict = self.recover(id, key, op);
+            self.record(id, verdict);
             return;
         }
         // A request comes from outside: its author proves only its own keys.
@@ -1080,7 +1072,13 @@ impl IdentityState {
                 return;
             }
         };
-        match self.apply_op(id, key, block.time(), &signer, op, Writer::Peer) {
+        let verdict = self.apply_op(id, key, block.time(), &signer, op, Writer::Peer);
+        self.record(id, verdict);
+    }
+
+    /// Records what block `id` did: its changes, or why it did nothing.
+    fn record(&mut self, id: BlockId, verdict: Result<Vec<Change>, Rejection>) {
+        match verdict {
             Ok(changes) => self.changes.extend(
                 changes
                     .into_iter()
