@@ -1,9 +1,10 @@
 //! Identity operations: what the blocks of an identity chain say.
 //!
-//! An identity (`did:endra:<chain-id>`) is a Walytis chain. Its blocks with the topic
-//! [`IDENTITY_TOPIC`] carry one [`Op`] each, encoded as canonical CBOR arrays (`[tag, ...]`);
-//! other blocks are the identity's data (a group's messages, say). Whether an op takes effect
-//! is decided by [`super::state::IdentityState`], never by the op itself.
+//! An identity (`did:endra:<chain-id>`) is a Walytis chain. Its blocks carry the topic
+//! [`IDENTITY_TOPIC`] and one [`Op`] each, encoded as canonical CBOR arrays (`[tag, ...]`):
+//! identity chains carry ops only (every replica refuses anything else), and an identity's
+//! messages go to chains bound to it. Whether an op takes effect is decided by
+//! [`super::state::IdentityState`], never by the op itself.
 
 use crate::cbor::{CborError, Reader, Writer};
 use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink, MAX_PARENTS};
