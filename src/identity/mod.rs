@@ -16,7 +16,7 @@
 //! - [`rules`]: the chain rules every replica, the relay included, opens chains with; the
 //!   identity rule ([`IdentityChains`]) checks before storing a block of an identity chain
 //!   that the block's own history authorises its author.
-//! - [`document`]: `did:endra:<chain-id>` and its W3C DID document.
+//! - [`document`](mod@document): `did:endra:<chain-id>` and its W3C DID document.
 //! - [`handle`]: [`Identity`], one device's read-write view of an identity.
 //! - [`session`]: authenticated, encrypted sessions between two persons' devices: a
 //!   three-message handshake in which each proves its DID with a key its current document

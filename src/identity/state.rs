@@ -29,6 +29,22 @@
 //!
 //! Everything depends on the DAG alone, so every replica computes the same state whatever
 //! order its blocks arrived in.
+//!
+//! The cost of deciding mutual removals symmetrically: a removed device that backdates its
+//! retaliation takes its remover down, and with it what the remover wrote that the backdated
+//! block does not have in its past (approvals included). A person's way back is its recovery
+//! key ([`Op::Recover`]): a recovery is a revocation by no device's key, so no device
+//! revocation can kill it, and it always stands — two by one key are an equivocation that
+//! enrols neither's device.
+//!
+//! Discovery must find every revocation the final fold lets through, so it is the more
+//! permissive of the two wherever they could differ: it checks invitations against every
+//! key the inviter ever had, and does not check device lists' keys or anchors' order (it
+//! applies rotations the settlement may drop).
+//!
+//! A block on old parents normally makes a device fold the chain again; the kinds a hostile
+//! writer can make without end are folded where they are instead
+//! ([`IdentityState::fold_side`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

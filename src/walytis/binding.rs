@@ -5,7 +5,7 @@
 //! authority's leaves its author knew (its *anchor*); a replica admits the block only if
 //!
 //! - the authority's admission rule, rebuilt from the anchor's ancestry, authorises the
-//!   block's author ([`super::Admission::authorises`]), and
+//!   block's author ([`super::Writers::authorises`]), and
 //! - the anchor reaches every block its parents' anchors name: anchors never go back, so once
 //!   a block built on a removal is in a bound chain, nothing built on that block can be
 //!   written by the removed device, even one that has not heard of its removal.
@@ -25,7 +25,7 @@
 //! block from the device's honest last message, so it is stored. What keeps it out of sight:
 //!
 //! - a block may not build on a block whose author the block's own anchor shows *retired*
-//!   ([`super::Admission::retired`]: removed for good, not merely rotated out), the genesis
+//!   ([`super::Writers::retired`]: removed for good, not merely rotated out), the genesis
 //!   excepted. Writers who know of a removal leave such leaves out of their parents
 //!   (`Chain` puts the leaves' own parents in their place), and every replica refuses a
 //!   block that does not;

@@ -68,7 +68,7 @@ pub enum ChainError {
     #[error("not admitted: {0}")]
     NotAdmitted(Refused),
     /// The genesis claims a kind of chain the [`Rules`] this replica was opened with do not
-    /// know (see [`super::rules`]): nothing is stored.
+    /// know (see [`super::Rules`]): nothing is stored.
     #[error(transparent)]
     Rules(#[from] RulesError),
     /// The chain is bound to an authority chain (see [`super::binding`]) and this replica
@@ -335,7 +335,7 @@ impl<S: BlockStore> std::fmt::Debug for Chain<S> {
 
 impl<S: BlockStore> Chain<S> {
     /// Creates a new chain whose genesis block is signed by `key`, held to the rule of
-    /// `rules` its topics claim (see [`super::rules`]).
+    /// `rules` its topics claim (see [`super::Rules`]).
     pub async fn create(
         store: S,
         rules: &Rules,
