@@ -10,13 +10,15 @@
 //!   hybrid X25519 + ML-KEM-768 KEM, epoch keys, the passphrase-encrypted keystore, chains
 //!   bound to an identity, authenticated sessions.
 //! - [`envelope`]: the versioned content envelope (kind, target, payload) inside every seal.
+//! - [`offchain`]: private content kept out of the chain: commitments, verified segments,
+//!   STREAM sealing (the core; storage, transfer and the JS API are not built yet).
 //! - [`client`]: one device's account in an identity and its bound chains, with the protocol
 //!   steps every front end needs; the wasm bindings and native tools drive it.
 //! - `net` (cargo feature `net`): the libp2p shell that syncs chains through relays.
 //! - `wasm` (browser builds only): the JavaScript bindings shipped in the npm package.
 //!
-//! Offchain blocks, mutability and the messenger arrive in later layers; the README says what
-//! is built today.
+//! Offchain transfer, mutability and the messenger arrive in later layers; the README says
+//! what is built today.
 
 pub mod cbor;
 pub mod client;
@@ -24,6 +26,7 @@ pub mod envelope;
 pub mod identity;
 #[cfg(feature = "net")]
 pub mod net;
+pub mod offchain;
 pub mod store;
 pub mod walytis;
 

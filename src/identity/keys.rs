@@ -93,6 +93,8 @@ pub const EPOCH_CIPHERTEXT_VERSION: u8 = 1;
 const MAX_VARINT_LEN: usize = 9;
 const KEM_LABEL: &[u8] = b"endra/identity/kem/x25519-mlkem768/v1\0";
 const SEAL_LABEL: &[u8] = b"endra/identity/seal/v1\0";
+/// HKDF label of an [`EpochKey::derive`]d key.
+const DERIVE_LABEL: &[u8] = b"endra/identity/derived-key/v1\0";
 /// HKDF label of an [`EpochKey::commitment`].
 const COMMITMENT_LABEL: &[u8] = b"endra/identity/key-commitment/v1\0";
 /// A clamped scalar (any would do) used to test X25519 public keys for small order.
@@ -852,6 +854,12 @@ impl EpochKey {
     /// The key bytes (to [`seal`] them to each device).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// A key for one purpose derived from this one (HKDF-SHA256, the key as input keying
+    /// material, `context` as info): what offchain content is sealed under, one per content.
+    pub fn derive(&self, context: &[u8]) -> Result<EpochKey, KeyError> {
+        Ok(EpochKey(hkdf32(&*self.0, &[DERIVE_LABEL, context])?))
     }
 
     /// A 32-byte commitment to this key within `context` (HKDF-SHA256 with the key as input
