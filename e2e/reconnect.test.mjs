@@ -73,7 +73,13 @@ async function scenario(name, cut, restore) {
   await cut(relay, writer);
   await waitForOnline(writer.page, false, 40_000);
   relay = await restore(relay, writer, dir);
-  await writer.page.evaluate(() => window.stream);
+  // Every write of the stream returns (bounded: a stuck write fails here, naming the count).
+  await writer.page.evaluate(() => Promise.race([
+    window.stream,
+    new Promise((_, reject) => setTimeout(async () => {
+      reject(new Error(`the stream is stuck at ${await window.chain.count()} blocks`));
+    }, 60_000)),
+  ]));
   // Nothing was reloaded or called: the node redialled the relay by itself.
   await waitForOnline(writer.page, true, 40_000);
   await relay.waitFor(storedAtLeast(STREAM + 1), 40_000);

@@ -71,10 +71,21 @@ export async function startRelay({
   });
   const ws = addresses.find((a) => a.includes('/ws/'));
   const webrtc = addresses.find((a) => a.includes('/webrtc-direct/'));
-  /** Sends `signal` and resolves once the relay has exited. */
-  const kill = (signal) => new Promise((done) => {
+  /**
+   * Sends `signal` and resolves once the relay has exited. A relay that has not exited 10 s
+   * after a gentler signal is killed (and the stop rejects), so a stuck shutdown fails a test
+   * instead of hanging it.
+   */
+  const kill = (signal) => new Promise((done, fail) => {
     if (child.exitCode !== null || child.signalCode !== null) return done();
-    child.once('exit', done);
+    const timer = signal === 'SIGKILL' ? null : setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`endra-relay did not exit within 10 s of ${signal}`));
+    }, 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
     child.kill(signal);
   });
   return {

@@ -32,8 +32,9 @@ echo "== TypeScript declarations (tsc --noEmit on pkg/index.d.ts and e2e/types.t
 npx tsc -p tsconfig.json
 
 echo "== end-to-end tests (Playwright, system Chromium) =="
-node --test --test-concurrency=1 e2e/
+# Each test fails after 4 minutes and the whole step after 25, rather than hang CI.
+timeout --kill-after=30 1500 node --test --test-concurrency=1 --test-timeout=240000 e2e/
 
 echo "== browser bench smoke runs (tiny sizes; nothing written) =="
-node bench/browser.mjs --smoke
-node bench/network.mjs --smoke
+timeout --kill-after=30 600 node bench/browser.mjs --smoke
+timeout --kill-after=30 600 node bench/network.mjs --smoke

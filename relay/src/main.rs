@@ -220,6 +220,11 @@ async fn serve<S: BlockStore + Clone + 'static>(
                 }
             }
             println!("{}", LogLine::info("started").field("peer", peer_id));
+            // One listener for the whole run, made before the loop: a `ctrl_c()` made anew on
+            // every turn misses a signal that lands while an event is handled, and the relay,
+            // its default handler replaced, would then never stop.
+            let shutdown = shutdown_signal();
+            tokio::pin!(shutdown);
             let mut connections: u64 = 0;
             loop {
                 tokio::select! {
@@ -250,15 +255,29 @@ async fn serve<S: BlockStore + Clone + 'static>(
                         Some(NodeEvent::ChainPeer { .. } | NodeEvent::Synced { .. }) => {}
                         None => return Err("the network node stopped".to_string()),
                     },
-                    _ = tokio::signal::ctrl_c() => {
+                    signal = &mut shutdown => {
                         // Every mailbox commit is a finished redb transaction: nothing to flush.
-                        println!("{}", LogLine::info("shutting_down"));
+                        println!("{}", LogLine::info("shutting_down").field("signal", signal?));
                         return Ok(());
                     }
                 }
             }
         })
         .await
+}
+
+/// Resolves with the signal's name at the first SIGINT (Ctrl-C) or SIGTERM (a service
+/// manager's stop).
+async fn shutdown_signal() -> Result<&'static str, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot listen for SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    tokio::select! {
+        _ = interrupt.recv() => Ok("SIGINT"),
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
 }
 
 fn main() -> ExitCode {
@@ -286,7 +305,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let outcome = runtime.block_on(run(config));
+    // Do not wait on the workers' leftover connection tasks: a stop is a stop.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", LogLine::error("stopped").field("error", e));

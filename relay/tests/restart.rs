@@ -98,6 +98,30 @@ impl Relay {
             .unwrap_or_else(|_| panic!("endra-relay never printed {parts:?}"))
     }
 
+    /// Stops it as Ctrl-C does (SIGINT) and waits for it to exit on its own: it must print
+    /// `shutting_down` and exit successfully within `PATIENCE`, however busy it is.
+    async fn interrupt(mut self) {
+        let status = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -INT failed");
+        self.wait_for("event=shutting_down signal=SIGINT").await;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                assert!(exit.success(), "endra-relay exited with {exit} after SIGINT");
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "endra-relay still running after SIGINT"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills it with SIGKILL: no shutdown code runs.
     fn kill(mut self) {
         self.child.kill().expect("kill");
@@ -251,6 +275,36 @@ fn a_relay_killed_in_the_middle_of_a_stream_of_writes_loses_nothing() {
         relay.wait_for("event=mailbox_stored blocks=20").await;
         let port = relay.port();
         relay.kill();
+        let mut relay = Relay::start(dir.path(), port).await;
+        stream.await.unwrap();
+        relay.wait_for("event=mailbox_stored blocks=81").await;
+        let reader = fresh_reader(&relay, chain, 81).await;
+        assert_eq!(
+            order(&reader.store, chain).await,
+            order(&writer.store, chain).await
+        );
+    });
+}
+
+#[test]
+fn a_relay_interrupted_in_the_middle_of_a_stream_of_writes_stops_and_loses_nothing() {
+    // The relay once made its Ctrl-C listener anew on every turn of its event loop: a SIGINT
+    // landing while it handled a stored block was lost and the relay never stopped.
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = Relay::start(dir.path(), 0).await;
+        let (writer, chain) = writer_using(&relay).await;
+        let handle = writer.handle.clone();
+        let stream = tokio::task::spawn_local(async move {
+            for n in 0..80u64 {
+                let item = vec![(format!("stream {n}").into_bytes(), vec![])];
+                handle.append(chain, 2 + n, item).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        relay.wait_for("event=mailbox_stored blocks=20").await;
+        let port = relay.port();
+        relay.interrupt().await;
         let mut relay = Relay::start(dir.path(), port).await;
         stream.await.unwrap();
         relay.wait_for("event=mailbox_stored blocks=81").await;
