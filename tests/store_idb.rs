@@ -5,6 +5,7 @@
 
 mod common;
 
+use endra::offchain::ContentStore;
 use endra::store::{BlockStore, IdbStore, MemoryStore, StoreError};
 use endra::walytis::{Chain, ChainError};
 use indexed_db_futures::database::Database;
@@ -29,6 +30,80 @@ async fn indexed_db_store_conforms() {
         async move { IdbStore::open(&name).await.expect("reopen") }
     })
     .await;
+    IdbStore::delete(&name).await.expect("delete");
+}
+
+#[wasm_bindgen_test]
+async fn indexed_db_content_store_conforms() {
+    let name = unique("content");
+    let store = IdbStore::open(&name).await.expect("open");
+    common::content_conformance::run(store, |s| {
+        drop(s);
+        let name = name.clone();
+        async move { IdbStore::open(&name).await.expect("reopen") }
+    })
+    .await;
+    IdbStore::delete(&name).await.expect("delete");
+}
+
+#[wasm_bindgen_test]
+async fn a_database_of_the_first_version_is_upgraded_and_keeps_its_chains() {
+    // A version 1 database as the first releases wrote it: no content stores yet.
+    let name = unique("v1");
+    let db = Database::open(format!("endra:{name}").as_str())
+        .with_version(1u32)
+        .with_on_upgrade_needed(|_, db| {
+            let blocks = db.create_object_store("blocks").build()?;
+            blocks
+                .create_index("order", "o".into())
+                .with_unique(true)
+                .build()?;
+            blocks
+                .create_index("seq", "s".into())
+                .with_unique(true)
+                .build()?;
+            blocks.create_index("author", "a".into()).build()?;
+            blocks
+                .create_index("topic", "t".into())
+                .with_multi_entry(true)
+                .build()?;
+            db.create_object_store("chains").build()?;
+            db.create_object_store("settings").build()?;
+            let meta = db.create_object_store("meta").build()?;
+            drop(
+                meta.put(JsValue::from_str(endra::store::FORMAT))
+                    .with_key(JsValue::from_str("format"))
+                    .primitive()?,
+            );
+            Ok(())
+        })
+        .await
+        .expect("create a version 1 database");
+    db.close();
+    let store = IdbStore::open(&name)
+        .await
+        .expect("a version 1 database opens");
+    let writer = common::key(3);
+    let chain = Chain::create(
+        store.clone(),
+        &endra::identity::rules(),
+        &writer,
+        1,
+        vec![],
+        b"genesis".to_vec(),
+    )
+    .await
+    .expect("create");
+    let id = chain.id();
+    // The chain holds a handle on the database too: every one must close before the delete.
+    drop(chain);
+    drop(store);
+    let store = IdbStore::open(&name).await.expect("reopen");
+    assert_eq!(store.chains().await.expect("chains"), vec![id]);
+    let root = [5; 32];
+    assert!(store.put_segment(&root, 0, b"sealed").await.expect("put"));
+    assert_eq!(store.held(&root).await.expect("held"), vec![0]);
+    drop(store);
     IdbStore::delete(&name).await.expect("delete");
 }
 

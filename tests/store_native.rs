@@ -31,6 +31,26 @@ fn redb_store_conforms() {
 }
 
 #[test]
+fn memory_content_store_conforms() {
+    block_on(common::content_conformance::run(
+        MemoryStore::new(),
+        |s| async move { s },
+    ));
+}
+
+#[test]
+fn redb_content_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("content.redb");
+    let store = RedbStore::open(&path).expect("open");
+    block_on(common::content_conformance::run(store, |s| {
+        drop(s);
+        let path = path.clone();
+        async move { RedbStore::open(&path).expect("reopen") }
+    }));
+}
+
+#[test]
 fn a_file_that_is_not_a_database_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("garbage.redb");

@@ -13,16 +13,24 @@
 //!   (verified streaming: the leaf hashes are checked against the root once, then each
 //!   segment against its leaf);
 //! - [`stream`]: sealing and opening content in segments ([`ContentWriter`],
-//!   [`ContentReader`]), never more than one segment in memory.
+//!   [`ContentReader`]), never more than one segment in memory;
+//! - [`store`]: the [`ContentStore`] port (adapters in `crate::store`: memory, redb,
+//!   IndexedDB);
+//! - [`transfer`]: fetching content from peers, sans-IO ([`Fetch`], [`serve`]): resumed from
+//!   the verified segments held, every answer checked before it is kept.
 //!
-//! Not built yet: the content store adapters, the private-block kind in the client layer, the
-//! transfer over the network, erasure, the JS API (see the README).
+//! Not built yet: the transfer over libp2p (and inline push in the gossip message), the
+//! relay's content quota, the JS API (see the README).
 
 pub mod commitment;
+pub mod store;
 pub mod stream;
+pub mod transfer;
 
 pub use commitment::{Commitment, SegmentTree};
+pub use store::{ContentRoot, ContentStore};
 pub use stream::{ContentReader, ContentWriter};
+pub use transfer::{serve, ContentRequest, ContentResponse, ContentStatus, Fetch, TransferError};
 
 use crate::cbor::CborError;
 use crate::identity::KeyError;

@@ -18,14 +18,30 @@ use wasm_bindgen::{JsCast, JsValue};
 use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT,
 };
+use crate::offchain::store::{
+    decode_leaves, encode_leaves, segment_key, ContentRoot, ContentStore,
+};
 use crate::walytis::BlockId;
 
-const VERSION: u32 = 1;
+/// Version 2 added the offchain content stores; a version 1 database is upgraded in place.
+const VERSION: u32 = 2;
 const BLOCKS: &str = "blocks";
 const CHAINS: &str = "chains";
 const SETTINGS: &str = "settings";
 const META: &str = "meta";
-const STORES: [&str; 4] = [BLOCKS, CHAINS, META, SETTINGS];
+/// Offchain content: segment trees by root, sealed segments by root and index, erased roots.
+const CONTENT_TREES: &str = "content_trees";
+const CONTENT_SEGMENTS: &str = "content_segments";
+const CONTENT_ERASED: &str = "content_erased";
+const STORES: [&str; 7] = [
+    BLOCKS,
+    CHAINS,
+    META,
+    SETTINGS,
+    CONTENT_TREES,
+    CONTENT_SEGMENTS,
+    CONTENT_ERASED,
+];
 
 // Fields of a block record and the indexes over them.
 const ORDER_FIELD: &str = "o";
@@ -85,7 +101,13 @@ impl IdbStore {
         let db = Database::open(db_name.as_str())
             .with_version(VERSION)
             .with_on_upgrade_needed(|event, db| {
-                if event.old_version() as u64 != 0 {
+                let old = event.old_version() as u64;
+                if old < 2 {
+                    db.create_object_store(CONTENT_TREES).build()?;
+                    db.create_object_store(CONTENT_SEGMENTS).build()?;
+                    db.create_object_store(CONTENT_ERASED).build()?;
+                }
+                if old != 0 {
                     return Ok(());
                 }
                 let blocks = db.create_object_store(BLOCKS).build()?;
@@ -475,5 +497,175 @@ impl BlockStore for IdbStore {
                 .map_err(backend)?,
         );
         tx.commit().await.map_err(backend)
+    }
+}
+
+/// The key range of every segment of `root`.
+fn segments_of(root: &ContentRoot) -> KeyRange<JsValue> {
+    KeyRange::Bound(
+        bytes(&segment_key(root, 0)),
+        false,
+        bytes(&segment_key(root, u32::MAX)),
+        false,
+    )
+}
+
+impl IdbStore {
+    /// A read-write transaction over `stores`.
+    fn writing<'a>(&'a self, stores: &[&str]) -> Result<Transaction<'a>, StoreError> {
+        self.db
+            .transaction(stores.to_vec())
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .map_err(backend)
+    }
+
+    /// Whether `root` is marked erased, read in `tx`.
+    async fn erased_in(tx: &Transaction<'_>, root: &ContentRoot) -> Result<bool, StoreError> {
+        let found: Option<JsValue> = tx
+            .object_store(CONTENT_ERASED)
+            .map_err(backend)?
+            .get(bytes(root))
+            .primitive()
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    /// Writes `value` under `key` in `store` unless `root` is erased, in one transaction;
+    /// returns whether it wrote.
+    async fn put_unless_erased(
+        &self,
+        store: &str,
+        root: &ContentRoot,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let tx = self.writing(&[store, CONTENT_ERASED])?;
+        let written = async {
+            if Self::erased_in(&tx, root).await? {
+                return Ok(false);
+            }
+            drop(
+                tx.object_store(store)
+                    .map_err(backend)?
+                    .put(bytes(value))
+                    .with_key(bytes(key))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+            Ok(true)
+        }
+        .await;
+        match written {
+            Ok(kept) => {
+                tx.commit().await.map_err(backend)?;
+                Ok(kept)
+            }
+            Err(e) => {
+                let _ = tx.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl ContentStore for IdbStore {
+    async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
+        self.put_unless_erased(CONTENT_TREES, root, root, &encode_leaves(leaves))
+            .await
+            .map(drop)
+    }
+
+    async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
+        let value = self.get_one(CONTENT_TREES, bytes(root)).await?;
+        value
+            .map(|v| bytes_of(&v, "segment tree").and_then(|b| decode_leaves(&b)))
+            .transpose()
+    }
+
+    async fn put_segment(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.put_unless_erased(CONTENT_SEGMENTS, root, &segment_key(root, index), sealed)
+            .await
+    }
+
+    async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = bytes(&segment_key(root, index));
+        let value = self.get_one(CONTENT_SEGMENTS, key).await?;
+        value.map(|v| bytes_of(&v, "segment")).transpose()
+    }
+
+    async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
+        let tx = self
+            .db
+            .transaction(CONTENT_SEGMENTS)
+            .build()
+            .map_err(backend)?;
+        let keys = async {
+            tx.object_store(CONTENT_SEGMENTS)
+                .map_err(backend)?
+                .get_all_keys::<JsValue>()
+                .with_query::<JsValue, _>(segments_of(root))
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)
+        }
+        .await;
+        release(tx);
+        let mut held = Vec::new();
+        for key in keys? {
+            let key = Uint8Array::new(&key.map_err(backend)?).to_vec();
+            let index: [u8; 4] = key
+                .get(32..)
+                .and_then(|tail| tail.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("a segment key of the wrong length".into()))?;
+            held.push(u32::from_be_bytes(index));
+        }
+        Ok(held)
+    }
+
+    async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
+        let tx = self.writing(&[CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED])?;
+        let written = (|| {
+            drop(
+                tx.object_store(CONTENT_TREES)
+                    .map_err(backend)?
+                    .delete(bytes(root))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+            drop(
+                tx.object_store(CONTENT_SEGMENTS)
+                    .map_err(backend)?
+                    .delete::<JsValue, _>(segments_of(root))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+            drop(
+                tx.object_store(CONTENT_ERASED)
+                    .map_err(backend)?
+                    .put(JsValue::TRUE)
+                    .with_key(bytes(root))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+            Ok::<(), StoreError>(())
+        })();
+        if let Err(e) = written {
+            let _ = tx.abort().await;
+            return Err(e);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
+        Ok(self.get_one(CONTENT_ERASED, bytes(root)).await?.is_some())
     }
 }

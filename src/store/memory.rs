@@ -1,11 +1,12 @@
 //! A store in memory: for tests, benches and pages that keep nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
+use crate::offchain::store::{segment_key, ContentRoot, ContentStore};
 use crate::walytis::BlockId;
 
 /// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
@@ -23,6 +24,15 @@ struct Tables {
     seqs: BTreeMap<Vec<u8>, BlockId>,
     chains: BTreeMap<BlockId, ChainState>,
     settings: HashMap<String, Vec<u8>>,
+    content: Content,
+}
+
+/// Offchain content (see [`ContentStore`]).
+#[derive(Debug, Default)]
+struct Content {
+    trees: HashMap<ContentRoot, Vec<[u8; 32]>>,
+    segments: BTreeMap<[u8; 36], Vec<u8>>,
+    erased: HashSet<ContentRoot>,
 }
 
 impl MemoryStore {
@@ -160,5 +170,70 @@ impl BlockStore for MemoryStore {
             .settings
             .insert(key.to_owned(), value.to_vec());
         Ok(())
+    }
+}
+
+impl ContentStore for MemoryStore {
+    async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        if !t.content.erased.contains(root) {
+            t.content.trees.insert(*root, leaves.to_vec());
+        }
+        Ok(())
+    }
+
+    async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
+        Ok(self.tables().content.trees.get(root).cloned())
+    }
+
+    async fn put_segment(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        if t.content.erased.contains(root) {
+            return Ok(false);
+        }
+        t.content
+            .segments
+            .insert(segment_key(root, index), sealed.to_vec());
+        Ok(true)
+    }
+
+    async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tables()
+            .content
+            .segments
+            .get(&segment_key(root, index))
+            .cloned())
+    }
+
+    async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
+        let t = self.tables();
+        let range = segment_key(root, 0)..=segment_key(root, u32::MAX);
+        Ok(t.content
+            .segments
+            .range(range)
+            .map(|(key, _)| u32::from_be_bytes([key[32], key[33], key[34], key[35]]))
+            .collect())
+    }
+
+    async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        t.content.trees.remove(root);
+        let range = segment_key(root, 0)..=segment_key(root, u32::MAX);
+        let keys: Vec<[u8; 36]> = t.content.segments.range(range).map(|(k, _)| *k).collect();
+        for key in keys {
+            t.content.segments.remove(&key);
+        }
+        t.content.erased.insert(*root);
+        Ok(())
+    }
+
+    async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
+        Ok(self.tables().content.erased.contains(root))
     }
 }

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
+use crate::offchain::store::{
+    decode_leaves, encode_leaves, segment_key, ContentRoot, ContentStore,
+};
 use crate::walytis::BlockId;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -17,6 +20,10 @@ const AUTHORS: TableDefinition<&[u8], ()> = TableDefinition::new("authors");
 const SEQS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("seqs");
 const CHAINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chains");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Offchain content: segment trees by root, sealed segments by root and index, erased roots.
+const CONTENT_TREES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content_trees");
+const CONTENT_SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content_segments");
+const CONTENT_ERASED: TableDefinition<&[u8], ()> = TableDefinition::new("content_erased");
 
 /// A [`BlockStore`] in a redb file. Clones share the open database.
 #[derive(Clone)]
@@ -74,6 +81,9 @@ impl RedbStore {
             tx.open_table(SEQS).map_err(backend)?;
             tx.open_table(CHAINS).map_err(backend)?;
             tx.open_table(SETTINGS).map_err(backend)?;
+            tx.open_table(CONTENT_TREES).map_err(backend)?;
+            tx.open_table(CONTENT_SEGMENTS).map_err(backend)?;
+            tx.open_table(CONTENT_ERASED).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(RedbStore { db: Arc::new(db) })
@@ -286,5 +296,109 @@ impl BlockStore for RedbStore {
             .insert(key, value)
             .map_err(backend)?;
         tx.commit().map_err(backend)
+    }
+}
+
+impl ContentStore for RedbStore {
+    async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
+            if erased.get(root.as_slice()).map_err(backend)?.is_none() {
+                tx.open_table(CONTENT_TREES)
+                    .map_err(backend)?
+                    .insert(root.as_slice(), encode_leaves(leaves).as_slice())
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CONTENT_TREES).map_err(backend)?;
+        match table.get(root.as_slice()).map_err(backend)? {
+            Some(value) => decode_leaves(value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_segment(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let kept = {
+            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
+            if erased.get(root.as_slice()).map_err(backend)?.is_some() {
+                false
+            } else {
+                tx.open_table(CONTENT_SEGMENTS)
+                    .map_err(backend)?
+                    .insert(segment_key(root, index).as_slice(), sealed)
+                    .map_err(backend)?;
+                true
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(kept)
+    }
+
+    async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CONTENT_SEGMENTS).map_err(backend)?;
+        Ok(table
+            .get(segment_key(root, index).as_slice())
+            .map_err(backend)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CONTENT_SEGMENTS).map_err(backend)?;
+        let (start, end) = (segment_key(root, 0), segment_key(root, u32::MAX));
+        let mut held = Vec::new();
+        for item in table
+            .range(start.as_slice()..=end.as_slice())
+            .map_err(backend)?
+        {
+            let (key, _) = item.map_err(backend)?;
+            let key = key.value();
+            if key.len() != 36 {
+                return Err(StoreError::Corrupt(
+                    "a segment key of the wrong length".into(),
+                ));
+            }
+            held.push(u32::from_be_bytes([key[32], key[33], key[34], key[35]]));
+        }
+        Ok(held)
+    }
+
+    async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            tx.open_table(CONTENT_TREES)
+                .map_err(backend)?
+                .remove(root.as_slice())
+                .map_err(backend)?;
+            let (start, end) = (segment_key(root, 0), segment_key(root, u32::MAX));
+            tx.open_table(CONTENT_SEGMENTS)
+                .map_err(backend)?
+                .retain_in(start.as_slice()..=end.as_slice(), |_, _| false)
+                .map_err(backend)?;
+            tx.open_table(CONTENT_ERASED)
+                .map_err(backend)?
+                .insert(root.as_slice(), ())
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CONTENT_ERASED).map_err(backend)?;
+        Ok(table.get(root.as_slice()).map_err(backend)?.is_some())
     }
 }

@@ -1,7 +1,10 @@
 //! Helpers shared by the native and browser test suites.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod client;
 pub mod conformance;
+pub mod content_conformance;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod identity;
 #[cfg(all(feature = "net", not(target_arch = "wasm32")))]

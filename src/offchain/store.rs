@@ -1,0 +1,72 @@
+//! The content store: where a replica keeps offchain content beside its blocks — each
+//! content's segment tree and its sealed segments, by the commitment's root — written in
+//! transactions of its own. A port like [`crate::walytis::store::BlockStore`]; the adapters
+//! live in `crate::store` (memory and redb so far).
+//!
+//! The store keeps what it is given: callers check a tree against its commitment
+//! ([`super::SegmentTree::verified`]) and a segment against its tree before they put them, so
+//! the store only ever holds bytes that verify. An erased content's bytes are dropped and the
+//! store refuses them from then on (`put_segment` keeps nothing), so a peer that sends them
+//! again cannot bring them back.
+
+use crate::walytis::store::StoreError;
+
+/// A content's name in the store: its commitment's root.
+pub type ContentRoot = [u8; 32];
+
+/// Persistence of offchain content. Futures are not `Send`, as for
+/// [`crate::walytis::store::BlockStore`].
+#[allow(async_fn_in_trait)]
+pub trait ContentStore {
+    /// Keeps a content's segment tree (its leaves, in order). Putting it again is a no-op;
+    /// nothing is kept for an erased content.
+    async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError>;
+    /// A content's segment tree, if kept.
+    async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError>;
+    /// Keeps one sealed segment; returns whether it kept it (not for an erased content).
+    async fn put_segment(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// One sealed segment, if kept.
+    async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The indexes of the segments kept, ascending: where a transfer resumes.
+    async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError>;
+    /// Drops a content's tree and segments for good and remembers that it was erased.
+    async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError>;
+    /// Whether the content was erased.
+    async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError>;
+}
+
+/// Key of a segment in stores with one ordered key space: root, then the big-endian index,
+/// so a content's segments are one range in order.
+pub fn segment_key(root: &ContentRoot, index: u32) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    key[..32].copy_from_slice(root);
+    key[32..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// Leaves as stored: their 32-byte hashes one after the other.
+pub fn encode_leaves(leaves: &[[u8; 32]]) -> Vec<u8> {
+    leaves.concat()
+}
+
+/// [`encode_leaves`]'s bytes back; a length that is not a multiple of 32 is a damaged record.
+pub fn decode_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StoreError::Corrupt(
+            "a segment tree whose length is not a multiple of 32".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|leaf| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(leaf);
+            out
+        })
+        .collect())
+}

@@ -1,0 +1,243 @@
+//! Fetching content from peers, sans-IO: what to ask for next, and how each answer is checked
+//! before a byte of it is kept.
+//!
+//! A replica that holds a private block but not its content makes a [`Fetch`] from the
+//! block's [`Commitment`] and its content store. The fetch resumes from what the store holds
+//! (the verified tree, the verified segments), asks for the tree first and then each missing
+//! segment ([`Fetch::next_request`]), and checks every answer against the commitment
+//! ([`Fetch::accept`]): a peer that serves anything else is reported
+//! ([`TransferError::Content`]) so the shell strikes it and asks another. The serving side is
+//! [`serve`]: it answers from the store, and never for erased content.
+//!
+//! The shell (libp2p request-response, a test's direct calls) only moves [`ContentRequest`]s
+//! and [`ContentResponse`]s.
+
+use std::collections::BTreeSet;
+
+use super::commitment::{Commitment, SegmentTree};
+use super::store::{ContentRoot, ContentStore};
+use super::{OffchainError, SEGMENT_LEN, TAG_LEN};
+use crate::walytis::store::StoreError;
+
+/// Why a transfer step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The peer's answer does not verify against the commitment (or is not an answer to the
+    /// question): strike the peer, ask another.
+    #[error("the peer's answer does not verify: {0}")]
+    Content(#[from] OffchainError),
+    /// The content was erased here: it is neither fetched nor served again.
+    #[error("the content was erased")]
+    Erased,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a replica asks a peer for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentRequest {
+    /// The segment tree (leaf hashes) of a content.
+    Tree(ContentRoot),
+    /// One sealed segment.
+    Segment(ContentRoot, u32),
+}
+
+/// A peer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentResponse {
+    /// The tree's leaves.
+    Tree(Vec<[u8; 32]>),
+    /// A sealed segment's bytes.
+    Segment(Vec<u8>),
+    /// The peer does not hold it (yet).
+    NotHeld,
+    /// The peer erased it and serves it no more.
+    Erased,
+}
+
+/// Where a content stands on this replica: what a UI shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentStatus {
+    /// Every segment is held and verified.
+    Available,
+    /// Some are: `done` of `total` sealed bytes held.
+    Fetching {
+        /// Sealed bytes held.
+        done: u64,
+        /// Sealed bytes in all.
+        total: u64,
+    },
+    /// Nothing held yet.
+    Missing,
+    /// Erased: gone for good.
+    Erased,
+}
+
+/// The sealed length of segment `index` of a content of `size` plaintext bytes.
+fn sealed_len(commitment: &Commitment, index: u32) -> u64 {
+    let segments = commitment.segments();
+    let plain = if index + 1 == segments {
+        commitment.size - u64::from(segments - 1) * SEGMENT_LEN as u64
+    } else {
+        SEGMENT_LEN as u64
+    };
+    plain + TAG_LEN as u64
+}
+
+/// One content being fetched (or found complete) on this replica.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    commitment: Commitment,
+    tree: Option<SegmentTree>,
+    held: BTreeSet<u32>,
+    erased: bool,
+    /// Sealed bytes accepted by this fetch (not those found in the store): what resuming
+    /// saves is visible here.
+    fetched: u64,
+}
+
+impl Fetch {
+    /// The fetch of `commitment`'s content, resumed from what `store` holds.
+    pub async fn resume<S: ContentStore>(
+        commitment: Commitment,
+        store: &S,
+    ) -> Result<Self, TransferError> {
+        let root = commitment.root;
+        let erased = store.is_erased(&root).await?;
+        let tree = match store.tree(&root).await? {
+            // The store keeps only verified trees; a damaged one is fetched again.
+            Some(leaves) => SegmentTree::verified(&commitment, leaves).ok(),
+            None => None,
+        };
+        let held = match &tree {
+            Some(_) => store.held(&root).await?.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
+        Ok(Fetch {
+            commitment,
+            tree,
+            held,
+            erased,
+            fetched: 0,
+        })
+    }
+
+    /// The commitment fetched.
+    pub fn commitment(&self) -> &Commitment {
+        &self.commitment
+    }
+
+    /// The verified tree, once held.
+    pub fn tree(&self) -> Option<&SegmentTree> {
+        self.tree.as_ref()
+    }
+
+    /// Where the content stands.
+    pub fn status(&self) -> ContentStatus {
+        if self.erased {
+            return ContentStatus::Erased;
+        }
+        let segments = self.commitment.segments();
+        if self.tree.is_some() && self.held.len() as u32 == segments {
+            return ContentStatus::Available;
+        }
+        if self.held.is_empty() {
+            return ContentStatus::Missing;
+        }
+        let total = (0..segments).map(|i| sealed_len(&self.commitment, i)).sum();
+        let done = self
+            .held
+            .iter()
+            .map(|&i| sealed_len(&self.commitment, i))
+            .sum();
+        ContentStatus::Fetching { done, total }
+    }
+
+    /// Sealed bytes this fetch accepted from peers.
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched
+    }
+
+    /// What to ask a peer for next, `None` once complete (or erased).
+    pub fn next_request(&self) -> Option<ContentRequest> {
+        if self.erased {
+            return None;
+        }
+        let root = self.commitment.root;
+        if self.tree.is_none() {
+            return Some(ContentRequest::Tree(root));
+        }
+        (0..self.commitment.segments())
+            .find(|i| !self.held.contains(i))
+            .map(|i| ContentRequest::Segment(root, i))
+    }
+
+    /// Checks a peer's answer to `request` and keeps it in `store` if it verifies. `Ok(false)`
+    /// when the peer holds nothing to give (ask another); an error when the answer is false
+    /// (strike the peer).
+    pub async fn accept<S: ContentStore>(
+        &mut self,
+        request: &ContentRequest,
+        response: ContentResponse,
+        store: &S,
+    ) -> Result<bool, TransferError> {
+        let root = self.commitment.root;
+        match (request, response) {
+            (_, ContentResponse::NotHeld | ContentResponse::Erased) => Ok(false),
+            (ContentRequest::Tree(asked), ContentResponse::Tree(leaves)) if *asked == root => {
+                let tree = SegmentTree::verified(&self.commitment, leaves)?;
+                store.put_tree(&root, tree.leaves()).await?;
+                if store.is_erased(&root).await? {
+                    self.erased = true;
+                    return Err(TransferError::Erased);
+                }
+                self.held = store.held(&root).await?.into_iter().collect();
+                self.tree = Some(tree);
+                Ok(true)
+            }
+            (ContentRequest::Segment(asked, index), ContentResponse::Segment(sealed))
+                if *asked == root =>
+            {
+                let tree = self
+                    .tree
+                    .as_ref()
+                    .ok_or(OffchainError::Shape("a segment before the tree"))?;
+                tree.check(*index, &sealed)?;
+                if !store.put_segment(&root, *index, &sealed).await? {
+                    self.erased = true;
+                    return Err(TransferError::Erased);
+                }
+                if self.held.insert(*index) {
+                    self.fetched += sealed.len() as u64;
+                }
+                Ok(true)
+            }
+            _ => Err(OffchainError::Shape("an answer to another question").into()),
+        }
+    }
+}
+
+/// Answers a peer's request from `store`: never for erased content.
+pub async fn serve<S: ContentStore>(
+    request: &ContentRequest,
+    store: &S,
+) -> Result<ContentResponse, TransferError> {
+    let root = match request {
+        ContentRequest::Tree(root) | ContentRequest::Segment(root, _) => root,
+    };
+    if store.is_erased(root).await? {
+        return Ok(ContentResponse::Erased);
+    }
+    Ok(match request {
+        ContentRequest::Tree(root) => store
+            .tree(root)
+            .await?
+            .map_or(ContentResponse::NotHeld, ContentResponse::Tree),
+        ContentRequest::Segment(root, index) => store
+            .segment(root, *index)
+            .await?
+            .map_or(ContentResponse::NotHeld, ContentResponse::Segment),
+    })
+}

@@ -1,0 +1,149 @@
+//! The content store conformance suite: every `ContentStore` must pass it (memory and redb
+//! natively, IndexedDB in headless Chromium). Each check panics with a message naming what
+//! broke.
+
+use std::future::Future;
+
+use endra::identity::EpochKey;
+use endra::offchain::{ContentReader, ContentRoot, ContentStore, ContentWriter, SegmentTree};
+use endra::walytis::BlockId;
+use rand_core::OsRng;
+
+/// Runs the whole suite. `reopen` closes a handle and opens the same database again.
+pub async fn run<S, F, Fut>(store: S, reopen: F)
+where
+    S: ContentStore,
+    F: Fn(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = sealed_content_round_trips_and_survives_a_reopen(store, &reopen).await;
+    let store = segments_are_listed_in_order_and_kept_apart(store).await;
+    erased_content_is_gone_and_stays_gone(store, &reopen).await;
+}
+
+/// A root that differs from `base` in its last byte only: adjacent in key order.
+fn neighbour(base: &ContentRoot) -> ContentRoot {
+    let mut root = *base;
+    root[31] = root[31].wrapping_add(1);
+    root
+}
+
+async fn sealed_content_round_trips_and_survives_a_reopen<S, F, Fut>(store: S, reopen: &F) -> S
+where
+    S: ContentStore,
+    F: Fn(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let key = EpochKey::generate(&mut OsRng);
+    let chain = BlockId::of(b"content conformance");
+    let content: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let (commitment, tree, sealed) =
+        ContentWriter::seal_all(&key, [3; 16], &chain, "text/plain", &content, &mut OsRng)
+            .expect("seal");
+    let root = commitment.root;
+    assert_eq!(
+        store.tree(&root).await.expect("tree"),
+        None,
+        "nothing kept yet"
+    );
+    assert!(store.held(&root).await.expect("held").is_empty());
+    store
+        .put_tree(&root, tree.leaves())
+        .await
+        .expect("put tree");
+    // Segments arrive in any order; a segment put twice is kept once.
+    for index in [2u32, 0, 1, 0] {
+        let kept = store
+            .put_segment(&root, index, &sealed[index as usize])
+            .await
+            .expect("put segment");
+        assert!(kept, "segment {index} of a live content is kept");
+    }
+    let store = reopen(store).await;
+    let leaves = store.tree(&root).await.expect("tree").expect("tree kept");
+    let tree = SegmentTree::verified(&commitment, leaves).expect("the kept tree verifies");
+    assert_eq!(store.held(&root).await.expect("held"), vec![0, 1, 2]);
+    let reader = ContentReader::new(&key, &chain, commitment, tree).expect("reader");
+    let mut opened = Vec::new();
+    for index in 0..3u32 {
+        let segment = store
+            .segment(&root, index)
+            .await
+            .expect("segment")
+            .expect("segment kept");
+        opened.extend(reader.open(index, &segment).expect("a kept segment opens"));
+    }
+    assert_eq!(opened, content, "the content read back from the store");
+    store
+}
+
+async fn segments_are_listed_in_order_and_kept_apart<S: ContentStore>(store: S) -> S {
+    let a = [0x40; 32];
+    let b = neighbour(&a);
+    // Indexes whose little-endian order differs from their numeric order.
+    for index in [256u32, 1, 65_536, 0, 2] {
+        store
+            .put_segment(&a, index, &index.to_le_bytes())
+            .await
+            .expect("put a");
+    }
+    store.put_segment(&b, 0, b"b0").await.expect("put b");
+    assert_eq!(
+        store.held(&a).await.expect("held a"),
+        vec![0, 1, 2, 256, 65_536],
+        "held segments are listed in ascending index order, and only the content's own"
+    );
+    assert_eq!(store.held(&b).await.expect("held b"), vec![0]);
+    assert_eq!(
+        store.segment(&a, 65_536).await.expect("segment"),
+        Some(65_536u32.to_le_bytes().to_vec())
+    );
+    assert_eq!(store.segment(&a, 3).await.expect("segment"), None);
+    assert_eq!(store.segment(&b, 1).await.expect("segment"), None);
+    store
+}
+
+async fn erased_content_is_gone_and_stays_gone<S, F, Fut>(store: S, reopen: &F)
+where
+    S: ContentStore,
+    F: Fn(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let gone = [0x90; 32];
+    let kept = neighbour(&gone);
+    for root in [&gone, &kept] {
+        store
+            .put_tree(root, &[[1; 32], [2; 32]])
+            .await
+            .expect("tree");
+        for index in 0..2 {
+            store
+                .put_segment(root, index, b"sealed")
+                .await
+                .expect("segment");
+        }
+    }
+    assert!(!store.is_erased(&gone).await.expect("is_erased"));
+    store.erase(&gone).await.expect("erase");
+    let store = reopen(store).await;
+    assert!(
+        store.is_erased(&gone).await.expect("is_erased"),
+        "erasure is remembered"
+    );
+    assert_eq!(store.tree(&gone).await.expect("tree"), None);
+    assert!(store.held(&gone).await.expect("held").is_empty());
+    assert_eq!(store.segment(&gone, 0).await.expect("segment"), None);
+    // A peer that sends the bytes again cannot bring them back.
+    assert!(
+        !store.put_segment(&gone, 0, b"sealed").await.expect("put"),
+        "a segment of an erased content is refused"
+    );
+    store.put_tree(&gone, &[[1; 32]]).await.expect("put tree");
+    assert_eq!(store.tree(&gone).await.expect("tree"), None);
+    assert!(store.held(&gone).await.expect("held").is_empty());
+    // Erasing is idempotent and touches nothing else.
+    store.erase(&gone).await.expect("erase again");
+    assert!(!store.is_erased(&kept).await.expect("is_erased"));
+    assert_eq!(store.held(&kept).await.expect("held"), vec![0, 1]);
+    assert!(store.tree(&kept).await.expect("tree").is_some());
+}
