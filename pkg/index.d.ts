@@ -33,6 +33,12 @@ export type ErrorCode =
   /** Content sealed by a newer client: a kind of content or an envelope version this build does not read. */
   | 'UNSUPPORTED_CONTENT'
   | 'MALFORMED_CONTENT'
+  // Records and offchain content (the native client layer; the JS API is not built yet).
+  | 'RECORD_DELETED'
+  | 'NOT_THE_AUTHOR'
+  | 'CONTENT_UNAVAILABLE'
+  | 'CONTENT_TOO_LARGE'
+  | 'CONTENT_INVALID'
   | 'NOT_BOUND'
   | 'NO_KEY'
   | 'EPOCH_DISCARDED'

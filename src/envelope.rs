@@ -22,16 +22,21 @@ pub const ENVELOPE_OVERHEAD: usize = 64;
 pub enum ContentKind {
     /// A message: its payload is the application's bytes.
     Message,
+    /// A version of a record (see [`crate::mutability`]): its payload is a
+    /// [`crate::mutability::VersionOp`], whose content lives offchain.
+    Version,
     /// A kind this build does not know (a newer client's): kept, not interpreted.
     Other(u64),
 }
 
 impl ContentKind {
     const MESSAGE: u64 = 1;
+    const VERSION: u64 = 2;
 
     fn code(self) -> u64 {
         match self {
             ContentKind::Message => Self::MESSAGE,
+            ContentKind::Version => Self::VERSION,
             ContentKind::Other(code) => code,
         }
     }
@@ -39,6 +44,7 @@ impl ContentKind {
     fn from_code(code: u64) -> Self {
         match code {
             Self::MESSAGE => ContentKind::Message,
+            Self::VERSION => ContentKind::Version,
             other => ContentKind::Other(other),
         }
     }

@@ -15,11 +15,7 @@ use rand_core::OsRng;
 
 mod common;
 
-use common::identity::{add_device, blocks, new_person, Id, HOUR, T0};
-
-fn keys_of(identity: &Id) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&identity.device().to_secret_bytes()).unwrap()
-}
+use common::identity::{add_device, blocks, keys_of, new_person, Id, HOUR, T0};
 
 /// `op` signed by `key` on `parent` alone.
 fn on(chain: BlockId, key: &DeviceKeys, parent: &Block, op: &Op) -> Block {

@@ -18,7 +18,8 @@ use rand_core::OsRng;
 mod common;
 
 use common::identity::{
-    add_device, blocks, exchange, genesis, new_person, read_notes, write_note, Id, HOUR, T0,
+    add_device, blocks, exchange, genesis, keys_of, new_person, read_notes, write_note, Id, HOUR,
+    T0,
 };
 
 /// Signs `op` with `key` on top of everything `identity` holds, bypassing every local check.
@@ -34,10 +35,6 @@ async fn sign_on_top(identity: &Id, key: &DeviceKeys, op: &Op) -> Block {
     }
     .sign(key.signing().as_dalek())
     .unwrap()
-}
-
-fn keys_of(identity: &Id) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&identity.device().to_secret_bytes()).unwrap()
 }
 
 /// Every epoch key `device` can open from the raw chain — what a removed device that kept

@@ -7,7 +7,7 @@
 
 use endra::identity::handle::person_in_store;
 use endra::identity::{
-    DeviceKeys, Identity, IdentityState, Kind, MemberEntry, Op, PersonAnchor, Role, IDENTITY_TOPIC,
+    DeviceKeys, IdentityState, MemberEntry, Op, PersonAnchor, Role, IDENTITY_TOPIC,
 };
 use endra::walytis::{Block, BlockDraft, ChainError};
 use futures_executor::block_on;
@@ -16,51 +16,9 @@ use rand_core::OsRng;
 mod common;
 
 use common::identity::{
-    add_device, blocks, exchange, founding, genesis, new_person, read_notes, share_persons,
-    with_default_chain, write_note, Id, HOUR, T0,
+    add_device, blocks, exchange, genesis, group_founded_by, join_group, keys_of, new_person,
+    read_notes, replica_for, share_persons, write_note, Id, HOUR, T0,
 };
-
-fn keys_of(identity: &Id) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&identity.device().to_secret_bytes()).unwrap()
-}
-
-/// `device`'s replica of the group, in the store of its person replica.
-async fn replica_for(device: &Id, genesis: &Block) -> Id {
-    Identity::replica(
-        device.chain().store().clone(),
-        genesis.clone(),
-        keys_of(device),
-    )
-    .await
-    .unwrap()
-}
-
-/// A group founded by `founder`'s person (its replica in `founder`'s store).
-async fn group_founded_by(founder: &Id, name: &str) -> Id {
-    let group = Identity::create(
-        founder.chain().store().clone(),
-        keys_of(founder),
-        founding(Kind::Group, name, Some(founder.as_member())),
-        T0,
-        &mut OsRng,
-    )
-    .await
-    .unwrap();
-    with_default_chain(group).await
-}
-
-/// `person` (through its device `device`) joins `group`, approved by `admin`.
-async fn join(admin: &mut Id, person: &Id, device: &mut Id) {
-    let invitation = admin.invite(Role::Member, T0 + HOUR, &mut OsRng).unwrap();
-    exchange(&mut [admin, device]).await;
-    let request = device
-        .request_join(invitation, Some(person.as_member()), T0 + 1)
-        .await
-        .unwrap();
-    exchange(&mut [admin, device]).await;
-    admin.approve(request, T0 + 2, &mut OsRng).await.unwrap();
-    exchange(&mut [admin, device]).await;
-}
 
 /// A join request `op` signed by `key`, on top of everything `group` holds.
 fn signed(group: &Id, key: &DeviceKeys, op: &Op, height: u64) -> Block {
@@ -154,7 +112,7 @@ fn nobody_joins_a_group_as_another_persons_did() {
         );
         assert_eq!(group.state().pending_requests().count(), 0);
         // As herself, she joins.
-        join(&mut group, &mallory, &mut mallory_group).await;
+        join_group(&mut group, &mallory, &mut mallory_group).await;
         assert!(mallory_group.is_current_device());
         assert!(group.state().member(&mallory.did()).is_some());
         assert!(group.state().member(&ada.did()).is_none());
@@ -180,12 +138,12 @@ fn a_device_removed_from_a_person_loses_every_group_of_that_person() {
         let g1 = genesis(&g1_laptop).await;
         let mut g1_phone = replica_for(&phone, &g1).await;
         let mut g1_bob = replica_for(&bob, &g1).await;
-        join(&mut g1_laptop, &bob, &mut g1_bob).await;
+        join_group(&mut g1_laptop, &bob, &mut g1_bob).await;
         let mut g2_bob = group_founded_by(&bob, "theirs").await;
         let g2 = genesis(&g2_bob).await;
         let mut g2_laptop = replica_for(&laptop, &g2).await;
         let mut g2_phone = replica_for(&phone, &g2).await;
-        join(&mut g2_bob, &laptop, &mut g2_laptop).await;
+        join_group(&mut g2_bob, &laptop, &mut g2_laptop).await;
         exchange(&mut [&mut g1_laptop, &mut g1_phone, &mut g1_bob]).await;
         exchange(&mut [&mut g2_bob, &mut g2_laptop, &mut g2_phone]).await;
         assert!(g1_phone.is_current_device() && g2_phone.is_current_device());

@@ -24,8 +24,8 @@ use rand_core::OsRng;
 mod common;
 
 use common::identity::{
-    add_device, blocks, exchange, founding, genesis, new_person, with_default_chain, write_note,
-    Id, HOUR, T0,
+    add_device, blocks, exchange, founding, genesis, keys_of, new_person, with_default_chain,
+    write_note, Id, HOUR, T0,
 };
 
 /// Signs `op` with `key` on `parents`, bypassing every local check, as an attacker would.
@@ -79,10 +79,6 @@ fn ed(keys: &DeviceKeys) -> [u8; 32] {
         PublicKey::Ed25519(key) => key,
         _ => unreachable!("signing keys are Ed25519"),
     }
-}
-
-fn keys_of(identity: &Id) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&identity.device().to_secret_bytes()).unwrap()
 }
 
 /// The block that approved `device` into the person, and its height: a parent from before

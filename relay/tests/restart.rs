@@ -111,7 +111,10 @@ impl Relay {
         let started = std::time::Instant::now();
         loop {
             if let Some(exit) = self.child.try_wait().expect("try_wait") {
-                assert!(exit.success(), "endra-relay exited with {exit} after SIGINT");
+                assert!(
+                    exit.success(),
+                    "endra-relay exited with {exit} after SIGINT"
+                );
                 return;
             }
             assert!(

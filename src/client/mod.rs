@@ -19,11 +19,17 @@
 //! - this device's keys are kept sealed under the user's passphrase in the store
 //!   ([`Keyring`]).
 //!
-//! Offchain content, mutability and the messenger plug in here.
+//! - records on bound chains — private content posted, edited and deleted, every version
+//!   kept ([`Account::post`], [`Account::edit`], [`Account::delete`],
+//!   [`Account::records_of`], [`Account::content`]) — for stores that keep content too.
+//!
+//! The messenger plugs in here.
 
 use std::collections::BTreeMap;
 
 use rand_core::CryptoRngCore;
+
+mod records;
 
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::handle::person_in_store;
@@ -31,6 +37,8 @@ use crate::identity::{
     BoundChain, DeviceKeys, Founding, Identity, IdentityError, Invitation, KdfFloor, KdfParams,
     Keystore, MemberEntry, PersonAnchor, Policy, PublicKey, RecoveryKey,
 };
+use crate::mutability::MutabilityError;
+use crate::offchain::{ContentStatus, OffchainError, TransferError};
 use crate::store::{BlockStore, StoreError};
 use crate::walytis::{Block, BlockId, ChainError, Entry, InsertReport};
 
@@ -59,6 +67,30 @@ pub enum ClientError {
     /// The keys sealed in the store are another device's than the account's.
     #[error("this device's keys are not the ones sealed in the store")]
     KeysNotStored,
+    /// No record of that ID in the chain (as this device holds it).
+    #[error("no record {0} in this chain")]
+    NoSuchRecord(BlockId),
+    /// The record was deleted: it is edited and deleted no more.
+    #[error("record {0} was deleted")]
+    RecordDeleted(BlockId),
+    /// Only the record's author (any device of the same person) edits it.
+    #[error("only the author of record {0} edits it")]
+    NotTheAuthor(BlockId),
+    /// Only the record's author or an admin deletes it.
+    #[error("only the author of record {0} or an admin deletes it")]
+    NotPermitted(BlockId),
+    /// The content is not all here (fetching, missing) or was erased.
+    #[error("the content is not available here: {0:?}")]
+    ContentUnavailable(ContentStatus),
+    /// Content that cannot be sealed, or that does not verify or open.
+    #[error(transparent)]
+    Content(#[from] OffchainError),
+    /// A content transfer step failed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// A version op that cannot be made or folded.
+    #[error(transparent)]
+    Mutability(#[from] MutabilityError),
 }
 
 /// Blocks one chain's peers must receive, in order.

@@ -678,6 +678,37 @@ impl<S: BlockStore> Identity<S> {
         self.state.default_chain()
     }
 
+    /// The epoch this device writes under now, rekeying first if due or if this device holds
+    /// no genuine copy of the current epoch's key. Fails with `NotAMember` once removed.
+    pub(crate) async fn writing_epoch(
+        &mut self,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<EpochId, IdentityError> {
+        if !self.is_current_device() {
+            return Err(IdentityError::NotAMember);
+        }
+        self.rekey_if_due(time, self.state.policy().rekey_every, rng)
+            .await?;
+        let epoch = self
+            .state
+            .current_epoch()
+            .map(|e| e.id)
+            .ok_or(IdentityError::NoEpochKey)?;
+        let usable = self.with_epoch_key(&epoch, |_| Ok(()));
+        if let Err(IdentityError::NoEpochKey | IdentityError::ForgedEpochKey) = usable {
+            // Every peer sees this epoch as current, but this device got no genuine copy of
+            // its key (a member sealed it another key, or none): a new epoch heals the group.
+            self.rekey(time, rng).await?;
+            return self
+                .state
+                .current_epoch()
+                .map(|e| e.id)
+                .ok_or(IdentityError::NoEpochKey);
+        }
+        Ok(epoch)
+    }
+
     /// Encrypts `plaintext` for a block of `chain` (this identity's chain or one bound to
     /// it) under the current epoch, rekeying first if due: `[epoch ID, ciphertext]`, the
     /// chain and epoch bound in as associated data.
@@ -688,27 +719,7 @@ impl<S: BlockStore> Identity<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, IdentityError> {
-        if !self.is_current_device() {
-            return Err(IdentityError::NotAMember);
-        }
-        self.rekey_if_due(time, self.state.policy().rekey_every, rng)
-            .await?;
-        let mut epoch = self
-            .state
-            .current_epoch()
-            .map(|e| e.id)
-            .ok_or(IdentityError::NoEpochKey)?;
-        let usable = self.with_epoch_key(&epoch, |_| Ok(()));
-        if let Err(IdentityError::NoEpochKey | IdentityError::ForgedEpochKey) = usable {
-            // Every peer sees this epoch as current, but this device got no genuine copy of
-            // its key (a member sealed it another key, or none): a new epoch heals the group.
-            self.rekey(time, rng).await?;
-            epoch = self
-                .state
-                .current_epoch()
-                .map(|e| e.id)
-                .ok_or(IdentityError::NoEpochKey)?;
-        }
+        let epoch = self.writing_epoch(time, rng).await?;
         let ciphertext = self.with_epoch_key(&epoch, |key| {
             Ok(key.encrypt(&data_aad(chain, &epoch), plaintext, rng)?)
         })?;
@@ -745,7 +756,7 @@ impl<S: BlockStore> Identity<S> {
     /// still decides each time whether the epoch exists, is kept and is sealed to this device
     /// (a policy may discard it later; a refold may drop the block that made it or sealed it
     /// here); a rotation empties the cache.
-    fn with_epoch_key<T>(
+    pub(crate) fn with_epoch_key<T>(
         &self,
         epoch: &EpochId,
         use_key: impl FnOnce(&EpochKey) -> Result<T, IdentityError>,

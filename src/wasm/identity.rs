@@ -20,7 +20,9 @@ use crate::identity::{
     DeviceEntry, Founding, IdentityError, Invitation, KeystoreError, Kind, MemberEntry,
     PersonAnchor, Policy, RecoveryKey, Role,
 };
+use crate::mutability::MutabilityError;
 use crate::net::NodeHandle;
+use crate::offchain::{OffchainError, TransferError};
 use crate::walytis::{BlockId, Chain, RuleRefusal};
 
 fn identity_code(e: &IdentityError) -> &'static str {
@@ -58,6 +60,17 @@ impl From<ClientError> for JsFailure {
             ClientError::Identity(e) => identity_code(e),
             ClientError::Store(e) => super::store_code(e),
             ClientError::KeysNotStored => "NOT_A_MEMBER",
+            ClientError::NoSuchRecord(_) => "NOT_FOUND",
+            ClientError::RecordDeleted(_) => "RECORD_DELETED",
+            ClientError::NotTheAuthor(_) => "NOT_THE_AUTHOR",
+            ClientError::NotPermitted(_) => "NOT_PERMITTED",
+            ClientError::ContentUnavailable(_) => "CONTENT_UNAVAILABLE",
+            ClientError::Content(OffchainError::TooLarge { .. }) => "CONTENT_TOO_LARGE",
+            ClientError::Content(_) => "CONTENT_INVALID",
+            ClientError::Transfer(TransferError::Store(e))
+            | ClientError::Mutability(MutabilityError::Store(e)) => super::store_code(e),
+            ClientError::Transfer(_) => "CONTENT_INVALID",
+            ClientError::Mutability(_) => "MALFORMED_CONTENT",
         };
         JsFailure(error(code, e))
     }

@@ -238,3 +238,46 @@ pub async fn add_device(admin: &mut Id, time: u64) -> Id {
     assert!(joiner.is_current_device());
     joiner
 }
+
+/// A copy of `identity`'s device keys (another handle on the same device).
+pub fn keys_of(identity: &Id) -> DeviceKeys {
+    DeviceKeys::from_secret_bytes(&identity.device().to_secret_bytes()).unwrap()
+}
+
+/// `device`'s replica of the group, in the store of its person replica.
+pub async fn replica_for(device: &Id, genesis: &Block) -> Id {
+    Identity::replica(
+        device.chain().store().clone(),
+        genesis.clone(),
+        keys_of(device),
+    )
+    .await
+    .unwrap()
+}
+
+/// A group founded by `founder`'s person (its replica in `founder`'s store).
+pub async fn group_founded_by(founder: &Id, name: &str) -> Id {
+    let group = Identity::create(
+        founder.chain().store().clone(),
+        keys_of(founder),
+        founding(Kind::Group, name, Some(founder.as_member())),
+        T0,
+        &mut OsRng,
+    )
+    .await
+    .unwrap();
+    with_default_chain(group).await
+}
+
+/// `person` (through its device `device`) joins `group`, approved by `admin`.
+pub async fn join_group(admin: &mut Id, person: &Id, device: &mut Id) {
+    let invitation = admin.invite(Role::Member, T0 + HOUR, &mut OsRng).unwrap();
+    exchange(&mut [admin, device]).await;
+    let request = device
+        .request_join(invitation, Some(person.as_member()), T0 + 1)
+        .await
+        .unwrap();
+    exchange(&mut [admin, device]).await;
+    admin.approve(request, T0 + 2, &mut OsRng).await.unwrap();
+    exchange(&mut [admin, device]).await;
+}

@@ -1,0 +1,303 @@
+//! Records on bound chains: private content posted, edited and deleted, with every version
+//! kept (see [`crate::mutability`] for the rules, [`crate::offchain`] for the content).
+//!
+//! A version is a bound block whose sealed envelope ([`ContentKind::Version`]) carries a
+//! [`VersionOp`]; its content is sealed in segments under a key derived from the same epoch
+//! and kept in the account's content store, never in the chain. Peers fetch it with
+//! [`crate::offchain::Fetch`] and check every segment against the commitment the block
+//! signs. What kind a block is, which record it changes and what it says are all inside the
+//! seal: a relay or an outsider sees blocks of one size class, nothing more.
+
+use std::collections::HashMap;
+
+use rand_core::CryptoRngCore;
+
+use super::{Account, ClientError};
+use crate::envelope::{ContentKind, Envelope};
+use crate::identity::{IdentityError, IdentityState, Kind, Role};
+use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
+use crate::offchain::{
+    Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch, SegmentTree,
+};
+use crate::store::BlockStore;
+use crate::walytis::{Anchored, Author, BlockId, Position};
+
+impl<S: BlockStore + ContentStore + Clone> Account<S> {
+    /// Posts a new record to an open bound chain: `content` sealed under the identity's
+    /// current epoch into the content store, its commitment in a version block (queued like
+    /// any write). Returns the record's ID.
+    pub async fn post(
+        &mut self,
+        chain: &BlockId,
+        content: &[u8],
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<RecordId, ClientError> {
+        let commitment = self
+            .store_content(chain, content, media_type, time, rng)
+            .await?;
+        self.write_version(chain, VersionOp::create(commitment), time, rng)
+            .await
+    }
+
+    /// Edits a record this device's person wrote: the new content becomes its current
+    /// version, having seen every current head (so it also resolves conflicts).
+    pub async fn edit(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+        content: &[u8],
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let view = self.live_record(chain, record).await?;
+        if view.author != self.person() {
+            return Err(ClientError::NotTheAuthor(*record));
+        }
+        let commitment = self
+            .store_content(chain, content, media_type, time, rng)
+            .await?;
+        let op = VersionOp::edit(*record, heads(&view), commitment);
+        self.write_version(chain, op, time, rng).await
+    }
+
+    /// Deletes a record (its author's person, or an admin). With `erase`, every replica also
+    /// drops the content of every version and refuses to serve it again; the history keeps
+    /// who did what, and says "erased".
+    pub async fn delete(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+        erase: bool,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let view = self.live_record(chain, record).await?;
+        if view.author != self.person() && !self.is_admin() {
+            return Err(ClientError::NotPermitted(*record));
+        }
+        let op = VersionOp::delete(*record, heads(&view), erase);
+        let id = self.write_version(chain, op, time, rng).await?;
+        if erase {
+            self.records_of(chain).await?;
+        }
+        Ok(id)
+    }
+
+    /// Every version of an open bound chain that this device can read, folded into records
+    /// (see [`Records`]). Content of erased records is erased from the store on the way.
+    pub async fn records_of(&mut self, chain: &BlockId) -> Result<Records, ClientError> {
+        let messages = self.messages_of(chain).await?;
+        let mut authority: HashMap<(Vec<BlockId>, Author), Option<Authority>> = HashMap::new();
+        let mut states: HashMap<Vec<BlockId>, Option<IdentityState>> = HashMap::new();
+        let mut records = Records::new();
+        for message in messages {
+            let Ok(envelope) = message.content else {
+                continue;
+            };
+            if envelope.kind != ContentKind::Version {
+                continue;
+            }
+            // A version that does not decode is a newer client's or a broken one: not shown.
+            let Ok(op) = VersionOp::decode(&envelope.payload) else {
+                continue;
+            };
+            let block = message.block;
+            let anchor = Anchored::parse(&block)
+                .map_err(|e| IdentityError::Malformed(e.to_string()))?
+                .anchor;
+            let author = block.author();
+            let key = (anchor, author);
+            if !authority.contains_key(&key) {
+                if !states.contains_key(&key.0) {
+                    let state = self.state_at(&key.0).await?;
+                    states.insert(key.0.clone(), state);
+                }
+                let found = states
+                    .get(&key.0)
+                    .and_then(Option::as_ref)
+                    .and_then(|state| person_and_admin(state, &author));
+                authority.insert(key.clone(), found);
+            }
+            let Some(Some((person, admin))) = authority.get(&key) else {
+                continue;
+            };
+            records.insert(Version {
+                position: Position {
+                    height: block.height(),
+                    id: block.id(),
+                },
+                author,
+                person: person.clone(),
+                admin: *admin,
+                time: block.time(),
+                op,
+            });
+        }
+        erase_contents(&records, self.identity.chain().store()).await?;
+        Ok(records)
+    }
+
+    /// One record of an open bound chain, `None` if this device holds no create of it.
+    pub async fn record_of(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+    ) -> Result<Option<RecordView>, ClientError> {
+        Ok(self.records_of(chain).await?.record(record))
+    }
+
+    /// The fetch of a content, resumed from what the store holds: its status, and what to ask
+    /// peers for next.
+    pub async fn fetch(&self, commitment: &Commitment) -> Result<Fetch, ClientError> {
+        Ok(Fetch::resume(commitment.clone(), self.identity.chain().store()).await?)
+    }
+
+    /// A content of a bound chain, opened: every segment checked against the commitment and
+    /// decrypted. Fails with [`ClientError::ContentUnavailable`] while it is not all here (or
+    /// once erased).
+    pub async fn content(
+        &self,
+        chain: &BlockId,
+        commitment: &Commitment,
+    ) -> Result<Vec<u8>, ClientError> {
+        let fetch = self.fetch(commitment).await?;
+        let status = fetch.status();
+        let tree = match (status, fetch.tree()) {
+            (ContentStatus::Available, Some(tree)) => tree.clone(),
+            _ => return Err(ClientError::ContentUnavailable(status)),
+        };
+        let store = self.identity.chain().store();
+        let reader = self.identity.with_epoch_key(&commitment.epoch, |key| {
+            ContentReader::new(key, chain, commitment.clone(), tree)
+                .map_err(|e| IdentityError::Malformed(e.to_string()))
+        })?;
+        let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
+        for index in 0..commitment.segments() {
+            let sealed = store
+                .segment(&commitment.root, index)
+                .await?
+                .ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
+            content.extend(reader.open(index, &sealed)?);
+        }
+        Ok(content)
+    }
+
+    /// Seals `content` for `chain` under the epoch this device writes under now, keeps its
+    /// tree and segments in the store, and returns its commitment.
+    async fn store_content(
+        &mut self,
+        chain: &BlockId,
+        content: &[u8],
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Commitment, ClientError> {
+        if !self.bound.contains_key(chain) {
+            return Err(ClientError::ChainNotOpen(*chain));
+        }
+        let before = self.begin().await?;
+        let epoch = self.identity.writing_epoch(time, rng).await;
+        // A rekey made on the way is published before the version anchored on it.
+        self.queue_identity_since(before).await?;
+        let epoch = epoch?;
+        let (commitment, tree, sealed): (Commitment, SegmentTree, Vec<Vec<u8>>) =
+            self.identity.with_epoch_key(&epoch, |key| {
+                ContentWriter::seal_all(key, epoch, chain, media_type, content, rng)
+                    .map_err(|e| IdentityError::Malformed(e.to_string()))
+            })?;
+        let store = self.identity.chain().store();
+        store.put_tree(&commitment.root, tree.leaves()).await?;
+        for (index, segment) in sealed.iter().enumerate() {
+            let index = u32::try_from(index).map_err(|_| {
+                ClientError::Content(crate::offchain::OffchainError::Shape("too many segments"))
+            })?;
+            store.put_segment(&commitment.root, index, segment).await?;
+        }
+        Ok(commitment)
+    }
+
+    async fn write_version(
+        &mut self,
+        chain: &BlockId,
+        op: VersionOp,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let envelope = Envelope {
+            kind: ContentKind::Version,
+            target: op.record,
+            payload: op.encode(),
+        };
+        self.write_to(chain, &envelope, Vec::new(), time, rng).await
+    }
+
+    /// A record that exists and is not deleted.
+    async fn live_record(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+    ) -> Result<RecordView, ClientError> {
+        let view = self
+            .record_of(chain, record)
+            .await?
+            .ok_or(ClientError::NoSuchRecord(*record))?;
+        if view.deleted.is_some() {
+            return Err(ClientError::RecordDeleted(*record));
+        }
+        Ok(view)
+    }
+
+    /// The identity's state at `anchor` (the identity leaves a bound block names), `None` if
+    /// this store lacks some of it.
+    async fn state_at(&self, anchor: &[BlockId]) -> Result<Option<IdentityState>, ClientError> {
+        let ancestry = self
+            .identity
+            .chain()
+            .ancestry_of(anchor)
+            .await
+            .map_err(IdentityError::from)?;
+        match ancestry {
+            Ok(blocks) => Ok(Some(IdentityState::resolve(&blocks)?)),
+            Err(_missing) => Ok(None),
+        }
+    }
+
+    /// The DID of the person this device writes as.
+    fn person(&self) -> String {
+        let state = self.identity.state();
+        let me = Author::of(self.identity.device().signing().as_dalek());
+        person_and_admin(state, &me).map_or_else(|| state.did(), |(person, _)| person)
+    }
+
+    /// Whether this device's member administers the identity now.
+    fn is_admin(&self) -> bool {
+        let me = Author::of(self.identity.device().signing().as_dalek());
+        person_and_admin(self.identity.state(), &me).is_some_and(|(_, admin)| admin)
+    }
+}
+
+/// A version author's person DID and whether its member is an admin.
+type Authority = (String, bool);
+
+/// The person a device key writes as in `state` (the identity itself for a person's own
+/// chains, the member for a group) and whether its member is an admin.
+fn person_and_admin(state: &IdentityState, author: &Author) -> Option<Authority> {
+    let (member, _device) = state.signer(author.key_bytes())?;
+    let admin = state.member(member)?.role == Role::Admin;
+    let person = match state.kind() {
+        Kind::Person => state.did(),
+        Kind::Group => member.to_owned(),
+    };
+    Some((person, admin))
+}
+
+/// The versions an edit or delete names as seen: every head of the record.
+fn heads(view: &RecordView) -> Vec<BlockId> {
+    view.current
+        .into_iter()
+        .chain(view.conflicts.iter().copied())
+        .collect()
+}

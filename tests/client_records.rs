@@ -1,0 +1,581 @@
+//! Records natively, through the client layer: devices on separate stores post, edit and
+//! delete private content; blocks travel through outboxes and content through the
+//! transfer core (`Fetch` asking, `serve` answering), as the shell will carry them. Each
+//! scenario asserts what a device shows, and what its store holds.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::client::{deliver, join, new_person, Device, T0};
+use endra::client::ClientError;
+use endra::mutability::{RecordId, VersionKind};
+use endra::offchain::{
+    serve, Commitment, ContentRequest, ContentResponse, ContentStatus, ContentStore, OffchainError,
+    TransferError,
+};
+use endra::store::MemoryStore;
+use endra::walytis::BlockId;
+use futures_executor::block_on;
+use rand_core::{OsRng, RngCore};
+
+fn store(device: &Device) -> &MemoryStore {
+    device.identity().chain().store()
+}
+
+/// Fetches `commitment`'s content into `to` from `from`, at most `limit` answers; returns
+/// the sealed bytes fetched and the statuses seen after each answer.
+async fn transfer(
+    from: &Device,
+    to: &Device,
+    commitment: &Commitment,
+    limit: usize,
+) -> (u64, Vec<ContentStatus>) {
+    let mut fetch = to.fetch(commitment).await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..limit {
+        let Some(request) = fetch.next_request() else {
+            break;
+        };
+        let response = serve(&request, store(from)).await.unwrap();
+        assert!(fetch.accept(&request, response, store(to)).await.unwrap());
+        statuses.push(fetch.status());
+    }
+    (fetch.fetched_bytes(), statuses)
+}
+
+/// The current content of `record` as `device` shows it, fetched from `from` first.
+async fn current_text(
+    device: &mut Device,
+    from: &Device,
+    chain: &BlockId,
+    record: &RecordId,
+) -> String {
+    let view = device.record_of(chain, record).await.unwrap().unwrap();
+    let content = view.content.expect("a live record");
+    transfer(from, device, &content, usize::MAX).await;
+    String::from_utf8(device.content(chain, &content).await.unwrap()).unwrap()
+}
+
+/// Ada's laptop and phone, on one default chain.
+async fn two_devices() -> (Device, Device, BlockId) {
+    let mut laptop = new_person().await;
+    laptop.take_outbox();
+    let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
+    let chain = laptop.default_chain().unwrap();
+    let genesis = laptop
+        .bound_chain(&chain)
+        .unwrap()
+        .chain()
+        .block(&chain)
+        .await
+        .unwrap()
+        .unwrap()
+        .block;
+    phone.join_chain(genesis).await.unwrap();
+    (laptop, phone, chain)
+}
+
+#[test]
+fn a_post_reaches_the_other_device_as_a_block_and_its_content_only_through_a_transfer() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let record = laptop
+            .post(
+                &chain,
+                b"hello from the laptop",
+                "text/plain",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+
+        let view = phone.record_of(&chain, &record).await.unwrap().unwrap();
+        let content = view.content.clone().unwrap();
+        assert_eq!(content.media_type, "text/plain");
+        assert_eq!(content.size, 21);
+        // The block carries the commitment, not the content: nothing to show yet.
+        assert_eq!(
+            phone.fetch(&content).await.unwrap().status(),
+            ContentStatus::Missing
+        );
+        assert!(matches!(
+            phone.content(&chain, &content).await,
+            Err(ClientError::ContentUnavailable(ContentStatus::Missing))
+        ));
+        // No block of the chain holds the plaintext, sealed or not.
+        for entry in laptop
+            .bound_chain(&chain)
+            .unwrap()
+            .chain()
+            .blocks(Default::default())
+            .await
+            .unwrap()
+        {
+            let bytes = entry.block.bytes();
+            assert!(!bytes
+                .windows(16)
+                .any(|w| b"hello from the laptop".windows(16).any(|p| p == w)));
+        }
+        let (fetched, statuses) = transfer(&laptop, &phone, &content, usize::MAX).await;
+        assert_eq!(statuses.last(), Some(&ContentStatus::Available));
+        assert_eq!(fetched, 21 + 16, "one sealed segment");
+        assert_eq!(
+            phone.content(&chain, &content).await.unwrap(),
+            b"hello from the laptop"
+        );
+        assert_eq!(view.author, laptop.identity().did());
+        assert_eq!(view.history.len(), 1);
+        assert_eq!(view.history[0].kind, VersionKind::Create);
+    });
+}
+
+#[test]
+fn both_devices_of_the_author_edit_concurrent_edits_conflict_and_a_merge_resolves_them() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let record = laptop
+            .post(&chain, b"v1", "text/plain", T0 + 20, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        phone
+            .edit(
+                &chain,
+                &record,
+                b"v2 from the phone",
+                "text/plain",
+                T0 + 21,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        laptop
+            .edit(
+                &chain,
+                &record,
+                b"v2 from the laptop",
+                "text/plain",
+                T0 + 22,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&phone.take_outbox(), &mut [&mut laptop]).await;
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let on_laptop = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        let on_phone = phone.record_of(&chain, &record).await.unwrap().unwrap();
+        assert_eq!(on_laptop, on_phone, "both show the same record");
+        assert_eq!(
+            on_laptop.conflicts.len(),
+            1,
+            "two concurrent edits: one conflict"
+        );
+        assert_eq!(on_laptop.history.len(), 3);
+
+        phone
+            .edit(
+                &chain,
+                &record,
+                b"v3 merged",
+                "text/plain",
+                T0 + 30,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&phone.take_outbox(), &mut [&mut laptop]).await;
+        let view = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        assert!(view.conflicts.is_empty(), "the phone's edit saw both heads");
+        assert_eq!(
+            current_text(&mut laptop, &phone, &chain, &record).await,
+            "v3 merged"
+        );
+        assert_eq!(
+            view,
+            phone.record_of(&chain, &record).await.unwrap().unwrap()
+        );
+    });
+}
+
+#[test]
+fn an_erasing_delete_empties_every_store_of_the_record_and_nobody_serves_it_again() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let record = laptop
+            .post(
+                &chain,
+                b"something regretted",
+                "text/plain",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        laptop
+            .edit(
+                &chain,
+                &record,
+                b"something regretted, edited",
+                "text/plain",
+                T0 + 21,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let view = phone.record_of(&chain, &record).await.unwrap().unwrap();
+        let roots: Vec<Commitment> = view
+            .history
+            .iter()
+            .filter_map(|h| h.content.clone())
+            .collect();
+        assert_eq!(roots.len(), 2);
+        for content in &roots {
+            transfer(&laptop, &phone, content, usize::MAX).await;
+        }
+
+        phone
+            .delete(&chain, &record, true, T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&phone.take_outbox(), &mut [&mut laptop]).await;
+        for device in [&mut laptop, &mut phone] {
+            let view = device.record_of(&chain, &record).await.unwrap().unwrap();
+            assert!(view.erased);
+            assert_eq!(view.current, None);
+            let kinds: Vec<VersionKind> = view.history.iter().map(|h| h.kind).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    VersionKind::Create,
+                    VersionKind::Edit,
+                    VersionKind::Delete { erase: true }
+                ],
+                "the history keeps every version, deleted ones included"
+            );
+            assert!(view.history.iter().all(|h| h.content.is_none()));
+        }
+        for content in &roots {
+            for device in [&laptop, &phone] {
+                assert!(store(device).held(&content.root).await.unwrap().is_empty());
+                assert_eq!(
+                    serve(&ContentRequest::Segment(content.root, 0), store(device))
+                        .await
+                        .unwrap(),
+                    ContentResponse::Erased
+                );
+                assert_eq!(
+                    device.fetch(content).await.unwrap().status(),
+                    ContentStatus::Erased
+                );
+            }
+        }
+        assert!(matches!(
+            laptop
+                .edit(&chain, &record, b"again", "text/plain", T0 + 40, &mut OsRng)
+                .await,
+            Err(ClientError::RecordDeleted(_))
+        ));
+    });
+}
+
+#[test]
+fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_resumes() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let mut file = vec![0u8; 5 * 1024 * 1024 + 123];
+        OsRng.fill_bytes(&mut file);
+        let record = laptop
+            .post(
+                &chain,
+                &file,
+                "application/octet-stream",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let content = phone
+            .record_of(&chain, &record)
+            .await
+            .unwrap()
+            .unwrap()
+            .content
+            .unwrap();
+        // The tree and 30 segments, then the transfer stops (a reload, say).
+        let (first, statuses) = transfer(&laptop, &phone, &content, 31).await;
+        let mut last = 0;
+        for status in &statuses[1..] {
+            let ContentStatus::Fetching { done, total } = *status else {
+                panic!("{status:?}");
+            };
+            assert!(done > last, "progress only grows");
+            assert_eq!(total, content.size + 81 * 16);
+            last = done;
+        }
+        assert!(matches!(
+            phone.content(&chain, &content).await,
+            Err(ClientError::ContentUnavailable(_))
+        ));
+        // A new fetch starts from the verified segments already stored.
+        let (rest, statuses) = transfer(&laptop, &phone, &content, usize::MAX).await;
+        assert_eq!(statuses.last(), Some(&ContentStatus::Available));
+        assert_eq!(
+            first + rest,
+            content.size + 81 * 16,
+            "no segment fetched twice"
+        );
+        assert_eq!(phone.content(&chain, &content).await.unwrap(), file);
+    });
+}
+
+#[test]
+fn a_peer_serving_a_tampered_segment_is_caught_and_nothing_of_it_is_kept() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let record = laptop
+            .post(
+                &chain,
+                &[7u8; 100_000],
+                "application/octet-stream",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let content = phone
+            .record_of(&chain, &record)
+            .await
+            .unwrap()
+            .unwrap()
+            .content
+            .unwrap();
+        let mut fetch = phone.fetch(&content).await.unwrap();
+        let tree = fetch.next_request().unwrap();
+        let answer = serve(&tree, store(&laptop)).await.unwrap();
+        // A forged tree first: refused.
+        let ContentResponse::Tree(mut leaves) = answer.clone() else {
+            panic!()
+        };
+        leaves[0][0] ^= 1;
+        assert_eq!(
+            fetch
+                .accept(&tree, ContentResponse::Tree(leaves), store(&phone))
+                .await,
+            Err(TransferError::Content(OffchainError::TreeMismatch))
+        );
+        assert!(fetch.accept(&tree, answer, store(&phone)).await.unwrap());
+        let segment = fetch.next_request().unwrap();
+        let ContentResponse::Segment(mut bytes) = serve(&segment, store(&laptop)).await.unwrap()
+        else {
+            panic!()
+        };
+        bytes[10] ^= 1;
+        assert_eq!(
+            fetch
+                .accept(&segment, ContentResponse::Segment(bytes), store(&phone))
+                .await,
+            Err(TransferError::Content(OffchainError::SegmentMismatch {
+                index: 0
+            }))
+        );
+        assert!(store(&phone).held(&content.root).await.unwrap().is_empty());
+        // Another peer (the honest laptop) completes it.
+        transfer(&laptop, &phone, &content, usize::MAX).await;
+        assert_eq!(
+            phone.content(&chain, &content).await.unwrap(),
+            vec![7u8; 100_000]
+        );
+    });
+}
+
+#[test]
+fn a_removed_device_cannot_open_content_posted_after_its_removal() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let phone_did = phone.identity().device().did().to_owned();
+        laptop
+            .remove(&phone_did, T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        let record = laptop
+            .post(
+                &chain,
+                b"after the phone was stolen",
+                "text/plain",
+                T0 + 40,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        // The thief gets every block and every byte of the content.
+        let outbox = laptop.take_outbox();
+        for publication in &outbox {
+            phone
+                .receive(
+                    &publication.chain,
+                    publication.blocks.iter().map(|b| b.bytes()),
+                )
+                .await
+                .unwrap();
+        }
+        assert!(!phone.identity().is_current_device());
+        let view = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        let content = view.content.unwrap();
+        transfer(&laptop, &phone, &content, usize::MAX).await;
+        assert_eq!(
+            phone.fetch(&content).await.unwrap().status(),
+            ContentStatus::Available
+        );
+        assert!(
+            phone.content(&chain, &content).await.is_err(),
+            "the removed device holds the sealed bytes but no key opens them"
+        );
+        // And it cannot post or edit any more.
+        assert!(phone
+            .post(&chain, b"thief", "text/plain", T0 + 50, &mut OsRng)
+            .await
+            .is_err());
+    });
+}
+
+#[test]
+fn in_a_group_only_the_author_edits_an_admin_deletes_and_forged_versions_change_nothing() {
+    use common::identity::{genesis, group_founded_by, join_group, keys_of, replica_for};
+    use endra::client::Account;
+    use endra::envelope::{ContentKind, Envelope};
+    use endra::mutability::{Refusal, VersionOp};
+
+    block_on(async {
+        let ada = common::identity::new_person("Ada").await;
+        let bob = common::identity::new_person("Bob").await;
+        let mut ada_group = group_founded_by(&ada, "Team").await;
+        let mut bob_group = replica_for(&bob, &genesis(&ada_group).await).await;
+        join_group(&mut ada_group, &bob, &mut bob_group).await;
+        let group = ada_group.chain().id();
+        let chain = ada_group.default_chain().unwrap();
+        let mut ada = Account::open(ada.chain().store().clone(), group, keys_of(&ada))
+            .await
+            .unwrap();
+        let mut bob = Account::open(bob.chain().store().clone(), group, keys_of(&bob))
+            .await
+            .unwrap();
+        ada.open_chain(chain).await.unwrap();
+        bob.open_chain(chain).await.unwrap();
+
+        let bobs = bob
+            .post(&chain, b"Bob's message", "text/plain", T0 + 100, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&bob.take_outbox(), &mut [&mut ada]).await;
+        let adas = ada
+            .post(&chain, b"Ada's message", "text/plain", T0 + 101, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&ada.take_outbox(), &mut [&mut bob]).await;
+        assert_eq!(
+            current_text(&mut ada, &bob, &chain, &bobs).await,
+            "Bob's message"
+        );
+
+        // Refused locally with a typed error…
+        assert!(matches!(
+            ada.edit(
+                &chain,
+                &bobs,
+                b"Ada's words now",
+                "text/plain",
+                T0 + 110,
+                &mut OsRng
+            )
+            .await,
+            Err(ClientError::NotTheAuthor(_))
+        ));
+        assert!(matches!(
+            bob.delete(&chain, &adas, false, T0 + 110, &mut OsRng).await,
+            Err(ClientError::NotPermitted(_))
+        ));
+        // …and written anyway by modified clients, refused by every replica.
+        let view = ada.record_of(&chain, &bobs).await.unwrap().unwrap();
+        let forged_edit = Envelope {
+            kind: ContentKind::Version,
+            target: Some(bobs),
+            payload: VersionOp::edit(bobs, vec![bobs], view.content.clone().unwrap()).encode(),
+        };
+        let forged_edit = ada
+            .write_to(&chain, &forged_edit, vec![], T0 + 111, &mut OsRng)
+            .await
+            .unwrap();
+        let forged_delete = Envelope {
+            kind: ContentKind::Version,
+            target: Some(adas),
+            payload: VersionOp::delete(adas, vec![adas], true).encode(),
+        };
+        let forged_delete = bob
+            .write_to(&chain, &forged_delete, vec![], T0 + 112, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&ada.take_outbox(), &mut [&mut bob]).await;
+        deliver(&bob.take_outbox(), &mut [&mut ada]).await;
+        for device in [&mut ada, &mut bob] {
+            let bobs_view = device.record_of(&chain, &bobs).await.unwrap().unwrap();
+            assert_eq!(
+                bobs_view.current,
+                Some(bobs),
+                "the forged edit changed nothing"
+            );
+            assert_eq!(
+                bobs_view.refused,
+                vec![(forged_edit, Refusal::NotTheAuthor)]
+            );
+            let adas_view = device.record_of(&chain, &adas).await.unwrap().unwrap();
+            assert_eq!(adas_view.deleted, None, "the forged delete changed nothing");
+            assert!(!adas_view.erased);
+            assert_eq!(
+                adas_view.refused,
+                vec![(forged_delete, Refusal::NotPermitted)]
+            );
+        }
+        // Nothing was erased: Ada's content is still held.
+        let adas_content = ada
+            .record_of(&chain, &adas)
+            .await
+            .unwrap()
+            .unwrap()
+            .content
+            .unwrap();
+        assert_eq!(store(&ada).held(&adas_content.root).await.unwrap(), vec![0]);
+
+        // Ada administers the group: her delete of Bob's message is honoured everywhere.
+        let delete = ada
+            .delete(&chain, &bobs, false, T0 + 120, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&ada.take_outbox(), &mut [&mut bob]).await;
+        for device in [&mut ada, &mut bob] {
+            let view = device.record_of(&chain, &bobs).await.unwrap().unwrap();
+            assert_eq!(view.deleted, Some(delete));
+            assert_eq!(view.current, None);
+            assert_eq!(view.author, bob_did(device));
+        }
+    });
+}
+
+/// Bob's person DID: the author of his records in the group.
+fn bob_did(device: &Device) -> String {
+    device
+        .identity()
+        .state()
+        .members()
+        .keys()
+        .find(|did| {
+            device.identity().state().member(did).unwrap().role != endra::identity::Role::Admin
+        })
+        .unwrap()
+        .clone()
+}
