@@ -17,7 +17,7 @@ use endra::net::{
     native_swarm_with_webrtc, new_webrtc_certificate, Limits, Node, NodeConfig, NodeEvent,
     WebRtcCertificate,
 };
-use endra::store::{BlockStore, MemoryStore, RedbStore};
+use endra::store::{MemoryStore, RedbStore};
 use futures::StreamExt;
 use libp2p::{identity, Multiaddr};
 
@@ -190,7 +190,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
 }
 
-async fn serve<S: BlockStore + Clone + 'static>(
+async fn serve<S: endra::net::NodeStore + 'static>(
     config: Config,
     node_config: NodeConfig,
     swarm: libp2p::Swarm<endra::net::Behaviour>,
@@ -252,7 +252,11 @@ async fn serve<S: BlockStore + Clone + 'static>(
                                 .field("peers", connections);
                             println!("{line}");
                         }
-                        Some(NodeEvent::ChainPeer { .. } | NodeEvent::Synced { .. }) => {}
+                        Some(
+                            NodeEvent::ChainPeer { .. }
+                            | NodeEvent::Synced { .. }
+                            | NodeEvent::Content { .. },
+                        ) => {}
                         None => return Err("the network node stopped".to_string()),
                     },
                     signal = &mut shutdown => {

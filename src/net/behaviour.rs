@@ -11,7 +11,9 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, identity, ping, relay, rendezvous, request_response};
 use sha2::{Digest, Sha256};
 
-use super::protocol::{PeeredCodec, SyncCodec, PEERED_PROTOCOL, PROTOCOL};
+use super::protocol::{
+    ContentCodec, PeeredCodec, SyncCodec, CONTENT_PROTOCOL, PEERED_PROTOCOL, PROTOCOL,
+};
 use super::{NetError, NodeConfig};
 
 /// The behaviours every Endra node runs.
@@ -36,6 +38,8 @@ pub struct Behaviour {
     /// Rendezvous registrations shared between peered relays: relays answer (their own
     /// registrations to peer relays, their peer relays' to clients), clients ask.
     pub(super) peered: request_response::Behaviour<PeeredCodec>,
+    /// Offchain content served to and fetched from peers (`/endra/content/1`).
+    pub(super) content: request_response::Behaviour<ContentCodec>,
     /// Raw streams: `/endra/session/1` ([`super::session`]) runs over them.
     pub(super) streams: libp2p_stream::Behaviour,
 }
@@ -131,6 +135,13 @@ impl Behaviour {
                 (!config.relay_server).then(|| rendezvous::client::Behaviour::new(key.clone())),
             ),
             peered,
+            content: request_response::Behaviour::with_codec(
+                ContentCodec,
+                [(CONTENT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(64),
+            ),
             streams: libp2p_stream::Behaviour::new(),
         })
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 
+use crate::offchain::{ContentRoot, ContentStatus, TransferError};
 #[cfg(doc)]
 use crate::walytis::{sync::Sync, Chain};
 use crate::walytis::{BlockId, ChainError, Entry};
@@ -37,6 +38,9 @@ pub enum NetError {
     /// signs none.
     #[error("this node has no device key: it relays blocks but cannot write them")]
     NoDeviceKey,
+    /// Fetching offchain content failed for good (erased, or the store failed).
+    #[error(transparent)]
+    Content(#[from] TransferError),
 }
 
 /// Options of a node.
@@ -132,6 +136,16 @@ pub enum NodeEvent {
     Synced {
         /// The chain.
         chain: BlockId,
+    },
+    /// A content being fetched got a verified tree or segment (see
+    /// [`super::NodeHandle::fetch_content`]).
+    Content {
+        /// The chain the content belongs to.
+        chain: BlockId,
+        /// The content's root.
+        root: ContentRoot,
+        /// Where it stands now: fetching with bytes done of total, or available.
+        status: ContentStatus,
     },
     /// A peer of a chain joined or left.
     ChainPeer {

@@ -8,14 +8,14 @@ use libp2p::{rendezvous, request_response, Multiaddr, PeerId};
 use super::logline::LogLine;
 use super::peering;
 use super::protocol::{Found, Lookup};
-use super::{log, NetError, Node};
-use crate::store::BlockStore;
+use super::{log, NetError, Node, NodeStore};
+
 use crate::walytis::BlockId;
 
 /// How often rendezvous registrations (valid two hours) are renewed.
 pub(super) const REGISTRATION_RENEWAL_MS: u64 = 30 * 60 * 1000;
 
-impl<S: BlockStore + Clone> Node<S> {
+impl<S: NodeStore> Node<S> {
     /// Dials the lost relays whose backoff step came.
     pub(super) fn redial_due(&mut self) {
         let now = self.now();

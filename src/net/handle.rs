@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::NetError;
 #[cfg(doc)]
 use super::{session, NodeEvent};
+use crate::offchain::{Commitment, ContentStatus};
 use crate::walytis::{Block, BlockId, Entry};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -34,6 +35,11 @@ pub(super) enum Command {
     AddExternal(Multiaddr),
     Peers(BlockId, Reply<Vec<PeerId>>),
     Synced(BlockId, Reply<bool>),
+    FetchContent {
+        chain: BlockId,
+        commitment: Commitment,
+        reply: Reply<ContentStatus>,
+    },
     Reconnect,
     Offline,
     Stop(Reply<()>),
@@ -156,5 +162,23 @@ impl NodeHandle {
     /// is still being joined or is not open.
     pub async fn is_synced(&self, chain: BlockId) -> Result<bool, NetError> {
         self.call(|reply| Command::Synced(chain, reply)).await
+    }
+
+    /// Fetches the content `commitment` names (of a private block of `chain`) from the
+    /// chain's peers into the store, resuming from the verified segments it holds: resolves
+    /// once it is all here ([`ContentStatus::Available`]), however long that takes — peers
+    /// are asked in rounds with backoff until one has it. [`NodeEvent::Content`] reports each
+    /// verified piece. Fails for erased content, or when the store fails.
+    pub async fn fetch_content(
+        &self,
+        chain: BlockId,
+        commitment: Commitment,
+    ) -> Result<ContentStatus, NetError> {
+        self.call(|reply| Command::FetchContent {
+            chain,
+            commitment,
+            reply,
+        })
+        .await
     }
 }

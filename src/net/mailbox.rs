@@ -7,12 +7,12 @@ use libp2p::PeerId;
 
 use super::logline::LogLine;
 use super::protocol::Envelope;
-use super::{log, Node};
-use crate::store::BlockStore;
+use super::{log, Node, NodeStore};
+
 use crate::walytis::sync::Message;
 use crate::walytis::{Block, BlockId};
 
-impl<S: BlockStore + Clone> Node<S> {
+impl<S: NodeStore> Node<S> {
     /// Asks a peer for a chain's genesis block (the chain ID is the genesis ID).
     pub(super) fn request_genesis(&mut self, peer: PeerId, chain: BlockId) {
         let want = Message::Want {

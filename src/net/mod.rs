@@ -24,6 +24,8 @@
 //! - `peer_index.rs`: the core's peer numbers ↔ libp2p peer IDs, forgotten on disconnect;
 //! - `mailbox.rs`: the relay's replica of every subscribed chain, and joining a chain from
 //!   its genesis;
+//! - `content.rs`: offchain content served to peers and fetched from a chain's peers
+//!   (`/endra/content/1`);
 //! - `transport.rs`: the native and browser swarm builders (and WebRTC certificates).
 //!
 //! [`Sync`]: crate::walytis::sync::Sync
@@ -35,6 +37,7 @@
 
 mod behaviour;
 mod config;
+mod content;
 mod discovery;
 mod handle;
 pub mod ip_limit;
@@ -66,6 +69,12 @@ pub use transport::{native_swarm_with_webrtc, new_webrtc_certificate};
 pub use libp2p_webrtc::tokio::Certificate as WebRtcCertificate;
 
 use logline::LogLine;
+
+/// What a node keeps chains and content in: a block store that is also a content store
+/// (memory, redb and IndexedDB are both).
+pub trait NodeStore: crate::store::BlockStore + crate::offchain::ContentStore + Clone {}
+
+impl<S: crate::store::BlockStore + crate::offchain::ContentStore + Clone> NodeStore for S {}
 
 /// One structured line to standard error (native) or the console (browser).
 fn log(line: LogLine) {

@@ -12,6 +12,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
+use super::content::Fetching;
 use super::discovery::{circuit_relay, REGISTRATION_RENEWAL_MS};
 use super::handle::Command;
 use super::logline::LogLine;
@@ -19,8 +20,10 @@ use super::peer_index::PeerIndex;
 use super::peering::Peering;
 use super::protocol::{Found, PEERED_PROTOCOL};
 use super::redial::Redial;
-use super::{log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle};
-use crate::store::BlockStore;
+use super::{
+    log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle, NodeStore,
+};
+use crate::offchain::ContentRoot;
 use crate::walytis::sync::{Input, Peer, Sync};
 use crate::walytis::{BlockId, Rules};
 
@@ -33,7 +36,7 @@ pub(super) struct Joining {
 }
 
 /// The node task: owns the swarm and the sync state of each open chain.
-pub struct Node<S: BlockStore + Clone> {
+pub struct Node<S: NodeStore> {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) store: S,
     /// The kinds of chain this node opens (see [`crate::walytis::Rules`]).
@@ -66,13 +69,19 @@ pub struct Node<S: BlockStore + Clone> {
     /// Lookups this relay sent to its peer relays, by request.
     pub(super) peering_asks:
         HashMap<request_response::OutboundRequestId, (PeerId, rendezvous::Namespace)>,
+    /// Offchain content being fetched, by root.
+    pub(super) fetches: HashMap<ContentRoot, Fetching>,
+    /// Which fetch each content request in flight belongs to.
+    pub(super) content_asks: HashMap<request_response::OutboundRequestId, ContentRoot>,
+    /// Peers that served content that did not verify: never asked again.
+    pub(super) content_struck: std::collections::HashSet<PeerId>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) events: mpsc::UnboundedSender<NodeEvent>,
     pub(super) started: web_time::Instant,
     pub(super) jitter: u64,
 }
 
-impl<S: BlockStore + Clone> Node<S> {
+impl<S: NodeStore> Node<S> {
     /// A node over an already built swarm, without a device key: it syncs, stores and relays
     /// blocks (a relay); give it a key with [`Node::with_device_key`] to write. Every chain
     /// it opens is held to `rules` (an Endra node passes [`crate::identity::rules`]). Returns
@@ -114,6 +123,9 @@ impl<S: BlockStore + Clone> Node<S> {
             peering: Peering::new(fresh_ms),
             peering_asks: HashMap::new(),
             announced_at: 0,
+            fetches: HashMap::new(),
+            content_asks: HashMap::new(),
+            content_struck: std::collections::HashSet::new(),
             commands,
             events,
             started: web_time::Instant::now(),
@@ -203,6 +215,7 @@ impl<S: BlockStore + Clone> Node<S> {
                     }
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
+                    self.retry_fetches();
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
             }
@@ -316,6 +329,11 @@ impl<S: BlockStore + Clone> Node<S> {
                 let topic = IdentTopic::new(chain.to_string()).hash();
                 let _ = reply.send(Ok(self.topic_peers(&topic)));
             }
+            Command::FetchContent {
+                chain,
+                commitment,
+                reply,
+            } => self.fetch_content(chain, commitment, reply).await,
             Command::Synced(chain, reply) => {
                 let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
                 let _ = reply.send(Ok(synced));
@@ -441,6 +459,7 @@ impl<S: BlockStore + Clone> Node<S> {
                 self.on_rendezvous_server(event);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Peered(event)) => self.on_peered(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Content(event)) => self.on_content(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Discovery(
                 rendezvous::client::Event::Discovered { registrations, .. },

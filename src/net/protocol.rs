@@ -7,6 +7,10 @@
 //!
 //! `/endra/rendezvous/peered/1` ([`PEERED_PROTOCOL`]): rendezvous registrations shared
 //! between peered relays.
+//!
+//! `/endra/content/1` ([`CONTENT_PROTOCOL`]): offchain content, a tree or a segment at a time
+//! (see [`crate::offchain::transfer`]). A request or response is `u32 length (big-endian) ‖
+//! its canonical CBOR`, each under its own limit.
 
 use std::io;
 
@@ -15,6 +19,8 @@ use libp2p::core::{PeerRecord, SignedEnvelope};
 use libp2p::rendezvous::Namespace;
 use libp2p::StreamProtocol;
 
+use crate::offchain::transfer::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+use crate::offchain::{ContentRequest, ContentResponse};
 use crate::walytis::sync::{Message, MAX_MESSAGE_BYTES};
 use crate::walytis::{BlockId, BLOCK_ID_LEN};
 
@@ -258,6 +264,99 @@ impl libp2p::request_response::Codec for PeeredCodec {
         io.write_all(&count.to_be_bytes()).await?;
         io.write_all(&frame).await?;
         io.close().await
+    }
+}
+
+/// `/endra/content/1`: offchain content fetched from a peer.
+pub const CONTENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/endra/content/1");
+
+/// The request-response codec of [`CONTENT_PROTOCOL`].
+#[derive(Debug, Clone, Default)]
+pub struct ContentCodec;
+
+/// Reads `u32 length ‖ bytes` of at most `max` bytes, growing the buffer as bytes arrive.
+async fn read_sized<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
+where
+    T: futures::AsyncRead + Unpin + Send,
+{
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(invalid(format_args!("content frame of {len} bytes")));
+    }
+    let mut frame = Vec::with_capacity(len.min(FRAME_PREALLOCATION));
+    io.take(len as u64).read_to_end(&mut frame).await?;
+    if frame.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("content frame ended after {} of {len} bytes", frame.len()),
+        ));
+    }
+    Ok(frame)
+}
+
+async fn write_sized<T>(io: &mut T, bytes: &[u8]) -> io::Result<()>
+where
+    T: futures::AsyncWrite + Unpin + Send,
+{
+    let len = u32::try_from(bytes.len()).map_err(invalid)?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for ContentCodec {
+    type Protocol = StreamProtocol;
+    type Request = ContentRequest;
+    type Response = ContentResponse;
+
+    async fn read_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<ContentRequest>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let frame = read_sized(io, MAX_REQUEST_BYTES).await?;
+        ContentRequest::decode(&frame).map_err(invalid)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<ContentResponse>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let frame = read_sized(io, MAX_RESPONSE_BYTES).await?;
+        ContentResponse::decode(&frame).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: ContentRequest,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_sized(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: ContentResponse,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_sized(io, &response.encode()).await
     }
 }
 

@@ -8,12 +8,12 @@ use libp2p::PeerId;
 use super::logline::LogLine;
 use super::node::Joining;
 use super::protocol::Envelope;
-use super::{log, NetError, Node, NodeEvent};
-use crate::store::BlockStore;
+use super::{log, NetError, Node, NodeEvent, NodeStore};
+
 use crate::walytis::sync::{Input, Message, Output, Sync, RECENT_BLOCKS};
 use crate::walytis::{Block, BlockId, Chain, ChainError, Entry, Judgement};
 
-impl<S: BlockStore + Clone> Node<S> {
+impl<S: NodeStore> Node<S> {
     /// Signs the blocks, pushes them to the chain's peers, then stores them: the store's
     /// write overlaps their trip instead of preceding it (see [`Sync::sign`]).
     pub(super) async fn append(

@@ -19,8 +19,9 @@
 //! - [`transfer`]: fetching content from peers, sans-IO ([`Fetch`], [`serve`]): resumed from
 //!   the verified segments held, every answer checked before it is kept.
 //!
-//! Not built yet: the transfer over libp2p (and inline push in the gossip message), the
-//! relay's content quota, the JS API (see the README).
+//! The libp2p shell carries [`transfer`] between peers (`crate::net`, `/endra/content/1`).
+//! Not built yet: the relay keeping content, inline push in the gossip message, the JS API
+//! (see the README).
 
 pub mod commitment;
 pub mod store;

@@ -16,8 +16,26 @@ use std::collections::BTreeSet;
 
 use super::commitment::{Commitment, SegmentTree};
 use super::store::{ContentRoot, ContentStore};
-use super::{OffchainError, SEGMENT_LEN, TAG_LEN};
+use super::{OffchainError, MAX_CONTENT_LEN, SEGMENT_LEN, TAG_LEN};
+use crate::cbor::{Reader, Writer};
 use crate::walytis::store::StoreError;
+
+/// The most leaves a tree may have: that of the largest content allowed.
+pub const MAX_LEAVES: usize = MAX_CONTENT_LEN.div_ceil(SEGMENT_LEN as u64) as usize;
+
+/// The largest encoded response: a full segment, or the largest tree, and a few bytes.
+pub const MAX_RESPONSE_BYTES: usize = {
+    let tree = MAX_LEAVES * 32 + 16;
+    let segment = SEGMENT_LEN + TAG_LEN + 16;
+    if tree > segment {
+        tree
+    } else {
+        segment
+    }
+};
+
+/// The largest encoded request.
+pub const MAX_REQUEST_BYTES: usize = 64;
 
 /// Why a transfer step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +62,60 @@ pub enum ContentRequest {
     Segment(ContentRoot, u32),
 }
 
+impl ContentRequest {
+    /// The content asked about.
+    pub fn root(&self) -> &ContentRoot {
+        match self {
+            ContentRequest::Tree(root) | ContentRequest::Segment(root, _) => root,
+        }
+    }
+
+    /// The wire form: `[0, root]` or `[1, root, index]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(MAX_REQUEST_BYTES);
+        match self {
+            ContentRequest::Tree(root) => {
+                w.array(2);
+                w.uint(0);
+                w.bytes(root);
+            }
+            ContentRequest::Segment(root, index) => {
+                w.array(3);
+                w.uint(1);
+                w.bytes(root);
+                w.uint(u64::from(*index));
+            }
+        }
+        w.out
+    }
+
+    /// Reads the wire form; anything else is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, OffchainError> {
+        let mut r = Reader::new(bytes);
+        let len = r.array()?;
+        let kind = r.uint()?;
+        let root: ContentRoot = r
+            .bytes()?
+            .try_into()
+            .map_err(|_| OffchainError::Malformed("a content root of 32 bytes".into()))?;
+        let request = match (kind, len) {
+            (0, 2) => ContentRequest::Tree(root),
+            (1, 3) => {
+                let index = u32::try_from(r.uint()?)
+                    .map_err(|_| OffchainError::Malformed("a segment index".into()))?;
+                ContentRequest::Segment(root, index)
+            }
+            _ => {
+                return Err(OffchainError::Malformed(
+                    "an unknown content request".into(),
+                ))
+            }
+        };
+        r.finish()?;
+        Ok(request)
+    }
+}
+
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentResponse {
@@ -55,6 +127,79 @@ pub enum ContentResponse {
     NotHeld,
     /// The peer erased it and serves it no more.
     Erased,
+}
+
+impl ContentResponse {
+    /// The wire form: `[0, leaves]`, `[1, segment]`, `[2]` (not held) or `[3]` (erased).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(match self {
+            ContentResponse::Tree(leaves) => leaves.len() * 32 + 16,
+            ContentResponse::Segment(bytes) => bytes.len() + 16,
+            _ => 4,
+        });
+        match self {
+            ContentResponse::Tree(leaves) => {
+                w.array(2);
+                w.uint(0);
+                w.bytes(&leaves.concat());
+            }
+            ContentResponse::Segment(bytes) => {
+                w.array(2);
+                w.uint(1);
+                w.bytes(bytes);
+            }
+            ContentResponse::NotHeld => {
+                w.array(1);
+                w.uint(2);
+            }
+            ContentResponse::Erased => {
+                w.array(1);
+                w.uint(3);
+            }
+        }
+        w.out
+    }
+
+    /// Reads the wire form; anything else (a tree over [`MAX_LEAVES`], a segment over a
+    /// sealed segment's length) is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, OffchainError> {
+        let mut r = Reader::new(bytes);
+        let len = r.array()?;
+        let response = match (r.uint()?, len) {
+            (0, 2) => {
+                let leaves = r.bytes()?;
+                if !leaves.len().is_multiple_of(32) || leaves.len() / 32 > MAX_LEAVES {
+                    return Err(OffchainError::Malformed("a segment tree's leaves".into()));
+                }
+                ContentResponse::Tree(
+                    leaves
+                        .chunks_exact(32)
+                        .map(|leaf| {
+                            let mut out = [0u8; 32];
+                            out.copy_from_slice(leaf);
+                            out
+                        })
+                        .collect(),
+                )
+            }
+            (1, 2) => {
+                let segment = r.bytes()?;
+                if segment.len() > SEGMENT_LEN + TAG_LEN {
+                    return Err(OffchainError::Malformed("a segment over its length".into()));
+                }
+                ContentResponse::Segment(segment.to_vec())
+            }
+            (2, 1) => ContentResponse::NotHeld,
+            (3, 1) => ContentResponse::Erased,
+            _ => {
+                return Err(OffchainError::Malformed(
+                    "an unknown content response".into(),
+                ))
+            }
+        };
+        r.finish()?;
+        Ok(response)
+    }
 }
 
 /// Where a content stands on this replica: what a UI shows.
@@ -240,4 +385,48 @@ pub async fn serve<S: ContentStore>(
             .await?
             .map_or(ContentResponse::NotHeld, ContentResponse::Segment),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip_and_oversized_or_unknown_ones_are_refused() {
+        let root = [9u8; 32];
+        for request in [
+            ContentRequest::Tree(root),
+            ContentRequest::Segment(root, 70_000),
+        ] {
+            let bytes = request.encode();
+            assert!(bytes.len() <= MAX_REQUEST_BYTES);
+            assert_eq!(ContentRequest::decode(&bytes), Ok(request));
+        }
+        for response in [
+            ContentResponse::Tree(vec![[1; 32]; MAX_LEAVES]),
+            ContentResponse::Segment(vec![2; SEGMENT_LEN + TAG_LEN]),
+            ContentResponse::NotHeld,
+            ContentResponse::Erased,
+        ] {
+            let bytes = response.encode();
+            assert!(bytes.len() <= MAX_RESPONSE_BYTES);
+            assert_eq!(ContentResponse::decode(&bytes), Ok(response));
+        }
+        let too_big = [
+            ContentResponse::Tree(vec![[1; 32]; MAX_LEAVES + 1]).encode(),
+            ContentResponse::Segment(vec![2; SEGMENT_LEN + TAG_LEN + 1]).encode(),
+        ];
+        for bytes in too_big {
+            assert!(ContentResponse::decode(&bytes).is_err());
+        }
+        let mut trailing = ContentRequest::Tree(root).encode();
+        trailing.push(0);
+        assert!(ContentRequest::decode(&trailing).is_err());
+        assert!(ContentRequest::decode(b"junk").is_err());
+        assert_eq!(
+            crate::offchain::segments_of(MAX_CONTENT_LEN),
+            MAX_LEAVES as u64
+        );
+    }
 }

@@ -17,6 +17,7 @@ use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::offchain::{ContentRoot, ContentStore};
 use crate::store::{
     BlockStore, ChainState, Commit, IdbStore, MemoryStore, Scan, StoreError, StoredBlock,
 };
@@ -42,6 +43,35 @@ macro_rules! dispatch {
             AnyStore::Memory($store) => $call.await,
         }
     };
+}
+
+impl ContentStore for AnyStore {
+    async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_tree(root, leaves))
+    }
+    async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
+        dispatch!(self, s => s.tree(root))
+    }
+    async fn put_segment(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.put_segment(root, index, sealed))
+    }
+    async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self, s => s.segment(root, index))
+    }
+    async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
+        dispatch!(self, s => s.held(root))
+    }
+    async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
+        dispatch!(self, s => s.erase(root))
+    }
+    async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.is_erased(root))
+    }
 }
 
 impl BlockStore for AnyStore {

@@ -11,6 +11,7 @@ use super::{
     WasmStore,
 };
 use crate::net::{browser_swarm, NetError, Node, NodeConfig, NodeEvent, NodeHandle};
+use crate::offchain::{ContentStatus, TransferError};
 
 fn net_code(e: &NetError) -> &'static str {
     match e {
@@ -20,6 +21,9 @@ fn net_code(e: &NetError) -> &'static str {
         NetError::Unreachable { .. } => "UNREACHABLE",
         NetError::Stopped => "NETWORK_STOPPED",
         NetError::NoDeviceKey => "NO_KEY",
+        NetError::Content(TransferError::Store(e)) => super::store_code(e),
+        NetError::Content(TransferError::Erased) => "CONTENT_UNAVAILABLE",
+        NetError::Content(_) => "CONTENT_INVALID",
     }
 }
 
@@ -70,6 +74,30 @@ fn event_object(event: &NodeEvent) -> JsValue {
             set(&object, "chain", chain.to_string());
             set(&object, "peer", peer.to_string());
             set(&object, "joined", *joined);
+        }
+        NodeEvent::Content {
+            chain,
+            root,
+            status,
+        } => {
+            set(&object, "type", "content");
+            set(&object, "chain", chain.to_string());
+            set(
+                &object,
+                "root",
+                root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            );
+            let (name, done, total) = match status {
+                ContentStatus::Available => ("available", None, None),
+                ContentStatus::Fetching { done, total } => ("fetching", Some(*done), Some(*total)),
+                ContentStatus::Missing => ("missing", None, None),
+                ContentStatus::Erased => ("erased", None, None),
+            };
+            set(&object, "status", name);
+            if let (Some(done), Some(total)) = (done, total) {
+                set(&object, "done", done as f64);
+                set(&object, "total", total as f64);
+            }
         }
     }
     object.into()

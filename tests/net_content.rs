@@ -1,0 +1,256 @@
+//! Offchain content over the network, natively over TCP on 127.0.0.1: a node fetches a
+//! content from its chain's peers over `/endra/content/1`, segment by segment, each verified
+//! before it is kept; a peer serving tampered bytes is caught and another peer completes the
+//! content; a fetch interrupted by a restart resumes from the verified segments stored.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![cfg(all(feature = "net", not(target_arch = "wasm32")))]
+
+mod common;
+
+use std::time::Duration;
+
+use common::net::{listening, new_chain, run_local, start, Running, PATIENCE};
+use endra::identity::EpochKey;
+use endra::net::{NodeConfig, NodeEvent};
+use endra::offchain::{
+    Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch, SegmentTree,
+    TAG_LEN,
+};
+use endra::store::MemoryStore;
+use endra::walytis::{BlockId, Chain};
+use futures::StreamExt;
+use rand_core::{OsRng, RngCore};
+
+fn fast() -> NodeConfig {
+    NodeConfig {
+        tick: Duration::from_millis(300),
+        ..NodeConfig::default()
+    }
+}
+
+/// Seals `len` random bytes for `chain` into `store`: the content, its commitment and the
+/// sealed segments.
+async fn sealed(
+    store: &MemoryStore,
+    chain: &BlockId,
+    key: &EpochKey,
+    len: usize,
+) -> (Vec<u8>, Commitment, Vec<Vec<u8>>) {
+    let mut content = vec![0u8; len];
+    OsRng.fill_bytes(&mut content);
+    let (commitment, tree, segments) = ContentWriter::seal_all(
+        key,
+        [1; 16],
+        chain,
+        "application/octet-stream",
+        &content,
+        &mut OsRng,
+    )
+    .unwrap();
+    store
+        .put_tree(&commitment.root, tree.leaves())
+        .await
+        .unwrap();
+    for (index, segment) in segments.iter().enumerate() {
+        store
+            .put_segment(&commitment.root, index as u32, segment)
+            .await
+            .unwrap();
+    }
+    (content, commitment, segments)
+}
+
+/// Opens what `store` holds of `commitment`'s content.
+async fn opened(
+    store: &MemoryStore,
+    chain: &BlockId,
+    key: &EpochKey,
+    commitment: &Commitment,
+) -> Vec<u8> {
+    let leaves = store.tree(&commitment.root).await.unwrap().unwrap();
+    let tree = SegmentTree::verified(commitment, leaves).unwrap();
+    let reader = ContentReader::new(key, chain, commitment.clone(), tree).unwrap();
+    let mut out = Vec::new();
+    for index in 0..commitment.segments() {
+        let segment = store
+            .segment(&commitment.root, index)
+            .await
+            .unwrap()
+            .unwrap();
+        out.extend(reader.open(index, &segment).unwrap());
+    }
+    out
+}
+
+/// A new store holding `chain`'s genesis (the chains here have no other block).
+async fn copy_of(source: &MemoryStore, chain: BlockId) -> MemoryStore {
+    let rules = endra::identity::rules();
+    let genesis = Chain::open(source.clone(), &rules, chain)
+        .await
+        .unwrap()
+        .block(&chain)
+        .await
+        .unwrap()
+        .unwrap()
+        .block;
+    let store = MemoryStore::new();
+    Chain::from_genesis(store.clone(), &rules, genesis)
+        .await
+        .unwrap();
+    store
+}
+
+/// A node over `store` holding `chain`, listening; returns it and its address.
+async fn peer_of(store: &MemoryStore, chain: BlockId, seed: u8) -> (Running, libp2p::Multiaddr) {
+    let store = store.clone();
+    let mut node = start(store, seed, fast()).await;
+    node.handle.open(chain, None).await.unwrap();
+    let address = listening(&mut node).await;
+    (node, address)
+}
+
+/// Waits for `reader`'s content events on `root` until `Available`; the statuses seen.
+async fn statuses_until_available(reader: &mut Running, root: [u8; 32]) -> Vec<ContentStatus> {
+    let wait = async {
+        let mut seen = Vec::new();
+        loop {
+            match reader.events.next().await {
+                Some(NodeEvent::Content {
+                    root: r, status, ..
+                }) if r == root => {
+                    seen.push(status);
+                    if status == ContentStatus::Available {
+                        return seen;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .expect("content never arrived")
+}
+
+#[test]
+fn content_arrives_from_a_peer_with_growing_progress_and_a_tampering_peer_is_passed_over() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, commitment, segments) =
+            sealed(&writer_store, &chain, &key, 5 * 1024 * 1024 + 777).await;
+        // A peer that holds the chain and a tampered copy of every segment.
+        let forger_store = copy_of(&writer_store, chain).await;
+        forger_store
+            .put_tree(&commitment.root, &tree_of(&writer_store, &commitment).await)
+            .await
+            .unwrap();
+        for (index, segment) in segments.iter().enumerate() {
+            let mut bad = segment.clone();
+            bad[0] ^= 1;
+            forger_store
+                .put_segment(&commitment.root, index as u32, &bad)
+                .await
+                .unwrap();
+        }
+        let mut forger = start(forger_store, 3, fast()).await;
+        forger.handle.open(chain, None).await.unwrap();
+        let forger_address = listening(&mut forger).await;
+
+        // The reader first knows the forger only.
+        let mut reader = start(copy_of(&writer_store, chain).await, 2, fast()).await;
+        reader.handle.open(chain, None).await.unwrap();
+        reader.handle.dial(forger_address).await.unwrap();
+        common::net::wait_for(&mut reader, |e| {
+            matches!(e, NodeEvent::ChainPeer { joined: true, .. })
+        })
+        .await;
+        let handle = reader.handle.clone();
+        let wanted = commitment.clone();
+        let fetch =
+            tokio::task::spawn_local(async move { handle.fetch_content(chain, wanted).await });
+        // The forger's tree is genuine (it is only hashes), its segments are not: nothing of
+        // them is kept, and the fetch waits for another peer.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            reader.store.tree(&commitment.root).await.unwrap().is_some(),
+            "the forger was asked: its genuine tree was kept"
+        );
+        let held = reader.store.held(&commitment.root).await.unwrap();
+        assert!(held.is_empty(), "none of its segments was");
+        assert!(!fetch.is_finished());
+
+        let (_writer, writer_address) = peer_of(&writer_store, chain, 1).await;
+        reader.handle.dial(writer_address).await.unwrap();
+        let statuses = statuses_until_available(&mut reader, commitment.root).await;
+        assert_eq!(fetch.await.unwrap().unwrap(), ContentStatus::Available);
+        let total = commitment.size + u64::from(commitment.segments()) * TAG_LEN as u64;
+        let mut last = 0;
+        for status in &statuses {
+            if let ContentStatus::Fetching { done, total: t } = status {
+                assert_eq!(*t, total);
+                assert!(*done > last, "progress only grows");
+                last = *done;
+            }
+        }
+        assert_eq!(
+            opened(&reader.store, &chain, &key, &commitment).await,
+            content
+        );
+    });
+}
+
+#[test]
+fn a_fetch_cut_by_a_restart_resumes_without_fetching_a_verified_segment_again() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 3 * 1024 * 1024).await;
+        let (_writer, writer_address) = peer_of(&writer_store, chain, 1).await;
+
+        let store = copy_of(&writer_store, chain).await;
+        let mut reader = start(store.clone(), 2, fast()).await;
+        reader.handle.open(chain, None).await.unwrap();
+        reader.handle.dial(writer_address.clone()).await.unwrap();
+        let handle = reader.handle.clone();
+        let wanted = commitment.clone();
+        tokio::task::spawn_local(async move {
+            let _ = handle.fetch_content(chain, wanted).await;
+        });
+        // The tree and ten segments, then the node stops (a reload).
+        let mut pieces = 0;
+        while pieces < 11 {
+            if let Some(NodeEvent::Content { .. }) = reader.events.next().await {
+                pieces += 1;
+            }
+        }
+        reader.handle.stop().await.unwrap();
+        let held = store.held(&commitment.root).await.unwrap().len() as u32;
+        assert!(held >= 10);
+        assert!(held < commitment.segments());
+        let before = Fetch::resume(commitment.clone(), &store).await.unwrap();
+        assert!(matches!(before.status(), ContentStatus::Fetching { .. }));
+
+        // A new node over the same store: only the missing segments travel.
+        let mut reader = start(store.clone(), 2, fast()).await;
+        reader.handle.open(chain, None).await.unwrap();
+        reader.handle.dial(writer_address).await.unwrap();
+        let handle = reader.handle.clone();
+        let wanted = commitment.clone();
+        let fetch =
+            tokio::task::spawn_local(async move { handle.fetch_content(chain, wanted).await });
+        let statuses = statuses_until_available(&mut reader, commitment.root).await;
+        assert_eq!(fetch.await.unwrap().unwrap(), ContentStatus::Available);
+        assert_eq!(
+            statuses.len() as u32,
+            commitment.segments() - held,
+            "one event per segment fetched: none fetched again, the tree not asked for"
+        );
+        assert_eq!(opened(&store, &chain, &key, &commitment).await, content);
+    });
+}
+
+async fn tree_of(store: &MemoryStore, commitment: &Commitment) -> Vec<[u8; 32]> {
+    store.tree(&commitment.root).await.unwrap().unwrap()
+}
