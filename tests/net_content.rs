@@ -254,3 +254,104 @@ fn a_fetch_cut_by_a_restart_resumes_without_fetching_a_verified_segment_again() 
 async fn tree_of(store: &MemoryStore, commitment: &Commitment) -> Vec<[u8; 32]> {
     store.tree(&commitment.root).await.unwrap().unwrap()
 }
+
+/// A relay with a mailbox and `content_bytes` of room for content.
+async fn mailbox_relay(seed: u8, content_bytes: u64) -> (Running, libp2p::Multiaddr) {
+    let mut config = NodeConfig {
+        mailbox: true,
+        relay_server: true,
+        ..fast()
+    };
+    config.limits.mailbox_content_bytes = content_bytes;
+    common::net::start_relay(seed, config).await
+}
+
+#[test]
+fn a_relay_keeps_offered_content_as_ciphertext_and_serves_it_while_the_writer_is_offline() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (mut relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 300_000).await;
+        let writer = start(writer_store, 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .unwrap();
+        common::net::count_reaches(&mut relay, chain, 1).await;
+        let accepted = writer
+            .handle
+            .offer_content(chain, commitment.shape())
+            .await
+            .unwrap();
+        assert_eq!(accepted, 1, "the relay keeps the chain and has room");
+        statuses_until_available(&mut relay, commitment.root).await;
+        writer.handle.stop().await.unwrap();
+
+        // The relay holds every segment, and not one 16-byte window of the plaintext.
+        let windows: std::collections::HashSet<&[u8]> = content.windows(16).collect();
+        for index in 0..commitment.segments() {
+            let segment = relay
+                .store
+                .segment(&commitment.root, index)
+                .await
+                .unwrap()
+                .expect("every segment kept");
+            assert!(
+                !segment.windows(16).any(|w| windows.contains(w)),
+                "the relay holds ciphertext only"
+            );
+        }
+
+        // A reader that was never online with the writer gets it all from the relay.
+        let mut reader = start(MemoryStore::new(), 2, fast()).await;
+        reader.handle.dial(relay_address).await.unwrap();
+        reader.handle.open(chain, None).await.unwrap();
+        common::net::count_reaches(&mut reader, chain, 1).await;
+        let status = tokio::time::timeout(
+            PATIENCE,
+            reader.handle.fetch_content(chain, commitment.clone()),
+        )
+        .await
+        .expect("fetched in time")
+        .unwrap();
+        assert_eq!(status, ContentStatus::Available);
+        assert_eq!(
+            opened(&reader.store, &chain, &key, &commitment).await,
+            content
+        );
+    });
+}
+
+#[test]
+fn a_relay_refuses_offers_beyond_its_content_quota_and_for_chains_it_does_not_keep() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        // Room for the first content (300,000 bytes and 5 tags) but not for the second.
+        let (mut relay, relay_address) = mailbox_relay(9, 400_000).await;
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (_, first, _) = sealed(&writer_store, &chain, &key, 300_000).await;
+        let (_, second, _) = sealed(&writer_store, &chain, &key, 200_000).await;
+        let writer = start(writer_store, 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer.handle.use_relay(relay_address).await.unwrap();
+        common::net::count_reaches(&mut relay, chain, 1).await;
+        let offer = |shape| writer.handle.offer_content(chain, shape);
+        assert_eq!(offer(first.shape()).await.unwrap(), 1);
+        assert_eq!(offer(second.shape()).await.unwrap(), 0, "over the quota");
+        // A content of a chain the relay does not keep.
+        let elsewhere = BlockId::of(b"a chain nobody opened");
+        assert_eq!(
+            writer
+                .handle
+                .offer_content(elsewhere, second.shape())
+                .await
+                .unwrap(),
+            0
+        );
+        statuses_until_available(&mut relay, first.root).await;
+        assert!(relay.store.held(&second.root).await.unwrap().is_empty());
+    });
+}

@@ -17,6 +17,7 @@ use endra::net::{
     native_swarm_with_webrtc, new_webrtc_certificate, Limits, Node, NodeConfig, NodeEvent,
     WebRtcCertificate,
 };
+use endra::offchain::ContentStatus;
 use endra::store::{MemoryStore, RedbStore};
 use futures::StreamExt;
 use libp2p::{identity, Multiaddr};
@@ -37,6 +38,7 @@ options:
   --max-connections-per-ip <n>  inbound connections from one IP (default 128)
   --mailbox-max-chains <n>    chains the mailbox replicates (default 100000)
   --mailbox-chain-blocks <n>  blocks kept per chain (default 1000000)
+  --mailbox-content-bytes <n> sealed bytes of offchain content kept in all (default 1073741824)
   --circuit-bytes <n>    bytes one relayed circuit may carry (default 67108864)
   -h, --help             print this help
 ";
@@ -68,7 +70,7 @@ enum FlagError {
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
 }
 
@@ -120,6 +122,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
                     usize::try_from(number(value()?)?).unwrap_or(usize::MAX)
             }
             "--mailbox-chain-blocks" => config.limits.mailbox_chain_blocks = number(value()?)?,
+            "--mailbox-content-bytes" => {
+                config.limits.mailbox_content_bytes = number(value()?)?;
+            }
             "--circuit-bytes" => config.limits.circuit_bytes = number(value()?)?,
             "-h" | "--help" => return Ok(Command::Help),
             _ => return Err(FlagError::Unknown(flag)),
@@ -132,7 +137,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, FlagError> {
             "/ip4/127.0.0.1/udp/4003/webrtc-direct".into(),
         ];
     }
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 /// The relay's identity: a stable peer ID kept in the key file (32 secret bytes).
@@ -252,6 +257,17 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                                 .field("peers", connections);
                             println!("{line}");
                         }
+                        Some(NodeEvent::Content {
+                            chain,
+                            root,
+                            status: ContentStatus::Available,
+                        }) => {
+                            let root: String = root.iter().map(|b| format!("{b:02x}")).collect();
+                            let line = LogLine::info("mailbox_content_stored")
+                                .field("chain", chain)
+                                .field("root", root);
+                            println!("{line}");
+                        }
                         Some(
                             NodeEvent::ChainPeer { .. }
                             | NodeEvent::Synced { .. }
@@ -286,7 +302,7 @@ async fn shutdown_signal() -> Result<&'static str, String> {
 
 fn main() -> ExitCode {
     let config = match parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -350,12 +366,15 @@ mod tests {
             "7",
             "--max-connections-per-ip",
             "3",
+            "--mailbox-content-bytes",
+            "5000",
         ])) else {
             panic!("flags must parse");
         };
         assert_eq!(config.mailbox, None);
         assert_eq!(config.limits.max_connections, 7);
         assert_eq!(config.limits.max_connections_per_ip, 3);
+        assert_eq!(config.limits.mailbox_content_bytes, 5000);
         assert_eq!(config.listen.len(), 3, "default listeners");
     }
 

@@ -82,6 +82,8 @@ pub struct Limits {
     /// Blocks the mailbox keeps of one chain; beyond, it stops accepting the chain's blocks
     /// (its members still sync directly with each other).
     pub mailbox_chain_blocks: u64,
+    /// Sealed bytes of offchain content the mailbox keeps in all; offers beyond are refused.
+    pub mailbox_content_bytes: u64,
     /// How long the mailbox waits for the genesis of a chain a peer subscribed to; a chain
     /// no peer sends the genesis of by then (a bogus subscription) is given up.
     pub mailbox_join_timeout: Duration,
@@ -101,6 +103,7 @@ impl Default for Limits {
             max_connections_per_ip: 128,
             mailbox_max_chains: 100_000,
             mailbox_chain_blocks: 1_000_000,
+            mailbox_content_bytes: 1 << 30,
             mailbox_join_timeout: Duration::from_secs(60),
             mailbox_joins_per_peer: 16,
             circuit_bytes: 64 << 20,

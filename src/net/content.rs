@@ -17,9 +17,10 @@ use libp2p::PeerId;
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
+use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
-    serve, Commitment, ContentRequest, ContentResponse, ContentRoot, ContentStatus, Fetch,
-    TransferError,
+    serve, Commitment, ContentRequest, ContentResponse, ContentRoot, ContentShape, ContentStatus,
+    Fetch, TransferError,
 };
 use crate::walytis::BlockId;
 
@@ -28,6 +29,16 @@ use crate::walytis::BlockId;
 const FIRST_RETRY_MS: u64 = 1_000;
 /// Longest wait between rounds (ms).
 const MAX_RETRY_MS: u64 = 30_000;
+
+/// The store setting in which a mailbox counts the sealed bytes of content it accepted.
+const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
+
+/// An offer sent to the relays, waiting for their answers.
+pub(super) struct OfferWait {
+    remaining: usize,
+    accepted: usize,
+    reply: Reply<usize>,
+}
 
 /// One content this node is fetching.
 pub(super) struct Fetching {
@@ -39,7 +50,7 @@ pub(super) struct Fetching {
     current: Option<PeerId>,
     /// Peers that had nothing, or failed, this round.
     tried: HashSet<PeerId>,
-    /// Who awaits the end.
+    /// Who awaits the end (nobody, for a mailbox's own fetch).
     waiters: Vec<Reply<ContentStatus>>,
     /// When the next round starts (ms since start), while waiting between rounds.
     retry_at: Option<u64>,
@@ -55,43 +66,152 @@ impl<S: NodeStore> Node<S> {
         commitment: Commitment,
         reply: Reply<ContentStatus>,
     ) {
-        let root = commitment.root;
+        self.fetch_shape(chain, commitment.shape(), Some(reply), None)
+            .await;
+    }
+
+    /// Starts (or joins) the fetch of a content known by its shape, asking `first` first.
+    async fn fetch_shape(
+        &mut self,
+        chain: BlockId,
+        shape: ContentShape,
+        reply: Option<Reply<ContentStatus>>,
+        first: Option<PeerId>,
+    ) {
+        let root = shape.root;
         if let Some(fetching) = self.fetches.get_mut(&root) {
-            fetching.waiters.push(reply);
+            fetching.waiters.extend(reply);
             return;
         }
-        let fetch = match Fetch::resume(commitment, &self.store).await {
-            Ok(fetch) => fetch,
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                return;
-            }
+        let outcome = match Fetch::resume_shape(shape, &self.store).await {
+            Err(e) => Err(e.into()),
+            Ok(fetch) => match fetch.status() {
+                ContentStatus::Available => Ok(ContentStatus::Available),
+                ContentStatus::Erased => Err(TransferError::Erased.into()),
+                _ => {
+                    self.fetches.insert(
+                        root,
+                        Fetching {
+                            chain,
+                            fetch,
+                            asked: None,
+                            current: first,
+                            tried: HashSet::new(),
+                            waiters: reply.into_iter().collect(),
+                            retry_at: None,
+                            backoff: FIRST_RETRY_MS,
+                        },
+                    );
+                    self.ask_next(root);
+                    return;
+                }
+            },
         };
-        match fetch.status() {
-            ContentStatus::Available => {
-                let _ = reply.send(Ok(ContentStatus::Available));
-                return;
-            }
-            ContentStatus::Erased => {
-                let _ = reply.send(Err(TransferError::Erased.into()));
-                return;
-            }
-            _ => {}
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
         }
-        self.fetches.insert(
-            root,
-            Fetching {
-                chain,
-                fetch,
-                asked: None,
-                current: None,
-                tried: HashSet::new(),
-                waiters: vec![reply],
-                retry_at: None,
-                backoff: FIRST_RETRY_MS,
+    }
+
+    /// Offers `shape`'s content of `chain` to every relay this node uses and is connected to;
+    /// `reply` gets how many accepted it (they then fetch it from this node).
+    pub(super) fn offer_content(
+        &mut self,
+        chain: BlockId,
+        shape: ContentShape,
+        reply: Reply<usize>,
+    ) {
+        let relays: Vec<PeerId> = self
+            .relays
+            .keys()
+            .filter(|relay| self.swarm.is_connected(relay))
+            .copied()
+            .collect();
+        if relays.is_empty() {
+            let _ = reply.send(Ok(0));
+            return;
+        }
+        let key = self.next_offer;
+        self.next_offer += 1;
+        for relay in &relays {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .content
+                .send_request(relay, ContentRequest::Offer(chain, shape));
+            self.offers.insert(id, key);
+        }
+        self.offer_waits.insert(
+            key,
+            OfferWait {
+                remaining: relays.len(),
+                accepted: 0,
+                reply,
             },
         );
-        self.ask_next(root);
+    }
+
+    /// A relay's answer to an offer (`None`: the request failed).
+    fn on_offer_answer(&mut self, key: u64, accepted: bool) {
+        let Some(wait) = self.offer_waits.get_mut(&key) else {
+            return;
+        };
+        wait.remaining -= 1;
+        wait.accepted += usize::from(accepted);
+        if wait.remaining == 0 {
+            if let Some(wait) = self.offer_waits.remove(&key) {
+                let _ = wait.reply.send(Ok(wait.accepted));
+            }
+        }
+    }
+
+    /// A peer offers this node a content of `chain`: a mailbox keeps it if it keeps the
+    /// chain and the content fits its quota, fetching it from the offerer first.
+    async fn on_offer(
+        &mut self,
+        peer: PeerId,
+        chain: BlockId,
+        shape: ContentShape,
+    ) -> ContentResponse {
+        if !self.config.mailbox || !self.chains.contains_key(&chain) {
+            return ContentResponse::Refused;
+        }
+        if self.fetches.contains_key(&shape.root) {
+            return ContentResponse::Accepted;
+        }
+        match Fetch::resume_shape(shape, &self.store)
+            .await
+            .map(|f| f.status())
+        {
+            Ok(ContentStatus::Available) => return ContentResponse::Accepted,
+            Ok(ContentStatus::Erased) | Err(_) => return ContentResponse::Refused,
+            Ok(_) => {}
+        }
+        let used = match self.store.setting(CONTENT_BYTES_SETTING).await {
+            Ok(Some(bytes)) => bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
+            Ok(None) => 0,
+            Err(_) => return ContentResponse::Refused,
+        };
+        let size = sealed_size(&shape);
+        let quota = self.config.limits.mailbox_content_bytes;
+        if used.saturating_add(size) > quota {
+            log(LogLine::warn("mailbox_content_quota_reached")
+                .field("chain", chain)
+                .field("used", used)
+                .field("offered", size));
+            return ContentResponse::Refused;
+        }
+        // Counted when accepted: an offerer that never serves still used its share.
+        let total = used + size;
+        if self
+            .store
+            .put_setting(CONTENT_BYTES_SETTING, &total.to_be_bytes())
+            .await
+            .is_err()
+        {
+            return ContentResponse::Refused;
+        }
+        self.fetch_shape(chain, shape, None, Some(peer)).await;
+        ContentResponse::Accepted
     }
 
     /// Sends the fetch's next request to a peer of its chain, or waits for the next round.
@@ -176,13 +296,20 @@ impl<S: NodeStore> Node<S> {
     ) {
         match event {
             request_response::Event::Message {
+                peer,
                 message:
                     request_response::Message::Request {
                         request, channel, ..
                     },
                 ..
             } => {
-                let response = match serve(&request, &self.store).await {
+                let response = match request {
+                    ContentRequest::Offer(chain, shape) => {
+                        Ok(self.on_offer(peer, chain, shape).await)
+                    }
+                    request => serve(&request, &self.store).await,
+                };
+                let response = match response {
                     Ok(response) => response,
                     Err(e) => {
                         log(LogLine::warn("content_serve_failed").field("error", e));
@@ -222,6 +349,11 @@ impl<S: NodeStore> Node<S> {
         request_id: OutboundRequestId,
         response: Option<ContentResponse>,
     ) {
+        if let Some(key) = self.offers.remove(&request_id) {
+            let accepted = matches!(response, Some(ContentResponse::Accepted));
+            self.on_offer_answer(key, accepted);
+            return;
+        }
         let Some(root) = self.content_asks.remove(&request_id) else {
             return;
         };

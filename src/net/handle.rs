@@ -7,7 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::NetError;
 #[cfg(doc)]
 use super::{session, NodeEvent};
-use crate::offchain::{Commitment, ContentStatus};
+use crate::offchain::{Commitment, ContentShape, ContentStatus};
 use crate::walytis::{Block, BlockId, Entry};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -39,6 +39,11 @@ pub(super) enum Command {
         chain: BlockId,
         commitment: Commitment,
         reply: Reply<ContentStatus>,
+    },
+    OfferContent {
+        chain: BlockId,
+        shape: ContentShape,
+        reply: Reply<usize>,
     },
     Reconnect,
     Offline,
@@ -177,6 +182,24 @@ impl NodeHandle {
         self.call(|reply| Command::FetchContent {
             chain,
             commitment,
+            reply,
+        })
+        .await
+    }
+
+    /// Offers a content this node holds (of a private block of `chain`) to the relays it
+    /// uses: each relay with a mailbox that keeps the chain and has room fetches it from this
+    /// node, verifying every segment, and then serves it to the chain's peers while this node
+    /// is offline. Resolves with how many relays accepted. The relays learn the content's
+    /// root and size, nothing more.
+    pub async fn offer_content(
+        &self,
+        chain: BlockId,
+        shape: ContentShape,
+    ) -> Result<usize, NetError> {
+        self.call(|reply| Command::OfferContent {
+            chain,
+            shape,
             reply,
         })
         .await

@@ -12,7 +12,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
-use super::content::Fetching;
+use super::content::{Fetching, OfferWait};
 use super::discovery::{circuit_relay, REGISTRATION_RENEWAL_MS};
 use super::handle::Command;
 use super::logline::LogLine;
@@ -75,6 +75,10 @@ pub struct Node<S: NodeStore> {
     pub(super) content_asks: HashMap<request_response::OutboundRequestId, ContentRoot>,
     /// Peers that served content that did not verify: never asked again.
     pub(super) content_struck: std::collections::HashSet<PeerId>,
+    /// Offers sent to relays, by request, and the offer each belongs to.
+    pub(super) offers: HashMap<request_response::OutboundRequestId, u64>,
+    pub(super) offer_waits: HashMap<u64, OfferWait>,
+    pub(super) next_offer: u64,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) events: mpsc::UnboundedSender<NodeEvent>,
     pub(super) started: web_time::Instant,
@@ -126,6 +130,9 @@ impl<S: NodeStore> Node<S> {
             fetches: HashMap::new(),
             content_asks: HashMap::new(),
             content_struck: std::collections::HashSet::new(),
+            offers: HashMap::new(),
+            offer_waits: HashMap::new(),
+            next_offer: 0,
             commands,
             events,
             started: web_time::Instant::now(),
@@ -334,6 +341,11 @@ impl<S: NodeStore> Node<S> {
                 commitment,
                 reply,
             } => self.fetch_content(chain, commitment, reply).await,
+            Command::OfferContent {
+                chain,
+                shape,
+                reply,
+            } => self.offer_content(chain, shape, reply),
             Command::Synced(chain, reply) => {
                 let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
                 let _ = reply.send(Ok(synced));

@@ -34,10 +34,35 @@ pub struct Commitment {
     pub media_type: String,
 }
 
-impl Commitment {
+/// What a content is to someone who cannot read it — its root and size: enough to fetch,
+/// verify and keep its ciphertext (a relay's mailbox knows no more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentShape {
+    /// The root of the tree of the ciphertext's segment hashes.
+    pub root: [u8; 32],
+    /// The plaintext's length in bytes.
+    pub size: u64,
+}
+
+impl ContentShape {
     /// How many segments the content has.
     pub fn segments(&self) -> u32 {
         u32::try_from(segments_of(self.size)).unwrap_or(u32::MAX)
+    }
+}
+
+impl Commitment {
+    /// How many segments the content has.
+    pub fn segments(&self) -> u32 {
+        self.shape().segments()
+    }
+
+    /// Its root and size.
+    pub fn shape(&self) -> ContentShape {
+        ContentShape {
+            root: self.root,
+            size: self.size,
+        }
     }
 
     /// Canonical CBOR: `[root, size, epoch, nonce, media type]`.
@@ -138,7 +163,15 @@ impl SegmentTree {
     /// The tree of `leaves`, if they are the commitment's: as many as its segments, and
     /// making its root.
     pub fn verified(commitment: &Commitment, leaves: Vec<[u8; 32]>) -> Result<Self, OffchainError> {
-        if leaves.len() != commitment.segments() as usize || root(&leaves) != commitment.root {
+        Self::verified_shape(&commitment.shape(), leaves)
+    }
+
+    /// [`SegmentTree::verified`] against a content's shape alone.
+    pub fn verified_shape(
+        shape: &ContentShape,
+        leaves: Vec<[u8; 32]>,
+    ) -> Result<Self, OffchainError> {
+        if leaves.len() != shape.segments() as usize || root(&leaves) != shape.root {
             return Err(OffchainError::TreeMismatch);
         }
         Ok(SegmentTree { leaves })

@@ -28,7 +28,7 @@ pub mod store;
 pub mod stream;
 pub mod transfer;
 
-pub use commitment::{Commitment, SegmentTree};
+pub use commitment::{Commitment, ContentShape, SegmentTree};
 pub use store::{ContentRoot, ContentStore};
 pub use stream::{ContentReader, ContentWriter};
 pub use transfer::{serve, ContentRequest, ContentResponse, ContentStatus, Fetch, TransferError};

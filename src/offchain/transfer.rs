@@ -14,11 +14,12 @@
 
 use std::collections::BTreeSet;
 
-use super::commitment::{Commitment, SegmentTree};
+use super::commitment::{Commitment, ContentShape, SegmentTree};
 use super::store::{ContentRoot, ContentStore};
 use super::{OffchainError, MAX_CONTENT_LEN, SEGMENT_LEN, TAG_LEN};
 use crate::cbor::{Reader, Writer};
 use crate::walytis::store::StoreError;
+use crate::walytis::{BlockId, ReadLink, WriteLink};
 
 /// The most leaves a tree may have: that of the largest content allowed.
 pub const MAX_LEAVES: usize = MAX_CONTENT_LEN.div_ceil(SEGMENT_LEN as u64) as usize;
@@ -35,7 +36,7 @@ pub const MAX_RESPONSE_BYTES: usize = {
 };
 
 /// The largest encoded request.
-pub const MAX_REQUEST_BYTES: usize = 64;
+pub const MAX_REQUEST_BYTES: usize = 128;
 
 /// Why a transfer step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +61,10 @@ pub enum ContentRequest {
     Tree(ContentRoot),
     /// One sealed segment.
     Segment(ContentRoot, u32),
+    /// A writer offers a relay's mailbox a content of a chain the relay keeps: the relay
+    /// answers [`ContentResponse::Accepted`] and fetches it from the chain's peers (the
+    /// offerer first), or [`ContentResponse::Refused`].
+    Offer(BlockId, ContentShape),
 }
 
 impl ContentRequest {
@@ -67,6 +72,7 @@ impl ContentRequest {
     pub fn root(&self) -> &ContentRoot {
         match self {
             ContentRequest::Tree(root) | ContentRequest::Segment(root, _) => root,
+            ContentRequest::Offer(_, shape) => &shape.root,
         }
     }
 
@@ -84,6 +90,13 @@ impl ContentRequest {
                 w.uint(1);
                 w.bytes(root);
                 w.uint(u64::from(*index));
+            }
+            ContentRequest::Offer(chain, shape) => {
+                w.array(4);
+                w.uint(2);
+                w.bytes(&shape.root);
+                w.uint(shape.size);
+                w.link(chain);
             }
         }
         w.out
@@ -104,6 +117,19 @@ impl ContentRequest {
                 let index = u32::try_from(r.uint()?)
                     .map_err(|_| OffchainError::Malformed("a segment index".into()))?;
                 ContentRequest::Segment(root, index)
+            }
+            (2, 4) => {
+                let size = r.uint()?;
+                if size > MAX_CONTENT_LEN {
+                    return Err(OffchainError::TooLarge {
+                        size,
+                        limit: MAX_CONTENT_LEN,
+                    });
+                }
+                let chain = r
+                    .link()
+                    .map_err(|e| OffchainError::Malformed(e.to_string()))?;
+                ContentRequest::Offer(chain, ContentShape { root, size })
             }
             _ => {
                 return Err(OffchainError::Malformed(
@@ -127,6 +153,10 @@ pub enum ContentResponse {
     NotHeld,
     /// The peer erased it and serves it no more.
     Erased,
+    /// A relay took an offer: it fetches the content.
+    Accepted,
+    /// A relay refused an offer (no mailbox, a chain it does not keep, its quota).
+    Refused,
 }
 
 impl ContentResponse {
@@ -155,6 +185,14 @@ impl ContentResponse {
             ContentResponse::Erased => {
                 w.array(1);
                 w.uint(3);
+            }
+            ContentResponse::Accepted => {
+                w.array(1);
+                w.uint(4);
+            }
+            ContentResponse::Refused => {
+                w.array(1);
+                w.uint(5);
             }
         }
         w.out
@@ -191,6 +229,8 @@ impl ContentResponse {
             }
             (2, 1) => ContentResponse::NotHeld,
             (3, 1) => ContentResponse::Erased,
+            (4, 1) => ContentResponse::Accepted,
+            (5, 1) => ContentResponse::Refused,
             _ => {
                 return Err(OffchainError::Malformed(
                     "an unknown content response".into(),
@@ -220,21 +260,26 @@ pub enum ContentStatus {
     Erased,
 }
 
-/// The sealed length of segment `index` of a content of `size` plaintext bytes.
-fn sealed_len(commitment: &Commitment, index: u32) -> u64 {
-    let segments = commitment.segments();
+/// The sealed length of segment `index` of a content of `shape`.
+fn sealed_len(shape: &ContentShape, index: u32) -> u64 {
+    let segments = shape.segments();
     let plain = if index + 1 == segments {
-        commitment.size - u64::from(segments - 1) * SEGMENT_LEN as u64
+        shape.size - u64::from(segments - 1) * SEGMENT_LEN as u64
     } else {
         SEGMENT_LEN as u64
     };
     plain + TAG_LEN as u64
 }
 
+/// Sealed bytes of a whole content of `shape`.
+pub fn sealed_size(shape: &ContentShape) -> u64 {
+    shape.size + u64::from(shape.segments()) * TAG_LEN as u64
+}
+
 /// One content being fetched (or found complete) on this replica.
 #[derive(Debug, Clone)]
 pub struct Fetch {
-    commitment: Commitment,
+    shape: ContentShape,
     tree: Option<SegmentTree>,
     held: BTreeSet<u32>,
     erased: bool,
@@ -249,11 +294,20 @@ impl Fetch {
         commitment: Commitment,
         store: &S,
     ) -> Result<Self, TransferError> {
-        let root = commitment.root;
+        Self::resume_shape(commitment.shape(), store).await
+    }
+
+    /// [`Fetch::resume`] knowing only the content's shape: how a relay's mailbox fetches
+    /// what it cannot read.
+    pub async fn resume_shape<S: ContentStore>(
+        shape: ContentShape,
+        store: &S,
+    ) -> Result<Self, TransferError> {
+        let root = shape.root;
         let erased = store.is_erased(&root).await?;
         let tree = match store.tree(&root).await? {
             // The store keeps only verified trees; a damaged one is fetched again.
-            Some(leaves) => SegmentTree::verified(&commitment, leaves).ok(),
+            Some(leaves) => SegmentTree::verified_shape(&shape, leaves).ok(),
             None => None,
         };
         let held = match &tree {
@@ -261,7 +315,7 @@ impl Fetch {
             None => BTreeSet::new(),
         };
         Ok(Fetch {
-            commitment,
+            shape,
             tree,
             held,
             erased,
@@ -269,9 +323,9 @@ impl Fetch {
         })
     }
 
-    /// The commitment fetched.
-    pub fn commitment(&self) -> &Commitment {
-        &self.commitment
+    /// The content fetched.
+    pub fn shape(&self) -> &ContentShape {
+        &self.shape
     }
 
     /// The verified tree, once held.
@@ -284,20 +338,18 @@ impl Fetch {
         if self.erased {
             return ContentStatus::Erased;
         }
-        let segments = self.commitment.segments();
+        let segments = self.shape.segments();
         if self.tree.is_some() && self.held.len() as u32 == segments {
             return ContentStatus::Available;
         }
         if self.held.is_empty() {
             return ContentStatus::Missing;
         }
-        let total = (0..segments).map(|i| sealed_len(&self.commitment, i)).sum();
-        let done = self
-            .held
-            .iter()
-            .map(|&i| sealed_len(&self.commitment, i))
-            .sum();
-        ContentStatus::Fetching { done, total }
+        let done = self.held.iter().map(|&i| sealed_len(&self.shape, i)).sum();
+        ContentStatus::Fetching {
+            done,
+            total: sealed_size(&self.shape),
+        }
     }
 
     /// Sealed bytes this fetch accepted from peers.
@@ -310,11 +362,11 @@ impl Fetch {
         if self.erased {
             return None;
         }
-        let root = self.commitment.root;
+        let root = self.shape.root;
         if self.tree.is_none() {
             return Some(ContentRequest::Tree(root));
         }
-        (0..self.commitment.segments())
+        (0..self.shape.segments())
             .find(|i| !self.held.contains(i))
             .map(|i| ContentRequest::Segment(root, i))
     }
@@ -328,11 +380,11 @@ impl Fetch {
         response: ContentResponse,
         store: &S,
     ) -> Result<bool, TransferError> {
-        let root = self.commitment.root;
+        let root = self.shape.root;
         match (request, response) {
             (_, ContentResponse::NotHeld | ContentResponse::Erased) => Ok(false),
             (ContentRequest::Tree(asked), ContentResponse::Tree(leaves)) if *asked == root => {
-                let tree = SegmentTree::verified(&self.commitment, leaves)?;
+                let tree = SegmentTree::verified_shape(&self.shape, leaves)?;
                 store.put_tree(&root, tree.leaves()).await?;
                 if store.is_erased(&root).await? {
                     self.erased = true;
@@ -369,9 +421,7 @@ pub async fn serve<S: ContentStore>(
     request: &ContentRequest,
     store: &S,
 ) -> Result<ContentResponse, TransferError> {
-    let root = match request {
-        ContentRequest::Tree(root) | ContentRequest::Segment(root, _) => root,
-    };
+    let root = request.root();
     if store.is_erased(root).await? {
         return Ok(ContentResponse::Erased);
     }
@@ -384,6 +434,9 @@ pub async fn serve<S: ContentStore>(
             .segment(root, *index)
             .await?
             .map_or(ContentResponse::NotHeld, ContentResponse::Segment),
+        // Whether to keep others' content is a node's policy (the relay's mailbox), not the
+        // store's.
+        ContentRequest::Offer(..) => ContentResponse::Refused,
     })
 }
 
@@ -395,9 +448,17 @@ mod tests {
     #[test]
     fn requests_and_responses_round_trip_and_oversized_or_unknown_ones_are_refused() {
         let root = [9u8; 32];
+        let offer = ContentRequest::Offer(
+            BlockId::of(b"a chain"),
+            ContentShape {
+                root,
+                size: MAX_CONTENT_LEN,
+            },
+        );
         for request in [
             ContentRequest::Tree(root),
             ContentRequest::Segment(root, 70_000),
+            offer,
         ] {
             let bytes = request.encode();
             assert!(bytes.len() <= MAX_REQUEST_BYTES);
@@ -408,6 +469,8 @@ mod tests {
             ContentResponse::Segment(vec![2; SEGMENT_LEN + TAG_LEN]),
             ContentResponse::NotHeld,
             ContentResponse::Erased,
+            ContentResponse::Accepted,
+            ContentResponse::Refused,
         ] {
             let bytes = response.encode();
             assert!(bytes.len() <= MAX_RESPONSE_BYTES);
