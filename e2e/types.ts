@@ -1,8 +1,8 @@
 // Compiled with `tsc --noEmit` by `npm test`: the declarations in pkg/index.d.ts must type
 // the way an application uses the API.
 import {
-  BoundChain, Chain, Endra, EndraError, Group, Identity, Node, Store,
-  type Block, type DidDocument, type ErrorCode, type Invitation, type SubscribedMessage,
+  BoundChain, Chain, Endra, EndraError, Group, Identity, Node, Record, Store,
+  type Block, type ContentProgress, type RecordVersion, type DidDocument, type ErrorCode, type Invitation, type SubscribedMessage,
 } from '../pkg/index.js';
 
 export async function identities(endra: Endra, other: Endra): Promise<void> {
@@ -38,6 +38,21 @@ export async function identities(endra: Endra, other: Endra): Promise<void> {
   const chat: BoundChain = await group.createChain();
   await chat.write(new Uint8Array([2]), { topics: ['chat'] });
   chat.addEventListener('change', () => void chat.messages());
+  const posted: Record = await chat.post('hello', { type: 'text/plain' });
+  await chat.post(new Blob([new Uint8Array([3])], { type: 'image/png' }));
+  chat.addEventListener('progress', (event) => {
+    const p: ContentProgress = event.detail;
+    if (p.status === 'fetching') void (p.done! / p.total!);
+  });
+  const text: string = await posted.text();
+  const version: string = await posted.edit(new Uint8Array([4]));
+  const history: RecordVersion[] = (await chat.record(posted.id))?.history ?? [];
+  const kinds: ('created' | 'edited' | 'deleted')[] = history.map((v) => v.kind);
+  await posted.delete({ erase: true });
+  const listed: Record[] = await chat.records();
+  void text; void version; void kinds; void listed;
+  // @ts-expect-error records come from a chain
+  void new Record();
   const same: BoundChain = await group.openChain(chat.id, { signal: AbortSignal.timeout(1000) });
   const bodies = (await same.messages()).map((m) => m.body ?? m.error);
   for await (const message of same.subscribe({ since: -1, signal: AbortSignal.timeout(1000) })) {

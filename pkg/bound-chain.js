@@ -1,9 +1,10 @@
 // @ts-check
 // Bound chains: chains an identity's current devices alone write and read.
 import { WasmChain } from './wasm/endra.js';
-import { bytes, call, INTERNAL, internalOnly, options, readable } from './errors.js';
+import { bytes, call, EndraError, INTERNAL, internalOnly, options, readable } from './errors.js';
 import { makeChain, touch } from './chain.js';
 import { unwatch, watch } from './node.js';
+import { contentOf, Record } from './record.js';
 import { rawStore } from './store.js';
 
 /** @typedef {import('./store.js').Store} Store */
@@ -16,8 +17,9 @@ import { rawStore } from './store.js';
 /** @typedef {Message & { seq: number }} SubscribedMessage */
 /**
  * The wasm-bindgen handle of a bound chain.
- * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]> }} RawBoundChain
+ * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]> } & import('./record.js').RawRecords} RawBoundChain
  */
+/** @typedef {{ chain: string, root: string, status: string, done?: number, total?: number }} ContentProgress */
 
 // Package-internal, assigned in the class's static block. Not re-exported by index.js.
 /** @type {(raw: RawBoundChain, store: Store, node: Node) => Promise<BoundChain>} */
@@ -36,6 +38,11 @@ export class BoundChain extends EventTarget {
   /** The same chain as plain blocks: arrival order (`seq`) and wake-ups for `subscribe`. @type {Chain} */
   #blocks;
   #wake = () => this.dispatchEvent(new CustomEvent('change'));
+  /** @param {Event} event */
+  #progress = (event) => {
+    const detail = /** @type {CustomEvent<ContentProgress>} */ (event).detail;
+    if (detail.chain === this.id) this.dispatchEvent(new CustomEvent('progress', { detail }));
+  };
 
   /**
    * @param {symbol} token
@@ -50,6 +57,7 @@ export class BoundChain extends EventTarget {
     this.#node = node;
     this.#blocks = blocks;
     watch(node, raw.chain, this.#wake);
+    node.addEventListener('content', this.#progress);
   }
 
   /** The chain ID. */
@@ -106,6 +114,44 @@ export class BoundChain extends EventTarget {
   }
 
   /**
+   * Posts a record: the content (bytes, text, or a `Blob`/`File`, read whole) is sealed under
+   * the identity's epoch into this device's content store — never into the chain, whose block
+   * carries only a commitment to it — and offered to the relays, which keep it (as
+   * ciphertext) for members whose devices are offline. Resolves to the record.
+   * @param {Uint8Array | string | Blob} content
+   * @param {{ type?: string }} [opts]
+   * @returns {Promise<Record>}
+   */
+  async post(content, { type } = {}) {
+    const { body, type: media } = await contentOf(content, type);
+    const id = await call(() => this.#raw.post(body, media));
+    touch(this.#blocks);
+    this.#wake();
+    const record = await this.record(id);
+    if (!record) throw new EndraError(`record ${id} not found after posting`, 'INTERNAL');
+    return record;
+  }
+
+  /**
+   * Every record this device can read, in chain order, with its history and where its
+   * content stands here (`status`).
+   * @returns {Promise<Record[]>}
+   */
+  async records() {
+    const raw = this.#raw;
+    return (await call(() => raw.records())).map((fields) => new Record(INTERNAL, raw, fields));
+  }
+
+  /**
+   * One record by ID, if this device holds it.
+   * @param {string} id
+   * @returns {Promise<Record | undefined>}
+   */
+  async record(id) {
+    return (await this.records()).find((r) => r.id === String(id));
+  }
+
+  /**
    * Peer IDs syncing this chain with this device.
    * @returns {Promise<string[]>}
    */
@@ -116,6 +162,7 @@ export class BoundChain extends EventTarget {
   /** Stops events and subscriptions of this handle. */
   close() {
     unwatch(this.#node, this.id, this.#wake);
+    this.#node.removeEventListener('content', this.#progress);
     this.#blocks.close();
   }
 

@@ -33,7 +33,7 @@ export type ErrorCode =
   /** Content sealed by a newer client: a kind of content or an envelope version this build does not read. */
   | 'UNSUPPORTED_CONTENT'
   | 'MALFORMED_CONTENT'
-  // Records and offchain content (the native client layer; the JS API is not built yet).
+  // Records and offchain content.
   | 'RECORD_DELETED'
   | 'NOT_THE_AUTHOR'
   | 'CONTENT_UNAVAILABLE'
@@ -190,6 +190,78 @@ export interface NodeEventMap {
   peer: CustomEvent<{ chain: string; peer: string; joined: boolean }>;
   /** A chain caught up with its peers (every block a peer's leaves name is stored here). */
   synced: CustomEvent<{ chain: string }>;
+  /** A verified piece of an offchain content being fetched arrived (see {@link ContentProgress}). */
+  content: CustomEvent<ContentProgress>;
+}
+
+/** Where a record's content stands on this device. */
+export type ContentStatus = 'available' | 'fetching' | 'missing' | 'erased' | 'none';
+
+/** Progress of a content being fetched: `done` of `total` sealed bytes while fetching. */
+export interface ContentProgress {
+  readonly chain: string;
+  /** The content's root (hex). */
+  readonly root: string;
+  readonly status: 'available' | 'fetching' | 'missing' | 'erased';
+  readonly done?: number;
+  readonly total?: number;
+}
+
+/** One version in a record's history. */
+export interface RecordVersion {
+  /** The version's block ID. */
+  readonly id: string;
+  /** The signing key (hex) of the device that wrote it. */
+  readonly device: string;
+  readonly kind: 'created' | 'edited' | 'deleted';
+  /** Its block's time (informational: no rule reads it). */
+  readonly time: number;
+  /** Whether its content was erased. */
+  readonly erased: boolean;
+  readonly type?: string;
+  readonly size?: number;
+}
+
+/**
+ * A record of a bound chain (`chain.post`, `chain.records`), as this device saw it when
+ * listed: private content its author edits and deletes, every version kept. Not
+ * constructible.
+ */
+export class Record {
+  private constructor();
+  /** The record's ID: its first version's block ID. */
+  readonly id: string;
+  /** The DID of the person who wrote it. */
+  readonly author: string;
+  /** The current version's ID; `null` once deleted. */
+  readonly current: string | null;
+  /** The delete's ID, if deleted. */
+  readonly deleted: string | null;
+  /** Whether a delete erased the content of every version. */
+  readonly erased: boolean;
+  /** Edits concurrent with the current version. */
+  readonly conflicts: string[];
+  readonly type?: string;
+  readonly size?: number;
+  readonly status: ContentStatus;
+  readonly done?: number;
+  readonly total?: number;
+  /** Every version in causal order, deleted ones included. */
+  readonly history: RecordVersion[];
+  /** Versions every replica refused (an edit by someone other than the author, say). */
+  readonly refused: { readonly id: string; readonly reason: string }[];
+  /**
+   * The current content (or that of `version`), fetched from the chain's peers (the relay
+   * included) if this device lacks it, verified and decrypted. `RECORD_DELETED`,
+   * `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted after this device was removed).
+   */
+  content(options?: { version?: string }): Promise<Uint8Array>;
+  /** {@link Record.content} as UTF-8 text. */
+  text(options?: { version?: string }): Promise<string>;
+  /** Edits the record (its author's devices: `NOT_THE_AUTHOR` otherwise); the new version's ID. */
+  edit(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<string>;
+  /** Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); `erase` drops every version's content everywhere. */
+  delete(options?: { erase?: boolean }): Promise<string>;
 }
 
 /**
@@ -455,10 +527,22 @@ export class BoundChain extends EventTarget {
    * for yet carries `error` (`messages()` shows it again once readable).
    */
   subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<SubscribedMessage>;
+  /**
+   * Posts a record: the content (bytes, text or a `Blob`/`File`, read whole; at most 100 MiB)
+   * is sealed into this device's content store, never into the chain, and offered to the
+   * relays, which keep it as ciphertext for members who are offline.
+   */
+  post(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<Record>;
+  /** Every record this device can read, in chain order. */
+  records(): Promise<Record[]>;
+  /** One record by ID, if held. */
+  record(id: string): Promise<Record | undefined>;
   peers(): Promise<string[]>;
   /** Stops events and subscriptions of this handle. */
   close(): void;
   addEventListener(type: 'change', listener: (event: CustomEvent<void>) => void, options?: boolean | AddEventListenerOptions): void;
+  /** A content of this chain being fetched got a verified piece. */
+  addEventListener(type: 'progress', listener: (event: CustomEvent<ContentProgress>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 

@@ -7,4 +7,5 @@ export { Store } from './store.js';
 export { Node } from './node.js';
 export { Chain } from './chain.js';
 export { BoundChain } from './bound-chain.js';
+export { Record } from './record.js';
 export { Identity, Group } from './identity.js';

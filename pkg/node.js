@@ -242,6 +242,11 @@ export class Node extends EventTarget {
       case 'peer':
         this.dispatchEvent(new CustomEvent('peer', { detail: { chain: event.chain, peer: event.peer, joined: event.joined } }));
         break;
+      case 'content': {
+        const { chain, root, status, done, total } = event;
+        this.dispatchEvent(new CustomEvent('content', { detail: { chain, root, status, done, total } }));
+        break;
+      }
       default:
         break;
     }

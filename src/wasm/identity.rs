@@ -111,7 +111,10 @@ impl WasmIdentity {
 }
 
 /// Pushes what the account queued to each chain's peers, in order.
-async fn flush(account: &mut Account<AnyStore>, node: &NodeHandle) -> Result<(), JsFailure> {
+pub(super) async fn flush(
+    account: &mut Account<AnyStore>,
+    node: &NodeHandle,
+) -> Result<(), JsFailure> {
     for publication in account.take_outbox() {
         let blocks = publication
             .blocks
@@ -682,9 +685,9 @@ fn message_array(messages: Vec<Message>) -> JsValue {
 /// the identity's current devices only. It lives in the identity's account.
 #[wasm_bindgen]
 pub struct WasmBoundChain {
-    inner: Rc<Mutex<Account<AnyStore>>>,
-    node: NodeHandle,
-    chain: BlockId,
+    pub(super) inner: Rc<Mutex<Account<AnyStore>>>,
+    pub(super) node: NodeHandle,
+    pub(super) chain: BlockId,
 }
 
 #[wasm_bindgen]

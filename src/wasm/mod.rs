@@ -9,6 +9,7 @@ use std::rc::Rc;
 mod identity;
 #[cfg(feature = "net")]
 mod node;
+mod records;
 
 use ed25519_dalek::SigningKey;
 use futures_util::lock::Mutex;

@@ -1,0 +1,120 @@
+// @ts-check
+// Records: private content posted to a bound chain, edited and deleted by its author, every
+// version kept. The content lives offchain: fetched from the chain's peers (the relay
+// included) when this device lacks it, each piece verified before it is kept.
+import { call, EndraError, internalOnly } from './errors.js';
+
+/**
+ * @typedef {'available' | 'fetching' | 'missing' | 'erased' | 'none'} ContentStatus
+ * @typedef {{ id: string, device: string, kind: 'created' | 'edited' | 'deleted', time: number,
+ *   erased: boolean, type?: string, size?: number }} RecordVersion
+ * @typedef {{ id: string, reason: string }} RefusedVersion
+ * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
+ *   erased: boolean, conflicts: string[], type?: string, size?: number, status: ContentStatus,
+ *   done?: number, total?: number, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
+ * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
+ *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
+ *   delete(record: string, erase: boolean): Promise<string>,
+ *   records(): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array> }} RawRecords
+ */
+
+/**
+ * What `post` and `edit` take: bytes, text (UTF-8, `text/plain` by default) or a `Blob`/`File`
+ * (read whole; its type by default).
+ * @param {Uint8Array | string | Blob} content
+ * @param {string | undefined} type
+ * @returns {Promise<{ body: Uint8Array, type: string }>}
+ */
+export async function contentOf(content, type) {
+  if (typeof content === 'string') {
+    return { body: new TextEncoder().encode(content), type: type ?? 'text/plain;charset=utf-8' };
+  }
+  if (content instanceof Uint8Array) return { body: content, type: type ?? 'application/octet-stream' };
+  if (typeof Blob !== 'undefined' && content instanceof Blob) {
+    return { body: new Uint8Array(await content.arrayBuffer()), type: type ?? (content.type || 'application/octet-stream') };
+  }
+  throw new EndraError('content must be a Uint8Array, a string or a Blob', 'INVALID_ARGUMENT');
+}
+
+/**
+ * A record of a bound chain as this device saw it when listed (`chain.records()`): a
+ * snapshot — list again after a `change` event for the newest. Its content comes with
+ * `content()` / `text()`.
+ */
+export class Record {
+  /** @type {RawRecords} */
+  #raw;
+
+  /**
+   * @param {symbol} token
+   * @param {RawRecords} raw
+   * @param {RecordFields} fields
+   */
+  constructor(token, raw, fields) {
+    internalOnly(token, 'records come from a bound chain: chain.post(…), chain.records()');
+    this.#raw = raw;
+    /** The record's ID: its first version's block ID. */
+    this.id = fields.id;
+    /** The DID of the person who wrote it. */
+    this.author = fields.author;
+    /** The current version's ID; `null` once deleted. */
+    this.current = fields.current;
+    /** The delete's ID, if deleted. */
+    this.deleted = fields.deleted;
+    /** Whether a delete erased the content of every version. */
+    this.erased = fields.erased;
+    /** Edits concurrent with the current version (the author resolves them by editing again). */
+    this.conflicts = fields.conflicts;
+    /** The current content's media type and size in bytes. */
+    this.type = fields.type;
+    this.size = fields.size;
+    /** Where the current content stands on this device: `available`, `fetching` (`done` of `total` bytes), `missing`, `erased`, or `none` once deleted. */
+    this.status = fields.status;
+    this.done = fields.done;
+    this.total = fields.total;
+    /** Every version in causal order — created, edited, deleted — deleted ones included. */
+    this.history = fields.history;
+    /** Versions every replica refused (an edit by someone else than the author, say). */
+    this.refused = fields.refused;
+  }
+
+  /**
+   * The current content (or that of the version `id` of `history`), fetched from the
+   * chain's peers first if this device lacks it — progress as the chain's `progress`
+   * events. Rejects with `RECORD_DELETED`, `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted
+   * after this device was removed).
+   * @param {{ version?: string }} [opts]
+   * @returns {Promise<Uint8Array>}
+   */
+  content({ version } = {}) {
+    return call(() => this.#raw.content(version ?? this.id, version !== undefined));
+  }
+
+  /**
+   * The current content as text (UTF-8).
+   * @param {{ version?: string }} [opts]
+   */
+  async text(opts) {
+    return new TextDecoder().decode(await this.content(opts));
+  }
+
+  /**
+   * Edits the record (its author's devices only: `NOT_THE_AUTHOR` otherwise); resolves to
+   * the new version's ID.
+   * @param {Uint8Array | string | Blob} content
+   * @param {{ type?: string }} [opts]
+   */
+  async edit(content, { type } = {}) {
+    const { body, type: media } = await contentOf(content, type);
+    return call(() => this.#raw.edit(this.id, body, media));
+  }
+
+  /**
+   * Deletes the record (its author, or an admin: `NOT_PERMITTED` otherwise); with `erase`,
+   * every device drops the content of every version. Resolves to the delete's ID.
+   * @param {{ erase?: boolean }} [opts]
+   */
+  delete({ erase = false } = {}) {
+    return call(() => this.#raw.delete(this.id, erase));
+  }
+}

@@ -1,0 +1,239 @@
+//! Records on bound chains for JavaScript (see [`crate::client::Account::post`]): posting,
+//! editing and deleting private content, listing records with their history, and reading a
+//! content — fetched from the chain's peers (the relay included) when this device lacks it.
+
+use js_sys::{Array, Object, Uint8Array};
+use rand_core::OsRng;
+use wasm_bindgen::prelude::*;
+
+use super::identity::{flush, WasmBoundChain};
+use super::{byte_array, hex, now, parse_id, promise, set, JsFailure};
+use crate::client::ClientError;
+use crate::mutability::{RecordView, Records, VersionKind};
+use crate::offchain::{Commitment, ContentStatus};
+use crate::walytis::BlockId;
+
+fn kind_name(kind: VersionKind) -> &'static str {
+    match kind {
+        VersionKind::Create => "created",
+        VersionKind::Edit => "edited",
+        VersionKind::Delete { .. } => "deleted",
+    }
+}
+
+/// `status`, and `done`/`total` while fetching, on `object`.
+fn set_status(object: &Object, status: ContentStatus) {
+    let name = match status {
+        ContentStatus::Available => "available",
+        ContentStatus::Fetching { done, total } => {
+            set(object, "done", done as f64);
+            set(object, "total", total as f64);
+            "fetching"
+        }
+        ContentStatus::Missing => "missing",
+        ContentStatus::Erased => "erased",
+    };
+    set(object, "status", name);
+}
+
+fn ids(list: &[BlockId]) -> Array {
+    list.iter()
+        .map(|id| JsValue::from(id.to_string()))
+        .collect()
+}
+
+/// The plain object JS receives for a record.
+fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
+    let o = Object::new();
+    set(&o, "id", view.id.to_string());
+    set(&o, "author", view.author.clone());
+    set(
+        &o,
+        "current",
+        view.current
+            .map_or(JsValue::NULL, |id| id.to_string().into()),
+    );
+    set(
+        &o,
+        "deleted",
+        view.deleted
+            .map_or(JsValue::NULL, |id| id.to_string().into()),
+    );
+    set(&o, "erased", view.erased);
+    set(&o, "conflicts", ids(&view.conflicts));
+    if let Some(content) = &view.content {
+        set(&o, "type", content.media_type.clone());
+        set(&o, "size", content.size as f64);
+    }
+    match status {
+        Some(status) => set_status(&o, status),
+        None => set(&o, "status", if view.erased { "erased" } else { "none" }),
+    }
+    let history: Array = view
+        .history
+        .iter()
+        .map(|entry| {
+            let h = Object::new();
+            set(&h, "id", entry.id.to_string());
+            set(&h, "device", hex(entry.author.key_bytes()));
+            set(&h, "kind", kind_name(entry.kind));
+            set(&h, "time", entry.time as f64);
+            set(&h, "erased", entry.erased);
+            if let Some(content) = &entry.content {
+                set(&h, "type", content.media_type.clone());
+                set(&h, "size", content.size as f64);
+            }
+            JsValue::from(h)
+        })
+        .collect();
+    set(&o, "history", history);
+    let refused: Array = view
+        .refused
+        .iter()
+        .map(|(id, why)| {
+            let r = Object::new();
+            set(&r, "id", id.to_string());
+            set(&r, "reason", why.to_string());
+            JsValue::from(r)
+        })
+        .collect();
+    set(&o, "refused", refused);
+    o.into()
+}
+
+/// The commitment of `id`: a record's current version, or (`version`) the version `id`.
+fn commitment_of(records: &Records, id: &BlockId, version: bool) -> Result<Commitment, JsFailure> {
+    for record in records.records() {
+        let Some(view) = records.record(&record) else {
+            continue;
+        };
+        if view.id == *id && !version {
+            return match (&view.content, view.erased) {
+                (Some(content), _) => Ok(content.clone()),
+                (None, true) => Err(ClientError::ContentUnavailable(ContentStatus::Erased).into()),
+                (None, false) => Err(ClientError::RecordDeleted(*id).into()),
+            };
+        }
+        if let Some(entry) = view.history.iter().find(|h| h.id == *id) {
+            return entry.content.clone().ok_or_else(|| {
+                ClientError::ContentUnavailable(if entry.erased {
+                    ContentStatus::Erased
+                } else {
+                    ContentStatus::Missing
+                })
+                .into()
+            });
+        }
+    }
+    Err(ClientError::NoSuchRecord(*id).into())
+}
+
+#[wasm_bindgen]
+impl WasmBoundChain {
+    /// Posts a record: `body` sealed into the content store, its commitment in a block pushed
+    /// to the chain's peers, the content offered to the relays; resolves to the record ID.
+    pub fn post(&self, body: JsValue, media_type: String) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let body = byte_array(&body, "content")?;
+            let mut account = inner.lock().await;
+            let posted = account
+                .post(&chain, &body, &media_type, now(), &mut OsRng)
+                .await;
+            flush(&mut account, &node).await?;
+            let record = posted?;
+            let content = account
+                .record_of(&chain, &record)
+                .await?
+                .and_then(|view| view.content);
+            drop(account);
+            if let Some(content) = content {
+                // The relays fetch it from this node: readers get it while this page is closed.
+                node.offer_content(chain, content.shape()).await?;
+            }
+            Ok(record.to_string().into())
+        })
+    }
+
+    /// Edits a record this person wrote; resolves to the new version's ID.
+    pub fn edit(&self, record: String, body: JsValue, media_type: String) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let record = parse_id(&record)?;
+            let body = byte_array(&body, "content")?;
+            let mut account = inner.lock().await;
+            let edited = account
+                .edit(&chain, &record, &body, &media_type, now(), &mut OsRng)
+                .await;
+            flush(&mut account, &node).await?;
+            let version = edited?;
+            let content = account
+                .record_of(&chain, &record)
+                .await?
+                .and_then(|view| view.content);
+            drop(account);
+            if let Some(content) = content {
+                node.offer_content(chain, content.shape()).await?;
+            }
+            Ok(version.to_string().into())
+        })
+    }
+
+    /// Deletes a record (its author, or an admin); with `erase`, every version's content too.
+    pub fn delete(&self, record: String, erase: bool) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let record = parse_id(&record)?;
+            let mut account = inner.lock().await;
+            let deleted = account
+                .delete(&chain, &record, erase, now(), &mut OsRng)
+                .await;
+            flush(&mut account, &node).await?;
+            Ok(deleted?.to_string().into())
+        })
+    }
+
+    /// Every record this device can read, in chain order, each with its current content's
+    /// status here and its whole history.
+    pub fn records(&self) -> js_sys::Promise {
+        let (inner, chain) = (self.inner.clone(), self.chain);
+        promise(async move {
+            let mut account = inner.lock().await;
+            let records = account.records_of(&chain).await?;
+            let list = Array::new();
+            for record in records.records() {
+                let Some(view) = records.record(&record) else {
+                    continue;
+                };
+                let status = match &view.content {
+                    Some(content) => Some(account.fetch(content).await?.status()),
+                    None => None,
+                };
+                list.push(&record_object(&view, status));
+            }
+            Ok(list.into())
+        })
+    }
+
+    /// The content of record `id`'s current version (with `version`, of the version `id`),
+    /// fetched from the chain's peers first when this device lacks it: resolves once it is
+    /// here, verified and opened.
+    pub fn content(&self, id: String, version: bool) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let id = parse_id(&id)?;
+            let mut account = inner.lock().await;
+            let records = account.records_of(&chain).await?;
+            let commitment = commitment_of(&records, &id, version)?;
+            let status = account.fetch(&commitment).await?.status();
+            if status != ContentStatus::Available {
+                // Not under the account's lock: a transfer can take a while.
+                drop(account);
+                node.fetch_content(chain, commitment.clone()).await?;
+                account = inner.lock().await;
+            }
+            let content = account.content(&chain, &commitment).await?;
+            Ok(Uint8Array::from(&content[..]).into())
+        })
+    }
+}
