@@ -16,6 +16,9 @@ cargo bench --bench walytis
 echo "== identities: rekey on removal vs group size, resolving a DID =="
 cargo bench --bench identity
 
+echo "== records: writing a private message, posting 1 MiB, folding a record of 100 versions =="
+cargo bench --bench records
+
 echo "== identities in wasm: the same scenarios in headless Chromium, release profile =="
 # An #[ignore]d wasm-bindgen test (tests/identity_wasm_bench.rs) that prints one line.
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
