@@ -218,6 +218,8 @@ export interface RecordVersion {
   readonly time: number;
   /** Whether its content was erased. */
   readonly erased: boolean;
+  /** Its content's root (hex), as {@link ContentProgress} names it. */
+  readonly root?: string;
   readonly type?: string;
   readonly size?: number;
 }
@@ -241,6 +243,8 @@ export class Record {
   readonly erased: boolean;
   /** Edits concurrent with the current version. */
   readonly conflicts: string[];
+  /** The current content's root (hex), as {@link ContentProgress} names it. */
+  readonly root?: string;
   readonly type?: string;
   readonly size?: number;
   readonly status: ContentStatus;

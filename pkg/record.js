@@ -7,10 +7,10 @@ import { call, EndraError, internalOnly } from './errors.js';
 /**
  * @typedef {'available' | 'fetching' | 'missing' | 'erased' | 'none'} ContentStatus
  * @typedef {{ id: string, device: string, kind: 'created' | 'edited' | 'deleted', time: number,
- *   erased: boolean, type?: string, size?: number }} RecordVersion
+ *   erased: boolean, root?: string, type?: string, size?: number }} RecordVersion
  * @typedef {{ id: string, reason: string }} RefusedVersion
  * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
- *   erased: boolean, conflicts: string[], type?: string, size?: number, status: ContentStatus,
+ *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
  *   done?: number, total?: number, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
  * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
@@ -65,7 +65,8 @@ export class Record {
     this.erased = fields.erased;
     /** Edits concurrent with the current version (the author resolves them by editing again). */
     this.conflicts = fields.conflicts;
-    /** The current content's media type and size in bytes. */
+    /** The current content's root (hex: what `progress` events name), media type and size in bytes. */
+    this.root = fields.root;
     this.type = fields.type;
     this.size = fields.size;
     /** Where the current content stands on this device: `available`, `fetching` (`done` of `total` bytes), `missing`, `erased`, or `none` once deleted. */

@@ -62,6 +62,7 @@ fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
     set(&o, "erased", view.erased);
     set(&o, "conflicts", ids(&view.conflicts));
     if let Some(content) = &view.content {
+        set(&o, "root", hex(&content.root));
         set(&o, "type", content.media_type.clone());
         set(&o, "size", content.size as f64);
     }
@@ -80,6 +81,7 @@ fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
             set(&h, "time", entry.time as f64);
             set(&h, "erased", entry.erased);
             if let Some(content) = &entry.content {
+                set(&h, "root", hex(&content.root));
                 set(&h, "type", content.media_type.clone());
                 set(&h, "size", content.size as f64);
             }
@@ -194,9 +196,11 @@ impl WasmBoundChain {
     }
 
     /// Every record this device can read, in chain order, each with its current content's
-    /// status here and its whole history.
+    /// status here and its whole history. A current content not all here is fetched in the
+    /// background (the node keeps asking the chain's peers, with backoff, until it is; one
+    /// fetch per content however often this is called): `progress` events follow it.
     pub fn records(&self) -> js_sys::Promise {
-        let (inner, chain) = (self.inner.clone(), self.chain);
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         promise(async move {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
@@ -209,6 +213,17 @@ impl WasmBoundChain {
                     Some(content) => Some(account.fetch(content).await?.status()),
                     None => None,
                 };
+                if let (
+                    Some(content),
+                    Some(ContentStatus::Missing | ContentStatus::Fetching { .. }),
+                ) = (&view.content, status)
+                {
+                    let (node, content) = (node.clone(), content.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        // Its end shows in the next listing and in `progress` events.
+                        let _ = node.fetch_content(chain, content).await;
+                    });
+                }
                 list.push(&record_object(&view, status));
             }
             Ok(list.into())
