@@ -257,12 +257,20 @@ async fn tree_of(store: &MemoryStore, commitment: &Commitment) -> Vec<[u8; 32]> 
 
 /// A relay with a mailbox and `content_bytes` of room for content.
 async fn mailbox_relay(seed: u8, content_bytes: u64) -> (Running, libp2p::Multiaddr) {
-    let mut config = NodeConfig {
+    let limits = endra::net::Limits {
+        mailbox_content_bytes: content_bytes,
+        ..Default::default()
+    };
+    mailbox_relay_with(seed, limits).await
+}
+
+async fn mailbox_relay_with(seed: u8, limits: endra::net::Limits) -> (Running, libp2p::Multiaddr) {
+    let config = NodeConfig {
         mailbox: true,
         relay_server: true,
+        limits,
         ..fast()
     };
-    config.limits.mailbox_content_bytes = content_bytes;
     common::net::start_relay(seed, config).await
 }
 
@@ -353,5 +361,56 @@ fn a_relay_refuses_offers_beyond_its_content_quota_and_for_chains_it_does_not_ke
         );
         statuses_until_available(&mut relay, first.root).await;
         assert!(relay.store.held(&second.root).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn offers_nobody_serves_cannot_hold_the_relay_s_room_or_memory() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let limits = endra::net::Limits {
+            mailbox_content_bytes: 400_000,
+            mailbox_fetches: 2,
+            mailbox_fetch_patience: Duration::from_millis(1_500),
+            ..Default::default()
+        };
+        let (mut relay, relay_address) = mailbox_relay_with(9, limits).await;
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, real, _) = sealed(&writer_store, &chain, &key, 300_000).await;
+        let writer = start(writer_store, 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .unwrap();
+        common::net::count_reaches(&mut relay, chain, 1).await;
+
+        // Offers of contents the offerer does not have: the first two take the relay's room
+        // and its two fetches; a third is refused, and so is the real content.
+        let fake = |tag: u8, size| endra::offchain::ContentShape {
+            root: [tag; 32],
+            size,
+        };
+        let offer = |shape| writer.handle.offer_content(chain, shape);
+        assert_eq!(offer(fake(1, 150_000)).await.unwrap(), 1);
+        assert_eq!(offer(fake(2, 150_000)).await.unwrap(), 1);
+        assert_eq!(offer(fake(3, 10)).await.unwrap(), 0, "every fetch taken");
+        assert_eq!(offer(real.shape()).await.unwrap(), 0, "no room, no fetch");
+
+        // Nothing of them ever arrives: the relay gives them up and their room back.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if offer(real.shape()).await.unwrap() == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay never gave the room back"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        statuses_until_available(&mut relay, real.root).await;
+        assert_eq!(opened(&relay.store, &chain, &key, &real).await, content);
     });
 }

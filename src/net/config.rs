@@ -84,6 +84,12 @@ pub struct Limits {
     pub mailbox_chain_blocks: u64,
     /// Sealed bytes of offchain content the mailbox keeps in all; offers beyond are refused.
     pub mailbox_content_bytes: u64,
+    /// Offered contents the mailbox fetches at once; offers beyond are refused.
+    pub mailbox_fetches: usize,
+    /// How long the mailbox keeps asking for an offered content while no piece of it
+    /// arrives; then it gives up, and gives back the quota if it got nothing of it (an
+    /// offer nobody serves cannot hold the mailbox's room or memory for good).
+    pub mailbox_fetch_patience: Duration,
     /// How long the mailbox waits for the genesis of a chain a peer subscribed to; a chain
     /// no peer sends the genesis of by then (a bogus subscription) is given up.
     pub mailbox_join_timeout: Duration,
@@ -104,6 +110,8 @@ impl Default for Limits {
             mailbox_max_chains: 100_000,
             mailbox_chain_blocks: 1_000_000,
             mailbox_content_bytes: 1 << 30,
+            mailbox_fetches: 256,
+            mailbox_fetch_patience: Duration::from_secs(600),
             mailbox_join_timeout: Duration::from_secs(60),
             mailbox_joins_per_peer: 16,
             circuit_bytes: 64 << 20,

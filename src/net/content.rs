@@ -22,7 +22,12 @@ use crate::offchain::{
     serve, Commitment, ContentRequest, ContentResponse, ContentRoot, ContentShape, ContentStatus,
     Fetch, TransferError,
 };
+use crate::walytis::store::StoreError;
 use crate::walytis::BlockId;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// First wait after a round in which no peer had the content (ms); doubles up to
 /// [`MAX_RETRY_MS`].
@@ -55,6 +60,11 @@ pub(super) struct Fetching {
     /// When the next round starts (ms since start), while waiting between rounds.
     retry_at: Option<u64>,
     backoff: u64,
+    /// For a mailbox's fetch of an offered content: the sealed bytes it reserved of the
+    /// quota. `None` for this node's own fetches.
+    reserved: Option<u64>,
+    /// When a piece last arrived, or the fetch started (ms since start).
+    progressed_at: u64,
 }
 
 impl<S: NodeStore> Node<S> {
@@ -66,18 +76,21 @@ impl<S: NodeStore> Node<S> {
         commitment: Commitment,
         reply: Reply<ContentStatus>,
     ) {
-        self.fetch_shape(chain, commitment.shape(), Some(reply), None)
+        self.fetch_shape(chain, commitment.shape(), Some(reply), None, None)
             .await;
     }
 
-    /// Starts (or joins) the fetch of a content known by its shape, asking `first` first.
+    /// Starts (or joins) the fetch of a content known by its shape, asking `first` first;
+    /// `reserved`: a mailbox's fetch of an offer, and the quota it holds.
     async fn fetch_shape(
         &mut self,
         chain: BlockId,
         shape: ContentShape,
         reply: Option<Reply<ContentStatus>>,
         first: Option<PeerId>,
+        reserved: Option<u64>,
     ) {
+        let now = self.now();
         let root = shape.root;
         if let Some(fetching) = self.fetches.get_mut(&root) {
             fetching.waiters.extend(reply);
@@ -100,6 +113,8 @@ impl<S: NodeStore> Node<S> {
                             waiters: reply.into_iter().collect(),
                             retry_at: None,
                             backoff: FIRST_RETRY_MS,
+                            reserved,
+                            progressed_at: now,
                         },
                     );
                     self.ask_next(root);
@@ -178,6 +193,17 @@ impl<S: NodeStore> Node<S> {
         if self.fetches.contains_key(&shape.root) {
             return ContentResponse::Accepted;
         }
+        let offered = self
+            .fetches
+            .values()
+            .filter(|f| f.reserved.is_some())
+            .count();
+        if offered >= self.config.limits.mailbox_fetches {
+            log(LogLine::warn("mailbox_fetches_full")
+                .field("chain", chain)
+                .field("fetches", offered));
+            return ContentResponse::Refused;
+        }
         match Fetch::resume_shape(shape, &self.store)
             .await
             .map(|f| f.status())
@@ -186,10 +212,8 @@ impl<S: NodeStore> Node<S> {
             Ok(ContentStatus::Erased) | Err(_) => return ContentResponse::Refused,
             Ok(_) => {}
         }
-        let used = match self.store.setting(CONTENT_BYTES_SETTING).await {
-            Ok(Some(bytes)) => bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
-            Ok(None) => 0,
-            Err(_) => return ContentResponse::Refused,
+        let Ok(used) = self.content_bytes_used().await else {
+            return ContentResponse::Refused;
         };
         let size = sealed_size(&shape);
         let quota = self.config.limits.mailbox_content_bytes;
@@ -200,18 +224,53 @@ impl<S: NodeStore> Node<S> {
                 .field("offered", size));
             return ContentResponse::Refused;
         }
-        // Counted when accepted: an offerer that never serves still used its share.
-        let total = used + size;
-        if self
-            .store
-            .put_setting(CONTENT_BYTES_SETTING, &total.to_be_bytes())
-            .await
-            .is_err()
-        {
+        // Reserved when accepted, given back if nothing of it ever arrives.
+        if self.set_content_bytes_used(used + size).await.is_err() {
             return ContentResponse::Refused;
         }
-        self.fetch_shape(chain, shape, None, Some(peer)).await;
+        self.fetch_shape(chain, shape, None, Some(peer), Some(size))
+            .await;
         ContentResponse::Accepted
+    }
+
+    /// Sealed bytes of offered content the mailbox has accepted.
+    async fn content_bytes_used(&self) -> Result<u64, StoreError> {
+        Ok(match self.store.setting(CONTENT_BYTES_SETTING).await? {
+            Some(bytes) => bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
+            None => 0,
+        })
+    }
+
+    async fn set_content_bytes_used(&self, used: u64) -> Result<(), StoreError> {
+        self.store
+            .put_setting(CONTENT_BYTES_SETTING, &used.to_be_bytes())
+            .await
+    }
+
+    /// A mailbox gives up offered contents no piece of which arrived for
+    /// [`crate::net::Limits::mailbox_fetch_patience`], giving back the quota of those it got
+    /// nothing of (on every tick).
+    pub(super) async fn expire_offered_fetches(&mut self) {
+        let now = self.now();
+        let patience = self.config.limits.mailbox_fetch_patience.as_millis() as u64;
+        let stale: Vec<(ContentRoot, u64, bool)> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.asked.is_none() && now.saturating_sub(f.progressed_at) > patience)
+            .filter_map(|(root, f)| {
+                let nothing = f.fetch.status() == ContentStatus::Missing;
+                f.reserved.map(|size| (*root, size, nothing))
+            })
+            .collect();
+        for (root, size, nothing) in stale {
+            self.finish_fetch(root, Ok(ContentStatus::Missing));
+            log(LogLine::warn("mailbox_content_abandoned").field("root", hex(&root)));
+            if nothing {
+                if let Ok(used) = self.content_bytes_used().await {
+                    let _ = self.set_content_bytes_used(used.saturating_sub(size)).await;
+                }
+            }
+        }
     }
 
     /// Sends the fetch's next request to a peer of its chain, or waits for the next round.
@@ -363,6 +422,7 @@ impl<S: NodeStore> Node<S> {
         let Some((_, _, request)) = fetching.asked.take() else {
             return;
         };
+        let now = self.started.elapsed().as_millis() as u64;
         let accepted = match response {
             Some(response) => fetching.fetch.accept(&request, response, &self.store).await,
             None => Ok(false),
@@ -371,6 +431,7 @@ impl<S: NodeStore> Node<S> {
             Ok(true) => {
                 fetching.current = Some(peer);
                 fetching.backoff = FIRST_RETRY_MS;
+                fetching.progressed_at = now;
                 let event = NodeEvent::Content {
                     chain: fetching.chain,
                     root,

@@ -223,6 +223,7 @@ impl<S: NodeStore> Node<S> {
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
                     self.retry_fetches();
+                    self.expire_offered_fetches().await;
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
             }
