@@ -57,6 +57,24 @@ async fn current_text(
     String::from_utf8(device.content(chain, &content).await.unwrap()).unwrap()
 }
 
+/// `from` posts `body` and hands its blocks to `to`: the record and its content's commitment
+/// as `to` sees them.
+async fn posted(
+    from: &mut Device,
+    to: &mut Device,
+    chain: &BlockId,
+    body: &[u8],
+    media_type: &str,
+) -> (RecordId, Commitment) {
+    let record = from
+        .post(chain, body, media_type, T0 + 20, &mut OsRng)
+        .await
+        .unwrap();
+    deliver(&from.take_outbox(), &mut [to]).await;
+    let view = to.record_of(chain, &record).await.unwrap().unwrap();
+    (record, view.content.unwrap())
+}
+
 /// Ada's laptop and phone, on one default chain.
 async fn two_devices() -> (Device, Device, BlockId) {
     let mut laptop = new_person().await;
@@ -288,24 +306,14 @@ fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_r
         let (mut laptop, mut phone, chain) = two_devices().await;
         let mut file = vec![0u8; 5 * 1024 * 1024 + 123];
         OsRng.fill_bytes(&mut file);
-        let record = laptop
-            .post(
-                &chain,
-                &file,
-                "application/octet-stream",
-                T0 + 20,
-                &mut OsRng,
-            )
-            .await
-            .unwrap();
-        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
-        let content = phone
-            .record_of(&chain, &record)
-            .await
-            .unwrap()
-            .unwrap()
-            .content
-            .unwrap();
+        let (_, content) = posted(
+            &mut laptop,
+            &mut phone,
+            &chain,
+            &file,
+            "application/octet-stream",
+        )
+        .await;
         // The tree and 30 segments, then the transfer stops (a reload, say).
         let (first, statuses) = transfer(&laptop, &phone, &content, 31).await;
         let mut last = 0;
@@ -337,24 +345,14 @@ fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_r
 fn a_peer_serving_a_tampered_segment_is_caught_and_nothing_of_it_is_kept() {
     block_on(async {
         let (mut laptop, mut phone, chain) = two_devices().await;
-        let record = laptop
-            .post(
-                &chain,
-                &[7u8; 100_000],
-                "application/octet-stream",
-                T0 + 20,
-                &mut OsRng,
-            )
-            .await
-            .unwrap();
-        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
-        let content = phone
-            .record_of(&chain, &record)
-            .await
-            .unwrap()
-            .unwrap()
-            .content
-            .unwrap();
+        let (_, content) = posted(
+            &mut laptop,
+            &mut phone,
+            &chain,
+            &[7u8; 100_000],
+            "application/octet-stream",
+        )
+        .await;
         let mut fetch = phone.fetch(&content).await.unwrap();
         let tree = fetch.next_request().unwrap();
         let answer = serve(&tree, store(&laptop)).await.unwrap();

@@ -9,6 +9,7 @@ use std::rc::Rc;
 mod identity;
 #[cfg(feature = "net")]
 mod node;
+#[cfg(feature = "net")]
 mod records;
 
 use ed25519_dalek::SigningKey;

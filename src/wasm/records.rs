@@ -2,14 +2,18 @@
 //! editing and deleting private content, listing records with their history, and reading a
 //! content — fetched from the chain's peers (the relay included) when this device lacks it.
 
+use std::rc::Rc;
+
+use futures_util::lock::Mutex;
 use js_sys::{Array, Object, Uint8Array};
 use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
 
 use super::identity::{flush, WasmBoundChain};
-use super::{byte_array, hex, now, parse_id, promise, set, JsFailure};
-use crate::client::ClientError;
+use super::{byte_array, hex, now, parse_id, promise, set, AnyStore, JsFailure};
+use crate::client::{Account, ClientError};
 use crate::mutability::{RecordView, Records, VersionKind};
+use crate::net::NodeHandle;
 use crate::offchain::{Commitment, ContentStatus};
 use crate::walytis::BlockId;
 
@@ -130,6 +134,26 @@ fn commitment_of(records: &Records, id: &BlockId, version: bool) -> Result<Commi
     Err(ClientError::NoSuchRecord(*id).into())
 }
 
+/// Offers `record`'s current content to the node's relays: they fetch it from this node, so
+/// readers get it while this page is closed.
+async fn offer_current(
+    inner: &Rc<Mutex<Account<AnyStore>>>,
+    node: &NodeHandle,
+    chain: BlockId,
+    record: BlockId,
+) -> Result<(), JsFailure> {
+    let content = inner
+        .lock()
+        .await
+        .record_of(&chain, &record)
+        .await?
+        .and_then(|view| view.content);
+    if let Some(content) = content {
+        node.offer_content(chain, content.shape()).await?;
+    }
+    Ok(())
+}
+
 #[wasm_bindgen]
 impl WasmBoundChain {
     /// Posts a record: `body` sealed into the content store, its commitment in a block pushed
@@ -144,15 +168,8 @@ impl WasmBoundChain {
                 .await;
             flush(&mut account, &node).await?;
             let record = posted?;
-            let content = account
-                .record_of(&chain, &record)
-                .await?
-                .and_then(|view| view.content);
             drop(account);
-            if let Some(content) = content {
-                // The relays fetch it from this node: readers get it while this page is closed.
-                node.offer_content(chain, content.shape()).await?;
-            }
+            offer_current(&inner, &node, chain, record).await?;
             Ok(record.to_string().into())
         })
     }
@@ -169,14 +186,8 @@ impl WasmBoundChain {
                 .await;
             flush(&mut account, &node).await?;
             let version = edited?;
-            let content = account
-                .record_of(&chain, &record)
-                .await?
-                .and_then(|view| view.content);
             drop(account);
-            if let Some(content) = content {
-                node.offer_content(chain, content.shape()).await?;
-            }
+            offer_current(&inner, &node, chain, record).await?;
             Ok(version.to_string().into())
         })
     }
