@@ -142,15 +142,30 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     const bytes = await find(file).content();
     const ms = performance.now() - started;
     const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (x) => x.toString(16).padStart(2, '0')).join('');
+    // The same file as a stream of segments, never whole in wasm memory.
+    const parts = [];
+    for await (const part of find(file).stream()) parts.push(part);
+    const streamed = new Uint8Array(await new Blob(parts).arrayBuffer());
+    const streamedHash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', streamed)), (x) => x.toString(16).padStart(2, '0')).join('');
+    const largest = Math.max(...parts.map((p) => p.length));
+    const firstVersion = [];
+    for await (const part of find(note).stream({ version: note })) firstVersion.push(...part);
     const after = (await window.notes.record(file)).status;
     const progress = window.progress.filter((p) => p.status === 'fetching' && p.total === bytes.length + 320 * 16).map((p) => p.done);
-    return { text, first, erased, hash, progress, ms, after };
+    return {
+      text, first, erased, hash, progress, ms, after, streamedHash, largest, parts: parts.length,
+      firstVersion: new TextDecoder().decode(new Uint8Array(firstVersion)),
+    };
   }, written);
   assert.equal(got.text, 'second draft');
   assert.equal(got.first, 'first draft', 'every version stays readable');
   assert.equal(got.erased, 'CONTENT_UNAVAILABLE');
   assert.equal(got.hash, written.hash, 'the file arrived identical');
   assert.equal(got.after, 'available');
+  assert.equal(got.streamedHash, written.hash, 'streamed, the same bytes');
+  assert.equal(got.parts, 320);
+  assert.equal(got.largest, 65_536, 'one segment at a time');
+  assert.equal(got.firstVersion, 'first draft');
   assert.ok(got.progress.length > 50, `progress reported piece by piece (${got.progress.length} events)`);
   for (let i = 1; i < got.progress.length; i += 1) assert.ok(got.progress[i] > got.progress[i - 1], 'progress only grows');
   assert.ok(got.progress[0] > before, `the reloaded page resumed at ${got.progress[0]} bytes, past the ${before} verified before the reload`);

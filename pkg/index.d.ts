@@ -260,6 +260,11 @@ export class Record {
    * `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted after this device was removed).
    */
   content(options?: { version?: string }): Promise<Uint8Array>;
+  /**
+   * The content as a stream of its segments (64 KiB at most, each opened as it is read): a
+   * large content is never held whole. Fetched first if missing; errors as `content()`.
+   */
+  stream(options?: { version?: string }): ReadableStream<Uint8Array>;
   /** {@link Record.content} as UTF-8 text. */
   text(options?: { version?: string }): Promise<string>;
   /** Edits the record (its author's devices: `NOT_THE_AUTHOR` otherwise); the new version's ID. */

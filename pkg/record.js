@@ -15,7 +15,9 @@ import { call, EndraError, internalOnly } from './errors.js';
  * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
  *   delete(record: string, erase: boolean): Promise<string>,
- *   records(): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array> }} RawRecords
+ *   records(): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array>,
+ *   prepare(id: string, version: boolean): Promise<{ commitment: Uint8Array, segments: number }>,
+ *   segment(commitment: Uint8Array, index: number): Promise<Uint8Array> }} RawRecords
  */
 
 /**
@@ -89,6 +91,35 @@ export class Record {
    */
   content({ version } = {}) {
     return call(() => this.#raw.content(version ?? this.id, version !== undefined));
+  }
+
+  /**
+   * The current content (or that of `version`) as a stream of its segments (at most 64 KiB
+   * each, opened one at a time as they are read): a large content is never held whole.
+   * Fetched from the chain's peers first if this device lacks it; errors as `content()`.
+   * @param {{ version?: string }} [opts]
+   * @returns {ReadableStream<Uint8Array>}
+   */
+  stream({ version } = {}) {
+    const raw = this.#raw;
+    const id = version ?? this.id;
+    const exact = version !== undefined;
+    /** @type {{ commitment: Uint8Array, segments: number } | undefined} */
+    let prepared;
+    let next = 0;
+    return new ReadableStream({
+      async pull(controller) {
+        try {
+          prepared ??= await call(() => raw.prepare(id, exact));
+          const { commitment, segments } = prepared;
+          const index = next++;
+          controller.enqueue(await call(() => raw.segment(commitment, index)));
+          if (next >= segments) controller.close();
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+    }, { highWaterMark: 1 });
   }
 
   /**

@@ -338,6 +338,17 @@ fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_r
             "no segment fetched twice"
         );
         assert_eq!(phone.content(&chain, &content).await.unwrap(), file);
+        // Or segment by segment, none over 64 KiB: how a reader streams it.
+        let mut streamed = Vec::new();
+        for index in 0..content.segments() {
+            let segment = phone
+                .content_segment(&chain, &content, index)
+                .await
+                .unwrap();
+            assert!(segment.len() <= 64 * 1024);
+            streamed.extend(segment);
+        }
+        assert_eq!(streamed, file);
     });
 }
 

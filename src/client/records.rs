@@ -163,26 +163,58 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         chain: &BlockId,
         commitment: &Commitment,
     ) -> Result<Vec<u8>, ClientError> {
+        let reader = self.content_reader(chain, commitment).await?;
+        let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
+        for index in 0..commitment.segments() {
+            content.extend(self.open_segment(&reader, index).await?);
+        }
+        Ok(content)
+    }
+
+    /// One segment of a content, opened (at most 64 KiB): how a reader streams a large
+    /// content without holding it whole. Fails like [`Account::content`].
+    pub async fn content_segment(
+        &self,
+        chain: &BlockId,
+        commitment: &Commitment,
+        index: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let reader = self.content_reader(chain, commitment).await?;
+        self.open_segment(&reader, index).await
+    }
+
+    /// A reader of a content that is all here.
+    async fn content_reader(
+        &self,
+        chain: &BlockId,
+        commitment: &Commitment,
+    ) -> Result<ContentReader, ClientError> {
         let fetch = self.fetch(commitment).await?;
         let status = fetch.status();
         let tree = match (status, fetch.tree()) {
             (ContentStatus::Available, Some(tree)) => tree.clone(),
             _ => return Err(ClientError::ContentUnavailable(status)),
         };
-        let store = self.identity.chain().store();
-        let reader = self.identity.with_epoch_key(&commitment.epoch, |key| {
+        Ok(self.identity.with_epoch_key(&commitment.epoch, |key| {
             ContentReader::new(key, chain, commitment.clone(), tree)
                 .map_err(|e| IdentityError::Malformed(e.to_string()))
-        })?;
-        let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
-        for index in 0..commitment.segments() {
-            let sealed = store
-                .segment(&commitment.root, index)
-                .await?
-                .ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
-            content.extend(reader.open(index, &sealed)?);
-        }
-        Ok(content)
+        })?)
+    }
+
+    async fn open_segment(
+        &self,
+        reader: &ContentReader,
+        index: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let root = reader.commitment().root;
+        let sealed = self
+            .identity
+            .chain()
+            .store()
+            .segment(&root, index)
+            .await?
+            .ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
+        Ok(reader.open(index, &sealed)?)
     }
 
     /// Seals `content` for `chain` under the epoch this device writes under now, keeps its

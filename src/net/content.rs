@@ -6,7 +6,14 @@
 //! that has nothing (or fails) is skipped for the round, one whose answer does not verify is
 //! struck — never asked again — and another is asked. When every peer was tried the fetch
 //! waits (1 s, doubling to 30 s) and starts a new round, for as long as it takes: content a
-//! peer may yet bring is never given up. Progress is reported as [`NodeEvent::Content`].
+//! peer may yet bring is never given up by the node that wants it. Progress is reported as
+//! [`NodeEvent::Content`].
+//!
+//! A relay's mailbox keeps content for when its writer is offline: a writer offers it
+//! ([`ContentRequest::Offer`]: root and size only), and a mailbox that keeps the chain and
+//! has room fetches it like any content. Those fetches are bounded, as anyone can offer:
+//! so many at once, and one no piece of which arrives for a while is given up, its room
+//! given back.
 
 use std::collections::HashSet;
 
@@ -165,7 +172,7 @@ impl<S: NodeStore> Node<S> {
         );
     }
 
-    /// A relay's answer to an offer (`None`: the request failed).
+    /// A relay's answer to an offer: accepted, or refused (or the request failed).
     fn on_offer_answer(&mut self, key: u64, accepted: bool) {
         let Some(wait) = self.offer_waits.get_mut(&key) else {
             return;

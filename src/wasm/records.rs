@@ -154,6 +154,30 @@ async fn offer_current(
     Ok(())
 }
 
+/// The commitment of record `id`'s current content (or of version `id`), once all here:
+/// fetched from the chain's peers first if not (not under the account's lock: a transfer can
+/// take a while).
+async fn here(
+    inner: &Rc<Mutex<Account<AnyStore>>>,
+    node: &NodeHandle,
+    chain: BlockId,
+    id: &str,
+    version: bool,
+) -> Result<Commitment, JsFailure> {
+    let id = parse_id(id)?;
+    let (commitment, status) = {
+        let mut account = inner.lock().await;
+        let records = account.records_of(&chain).await?;
+        let commitment = commitment_of(&records, &id, version)?;
+        let status = account.fetch(&commitment).await?.status();
+        (commitment, status)
+    };
+    if status != ContentStatus::Available {
+        node.fetch_content(chain, commitment.clone()).await?;
+    }
+    Ok(commitment)
+}
+
 #[wasm_bindgen]
 impl WasmBoundChain {
     /// Posts a record: `body` sealed into the content store, its commitment in a block pushed
@@ -247,19 +271,43 @@ impl WasmBoundChain {
     pub fn content(&self, id: String, version: bool) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         promise(async move {
-            let id = parse_id(&id)?;
-            let mut account = inner.lock().await;
-            let records = account.records_of(&chain).await?;
-            let commitment = commitment_of(&records, &id, version)?;
-            let status = account.fetch(&commitment).await?.status();
-            if status != ContentStatus::Available {
-                // Not under the account's lock: a transfer can take a while.
-                drop(account);
-                node.fetch_content(chain, commitment.clone()).await?;
-                account = inner.lock().await;
-            }
-            let content = account.content(&chain, &commitment).await?;
+            let commitment = here(&inner, &node, chain, &id, version).await?;
+            let content = inner.lock().await.content(&chain, &commitment).await?;
             Ok(Uint8Array::from(&content[..]).into())
+        })
+    }
+
+    /// Makes sure the content [`WasmBoundChain::content`] would give is here (fetching it
+    /// first if not): `{ commitment, segments }`, the commitment's bytes for
+    /// [`WasmBoundChain::segment`].
+    pub fn prepare(&self, id: String, version: bool) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let commitment = here(&inner, &node, chain, &id, version).await?;
+            let prepared = Object::new();
+            set(
+                &prepared,
+                "commitment",
+                Uint8Array::from(&commitment.encode()[..]),
+            );
+            set(&prepared, "segments", commitment.segments());
+            Ok(prepared.into())
+        })
+    }
+
+    /// Segment `index` of a prepared content, opened: at most 64 KiB, so a large content is
+    /// read without being held whole.
+    pub fn segment(&self, commitment: JsValue, index: u32) -> js_sys::Promise {
+        let (inner, chain) = (self.inner.clone(), self.chain);
+        promise(async move {
+            let commitment = Commitment::decode(&byte_array(&commitment, "commitment")?)
+                .map_err(ClientError::from)?;
+            let segment = inner
+                .lock()
+                .await
+                .content_segment(&chain, &commitment, index)
+                .await?;
+            Ok(Uint8Array::from(&segment[..]).into())
         })
     }
 }
