@@ -38,3 +38,4 @@ timeout --kill-after=30 1500 node --test --test-concurrency=1 --test-timeout=240
 echo "== browser bench smoke runs (tiny sizes; nothing written) =="
 timeout --kill-after=30 600 node bench/browser.mjs --smoke
 timeout --kill-after=30 600 node bench/network.mjs --smoke
+timeout --kill-after=30 600 node bench/transfer.mjs --smoke

@@ -206,7 +206,7 @@ fn a_fetch_cut_by_a_restart_resumes_without_fetching_a_verified_segment_again() 
     run_local(async {
         let key = EpochKey::generate(&mut OsRng);
         let (writer_store, chain) = new_chain(1, 1).await;
-        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 3 * 1024 * 1024).await;
+        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 12 * 1024 * 1024).await;
         let (_writer, writer_address) = peer_of(&writer_store, chain, 1).await;
 
         let store = copy_of(&writer_store, chain).await;

@@ -2,7 +2,8 @@
 //! (never erased content), and fetches content from a chain's peers with the sans-IO
 //! [`Fetch`], one tree or segment at a time, every answer verified before it is kept.
 //!
-//! A fetch asks one peer of the chain at a time and stays with it while it answers; a peer
+//! A fetch asks one peer of the chain at a time — the tree first, then up to 16 segments in
+//! flight — and stays with it while it answers; a peer
 //! that has nothing (or fails) is skipped for the round, one whose answer does not verify is
 //! struck — never asked again — and another is asked. When every peer was tried the fetch
 //! waits (1 s, doubling to 30 s) and starts a new round, for as long as it takes: content a
@@ -15,7 +16,7 @@
 //! so many at once, and one no piece of which arrives for a while is given up, its room
 //! given back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -41,6 +42,9 @@ fn hex(bytes: &[u8]) -> String {
 const FIRST_RETRY_MS: u64 = 1_000;
 /// Longest wait between rounds (ms).
 const MAX_RETRY_MS: u64 = 30_000;
+/// Segment requests one fetch keeps in flight (1 MiB): a transfer is not one round trip
+/// per 64 KiB.
+const WINDOW: usize = 16;
 
 /// The store setting in which a mailbox counts the sealed bytes of content it accepted.
 const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
@@ -56,8 +60,8 @@ pub(super) struct OfferWait {
 pub(super) struct Fetching {
     chain: BlockId,
     fetch: Fetch,
-    /// The request in flight and the peer asked.
-    asked: Option<(PeerId, OutboundRequestId, ContentRequest)>,
+    /// The requests in flight, with the peer asked.
+    asked: HashMap<OutboundRequestId, (PeerId, ContentRequest)>,
     /// The peer that answered last: asked again first.
     current: Option<PeerId>,
     /// Peers that had nothing, or failed, this round.
@@ -114,7 +118,7 @@ impl<S: NodeStore> Node<S> {
                         Fetching {
                             chain,
                             fetch,
-                            asked: None,
+                            asked: HashMap::new(),
                             current: first,
                             tried: HashSet::new(),
                             waiters: reply.into_iter().collect(),
@@ -263,7 +267,7 @@ impl<S: NodeStore> Node<S> {
         let stale: Vec<(ContentRoot, u64, bool)> = self
             .fetches
             .iter()
-            .filter(|(_, f)| f.asked.is_none() && now.saturating_sub(f.progressed_at) > patience)
+            .filter(|(_, f)| f.asked.is_empty() && now.saturating_sub(f.progressed_at) > patience)
             .filter_map(|(root, f)| {
                 let nothing = f.fetch.status() == ContentStatus::Missing;
                 f.reserved.map(|size| (*root, size, nothing))
@@ -280,20 +284,53 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    /// Sends the fetch's next request to a peer of its chain, or waits for the next round.
+    /// Fills the fetch's window of requests to a peer of its chain (the tree alone first),
+    /// finishes it once complete, or waits for the next round.
     fn ask_next(&mut self, root: ContentRoot) {
         let now = self.now();
         let Some(fetching) = self.fetches.get(&root) else {
             return;
         };
-        if fetching.asked.is_some() || fetching.retry_at.is_some_and(|at| at > now) {
+        if fetching.retry_at.is_some_and(|at| at > now) {
             return;
         }
-        let Some(request) = fetching.fetch.next_request() else {
-            let status = fetching.fetch.status();
-            self.finish_fetch(root, Ok(status));
+        if fetching.fetch.next_request().is_none() {
+            if fetching.asked.is_empty() {
+                let status = fetching.fetch.status();
+                self.finish_fetch(root, Ok(status));
+            }
             return;
+        }
+        let requests: Vec<ContentRequest> = if fetching.fetch.tree().is_none() {
+            let tree_asked = fetching
+                .asked
+                .values()
+                .any(|(_, r)| matches!(r, ContentRequest::Tree(_)));
+            if tree_asked {
+                Vec::new()
+            } else {
+                vec![ContentRequest::Tree(root)]
+            }
+        } else {
+            let in_flight: HashSet<u32> = fetching
+                .asked
+                .values()
+                .filter_map(|(_, r)| match r {
+                    ContentRequest::Segment(_, index) => Some(*index),
+                    _ => None,
+                })
+                .collect();
+            fetching
+                .fetch
+                .missing()
+                .filter(|index| !in_flight.contains(index))
+                .take(WINDOW.saturating_sub(fetching.asked.len()))
+                .map(|index| ContentRequest::Segment(root, index))
+                .collect()
         };
+        if requests.is_empty() {
+            return;
+        }
         let topic = IdentTopic::new(fetching.chain.to_string()).hash();
         let candidates: Vec<PeerId> = self
             .topic_peers(&topic)
@@ -309,21 +346,25 @@ impl<S: NodeStore> Node<S> {
         };
         match peer {
             Some(peer) => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .content
-                    .send_request(&peer, request.clone());
                 fetching.retry_at = None;
-                fetching.asked = Some((peer, id, request));
-                self.content_asks.insert(id, root);
+                for request in requests {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .content
+                        .send_request(&peer, request.clone());
+                    fetching.asked.insert(id, (peer, request));
+                    self.content_asks.insert(id, root);
+                }
             }
-            None => {
+            None if fetching.asked.is_empty() => {
                 // Every peer was tried: wait, then a new round.
                 fetching.tried.clear();
                 fetching.retry_at = Some(now + fetching.backoff);
                 fetching.backoff = (fetching.backoff * 2).min(MAX_RETRY_MS);
             }
+            // Answers are on their way: they decide what comes next.
+            None => {}
         }
     }
 
@@ -331,8 +372,8 @@ impl<S: NodeStore> Node<S> {
         let Some(fetching) = self.fetches.remove(&root) else {
             return;
         };
-        if let Some((_, id, _)) = fetching.asked {
-            self.content_asks.remove(&id);
+        for id in fetching.asked.keys() {
+            self.content_asks.remove(id);
         }
         for waiter in fetching.waiters {
             let _ = waiter.send(outcome.clone());
@@ -345,7 +386,7 @@ impl<S: NodeStore> Node<S> {
         let due: Vec<ContentRoot> = self
             .fetches
             .iter()
-            .filter(|(_, f)| f.asked.is_none() && f.retry_at.is_none_or(|at| at <= now))
+            .filter(|(_, f)| f.asked.is_empty() && f.retry_at.is_none_or(|at| at <= now))
             .map(|(root, _)| *root)
             .collect();
         for root in due {
@@ -426,7 +467,7 @@ impl<S: NodeStore> Node<S> {
         let Some(fetching) = self.fetches.get_mut(&root) else {
             return;
         };
-        let Some((_, _, request)) = fetching.asked.take() else {
+        let Some((_, request)) = fetching.asked.remove(&request_id) else {
             return;
         };
         let now = self.started.elapsed().as_millis() as u64;

@@ -357,6 +357,17 @@ impl Fetch {
         self.fetched
     }
 
+    /// The segments not held yet, ascending (none while the tree is not held: ask for it
+    /// first).
+    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        let segments = if self.tree.is_some() && !self.erased {
+            self.shape.segments()
+        } else {
+            0
+        };
+        (0..segments).filter(|i| !self.held.contains(i))
+    }
+
     /// What to ask a peer for next, `None` once complete (or erased).
     pub fn next_request(&self) -> Option<ContentRequest> {
         if self.erased {
