@@ -626,7 +626,7 @@ impl WasmIdentity {
             node.open(chain, None).await?;
             flush(&mut account, &node).await?;
             drop(account);
-            Ok(WasmBoundChain { inner, node, chain }.into())
+            Ok(WasmBoundChain::new(inner, node, chain).into())
         })
     }
 
@@ -640,7 +640,7 @@ impl WasmIdentity {
             let chain = parse_id(&chain)?;
             inner.lock().await.open_chain(chain).await?;
             node.open(chain, None).await?;
-            Ok(WasmBoundChain { inner, node, chain }.into())
+            Ok(WasmBoundChain::new(inner, node, chain).into())
         })
     }
 }
@@ -688,6 +688,20 @@ pub struct WasmBoundChain {
     pub(super) inner: Rc<Mutex<Account<AnyStore>>>,
     pub(super) node: NodeHandle,
     pub(super) chain: BlockId,
+    /// Contents this handle fetches in the background (see `records`), so that listing
+    /// again does not ask again.
+    pub(super) fetching: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
+}
+
+impl WasmBoundChain {
+    fn new(inner: Rc<Mutex<Account<AnyStore>>>, node: NodeHandle, chain: BlockId) -> Self {
+        WasmBoundChain {
+            inner,
+            node,
+            chain,
+            fetching: Rc::default(),
+        }
+    }
 }
 
 #[wasm_bindgen]

@@ -236,6 +236,7 @@ impl WasmBoundChain {
     /// fetch per content however often this is called): `progress` events follow it.
     pub fn records(&self) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        let fetching = self.fetching.clone();
         promise(async move {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
@@ -248,16 +249,22 @@ impl WasmBoundChain {
                     Some(content) => Some(account.fetch(content).await?.status()),
                     None => None,
                 };
-                if let (
-                    Some(content),
-                    Some(ContentStatus::Missing | ContentStatus::Fetching { .. }),
-                ) = (&view.content, status)
-                {
-                    let (node, content) = (node.clone(), content.clone());
-                    wasm_bindgen_futures::spawn_local(async move {
-                        // Its end shows in the next listing and in `progress` events.
-                        let _ = node.fetch_content(chain, content).await;
-                    });
+                let wanted = matches!(
+                    status,
+                    Some(ContentStatus::Missing | ContentStatus::Fetching { .. })
+                );
+                if let (Some(content), true) = (&view.content, wanted) {
+                    // One background fetch per content, however often this is listed.
+                    if fetching.borrow_mut().insert(content.root) {
+                        let (node, fetching, content) =
+                            (node.clone(), fetching.clone(), content.clone());
+                        wasm_bindgen_futures::spawn_local(async move {
+                            // Its end shows in the next listing and in `progress` events.
+                            let root = content.root;
+                            let _ = node.fetch_content(chain, content).await;
+                            fetching.borrow_mut().remove(&root);
+                        });
+                    }
                 }
                 list.push(&record_object(&view, status));
             }
