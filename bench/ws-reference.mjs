@@ -76,6 +76,8 @@ export function startWsRelay() {
     const accept = createHash('sha1').update(key + GUID).digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
     socket.setNoDelay(true);
+    // A page that closes resets its connection: nothing to report.
+    socket.on('error', () => socket.destroy());
     const me = sockets.length;
     sockets.push(socket);
     reader(socket, (payload) => {

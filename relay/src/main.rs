@@ -195,6 +195,13 @@ async fn run(config: Config) -> Result<(), String> {
     }
 }
 
+/// Prints one log line on standard output. A closed output (the supervisor went away) must
+/// not take the relay down with it, as `println!` would: the line is dropped.
+fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 async fn serve<S: endra::net::NodeStore + 'static>(
     config: Config,
     node_config: NodeConfig,
@@ -224,7 +231,7 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                     handle.dial(address).await.map_err(|e| e.to_string())?;
                 }
             }
-            println!("{}", LogLine::info("started").field("peer", peer_id));
+            out(LogLine::info("started").field("peer", peer_id));
             // One listener for the whole run, made before the loop: a `ctrl_c()` made anew on
             // every turn misses a signal that lands while an event is handled, and the relay,
             // its default handler replaced, would then never stop.
@@ -237,13 +244,13 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                         Some(NodeEvent::Listening(address)) => {
                             handle.add_external_address(address.clone());
                             let dial = format!("{address}/p2p/{peer_id}");
-                            println!("{}", LogLine::info("listening").field("address", dial));
+                            out(LogLine::info("listening").field("address", dial));
                         }
                         Some(NodeEvent::Changed { chain, count, .. }) => {
                             let line = LogLine::info("mailbox_stored")
                                 .field("chain", chain)
                                 .field("blocks", count);
-                            println!("{line}");
+                            out(line);
                         }
                         Some(NodeEvent::Connection { peer, connected }) => {
                             if connected {
@@ -255,7 +262,7 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                                 .field("peer", peer)
                                 .field("connected", connected)
                                 .field("peers", connections);
-                            println!("{line}");
+                            out(line);
                         }
                         Some(NodeEvent::Content {
                             chain,
@@ -266,7 +273,7 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                             let line = LogLine::info("mailbox_content_stored")
                                 .field("chain", chain)
                                 .field("root", root);
-                            println!("{line}");
+                            out(line);
                         }
                         Some(
                             NodeEvent::ChainPeer { .. }
@@ -277,7 +284,7 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                     },
                     signal = &mut shutdown => {
                         // Every mailbox commit is a finished redb transaction: nothing to flush.
-                        println!("{}", LogLine::info("shutting_down").field("signal", signal?));
+                        out(LogLine::info("shutting_down").field("signal", signal?));
                         return Ok(());
                     }
                 }

@@ -318,3 +318,50 @@ fn a_relay_interrupted_in_the_middle_of_a_stream_of_writes_stops_and_loses_nothi
         );
     });
 }
+
+#[test]
+fn a_relay_whose_log_reader_went_away_keeps_serving() {
+    // Its output is a pipe nobody reads any more (a supervisor that exited): logging the
+    // next connection must not take the relay down, as `println!` would.
+    run_local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_endra-relay"))
+            .arg("--listen")
+            .arg("/ip4/127.0.0.1/tcp/0")
+            .arg("--key-file")
+            .arg(dir.path().join("relay.key"))
+            .arg("--webrtc-cert")
+            .arg(dir.path().join("relay-webrtc.pem"))
+            .arg("--mailbox")
+            .arg(dir.path().join("mailbox.redb"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn endra-relay");
+        let mut output = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let address: Multiaddr = loop {
+            line.clear();
+            assert!(output.read_line(&mut line).unwrap() > 0, "the relay exited");
+            if let Some(rest) = line.split("address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        drop(output);
+        let (store, chain) = new_chain(1, 1).await;
+        let writer = client(store, 1).await;
+        writer.handle.use_relay(address.clone()).await.unwrap();
+        writer.handle.open(chain, None).await.unwrap();
+        let item = vec![(b"after the log closed".to_vec(), vec![])];
+        writer.handle.append(chain, 2, item).await.unwrap();
+        let mut reader = client(MemoryStore::new(), 2).await;
+        reader.handle.dial(address).await.unwrap();
+        reader.handle.open(chain, None).await.unwrap();
+        count_reaches(&mut reader, chain, 2).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the relay is still running"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+}

@@ -78,8 +78,12 @@ impl<S: crate::store::BlockStore + crate::offchain::ContentStore + Clone> NodeSt
 
 /// One structured line to standard error (native) or the console (browser).
 fn log(line: LogLine) {
+    // A closed standard error must not panic the node, as `eprintln!` would.
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("{line}");
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
     #[cfg(target_arch = "wasm32")]
     web_sys::console::warn_1(&line.to_string().into());
 }
