@@ -329,7 +329,11 @@ impl ContentStore for RedbStore {
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        // A segment is verified bytes any peer can serve again: one lost in a crash is fetched
+        // again, so it does not pay a disk sync per 64 KiB (the next durable commit — a block,
+        // a tree, an erasure — persists it).
+        tx.set_durability(redb::Durability::Eventual);
         let kept = {
             let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
             if erased.get(root.as_slice()).map_err(backend)?.is_some() {
