@@ -28,8 +28,9 @@ echo "== build the npm package and the relay =="
 bash scripts/build-wasm.sh
 cargo build -p endra-relay
 
-echo "== TypeScript declarations (tsc --noEmit on pkg/index.d.ts and e2e/types.ts) =="
+echo "== TypeScript declarations (tsc --noEmit on pkg/index.d.ts and e2e/types.ts), package files =="
 npx tsc -p tsconfig.json
+node scripts/check-package.mjs
 
 echo "== end-to-end tests (Playwright, system Chromium) =="
 # Each test fails after 4 minutes and the whole step after 25, rather than hang CI.
