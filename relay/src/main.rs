@@ -17,6 +17,7 @@ use endra::net::{
     native_swarm_with_webrtc, new_webrtc_certificate, Limits, Node, NodeConfig, NodeEvent,
     WebRtcCertificate,
 };
+use endra::offchain::store::root_hex;
 use endra::offchain::ContentStatus;
 use endra::store::{MemoryStore, RedbStore};
 use futures::StreamExt;
@@ -269,10 +270,9 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                             root,
                             status: ContentStatus::Available,
                         }) => {
-                            let root: String = root.iter().map(|b| format!("{b:02x}")).collect();
                             let line = LogLine::info("mailbox_content_stored")
                                 .field("chain", chain)
-                                .field("root", root);
+                                .field("root", root_hex(&root));
                             out(line);
                         }
                         Some(

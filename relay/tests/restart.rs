@@ -27,21 +27,40 @@ struct Relay {
     address: Multiaddr,
 }
 
+/// Spawns `endra-relay` with its files in `dir`, listening on TCP `port` of 127.0.0.1 (0:
+/// any), its standard output piped.
+fn spawn(dir: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_endra-relay"))
+        .arg("--listen")
+        .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
+        .arg("--key-file")
+        .arg(dir.join("relay.key"))
+        .arg("--webrtc-cert")
+        .arg(dir.join("relay-webrtc.pem"))
+        .arg("--mailbox")
+        .arg(dir.join("mailbox.redb"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn endra-relay")
+}
+
+/// The address a `listening` line of the relay announces, if it is one.
+fn listening_address(line: &str) -> Option<Multiaddr> {
+    let rest = line
+        .contains("event=listening")
+        .then(|| line.split("address=").nth(1))??;
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .parse()
+            .expect("a multiaddr"),
+    )
+}
+
 impl Relay {
     /// Starts the relay with its files in `dir`, listening on TCP `port` of 127.0.0.1 (0: any).
     async fn start(dir: &Path, port: u16) -> Relay {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_endra-relay"))
-            .arg("--listen")
-            .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
-            .arg("--key-file")
-            .arg(dir.join("relay.key"))
-            .arg("--webrtc-cert")
-            .arg(dir.join("relay-webrtc.pem"))
-            .arg("--mailbox")
-            .arg(dir.join("mailbox.redb"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn endra-relay");
+        let mut child = spawn(dir, port);
         let stdout = child.stdout.take().expect("stdout");
         let (send, lines) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -58,12 +77,7 @@ impl Relay {
             address: Multiaddr::empty(),
         };
         let line = relay.wait_for("event=listening").await;
-        let address = line
-            .split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address");
-        relay.address = address.parse().expect("a multiaddr");
+        relay.address = listening_address(&line).expect("an address");
         relay
     }
 
@@ -325,25 +339,14 @@ fn a_relay_whose_log_reader_went_away_keeps_serving() {
     // next connection must not take the relay down, as `println!` would.
     run_local(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_endra-relay"))
-            .arg("--listen")
-            .arg("/ip4/127.0.0.1/tcp/0")
-            .arg("--key-file")
-            .arg(dir.path().join("relay.key"))
-            .arg("--webrtc-cert")
-            .arg(dir.path().join("relay-webrtc.pem"))
-            .arg("--mailbox")
-            .arg(dir.path().join("mailbox.redb"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn endra-relay");
+        let mut child = spawn(dir.path(), 0);
         let mut output = std::io::BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        let address: Multiaddr = loop {
+        let address = loop {
             line.clear();
             assert!(output.read_line(&mut line).unwrap() > 0, "the relay exited");
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(address) = listening_address(&line) {
+                break address;
             }
         };
         drop(output);

@@ -635,8 +635,17 @@ pub async fn erase_contents<S: ContentStore>(
     records: &Records,
     store: &S,
 ) -> Result<usize, MutabilityError> {
+    // Only records with an erasing delete can be erased: the others are not folded here.
+    let mut candidates: Vec<RecordId> = records
+        .versions
+        .values()
+        .filter(|v| v.op.kind == VersionKind::Delete { erase: true })
+        .map(Version::record)
+        .collect();
+    candidates.sort();
+    candidates.dedup();
     let mut erased = 0;
-    for record in records.records() {
+    for record in candidates {
         let Some(view) = records.record(&record) else {
             continue;
         };

@@ -25,6 +25,7 @@ use libp2p::PeerId;
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
+use crate::offchain::store::root_hex;
 use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
     serve, Commitment, ContentRequest, ContentResponse, ContentRoot, ContentShape, ContentStatus,
@@ -32,10 +33,6 @@ use crate::offchain::{
 };
 use crate::walytis::store::StoreError;
 use crate::walytis::BlockId;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// First wait after a round in which no peer had the content (ms); doubles up to
 /// [`MAX_RETRY_MS`].
@@ -275,7 +272,7 @@ impl<S: NodeStore> Node<S> {
             .collect();
         for (root, size, nothing) in stale {
             self.finish_fetch(root, Ok(ContentStatus::Missing));
-            log(LogLine::warn("mailbox_content_abandoned").field("root", hex(&root)));
+            log(LogLine::warn("mailbox_content_abandoned").field("root", root_hex(&root)));
             if nothing {
                 if let Ok(used) = self.content_bytes_used().await {
                     let _ = self.set_content_bytes_used(used.saturating_sub(size)).await;
@@ -464,13 +461,13 @@ impl<S: NodeStore> Node<S> {
         let Some(root) = self.content_asks.remove(&request_id) else {
             return;
         };
+        let now = self.now();
         let Some(fetching) = self.fetches.get_mut(&root) else {
             return;
         };
         let Some((_, request)) = fetching.asked.remove(&request_id) else {
             return;
         };
-        let now = self.started.elapsed().as_millis() as u64;
         let accepted = match response {
             Some(response) => fetching.fetch.accept(&request, response, &self.store).await,
             None => Ok(false),

@@ -49,24 +49,44 @@ pub fn segment_key(root: &ContentRoot, index: u32) -> [u8; 36] {
     key
 }
 
-/// Leaves as stored: their 32-byte hashes one after the other.
+/// The index of a segment from its [`segment_key`]; a key of another length is a damaged
+/// record.
+pub fn segment_index(key: &[u8]) -> Result<u32, StoreError> {
+    <[u8; 36]>::try_from(key)
+        .map(|key| u32::from_be_bytes([key[32], key[33], key[34], key[35]]))
+        .map_err(|_| StoreError::Corrupt("a segment key of the wrong length".into()))
+}
+
+/// A content root as logs and JavaScript show it: lowercase hex.
+pub fn root_hex(root: &ContentRoot) -> String {
+    root.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Leaves as stored and sent: their 32-byte hashes one after the other.
 pub fn encode_leaves(leaves: &[[u8; 32]]) -> Vec<u8> {
     leaves.concat()
 }
 
-/// [`encode_leaves`]'s bytes back; a length that is not a multiple of 32 is a damaged record.
-pub fn decode_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
+/// [`encode_leaves`]'s bytes back, `None` if their length is not a multiple of 32.
+pub fn leaves_of(bytes: &[u8]) -> Option<Vec<[u8; 32]>> {
     if !bytes.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt(
-            "a segment tree whose length is not a multiple of 32".into(),
-        ));
+        return None;
     }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|leaf| {
-            let mut out = [0u8; 32];
-            out.copy_from_slice(leaf);
-            out
-        })
-        .collect())
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|leaf| {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(leaf);
+                out
+            })
+            .collect(),
+    )
+}
+
+/// [`leaves_of`] for a stored tree: a bad length is a damaged record.
+pub fn decode_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
+    leaves_of(bytes).ok_or_else(|| {
+        StoreError::Corrupt("a segment tree whose length is not a multiple of 32".into())
+    })
 }

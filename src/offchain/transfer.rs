@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use super::commitment::{Commitment, ContentShape, SegmentTree};
-use super::store::{ContentRoot, ContentStore};
+use super::store::{encode_leaves, leaves_of, ContentRoot, ContentStore};
 use super::{OffchainError, MAX_CONTENT_LEN, SEGMENT_LEN, TAG_LEN};
 use crate::cbor::{Reader, Writer};
 use crate::walytis::store::StoreError;
@@ -171,7 +171,7 @@ impl ContentResponse {
             ContentResponse::Tree(leaves) => {
                 w.array(2);
                 w.uint(0);
-                w.bytes(&leaves.concat());
+                w.bytes(&encode_leaves(leaves));
             }
             ContentResponse::Segment(bytes) => {
                 w.array(2);
@@ -206,19 +206,10 @@ impl ContentResponse {
         let response = match (r.uint()?, len) {
             (0, 2) => {
                 let leaves = r.bytes()?;
-                if !leaves.len().is_multiple_of(32) || leaves.len() / 32 > MAX_LEAVES {
-                    return Err(OffchainError::Malformed("a segment tree's leaves".into()));
+                match leaves_of(leaves) {
+                    Some(leaves) if leaves.len() <= MAX_LEAVES => ContentResponse::Tree(leaves),
+                    _ => return Err(OffchainError::Malformed("a segment tree's leaves".into())),
                 }
-                ContentResponse::Tree(
-                    leaves
-                        .chunks_exact(32)
-                        .map(|leaf| {
-                            let mut out = [0u8; 32];
-                            out.copy_from_slice(leaf);
-                            out
-                        })
-                        .collect(),
-                )
             }
             (1, 2) => {
                 let segment = r.bytes()?;

@@ -19,7 +19,7 @@ use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT,
 };
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_key, ContentRoot, ContentStore,
+    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore,
 };
 use crate::walytis::BlockId;
 
@@ -622,11 +622,7 @@ impl ContentStore for IdbStore {
         let mut held = Vec::new();
         for key in keys? {
             let key = Uint8Array::new(&key.map_err(backend)?).to_vec();
-            let index: [u8; 4] = key
-                .get(32..)
-                .and_then(|tail| tail.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt("a segment key of the wrong length".into()))?;
-            held.push(u32::from_be_bytes(index));
+            held.push(segment_index(&key)?);
         }
         Ok(held)
     }

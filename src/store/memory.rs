@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
-use crate::offchain::store::{segment_key, ContentRoot, ContentStore};
+use crate::offchain::store::{segment_index, segment_key, ContentRoot, ContentStore};
 use crate::walytis::BlockId;
 
 /// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
@@ -214,11 +214,11 @@ impl ContentStore for MemoryStore {
     async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
         let t = self.tables();
         let range = segment_key(root, 0)..=segment_key(root, u32::MAX);
-        Ok(t.content
+        t.content
             .segments
             .range(range)
-            .map(|(key, _)| u32::from_be_bytes([key[32], key[33], key[34], key[35]]))
-            .collect())
+            .map(|(key, _)| segment_index(key))
+            .collect()
     }
 
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {

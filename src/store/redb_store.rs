@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_key, ContentRoot, ContentStore,
+    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore,
 };
 use crate::walytis::BlockId;
 
@@ -369,13 +369,7 @@ impl ContentStore for RedbStore {
             .map_err(backend)?
         {
             let (key, _) = item.map_err(backend)?;
-            let key = key.value();
-            if key.len() != 36 {
-                return Err(StoreError::Corrupt(
-                    "a segment key of the wrong length".into(),
-                ));
-            }
-            held.push(u32::from_be_bytes([key[32], key[33], key[34], key[35]]));
+            held.push(segment_index(key.value())?);
         }
         Ok(held)
     }

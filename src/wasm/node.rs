@@ -11,6 +11,7 @@ use super::{
     WasmStore,
 };
 use crate::net::{browser_swarm, NetError, Node, NodeConfig, NodeEvent, NodeHandle};
+use crate::offchain::store::root_hex;
 use crate::offchain::{ContentStatus, TransferError};
 
 fn net_code(e: &NetError) -> &'static str {
@@ -82,11 +83,7 @@ fn event_object(event: &NodeEvent) -> JsValue {
         } => {
             set(&object, "type", "content");
             set(&object, "chain", chain.to_string());
-            set(
-                &object,
-                "root",
-                root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            );
+            set(&object, "root", root_hex(root));
             let (name, done, total) = match status {
                 ContentStatus::Available => ("available", None, None),
                 ContentStatus::Fetching { done, total } => ("fetching", Some(*done), Some(*total)),

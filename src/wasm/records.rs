@@ -14,6 +14,7 @@ use super::{byte_array, hex, now, parse_id, promise, set, AnyStore, JsFailure};
 use crate::client::{Account, ClientError};
 use crate::mutability::{RecordView, Records, VersionKind};
 use crate::net::NodeHandle;
+use crate::offchain::store::root_hex;
 use crate::offchain::{Commitment, ContentStatus};
 use crate::walytis::BlockId;
 
@@ -66,7 +67,7 @@ fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
     set(&o, "erased", view.erased);
     set(&o, "conflicts", ids(&view.conflicts));
     if let Some(content) = &view.content {
-        set(&o, "root", hex(&content.root));
+        set(&o, "root", root_hex(&content.root));
         set(&o, "type", content.media_type.clone());
         set(&o, "size", content.size as f64);
     }
@@ -85,7 +86,7 @@ fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
             set(&h, "time", entry.time as f64);
             set(&h, "erased", entry.erased);
             if let Some(content) = &entry.content {
-                set(&h, "root", hex(&content.root));
+                set(&h, "root", root_hex(&content.root));
                 set(&h, "type", content.media_type.clone());
                 set(&h, "size", content.size as f64);
             }
@@ -109,29 +110,29 @@ fn record_object(view: &RecordView, status: Option<ContentStatus>) -> JsValue {
 
 /// The commitment of `id`: a record's current version, or (`version`) the version `id`.
 fn commitment_of(records: &Records, id: &BlockId, version: bool) -> Result<Commitment, JsFailure> {
-    for record in records.records() {
-        let Some(view) = records.record(&record) else {
-            continue;
-        };
-        if view.id == *id && !version {
-            return match (&view.content, view.erased) {
-                (Some(content), _) => Ok(content.clone()),
+    if !version {
+        if let Some(view) = records.record(id) {
+            return match (view.content, view.erased) {
+                (Some(content), _) => Ok(content),
                 (None, true) => Err(ClientError::ContentUnavailable(ContentStatus::Erased).into()),
                 (None, false) => Err(ClientError::RecordDeleted(*id).into()),
             };
         }
-        if let Some(entry) = view.history.iter().find(|h| h.id == *id) {
-            return entry.content.clone().ok_or_else(|| {
-                ClientError::ContentUnavailable(if entry.erased {
-                    ContentStatus::Erased
-                } else {
-                    ContentStatus::Missing
-                })
-                .into()
-            });
-        }
     }
-    Err(ClientError::NoSuchRecord(*id).into())
+    // Only the version's own record is folded, not every record of the chain.
+    let entry = records
+        .version(id)
+        .and_then(|v| records.record(&v.record()))
+        .and_then(|view| view.history.into_iter().find(|h| h.id == *id))
+        .ok_or(ClientError::NoSuchRecord(*id))?;
+    let status = if entry.erased {
+        ContentStatus::Erased
+    } else {
+        ContentStatus::Missing
+    };
+    entry
+        .content
+        .ok_or_else(|| ClientError::ContentUnavailable(status).into())
 }
 
 /// Offers `record`'s current content to the node's relays: they fetch it from this node, so
