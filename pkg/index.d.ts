@@ -269,7 +269,11 @@ export class Record {
   text(options?: { version?: string }): Promise<string>;
   /** Edits the record (its author's devices: `NOT_THE_AUTHOR` otherwise); the new version's ID. */
   edit(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<string>;
-  /** Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); `erase` drops every version's content everywhere. */
+  /**
+   * Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); with `erase`, every
+   * member's device drops every version's content when it next lists the chain (a relay that
+   * kept the content keeps it: it cannot see the delete).
+   */
   delete(options?: { erase?: boolean }): Promise<string>;
 }
 

@@ -143,7 +143,9 @@ export class Record {
 
   /**
    * Deletes the record (its author, or an admin: `NOT_PERMITTED` otherwise); with `erase`,
-   * every device drops the content of every version. Resolves to the delete's ID.
+   * every member's device drops the content of every version when it next lists the chain
+   * (a relay that kept the content keeps it: it cannot see the delete). Resolves to the
+   * delete's ID.
    * @param {{ erase?: boolean }} [opts]
    */
   delete({ erase = false } = {}) {

@@ -98,20 +98,15 @@ async fn two_devices() -> (Device, Device, BlockId) {
 fn a_post_reaches_the_other_device_as_a_block_and_its_content_only_through_a_transfer() {
     block_on(async {
         let (mut laptop, mut phone, chain) = two_devices().await;
-        let record = laptop
-            .post(
-                &chain,
-                b"hello from the laptop",
-                "text/plain",
-                T0 + 20,
-                &mut OsRng,
-            )
-            .await
-            .unwrap();
-        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
-
+        let (record, content) = posted(
+            &mut laptop,
+            &mut phone,
+            &chain,
+            b"hello from the laptop",
+            "text/plain",
+        )
+        .await;
         let view = phone.record_of(&chain, &record).await.unwrap().unwrap();
-        let content = view.content.clone().unwrap();
         assert_eq!(content.media_type, "text/plain");
         assert_eq!(content.size, 21);
         // The block carries the commitment, not the content: nothing to show yet.
@@ -154,11 +149,7 @@ fn a_post_reaches_the_other_device_as_a_block_and_its_content_only_through_a_tra
 fn both_devices_of_the_author_edit_concurrent_edits_conflict_and_a_merge_resolves_them() {
     block_on(async {
         let (mut laptop, mut phone, chain) = two_devices().await;
-        let record = laptop
-            .post(&chain, b"v1", "text/plain", T0 + 20, &mut OsRng)
-            .await
-            .unwrap();
-        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let (record, _) = posted(&mut laptop, &mut phone, &chain, b"v1", "text/plain").await;
         phone
             .edit(
                 &chain,
@@ -477,16 +468,8 @@ fn in_a_group_only_the_author_edits_an_admin_deletes_and_forged_versions_change_
         ada.open_chain(chain).await.unwrap();
         bob.open_chain(chain).await.unwrap();
 
-        let bobs = bob
-            .post(&chain, b"Bob's message", "text/plain", T0 + 100, &mut OsRng)
-            .await
-            .unwrap();
-        deliver(&bob.take_outbox(), &mut [&mut ada]).await;
-        let adas = ada
-            .post(&chain, b"Ada's message", "text/plain", T0 + 101, &mut OsRng)
-            .await
-            .unwrap();
-        deliver(&ada.take_outbox(), &mut [&mut bob]).await;
+        let (bobs, _) = posted(&mut bob, &mut ada, &chain, b"Bob's message", "text/plain").await;
+        let (adas, _) = posted(&mut ada, &mut bob, &chain, b"Ada's message", "text/plain").await;
         assert_eq!(
             current_text(&mut ada, &bob, &chain, &bobs).await,
             "Bob's message"
@@ -587,4 +570,37 @@ fn bob_did(device: &Device) -> String {
         })
         .unwrap()
         .clone()
+}
+
+#[test]
+fn a_removed_device_s_delete_written_before_it_heard_of_its_removal_changes_nothing() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let (record, content) =
+            posted(&mut laptop, &mut phone, &chain, b"keep me", "text/plain").await;
+        // The stolen phone, not yet told, erases the record; the laptop removes it meanwhile.
+        phone
+            .delete(&chain, &record, true, T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        let stolen = phone.take_outbox();
+        let phone_did = phone.identity().device().did().to_owned();
+        laptop
+            .remove(&phone_did, T0 + 31, &mut OsRng)
+            .await
+            .unwrap();
+        // Its blocks arrive after the removal: stored or refused, they change nothing.
+        for publication in &stolen {
+            let blocks = publication.blocks.iter().map(|b| b.bytes());
+            laptop.receive(&publication.chain, blocks).await.unwrap();
+        }
+        let view = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        assert_eq!(
+            view.deleted, None,
+            "the removed device's delete is not applied"
+        );
+        assert!(!view.erased);
+        assert_eq!(view.current, Some(record));
+        assert_eq!(laptop.content(&chain, &content).await.unwrap(), b"keep me");
+    });
 }

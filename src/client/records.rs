@@ -6,7 +6,8 @@
 //! and kept in the account's content store, never in the chain. Peers fetch it with
 //! [`crate::offchain::Fetch`] and check every segment against the commitment the block
 //! signs. What kind a block is, which record it changes and what it says are all inside the
-//! seal: a relay or an outsider sees blocks of one size class, nothing more.
+//! seal: a relay or an outsider reads none of it. Sealed blocks are not padded yet, so their
+//! lengths differ (a delete, carrying no commitment, is shorter than a post).
 
 use std::collections::HashMap;
 

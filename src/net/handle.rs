@@ -190,8 +190,8 @@ impl NodeHandle {
     /// Offers a content this node holds (of a private block of `chain`) to the relays it
     /// uses: each relay with a mailbox that keeps the chain and has room fetches it from this
     /// node, verifying every segment, and then serves it to the chain's peers while this node
-    /// is offline. Resolves with how many relays accepted. The relays learn the content's
-    /// root and size, nothing more.
+    /// is offline. Resolves with how many relays accepted. Of the content, the relays learn
+    /// its root and size (and which chain, and who offered it): never a key or a plaintext.
     pub async fn offer_content(
         &self,
         chain: BlockId,
