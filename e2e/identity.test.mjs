@@ -32,6 +32,8 @@ async function setup(count = 2) {
     cleanup.push(() => profile.close());
     pages.push(await endraPage(profile.context, { url: server.url, relays: [relay.ws], store: 'identity-test' }));
   }
+  // The relay too, for the tests that wait on what its mailbox holds.
+  pages.relay = relay;
   return pages;
 }
 
@@ -278,11 +280,23 @@ test('a browser with only the DID resolves its document through the relay', asyn
 });
 
 test('a person lost to a stolen browser is taken back with the recovery key on a new one', async () => {
-  const [a, b] = await setup(2);
-  const { did, recoveryKey } = await a.evaluate(async () => {
+  const pages = await setup(2);
+  const [a, b] = pages;
+  const { did, recoveryKey, chain, blocks } = await a.evaluate(async () => {
     window.me = await window.endra.createIdentity({ name: 'Ada', passphrase: 'laptop pass' });
     await window.me.write(new TextEncoder().encode('before the theft'));
-    return { did: window.me.did, recoveryKey: window.me.recoveryKey };
+    const { blocks } = await window.me.summary();
+    return { did: window.me.did, recoveryKey: window.me.recoveryKey, chain: window.me.chain, blocks };
+  });
+  // The relay holds the whole identity chain before the new browser fetches it: one that
+  // lagged would hand over an older state (the recovery would still land, and the rest
+  // follow, but the first write could find no default chain named yet).
+  await pages.relay.waitFor({
+    test: (line) => {
+      const match = new RegExp(`event=mailbox_stored chain=${chain} blocks=(\\d+)`).exec(line);
+      return match !== null && Number(match[1]) >= blocks;
+    },
+    toString: () => `mailbox_stored chain=${chain} blocks>=${blocks}`,
   });
   assert.match(recoveryKey, /^endra-recovery:/);
   // Opened again (a reload), the identity never shows the code: it is not stored.
