@@ -1,9 +1,12 @@
-// Transfer benchmark in headless Chromium through a real endra-relay on 127.0.0.1: a file
+// Records benchmark in headless Chromium through a real endra-relay on 127.0.0.1. First the
+// latency of a text message, a plain sealed block beside a record whose content travels
+// inline with its block (bench/results/text-latency.json). Then the transfer of a file
 // posted as a record by one device of a person reaches the other device — uploaded to the
 // relay's mailbox, verified there segment by segment, fetched and verified again by the
 // reader — beside the same bytes sent through a plain WebSocket relay process (no libp2p, no
 // encryption, no verification: the reference), in the same run. Writes
-// bench/results/transfer.json. `--smoke`: 1 MiB, nothing written (`npm test` runs it).
+// bench/results/transfer.json. `--smoke`: 3 messages a path, 1 MiB, nothing written
+// (`npm test` runs it).
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import { startWsRelay } from './ws-reference.mjs';
 
 const smoke = process.argv.includes('--smoke');
 const SIZE = smoke ? 1024 * 1024 : 20 * 1024 * 1024;
+const TEXT_ROUNDS = smoke ? 3 : 200;
 
 const dir = await mkdtemp(join(tmpdir(), 'endra-bench-relay-'));
 const relay = await startRelay({ dir });
@@ -41,6 +45,90 @@ try {
   await b.evaluate(async (id) => {
     window.notes = await window.me.openChain(id, { signal: AbortSignal.timeout(60_000) });
   }, chain);
+
+  // Text-message latency A → relay → B, one message at a time, the two paths interleaved so
+  // that they share the chain's growth: a plain sealed message inside its block (`write`),
+  // and a record whose content is offchain and travels inline with its block (`post`). It
+  // has arrived when B can show it: the message decrypted, or the record's content verified,
+  // decrypted and read. B starts watching before A writes.
+  await b.evaluate(() => {
+    const decoder = new TextDecoder();
+    const seen = new Set();
+    const arrived = {
+      plain: async (text) => (await window.notes.messages()).some((m) => m.body && decoder.decode(m.body) === text),
+      inline: async (text) => {
+        for (const record of await window.notes.records()) {
+          if (seen.has(record.id) || record.status !== 'available') continue;
+          seen.add(record.id);
+          if ((await record.text()) === text) return true;
+        }
+        return false;
+      },
+    };
+    window.arrival = ({ path, text }) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${path} message "${text}" never arrived`)), 60_000);
+      let done = false;
+      const attempt = async () => {
+        if (done || !(await arrived[path](text)) || done) return;
+        done = true;
+        clearTimeout(timer);
+        window.notes.removeEventListener('change', attempt);
+        resolve(performance.timeOrigin + performance.now());
+      };
+      window.notes.addEventListener('change', attempt);
+      void attempt();
+    });
+  });
+  const latencies = { plain: [], inline: [] };
+  const arrivals = { plain: [], inline: [] };
+  for (let i = 0; i < TEXT_ROUNDS; i++) {
+    for (const path of ['plain', 'inline']) {
+      const message = { path, text: `${path} message ${i}` };
+      await b.evaluate((m) => {
+        // B writes nothing here: its chain's next change is this message's block.
+        window.changed = new Promise((resolve) => {
+          window.notes.addEventListener('change', () => resolve(performance.timeOrigin + performance.now()), { once: true });
+        });
+        window.waiting = window.arrival(m);
+      }, message);
+      const sent = await a.evaluate(async ({ path, text }) => {
+        const started = performance.timeOrigin + performance.now();
+        if (path === 'plain') await window.notes.write(new TextEncoder().encode(text));
+        else await window.notes.post(text);
+        return started;
+      }, message);
+      const [changed, shown] = await b.evaluate(() => Promise.all([window.changed, window.waiting]));
+      latencies[path].push(shown - sent);
+      arrivals[path].push(changed - sent);
+    }
+  }
+  const summary = (list) => {
+    const sorted = [...list].sort((x, y) => x - y);
+    const at = (p) => Number(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))].toFixed(1));
+    return { p50_ms: at(50), p95_ms: at(95), p99_ms: at(99) };
+  };
+  const text = {
+    benchmark: 'a text message browser → endra-relay → browser on 127.0.0.1 (headless Chromium): a plain sealed message in its block beside a record whose content is offchain and pushed inline with its block, interleaved in the same run; arrival = the reader can show it',
+    messages_per_path: TEXT_ROUNDS,
+    arrived: {
+      what: "the block is in the reader's store (and, inline, its content verified before it): the reader's chain reports the change",
+      plain_block: summary(arrivals.plain),
+      offchain_inline: summary(arrivals.inline),
+    },
+    shown: {
+      what: 'the reader has read it through the API: messages() for the plain message; records() and record.text() for the record',
+      plain_block: summary(latencies.plain),
+      offchain_inline: summary(latencies.inline),
+    },
+  };
+  text.added_p50_ms = Number((text.arrived.offchain_inline.p50_ms - text.arrived.plain_block.p50_ms).toFixed(1));
+  text.added_p50_shown_ms = Number((text.shown.offchain_inline.p50_ms - text.shown.plain_block.p50_ms).toFixed(1));
+  text.target_added_p50_ms = 1;
+  console.log(JSON.stringify(text, null, 2));
+  if (!smoke) {
+    await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+    await writeFile(new URL('./results/text-latency.json', import.meta.url), JSON.stringify(text, null, 2) + '\n');
+  }
 
   // Endra: post on A (sealed into its store, offered to the relay, which fetches and verifies
   // it), then B lists the record and reads it (fetched from the relay, verified, opened).

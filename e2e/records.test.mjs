@@ -1,6 +1,7 @@
 // End to end, records: one browser posts, edits and deletes private content on a chain bound
-// to its person, including a 20 MiB file; the other device of the person — its only way to
-// the content the relay, as the writer's browser is closed by then — shows the same records
+// to its person, including a 20 MiB file; the other device of the person gets the notes'
+// texts inline with their blocks and — its only way to the file the relay, as the writer's
+// browser is closed by then — shows the same records
 // and history, and gets the file with progress, identical to the byte, although it reloads
 // in the middle of the transfer (which resumes from the segments already verified).
 import { test, after } from 'node:test';
@@ -107,7 +108,11 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   const records = await recordsReach(b, 3);
   const byId = Object.fromEntries(records.map((r) => [r.id, r]));
   assert.deepEqual(byId[written.note].history, ['created', 'edited']);
-  assert.equal(byId[written.note].status, 'missing', 'the block came, the content not yet');
+  // B was online while A wrote: each note's text came inline, in its block's own message —
+  // there, with no transfer (B saw no progress for it).
+  assert.equal(byId[written.note].status, 'available', "the note's text came with its block");
+  const transfers = await b.evaluate((roots) => window.progress.filter((p) => roots.includes(p.root) && p.status === 'fetching').length, written.roots.slice(0, 2));
+  assert.equal(transfers, 0, 'no transfer for a text');
   assert.deepEqual(byId[written.regret].history, ['created', 'deleted']);
   assert.equal(byId[written.regret].erased, true);
   assert.equal(byId[written.regret].current, null);

@@ -41,7 +41,7 @@ cargo build -p endra-relay
 (cd bench/js-libp2p && npm ci --no-audit --no-fund)
 node bench/network.mjs
 
-echo "== transfer: a 20 MiB record browser → relay → browser, beside plain WebSocket =="
+echo "== records: text latency (plain block vs offchain inline), a 20 MiB record browser → relay → browser beside plain WebSocket =="
 node bench/transfer.mjs
 
 echo "== network, native: 10,000-block catch-up over libp2p, relay capacity (1,000 clients) =="

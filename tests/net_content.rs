@@ -109,28 +109,46 @@ async fn peer_of(store: &MemoryStore, chain: BlockId, seed: u8) -> (Running, lib
     (node, address)
 }
 
-/// Waits for `reader`'s content events on `root` until `Available`; the statuses seen.
-async fn statuses_until_available(reader: &mut Running, root: [u8; 32]) -> Vec<ContentStatus> {
+/// Waits until `node` reports `root` available; what `seen` picked from the events before
+/// (the available event included).
+async fn until_available<T>(
+    node: &mut Running,
+    root: [u8; 32],
+    mut seen: impl FnMut(&NodeEvent) -> Option<T>,
+) -> Vec<T> {
     let wait = async {
-        let mut seen = Vec::new();
+        let mut picked = Vec::new();
         loop {
-            match reader.events.next().await {
-                Some(NodeEvent::Content {
-                    root: r, status, ..
-                }) if r == root => {
-                    seen.push(status);
-                    if status == ContentStatus::Available {
-                        return seen;
-                    }
+            let Some(event) = node.events.next().await else {
+                panic!("node stopped");
+            };
+            picked.extend(seen(&event));
+            if let NodeEvent::Content {
+                root: r,
+                status: ContentStatus::Available,
+                ..
+            } = event
+            {
+                if r == root {
+                    return picked;
                 }
-                Some(_) => {}
-                None => panic!("node stopped"),
             }
         }
     };
     tokio::time::timeout(PATIENCE, wait)
         .await
-        .expect("content never arrived")
+        .expect("the content never arrived")
+}
+
+/// The statuses `reader` reports for `root` until it is available.
+async fn statuses_until_available(reader: &mut Running, root: [u8; 32]) -> Vec<ContentStatus> {
+    until_available(reader, root, |event| match event {
+        NodeEvent::Content {
+            root: r, status, ..
+        } if *r == root => Some(*status),
+        _ => None,
+    })
+    .await
 }
 
 #[test]
@@ -412,5 +430,125 @@ fn offers_nobody_serves_cannot_hold_the_relay_s_room_or_memory() {
         }
         statuses_until_available(&mut relay, real.root).await;
         assert_eq!(opened(&relay.store, &chain, &key, &real).await, content);
+    });
+}
+
+/// Signs a block on `chain` in `store` with device `seed`'s key; its canonical bytes.
+async fn signed_block(store: &MemoryStore, chain: BlockId, seed: u8, time: u64) -> Vec<u8> {
+    let mut opened = Chain::open(store.clone(), &endra::identity::rules(), chain)
+        .await
+        .unwrap();
+    let entries = opened
+        .append(&common::key(seed), time, vec![(b"v".to_vec(), vec![])])
+        .await
+        .unwrap();
+    entries[0].block.bytes().to_vec()
+}
+
+/// The lengths of `chain` that `node` reports until `root` is available.
+async fn counts_before_available(node: &mut Running, chain: BlockId, root: [u8; 32]) -> Vec<u64> {
+    until_available(node, root, |event| match event {
+        NodeEvent::Changed {
+            chain: c, count, ..
+        } if *c == chain => Some(*count),
+        _ => None,
+    })
+    .await
+}
+
+#[test]
+fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (mut relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let reader_store = copy_of(&writer_store, chain).await;
+        let forger_store = copy_of(&writer_store, chain).await;
+
+        let writer = start(writer_store.clone(), 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .unwrap();
+        common::net::count_reaches(&mut relay, chain, 1).await;
+        let mut reader = start(reader_store.clone(), 2, fast()).await;
+        reader.handle.open(chain, None).await.unwrap();
+        let reader_address = listening(&mut reader).await;
+        reader.handle.dial(relay_address.clone()).await.unwrap();
+        common::net::wait_for(&mut reader, |e| {
+            matches!(e, NodeEvent::ChainPeer { joined: true, .. })
+        })
+        .await;
+
+        // A forger connected to the reader pushes a block nobody would admit (its signature
+        // broken) with content, then a genuine block of its own with other content.
+        let forger = start(forger_store.clone(), 3, fast()).await;
+        forger.handle.open(chain, None).await.unwrap();
+        forger.handle.dial(reader_address).await.unwrap();
+        let mut forger_events = forger.events;
+        let wait = async {
+            while let Some(event) = forger_events.next().await {
+                if matches!(event, NodeEvent::ChainPeer { joined: true, .. }) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .expect("forger peered");
+        let (_, forged, forged_segments) = sealed(&forger_store, &chain, &key, 900).await;
+        let (_, genuine, genuine_segments) = sealed(&forger_store, &chain, &key, 800).await;
+        // Signed in a store of its own, so the forger's genuine block does not build on it.
+        let elsewhere = copy_of(&writer_store, chain).await;
+        let mut broken = signed_block(&elsewhere, chain, 3, 2).await;
+        let last = broken.len() - 1;
+        broken[last] ^= 1;
+        forger
+            .handle
+            .publish_with_content(chain, vec![broken], vec![(0, forged_segments[0].clone())])
+            .await
+            .unwrap();
+        let block = signed_block(&forger_store, chain, 3, 3).await;
+        forger
+            .handle
+            .publish_with_content(chain, vec![block], vec![(0, genuine_segments[0].clone())])
+            .await
+            .unwrap();
+        counts_before_available(&mut reader, chain, genuine.root).await;
+        assert!(
+            reader.store.held(&forged.root).await.unwrap().is_empty(),
+            "content pushed with a refused block is not kept"
+        );
+
+        // The writer's text: it is in the reader's store before the block is reported, so a
+        // reader sees the message and its content together, one hop, no fetch.
+        let (text, commitment, segments) = sealed(&writer_store, &chain, &key, 1_000).await;
+        assert_eq!(segments.len(), 1);
+        let block = signed_block(&writer_store, chain, 1, 4).await;
+        writer
+            .handle
+            .publish_with_content(chain, vec![block], vec![(0, segments[0].clone())])
+            .await
+            .unwrap();
+        let counts = counts_before_available(&mut reader, chain, commitment.root).await;
+        assert!(
+            counts.iter().all(|&count| count < 3),
+            "content kept before the block that carried it was stored: {counts:?}"
+        );
+        assert_eq!(opened(&reader.store, &chain, &key, &commitment).await, text);
+
+        // The relay's mailbox kept it too, as ciphertext, counted against its quota.
+        counts_before_available(&mut relay, chain, commitment.root).await;
+        let kept = relay
+            .store
+            .segment(&commitment.root, 0)
+            .await
+            .unwrap()
+            .expect("kept by the mailbox");
+        let windows: std::collections::HashSet<&[u8]> = text.windows(16).collect();
+        assert!(!kept.windows(16).any(|w| windows.contains(w)));
+        assert!(relay.store.held(&forged.root).await.unwrap().is_empty());
     });
 }

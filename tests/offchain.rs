@@ -7,7 +7,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use endra::identity::EpochKey;
-use endra::offchain::commitment::leaf;
+use endra::offchain::commitment::{leaf, single_segment};
 use endra::offchain::{
     Commitment, ContentReader, ContentWriter, OffchainError, SegmentTree, SEGMENT_LEN,
 };
@@ -262,4 +262,26 @@ proptest! {
             prop_assert_eq!(&plain[..], &content[start..start + plain.len()]);
         }
     }
+}
+
+#[test]
+fn content_of_one_segment_is_named_by_its_sealed_bytes_alone() {
+    // What a replica does with content pushed inline: it cannot read the commitment in the
+    // sealed block yet, so it names the content by the segment's bytes, and that name must
+    // be the commitment's root for every size that fits one segment, and for none larger.
+    let key = EpochKey::generate(&mut OsRng);
+    for len in [0, 1, 100, SEGMENT_LEN - 1, SEGMENT_LEN] {
+        let (commitment, sealed, _) = round_trip(&key, &bytes(len));
+        assert_eq!(sealed.len(), 1);
+        let (root, leaf) = single_segment(&sealed[0]).expect("one segment");
+        assert_eq!(root, commitment.root, "{len} bytes");
+        let tree = SegmentTree::verified(&commitment, vec![leaf]).unwrap();
+        let reader = ContentReader::new(&key, &chain(), commitment, tree).unwrap();
+        assert_eq!(reader.open(0, &sealed[0]).unwrap().len(), len);
+    }
+    let (_, sealed, _) = round_trip(&key, &bytes(SEGMENT_LEN + 1));
+    assert_eq!(sealed.len(), 2);
+    let mut both = sealed[0].clone();
+    both.extend(&sealed[1]);
+    assert!(single_segment(&both).is_none());
 }

@@ -100,6 +100,11 @@ pub struct Publication {
     pub chain: BlockId,
     /// The blocks, parents before children.
     pub blocks: Vec<Block>,
+    /// Content pushed with its block, so that readers have it in the block's own hop:
+    /// `(index in blocks, the one sealed segment of the content that block commits to)`,
+    /// for content of at most [`crate::offchain::MAX_INLINE_LEN`] bytes. Peers that miss it
+    /// fetch it like any content.
+    pub inline: Vec<(usize, Vec<u8>)>,
 }
 
 /// A message of a chain as this device shows it.
@@ -742,7 +747,19 @@ fn queue(outbox: &mut Vec<Publication>, chain: BlockId, entries: Vec<Entry>) {
         _ => outbox.push(Publication {
             chain,
             blocks: blocks.collect(),
+            inline: Vec::new(),
         }),
+    }
+}
+
+/// Attaches `sealed`, the one segment of the content block `id` of `chain` commits to, to
+/// the queued publication of that block.
+fn queue_inline(outbox: &mut [Publication], chain: BlockId, id: BlockId, sealed: Vec<u8>) {
+    for publication in outbox.iter_mut().rev().filter(|p| p.chain == chain) {
+        if let Some(index) = publication.blocks.iter().position(|b| b.id() == id) {
+            publication.inline.push((index, sealed));
+            return;
+        }
     }
 }
 

@@ -13,12 +13,13 @@ use std::collections::HashMap;
 
 use rand_core::CryptoRngCore;
 
-use super::{Account, ClientError};
+use super::{queue_inline, Account, ClientError};
 use crate::envelope::{ContentKind, Envelope};
 use crate::identity::{IdentityError, IdentityState, Kind, Role};
 use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
 use crate::offchain::{
     Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch, SegmentTree,
+    MAX_INLINE_LEN,
 };
 use crate::store::BlockStore;
 use crate::walytis::{Anchored, Author, BlockId, Position};
@@ -35,10 +36,10 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<RecordId, ClientError> {
-        let commitment = self
+        let (commitment, inline) = self
             .store_content(chain, content, media_type, time, rng)
             .await?;
-        self.write_version(chain, VersionOp::create(commitment), time, rng)
+        self.write_version(chain, VersionOp::create(commitment), inline, time, rng)
             .await
     }
 
@@ -57,11 +58,11 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         if view.author != self.person() {
             return Err(ClientError::NotTheAuthor(*record));
         }
-        let commitment = self
+        let (commitment, inline) = self
             .store_content(chain, content, media_type, time, rng)
             .await?;
         let op = VersionOp::edit(*record, heads(&view), commitment);
-        self.write_version(chain, op, time, rng).await
+        self.write_version(chain, op, inline, time, rng).await
     }
 
     /// Deletes a record (its author's person, or an admin). With `erase`, every replica also
@@ -80,7 +81,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             return Err(ClientError::NotPermitted(*record));
         }
         let op = VersionOp::delete(*record, heads(&view), erase);
-        let id = self.write_version(chain, op, time, rng).await?;
+        let id = self.write_version(chain, op, None, time, rng).await?;
         if erase {
             self.records_of(chain).await?;
         }
@@ -227,7 +228,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         media_type: &str,
         time: u64,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<Commitment, ClientError> {
+    ) -> Result<(Commitment, Option<Vec<u8>>), ClientError> {
         if !self.bound.contains_key(chain) {
             return Err(ClientError::ChainNotOpen(*chain));
         }
@@ -242,6 +243,15 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                     .map_err(|e| IdentityError::Malformed(e.to_string()))
             })?;
         let store = self.identity.chain().store();
+        if let ([leaf], [segment]) = (tree.leaves(), &sealed[..]) {
+            // Small content: one transaction, and it travels with its block (see
+            // `Publication::inline`).
+            store
+                .put_single_segment(&commitment.root, leaf, segment)
+                .await?;
+            let inline = (commitment.size <= MAX_INLINE_LEN).then(|| segment.clone());
+            return Ok((commitment, inline));
+        }
         store.put_tree(&commitment.root, tree.leaves()).await?;
         for (index, segment) in sealed.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| {
@@ -249,13 +259,15 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             })?;
             store.put_segment(&commitment.root, index, segment).await?;
         }
-        Ok(commitment)
+        Ok((commitment, None))
     }
 
+    /// Writes a version block; `inline`: the sealed segment of its content, pushed with it.
     async fn write_version(
         &mut self,
         chain: &BlockId,
         op: VersionOp,
+        inline: Option<Vec<u8>>,
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
@@ -264,7 +276,13 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             target: op.record,
             payload: op.encode(),
         };
-        self.write_to(chain, &envelope, Vec::new(), time, rng).await
+        let id = self
+            .write_to(chain, &envelope, Vec::new(), time, rng)
+            .await?;
+        if let Some(sealed) = inline {
+            queue_inline(&mut self.outbox, *chain, id, sealed);
+        }
+        Ok(id)
     }
 
     /// A record that exists and is not deleted.

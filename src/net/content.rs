@@ -25,6 +25,7 @@ use libp2p::PeerId;
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
+use crate::offchain::commitment::single_segment;
 use crate::offchain::store::root_hex;
 use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
@@ -239,6 +240,59 @@ impl<S: NodeStore> Node<S> {
         self.fetch_shape(chain, shape, None, Some(peer), Some(size))
             .await;
         ContentResponse::Accepted
+    }
+
+    /// Keeps the content that came inline with an admitted block of `chain` (see
+    /// [`super::protocol::GossipFrame::Inline`]), named by its sealed bytes, in one store
+    /// transaction before the block is stored, so whoever sees the block sees its content. A
+    /// mailbox counts it against its quota. Erased content is not kept.
+    pub(super) async fn keep_inline(&mut self, chain: BlockId, sealed: &[u8]) {
+        let Some((root, leaf)) = single_segment(sealed) else {
+            return;
+        };
+        let size = sealed.len() as u64;
+        let used = if self.config.mailbox {
+            // Counted once: a copy held already is not put (nor counted) again.
+            match self.store.held(&root).await {
+                Ok(held) if held.is_empty() => {}
+                Ok(_) => return,
+                Err(e) => {
+                    log(LogLine::warn("content_store_failed").field("error", e));
+                    return;
+                }
+            }
+            let Ok(used) = self.content_bytes_used().await else {
+                return;
+            };
+            if used.saturating_add(size) > self.config.limits.mailbox_content_bytes {
+                log(LogLine::warn("mailbox_content_quota_reached")
+                    .field("chain", chain)
+                    .field("used", used)
+                    .field("offered", size));
+                return;
+            }
+            Some(used)
+        } else {
+            None
+        };
+        let kept = self.store.put_single_segment(&root, &leaf, sealed).await;
+        match kept {
+            Ok(true) => {
+                if let Some(used) = used {
+                    if let Err(e) = self.set_content_bytes_used(used + size).await {
+                        log(LogLine::warn("content_store_failed").field("error", e));
+                    }
+                }
+                let _ = self.events.unbounded_send(NodeEvent::Content {
+                    chain,
+                    root,
+                    status: ContentStatus::Available,
+                });
+            }
+            // Erased here: refused for good.
+            Ok(false) => {}
+            Err(e) => log(LogLine::warn("content_store_failed").field("error", e)),
+        }
     }
 
     /// Sealed bytes of offered content the mailbox has accepted.

@@ -27,6 +27,7 @@ pub(super) enum Command {
     Publish {
         chain: BlockId,
         blocks: Vec<Vec<u8>>,
+        inline: Vec<(usize, Vec<u8>)>,
         reply: Reply<()>,
     },
     Listen(Multiaddr, Reply<()>),
@@ -92,9 +93,23 @@ impl NodeHandle {
     /// Pushes blocks that another handle on the node's store already stored (signed by
     /// another key: an identity's device key) to the chain's peers.
     pub async fn publish(&self, chain: BlockId, blocks: Vec<Vec<u8>>) -> Result<(), NetError> {
+        self.publish_with_content(chain, blocks, Vec::new()).await
+    }
+
+    /// [`NodeHandle::publish`], with content pushed inline: each `(index, sealed)` of
+    /// `inline` is the one sealed segment of the content that block `blocks[index]` commits
+    /// to (content of at most [`crate::offchain::MAX_INLINE_LEN`] bytes), sent in that
+    /// block's own gossip message, so that readers have it as soon as the block.
+    pub async fn publish_with_content(
+        &self,
+        chain: BlockId,
+        blocks: Vec<Vec<u8>>,
+        inline: Vec<(usize, Vec<u8>)>,
+    ) -> Result<(), NetError> {
         self.call(|reply| Command::Publish {
             chain,
             blocks,
+            inline,
             reply,
         })
         .await

@@ -19,10 +19,72 @@ use libp2p::core::{PeerRecord, SignedEnvelope};
 use libp2p::rendezvous::Namespace;
 use libp2p::StreamProtocol;
 
+use crate::cbor::{Reader, Writer};
 use crate::offchain::transfer::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
-use crate::offchain::{ContentRequest, ContentResponse};
-use crate::walytis::sync::{Message, MAX_MESSAGE_BYTES};
+use crate::offchain::{ContentRequest, ContentResponse, SEGMENT_LEN, TAG_LEN};
+use crate::walytis::sync::{Message, WireError, MAX_MESSAGE_BYTES};
+use crate::walytis::MAX_BLOCK_BYTES;
 use crate::walytis::{BlockId, BLOCK_ID_LEN};
+
+/// What travels on a chain's gossip topic (the topic is the chain ID).
+///
+/// A sync [`Message`] in its own encoding, or an *inline push*: a new block with the one
+/// sealed segment of the content it commits to, `[4, block, sealed segment]`, so content of
+/// up to [`crate::offchain::MAX_INLINE_LEN`] reaches readers in the block's own hop. The
+/// segment is opaque here: a receiver names it by its hash
+/// ([`crate::offchain::commitment::single_segment`]) and keeps it only beside a block the
+/// chain admits; the reader checks it against the commitment inside the sealed block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipFrame {
+    /// A sync message ([`Message::Push`]: a block alone).
+    Sync(Message),
+    /// A block and the sealed segment of its content.
+    Inline {
+        /// The block's canonical bytes.
+        block: Vec<u8>,
+        /// The content's only segment, sealed.
+        sealed: Vec<u8>,
+    },
+}
+
+const INLINE_PUSH: u64 = 4;
+
+impl GossipFrame {
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            GossipFrame::Sync(message) => message.encode(),
+            GossipFrame::Inline { block, sealed } => {
+                let mut w = Writer::with_capacity(block.len() + sealed.len() + 16);
+                w.array(3);
+                w.uint(INLINE_PUSH);
+                w.bytes(block);
+                w.bytes(sealed);
+                w.out
+            }
+        }
+    }
+
+    /// Parses a gossip message: an inline push of a block of at most
+    /// [`MAX_BLOCK_BYTES`] and a segment of at most one sealed segment, or a sync message.
+    pub fn decode(bytes: &[u8]) -> Result<GossipFrame, WireError> {
+        let mut r = Reader::new(bytes);
+        let inline = r.array().ok() == Some(3) && r.uint().ok() == Some(INLINE_PUSH);
+        if !inline {
+            return Message::decode(bytes).map(GossipFrame::Sync);
+        }
+        let block = r.bytes()?;
+        let sealed = r.bytes()?;
+        r.finish()?;
+        if block.len() > MAX_BLOCK_BYTES || sealed.len() > SEGMENT_LEN + TAG_LEN {
+            return Err(WireError::TooLarge { size: bytes.len() });
+        }
+        Ok(GossipFrame::Inline {
+            block: block.to_vec(),
+            sealed: sealed.to_vec(),
+        })
+    }
+}
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/endra/walytis/sync/1");

@@ -2,12 +2,13 @@
 //! peers coming and going) and carrying its outputs out as gossip publishes and
 //! `/endra/walytis/sync/1` requests, reporting what changed to the owner.
 
+use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::PeerId;
 
 use super::logline::LogLine;
-use super::node::Joining;
-use super::protocol::Envelope;
+use super::node::{Joining, Received, MAX_RECEIVED};
+use super::protocol::{Envelope, GossipFrame};
 use super::{log, NetError, Node, NodeEvent, NodeStore};
 
 use crate::walytis::sync::{Input, Message, Output, Sync, RECENT_BLOCKS};
@@ -209,15 +210,7 @@ impl<S: NodeStore> Node<S> {
                         );
                     }
                 }
-                Output::Publish(message) => {
-                    let topic = IdentTopic::new(chain.to_string());
-                    // No subscribed peer yet is normal: heads exchanges catch up later.
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .publish(topic, message.encode());
-                }
+                Output::Publish(message) => self.gossip(chain, &GossipFrame::Sync(message)),
                 Output::Awaiting(authority) => {
                     let known = self.chains.contains_key(&authority)
                         || self.joining.contains_key(&authority)
@@ -249,6 +242,81 @@ impl<S: NodeStore> Node<S> {
                 }
             }
         }
+    }
+
+    /// Polls the swarm (without waiting), so that what the verdicts passed on is on its way
+    /// before this node writes, then stores the oldest gossip received.
+    pub(super) async fn store_received(&mut self) {
+        for _ in 0..MAX_RECEIVED {
+            match self.swarm.select_next_some().now_or_never() {
+                Some(event) => self.on_swarm(event).await,
+                None => break,
+            }
+        }
+        self.store_oldest().await;
+    }
+
+    /// Stores the oldest gossip received: its content first, if it came inline with a block
+    /// the chain admits, then the block.
+    async fn store_oldest(&mut self) {
+        let Some(Received {
+            chain,
+            source,
+            message,
+            sealed,
+            admissible,
+        }) = self.received.pop_front()
+        else {
+            return;
+        };
+        if !self.swarm.is_connected(&source) {
+            return;
+        }
+        // Content that came with its block is kept only beside a block the chain admits
+        // (signed by a member, on known parents): anyone else's bytes, or a block not judged
+        // yet, do not fill the store; its readers pull it instead. One undecided then is
+        // judged again: its parents may have been stored since.
+        if let (Some(sealed), Message::Push { block }) = (sealed, &message) {
+            let admitted = admissible
+                || match self.chains.get_mut(&chain) {
+                    Some(sync) => matches!(sync.judge(block).await, Ok(Judgement::Admissible)),
+                    None => false,
+                };
+            if admitted {
+                self.keep_inline(chain, &sealed).await;
+            }
+        }
+        let from = self.peer(source);
+        self.drive(chain, Input::Received(from, message)).await;
+    }
+
+    /// [`Node::route`], with the pushes of `inline`'s blocks (`(index in outputs, sealed
+    /// segment)`) carrying their content (see [`GossipFrame::Inline`]).
+    pub(super) fn route_with_content(
+        &mut self,
+        chain: BlockId,
+        outputs: Vec<Output>,
+        inline: Vec<(usize, Vec<u8>)>,
+    ) {
+        let mut inline: std::collections::HashMap<usize, Vec<u8>> = inline.into_iter().collect();
+        for (index, output) in outputs.into_iter().enumerate() {
+            match (output, inline.remove(&index)) {
+                (Output::Publish(Message::Push { block }), Some(sealed)) => {
+                    self.gossip(chain, &GossipFrame::Inline { block, sealed });
+                }
+                (output, _) => self.route(chain, vec![output]),
+            }
+        }
+    }
+
+    fn gossip(&mut self, chain: BlockId, frame: &GossipFrame) {
+        let topic = IdentTopic::new(chain.to_string());
+        // No subscribed peer yet is normal: heads exchanges catch up later.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, frame.encode());
     }
 
     pub(super) async fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -288,18 +356,25 @@ impl<S: NodeStore> Node<S> {
                 message,
             } => {
                 let chain = self.topics.get(&message.topic).copied();
-                let decoded = Message::decode(&message.data);
+                let (decoded, sealed) = match GossipFrame::decode(&message.data) {
+                    Ok(GossipFrame::Sync(message)) => (Ok(message), None),
+                    Ok(GossipFrame::Inline { block, sealed }) => {
+                        (Ok(Message::Push { block }), Some(sealed))
+                    }
+                    Err(e) => (Err(e), None),
+                };
                 // Judged before this node's own write, so the hop costs a check, not a
                 // commit. Blocks of chains this node holds no replica of, and blocks it
                 // cannot judge yet (parents or authority missing), go on as they came.
-                let verdict = match (&decoded, chain.and_then(|c| self.chains.get_mut(&c))) {
-                    (Ok(Message::Push { block }), Some(sync)) => match sync.judge(block).await {
-                        Ok(Judgement::Refused) => MessageAcceptance::Reject,
-                        Ok(Judgement::Admissible | Judgement::Undecided) | Err(_) => {
-                            MessageAcceptance::Accept
-                        }
-                    },
-                    (Ok(Message::Push { .. }), None) => MessageAcceptance::Accept,
+                let judgement = match (&decoded, chain.and_then(|c| self.chains.get_mut(&c))) {
+                    (Ok(Message::Push { block }), Some(sync)) => sync.judge(block).await.ok(),
+                    _ => None,
+                };
+                let verdict = match (&decoded, judgement) {
+                    (Ok(Message::Push { .. }), Some(Judgement::Refused)) => {
+                        MessageAcceptance::Reject
+                    }
+                    (Ok(Message::Push { .. }), _) => MessageAcceptance::Accept,
                     // Heads go point to point (see `route`); nothing else travels by gossip.
                     (Ok(Message::Heads { .. }), _) => MessageAcceptance::Ignore,
                     (Ok(_) | Err(_), _) => MessageAcceptance::Reject,
@@ -315,10 +390,21 @@ impl<S: NodeStore> Node<S> {
                 if !self.swarm.is_connected(&propagation_source) {
                     return;
                 }
-                let from = self.peer(propagation_source);
                 match decoded {
-                    Ok(m @ (Message::Push { .. } | Message::Heads { .. })) => {
-                        self.drive(chain, Input::Received(from, m)).await;
+                    Ok(message @ (Message::Push { .. } | Message::Heads { .. })) => {
+                        // Stored on the loop's next turn, after the swarm was polled: the hop
+                        // passes the block on (queued by the verdict above) before this
+                        // node's own writes, not after them.
+                        self.received.push_back(Received {
+                            chain,
+                            source: propagation_source,
+                            message,
+                            sealed,
+                            admissible: judgement == Some(Judgement::Admissible),
+                        });
+                        if self.received.len() > MAX_RECEIVED {
+                            self.store_oldest().await;
+                        }
                     }
                     Ok(_) | Err(_) => log(LogLine::warn("malformed_message_dropped")
                         .field("peer", propagation_source)

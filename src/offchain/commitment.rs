@@ -11,7 +11,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{segments_of, OffchainError, MAX_CONTENT_LEN, MAX_MEDIA_TYPE_LEN};
+use super::store::ContentRoot;
+use super::{
+    segments_of, OffchainError, MAX_CONTENT_LEN, MAX_MEDIA_TYPE_LEN, SEGMENT_LEN, TAG_LEN,
+};
 use crate::cbor::{Reader, Writer};
 use crate::identity::EpochId;
 
@@ -150,6 +153,18 @@ pub fn root(leaves: &[[u8; 32]]) -> [u8; 32] {
         level = next;
     }
     level[0]
+}
+
+/// The root and the one leaf of a content of one segment, from its sealed bytes alone: how a
+/// replica names and keeps content pushed inline with its block, before it can read the
+/// commitment (the root of one leaf is that leaf). `None` if the bytes are too long to be one
+/// segment.
+pub fn single_segment(sealed: &[u8]) -> Option<(ContentRoot, [u8; 32])> {
+    if sealed.len() > SEGMENT_LEN + TAG_LEN {
+        return None;
+    }
+    let leaf = leaf(0, sealed);
+    Some((root(&[leaf]), leaf))
 }
 
 /// The segment hashes of one content, checked against its commitment: what a replica needs

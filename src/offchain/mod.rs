@@ -20,8 +20,8 @@
 //!   the verified segments held, every answer checked before it is kept.
 //!
 //! The libp2p shell carries [`transfer`] between peers (`crate::net`, `/endra/content/1`).
-//! Not built yet: the relay keeping content, inline push in the gossip message, the JS API
-//! (see the README).
+//! Content of one segment travels inline with its block ([`MAX_INLINE_LEN`], see
+//! [`commitment::single_segment`]); larger content is pulled.
 
 pub mod commitment;
 pub mod store;
@@ -38,6 +38,9 @@ use crate::identity::KeyError;
 
 /// Plaintext bytes per segment: 64 KiB, as age's STREAM. A sealed segment is 16 bytes more.
 pub const SEGMENT_LEN: usize = 64 * 1024;
+/// Content up to this many bytes — one segment — is pushed inline, in the gossip message of
+/// its block, so that a text message still reaches its readers in one hop.
+pub const MAX_INLINE_LEN: u64 = SEGMENT_LEN as u64;
 /// Bytes an AEAD tag adds to each segment.
 pub const TAG_LEN: usize = 16;
 /// The largest content a commitment may name by default: 100 MiB.

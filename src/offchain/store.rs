@@ -30,6 +30,16 @@ pub trait ContentStore {
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Keeps a content of one segment — its tree (one leaf) and its sealed segment 0 — in one
+    /// transaction: the write on the path of a text message (see
+    /// [`crate::offchain::MAX_INLINE_LEN`]). Returns whether it kept it (not for an erased
+    /// content).
+    async fn put_single_segment(
+        &self,
+        root: &ContentRoot,
+        leaf: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
     /// One sealed segment, if kept.
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError>;
     /// The indexes of the segments kept, ascending: where a transfer resumes.

@@ -533,28 +533,30 @@ impl IdbStore {
         Ok(found.is_some())
     }
 
-    /// Writes `value` under `key` in `store` unless `root` is erased, in one transaction;
-    /// returns whether it wrote.
+    /// Puts `writes` (`(object store, key, value)`) in one transaction unless `root` was
+    /// erased; whether they were put.
     async fn put_unless_erased(
         &self,
-        store: &str,
         root: &ContentRoot,
-        key: &[u8],
-        value: &[u8],
+        writes: &[(&str, &[u8], &[u8])],
     ) -> Result<bool, StoreError> {
-        let tx = self.writing(&[store, CONTENT_ERASED])?;
+        let mut stores: Vec<&str> = writes.iter().map(|(store, _, _)| *store).collect();
+        stores.push(CONTENT_ERASED);
+        let tx = self.writing(&stores)?;
         let written = async {
             if Self::erased_in(&tx, root).await? {
                 return Ok(false);
             }
-            drop(
-                tx.object_store(store)
-                    .map_err(backend)?
-                    .put(bytes(value))
-                    .with_key(bytes(key))
-                    .primitive()
-                    .map_err(backend)?,
-            );
+            for (store, key, value) in writes {
+                drop(
+                    tx.object_store(store)
+                        .map_err(backend)?
+                        .put(bytes(value))
+                        .with_key(bytes(key))
+                        .primitive()
+                        .map_err(backend)?,
+                );
+            }
             Ok(true)
         }
         .await;
@@ -573,7 +575,8 @@ impl IdbStore {
 
 impl ContentStore for IdbStore {
     async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
-        self.put_unless_erased(CONTENT_TREES, root, root, &encode_leaves(leaves))
+        let leaves = encode_leaves(leaves);
+        self.put_unless_erased(root, &[(CONTENT_TREES, &root[..], &leaves)])
             .await
             .map(drop)
     }
@@ -591,8 +594,26 @@ impl ContentStore for IdbStore {
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        self.put_unless_erased(CONTENT_SEGMENTS, root, &segment_key(root, index), sealed)
+        let key = segment_key(root, index);
+        self.put_unless_erased(root, &[(CONTENT_SEGMENTS, &key, sealed)])
             .await
+    }
+
+    async fn put_single_segment(
+        &self,
+        root: &ContentRoot,
+        leaf: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = segment_key(root, 0);
+        self.put_unless_erased(
+            root,
+            &[
+                (CONTENT_TREES, &root[..], &leaf[..]),
+                (CONTENT_SEGMENTS, &key, sealed),
+            ],
+        )
+        .await
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

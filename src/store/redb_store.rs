@@ -299,19 +299,52 @@ impl BlockStore for RedbStore {
     }
 }
 
+/// A write to one of the content tables.
+type ContentWrite<'a> = (
+    TableDefinition<'static, &'static [u8], &'static [u8]>,
+    &'a [u8],
+    &'a [u8],
+);
+
+impl RedbStore {
+    /// Puts `writes` (`(table, key, value)`) in one transaction unless `root` was erased;
+    /// whether they were put. `durability`: whether the commit waits for the disk.
+    fn put_unless_erased(
+        &self,
+        root: &ContentRoot,
+        writes: &[ContentWrite<'_>],
+        durability: redb::Durability,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        tx.set_durability(durability);
+        let kept = {
+            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
+            if erased.get(root.as_slice()).map_err(backend)?.is_some() {
+                false
+            } else {
+                for (table, key, value) in writes {
+                    tx.open_table(*table)
+                        .map_err(backend)?
+                        .insert(*key, *value)
+                        .map_err(backend)?;
+                }
+                true
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(kept)
+    }
+}
+
 impl ContentStore for RedbStore {
     async fn put_tree(&self, root: &ContentRoot, leaves: &[[u8; 32]]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
-        {
-            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
-            if erased.get(root.as_slice()).map_err(backend)?.is_none() {
-                tx.open_table(CONTENT_TREES)
-                    .map_err(backend)?
-                    .insert(root.as_slice(), encode_leaves(leaves).as_slice())
-                    .map_err(backend)?;
-            }
-        }
-        tx.commit().map_err(backend)
+        let leaves = encode_leaves(leaves);
+        self.put_unless_erased(
+            root,
+            &[(CONTENT_TREES, root, &leaves)],
+            redb::Durability::Immediate,
+        )
+        .map(drop)
     }
 
     async fn tree(&self, root: &ContentRoot) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
@@ -323,31 +356,38 @@ impl ContentStore for RedbStore {
         }
     }
 
+    async fn put_single_segment(
+        &self,
+        root: &ContentRoot,
+        leaf: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = segment_key(root, 0);
+        self.put_unless_erased(
+            root,
+            &[
+                (CONTENT_TREES, root, leaf),
+                (CONTENT_SEGMENTS, &key, sealed),
+            ],
+            redb::Durability::Immediate,
+        )
+    }
+
     async fn put_segment(
         &self,
         root: &ContentRoot,
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin_write().map_err(backend)?;
         // A segment is verified bytes any peer can serve again: one lost in a crash is fetched
         // again, so it does not pay a disk sync per 64 KiB (the next durable commit — a block,
         // a tree, an erasure — persists it).
-        tx.set_durability(redb::Durability::Eventual);
-        let kept = {
-            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
-            if erased.get(root.as_slice()).map_err(backend)?.is_some() {
-                false
-            } else {
-                tx.open_table(CONTENT_SEGMENTS)
-                    .map_err(backend)?
-                    .insert(segment_key(root, index).as_slice(), sealed)
-                    .map_err(backend)?;
-                true
-            }
-        };
-        tx.commit().map_err(backend)?;
-        Ok(kept)
+        let key = segment_key(root, index);
+        self.put_unless_erased(
+            root,
+            &[(CONTENT_SEGMENTS, &key, sealed)],
+            redb::Durability::Eventual,
+        )
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

@@ -367,7 +367,8 @@ impl<S: BlockStore> Sync<S> {
     }
 
     /// Announces blocks another handle on the same store appended (an identity's ops, say):
-    /// re-reads the chain state and pushes the blocks to peers.
+    /// re-reads the chain state and pushes the blocks to peers, one [`Message::Push`] per
+    /// block in the order given.
     pub async fn published(&mut self, blocks: Vec<Vec<u8>>) -> Result<Vec<Output>, ChainError> {
         self.chain.refresh().await?;
         if self.chain.has_admission_rule() {

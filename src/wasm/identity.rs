@@ -121,7 +121,8 @@ pub(super) async fn flush(
             .iter()
             .map(|b| b.bytes().to_vec())
             .collect();
-        node.publish(publication.chain, blocks).await?;
+        node.publish_with_content(publication.chain, blocks, publication.inline)
+            .await?;
     }
     Ok(())
 }
@@ -691,6 +692,9 @@ pub struct WasmBoundChain {
     /// Contents this handle fetches in the background (see `records`), so that listing
     /// again does not ask again.
     pub(super) fetching: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
+    /// Contents seen all here: they stay so until their record is erased, when the record
+    /// no longer names them, so a listing need not read the store for them again.
+    pub(super) available: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
 }
 
 impl WasmBoundChain {
@@ -700,6 +704,7 @@ impl WasmBoundChain {
             node,
             chain,
             fetching: Rc::default(),
+            available: Rc::default(),
         }
     }
 }

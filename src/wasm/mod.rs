@@ -62,6 +62,14 @@ impl ContentStore for AnyStore {
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.put_segment(root, index, sealed))
     }
+    async fn put_single_segment(
+        &self,
+        root: &ContentRoot,
+        leaf: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.put_single_segment(root, leaf, sealed))
+    }
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.segment(root, index))
     }

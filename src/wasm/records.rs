@@ -2,6 +2,8 @@
 //! editing and deleting private content, listing records with their history, and reading a
 //! content — fetched from the chain's peers (the relay included) when this device lacks it.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use futures_util::lock::Mutex;
@@ -15,7 +17,7 @@ use crate::client::{Account, ClientError};
 use crate::mutability::{RecordView, Records, VersionKind};
 use crate::net::NodeHandle;
 use crate::offchain::store::root_hex;
-use crate::offchain::{Commitment, ContentStatus};
+use crate::offchain::{Commitment, ContentRoot, ContentStatus};
 use crate::walytis::BlockId;
 
 fn kind_name(kind: VersionKind) -> &'static str {
@@ -135,6 +137,23 @@ fn commitment_of(records: &Records, id: &BlockId, version: bool) -> Result<Commi
         .ok_or_else(|| ClientError::ContentUnavailable(status).into())
 }
 
+/// Where `content` stands here, the store read only for contents not seen all here before
+/// (see `WasmBoundChain::available`).
+async fn status_of(
+    account: &Account<AnyStore>,
+    available: &RefCell<HashSet<ContentRoot>>,
+    content: &Commitment,
+) -> Result<ContentStatus, JsFailure> {
+    if available.borrow().contains(&content.root) {
+        return Ok(ContentStatus::Available);
+    }
+    let status = account.fetch(content).await?.status();
+    if status == ContentStatus::Available {
+        available.borrow_mut().insert(content.root);
+    }
+    Ok(status)
+}
+
 /// Offers `record`'s current content to the node's relays: they fetch it from this node, so
 /// readers get it while this page is closed.
 async fn offer_current(
@@ -162,6 +181,7 @@ async fn here(
     inner: &Rc<Mutex<Account<AnyStore>>>,
     node: &NodeHandle,
     chain: BlockId,
+    available: &RefCell<HashSet<ContentRoot>>,
     id: &str,
     version: bool,
 ) -> Result<Commitment, JsFailure> {
@@ -170,7 +190,7 @@ async fn here(
         let mut account = inner.lock().await;
         let records = account.records_of(&chain).await?;
         let commitment = commitment_of(&records, &id, version)?;
-        let status = account.fetch(&commitment).await?.status();
+        let status = status_of(&account, available, &commitment).await?;
         (commitment, status)
     };
     if status != ContentStatus::Available {
@@ -237,7 +257,7 @@ impl WasmBoundChain {
     /// fetch per content however often this is called): `progress` events follow it.
     pub fn records(&self) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
-        let fetching = self.fetching.clone();
+        let (fetching, available) = (self.fetching.clone(), self.available.clone());
         promise(async move {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
@@ -247,7 +267,7 @@ impl WasmBoundChain {
                     continue;
                 };
                 let status = match &view.content {
-                    Some(content) => Some(account.fetch(content).await?.status()),
+                    Some(content) => Some(status_of(&account, &available, content).await?),
                     None => None,
                 };
                 let wanted = matches!(
@@ -278,8 +298,9 @@ impl WasmBoundChain {
     /// here, verified and opened.
     pub fn content(&self, id: String, version: bool) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        let available = self.available.clone();
         promise(async move {
-            let commitment = here(&inner, &node, chain, &id, version).await?;
+            let commitment = here(&inner, &node, chain, &available, &id, version).await?;
             let content = inner.lock().await.content(&chain, &commitment).await?;
             Ok(Uint8Array::from(&content[..]).into())
         })
@@ -290,8 +311,9 @@ impl WasmBoundChain {
     /// [`WasmBoundChain::segment`].
     pub fn prepare(&self, id: String, version: bool) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        let available = self.available.clone();
         promise(async move {
-            let commitment = here(&inner, &node, chain, &id, version).await?;
+            let commitment = here(&inner, &node, chain, &available, &id, version).await?;
             let prepared = Object::new();
             set(
                 &prepared,

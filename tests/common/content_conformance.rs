@@ -18,6 +18,7 @@ where
 {
     let store = sealed_content_round_trips_and_survives_a_reopen(store, &reopen).await;
     let store = segments_are_listed_in_order_and_kept_apart(store).await;
+    let store = a_single_segment_content_is_kept_whole(store, &reopen).await;
     erased_content_is_gone_and_stays_gone(store, &reopen).await;
 }
 
@@ -100,6 +101,39 @@ async fn segments_are_listed_in_order_and_kept_apart<S: ContentStore>(store: S) 
     );
     assert_eq!(store.segment(&a, 3).await.expect("segment"), None);
     assert_eq!(store.segment(&b, 1).await.expect("segment"), None);
+    store
+}
+
+/// Content pushed inline: tree and segment in one write, refused once erased.
+async fn a_single_segment_content_is_kept_whole<S, F, Fut>(store: S, reopen: &F) -> S
+where
+    S: ContentStore,
+    F: Fn(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let root = [0x70; 32];
+    let leaf = [0x71; 32];
+    assert!(store
+        .put_single_segment(&root, &leaf, b"one sealed segment")
+        .await
+        .expect("put"));
+    let store = reopen(store).await;
+    assert_eq!(store.tree(&root).await.expect("tree"), Some(vec![leaf]));
+    assert_eq!(store.held(&root).await.expect("held"), vec![0]);
+    assert_eq!(
+        store.segment(&root, 0).await.expect("segment").as_deref(),
+        Some(&b"one sealed segment"[..])
+    );
+    store.erase(&root).await.expect("erase");
+    assert!(
+        !store
+            .put_single_segment(&root, &leaf, b"one sealed segment")
+            .await
+            .expect("put"),
+        "an erased content pushed again is refused"
+    );
+    assert_eq!(store.tree(&root).await.expect("tree"), None);
+    assert!(store.held(&root).await.expect("held").is_empty());
     store
 }
 
