@@ -85,6 +85,7 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     const note = await window.notes.post('first draft');
     await note.edit('second draft');
     const regret = await window.notes.post('to be erased');
+    const regretRoot = regret.root;
     await regret.delete({ erase: true });
     const file = new Uint8Array(20 * 1024 * 1024);
     for (let i = 0; i < file.length; i += 65_536) crypto.getRandomValues(file.subarray(i, i + 65_536));
@@ -92,16 +93,20 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     const posted = await window.notes.post(new Blob([file], { type: 'application/octet-stream' }));
     const erasedHere = await regret.content().then(() => null, (error) => error.code);
     const roots = (await window.notes.record(note.id)).history.map((h) => h.root);
-    return { note: note.id, regret: regret.id, file: posted.id, hash, size: posted.size, type: posted.type, erasedHere, roots: [...roots, posted.root] };
+    return { note: note.id, regret: regret.id, regretRoot, file: posted.id, hash, size: posted.size, type: posted.type, erasedHere, roots: [...roots, posted.root] };
   });
   assert.equal(written.size, 20 * 1024 * 1024);
   assert.equal(written.type, 'application/octet-stream');
   assert.equal(written.erasedHere, 'CONTENT_UNAVAILABLE', 'the writer erased its own copy');
-  // The relay fetched the note's two versions and the file (the erased note's content, gone
-  // from A maybe before the relay asked, may never reach it: as it should); then A's browser
-  // closes: from here on, the relay is B's only source.
+  // The relay kept the note's two versions and the file; the erased note's content, which
+  // came to it inline, it dropped when A showed the content's erase secret (it cannot read
+  // the delete). Then A's browser closes: from here on, the relay is B's only source.
   assert.equal(written.roots.length, 3);
   for (const root of written.roots) await relay.waitFor(contentStored(root), 120_000);
+  await relay.waitFor({
+    test: (line) => line.includes('event=mailbox_content_erased') && line.includes(`root=${written.regretRoot}`),
+    toString: () => `mailbox_content_erased root=${written.regretRoot}`,
+  }, 60_000);
   await profiles[0].close();
 
   // Listing the records starts fetching every content not here, in the background.

@@ -271,8 +271,9 @@ export class Record {
   edit(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<string>;
   /**
    * Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); with `erase`, every
-   * member's device drops every version's content when it next lists the chain (a relay that
-   * kept the content keeps it: it cannot see the delete).
+   * member's device drops every version's content when it next lists the chain, and the
+   * relays this page reaches now drop their copies, shown each content's erase secret (a
+   * relay unreachable now keeps its copy as ciphertext).
    */
   delete(options?: { erase?: boolean }): Promise<string>;
 }

@@ -143,9 +143,11 @@ export class Record {
 
   /**
    * Deletes the record (its author, or an admin: `NOT_PERMITTED` otherwise); with `erase`,
-   * every member's device drops the content of every version when it next lists the chain
-   * (a relay that kept the content keeps it: it cannot see the delete). Resolves to the
-   * delete's ID.
+   * every member's device drops the content of every version when it next lists the chain,
+   * and the relays this page reaches now drop their copies — they cannot read the delete, so
+   * this device shows them each content's erase secret, which only a member can derive (a
+   * relay unreachable now keeps its copy as ciphertext). Resolves to the delete's ID once the
+   * relays answered.
    * @param {{ erase?: boolean }} [opts]
    */
   delete({ erase = false } = {}) {

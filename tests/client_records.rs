@@ -242,8 +242,20 @@ fn an_erasing_delete_empties_every_store_of_the_record_and_nobody_serves_it_agai
             .filter_map(|h| h.content.clone())
             .collect();
         assert_eq!(roots.len(), 2);
+        // A relay's mailbox keeps the ciphertext: it reads no delete, it takes erase requests.
+        let relay = endra::store::MemoryStore::new();
         for content in &roots {
             transfer(&laptop, &phone, content, usize::MAX).await;
+            let leaves = store(&laptop).tree(&content.root).await.unwrap().unwrap();
+            relay.put_tree(&content.root, &leaves).await.unwrap();
+            for index in 0..content.segments() {
+                let segment = store(&laptop).segment(&content.root, index).await;
+                let segment = segment.unwrap().unwrap();
+                relay
+                    .put_segment(&content.root, index, &segment)
+                    .await
+                    .unwrap();
+            }
         }
 
         phone
@@ -251,6 +263,28 @@ fn an_erasing_delete_empties_every_store_of_the_record_and_nobody_serves_it_agai
             .await
             .unwrap();
         deliver(&phone.take_outbox(), &mut [&mut laptop]).await;
+        let erasures = phone.take_erasures();
+        let mut asked: Vec<_> = erasures.iter().map(|e| e.root).collect();
+        let mut versions: Vec<_> = roots.iter().map(|c| c.root).collect();
+        asked.sort_unstable();
+        versions.sort_unstable();
+        assert_eq!(
+            asked, versions,
+            "one erase request for each version's content"
+        );
+        for erasure in &erasures {
+            let request = ContentRequest::Erase(chain, erasure.root, erasure.secret);
+            assert_eq!(
+                serve(&request, &relay).await.unwrap(),
+                ContentResponse::Accepted
+            );
+            assert!(relay.held(&erasure.root).await.unwrap().is_empty());
+            assert!(relay.is_erased(&erasure.root).await.unwrap());
+        }
+        assert!(
+            laptop.take_erasures().is_empty(),
+            "only the deleting device asks"
+        );
         for device in [&mut laptop, &mut phone] {
             let view = device.record_of(&chain, &record).await.unwrap().unwrap();
             assert!(view.erased);

@@ -13,8 +13,8 @@ use common::net::{listening, new_chain, run_local, start, Running, PATIENCE};
 use endra::identity::EpochKey;
 use endra::net::{NodeConfig, NodeEvent};
 use endra::offchain::{
-    Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch, SegmentTree,
-    TAG_LEN,
+    erase_secret, Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch,
+    InlineContent, SegmentTree, TAG_LEN,
 };
 use endra::store::MemoryStore;
 use endra::walytis::{BlockId, Chain};
@@ -445,6 +445,19 @@ async fn signed_block(store: &MemoryStore, chain: BlockId, seed: u8, time: u64) 
     entries[0].block.bytes().to_vec()
 }
 
+/// A content of one segment sealed into `store`, as it travels inline.
+async fn inline_of(
+    store: &MemoryStore,
+    commitment: &Commitment,
+    segments: &[Vec<u8>],
+) -> InlineContent {
+    let leaves = store.tree(&commitment.root).await.unwrap().unwrap();
+    InlineContent {
+        sealed: segments[0].clone(),
+        erase_check: *leaves.last().unwrap(),
+    }
+}
+
 /// The lengths of `chain` that `node` reports until `root` is available.
 async fn counts_before_available(node: &mut Running, chain: BlockId, root: [u8; 32]) -> Vec<u64> {
     until_available(node, root, |event| match event {
@@ -507,13 +520,24 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
         broken[last] ^= 1;
         forger
             .handle
-            .publish_with_content(chain, vec![broken], vec![(0, forged_segments[0].clone())])
+            .publish_with_content(
+                chain,
+                vec![broken],
+                vec![(0, inline_of(&forger_store, &forged, &forged_segments).await)],
+            )
             .await
             .unwrap();
         let block = signed_block(&forger_store, chain, 3, 3).await;
         forger
             .handle
-            .publish_with_content(chain, vec![block], vec![(0, genuine_segments[0].clone())])
+            .publish_with_content(
+                chain,
+                vec![block],
+                vec![(
+                    0,
+                    inline_of(&forger_store, &genuine, &genuine_segments).await,
+                )],
+            )
             .await
             .unwrap();
         counts_before_available(&mut reader, chain, genuine.root).await;
@@ -529,7 +553,11 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
         let block = signed_block(&writer_store, chain, 1, 4).await;
         writer
             .handle
-            .publish_with_content(chain, vec![block], vec![(0, segments[0].clone())])
+            .publish_with_content(
+                chain,
+                vec![block],
+                vec![(0, inline_of(&writer_store, &commitment, &segments).await)],
+            )
             .await
             .unwrap();
         let counts = counts_before_available(&mut reader, chain, commitment.root).await;
@@ -550,5 +578,55 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
         let windows: std::collections::HashSet<&[u8]> = text.windows(16).collect();
         assert!(!kept.windows(16).any(|w| windows.contains(w)));
         assert!(relay.store.held(&forged.root).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_relay_drops_a_content_for_its_erase_secret_and_for_nothing_else() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (mut relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (_, commitment, _) = sealed(&writer_store, &chain, &key, 300_000).await;
+        let root = commitment.root;
+        let writer = start(writer_store.clone(), 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer.handle.use_relay(relay_address).await.unwrap();
+        common::net::count_reaches(&mut relay, chain, 1).await;
+        let offered = writer.handle.offer_content(chain, commitment.shape());
+        assert_eq!(offered.await.unwrap(), 1);
+        statuses_until_available(&mut relay, root).await;
+        let held = relay.store.held(&root).await.unwrap();
+        assert_eq!(held.len() as u32, commitment.segments());
+
+        // A wrong secret, and the erase check itself (public: it is a leaf of the tree),
+        // erase nothing.
+        let check = *writer_store
+            .tree(&root)
+            .await
+            .unwrap()
+            .unwrap()
+            .last()
+            .unwrap();
+        for wrong in [[7u8; 32], check] {
+            let erased = writer.handle.erase_content(chain, root, wrong).await;
+            assert_eq!(erased.unwrap(), 0);
+            assert_eq!(relay.store.held(&root).await.unwrap(), held);
+        }
+
+        // The secret any member derives from the content key: every byte goes, for good.
+        let secret = erase_secret(&key, &chain, &commitment.nonce).unwrap();
+        let erased = writer.handle.erase_content(chain, root, secret).await;
+        assert_eq!(erased.unwrap(), 1);
+        assert!(relay.store.held(&root).await.unwrap().is_empty());
+        assert_eq!(relay.store.tree(&root).await.unwrap(), None);
+        assert!(relay.store.is_erased(&root).await.unwrap());
+        let offered = writer.handle.offer_content(chain, commitment.shape());
+        assert_eq!(offered.await.unwrap(), 0, "offered again, it is refused");
+        // Its room in the quota is given back.
+        let used =
+            endra::walytis::store::BlockStore::setting(&relay.store, "mailbox-content-bytes");
+        let used = used.await.unwrap();
+        assert_eq!(used, Some(0u64.to_be_bytes().to_vec()));
     });
 }

@@ -7,9 +7,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use endra::identity::EpochKey;
-use endra::offchain::commitment::{leaf, single_segment};
+use endra::offchain::commitment::{erase_check, leaf, single_segment};
 use endra::offchain::{
-    Commitment, ContentReader, ContentWriter, OffchainError, SegmentTree, SEGMENT_LEN,
+    erase_secret, Commitment, ContentReader, ContentWriter, OffchainError, SegmentTree, SEGMENT_LEN,
 };
 use endra::walytis::BlockId;
 use proptest::prelude::*;
@@ -273,9 +273,11 @@ fn content_of_one_segment_is_named_by_its_sealed_bytes_alone() {
     for len in [0, 1, 100, SEGMENT_LEN - 1, SEGMENT_LEN] {
         let (commitment, sealed, _) = round_trip(&key, &bytes(len));
         assert_eq!(sealed.len(), 1);
-        let (root, leaf) = single_segment(&sealed[0]).expect("one segment");
+        // Any member derives the erase check from the content key.
+        let check = erase_check(&erase_secret(&key, &chain(), &commitment.nonce).unwrap());
+        let (root, leaves) = single_segment(&sealed[0], &check).expect("one segment");
         assert_eq!(root, commitment.root, "{len} bytes");
-        let tree = SegmentTree::verified(&commitment, vec![leaf]).unwrap();
+        let tree = SegmentTree::verified(&commitment, leaves.to_vec()).unwrap();
         let reader = ContentReader::new(&key, &chain(), commitment, tree).unwrap();
         assert_eq!(reader.open(0, &sealed[0]).unwrap().len(), len);
     }
@@ -283,5 +285,5 @@ fn content_of_one_segment_is_named_by_its_sealed_bytes_alone() {
     assert_eq!(sealed.len(), 2);
     let mut both = sealed[0].clone();
     both.extend(&sealed[1]);
-    assert!(single_segment(&both).is_none());
+    assert!(single_segment(&both, &[0; 32]).is_none());
 }

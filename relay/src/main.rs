@@ -275,6 +275,17 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                                 .field("root", root_hex(&root));
                             out(line);
                         }
+                        Some(NodeEvent::Content {
+                            chain,
+                            root,
+                            status: ContentStatus::Erased,
+                        }) => {
+                            // A member showed the content's erase secret: every byte dropped.
+                            let line = LogLine::info("mailbox_content_erased")
+                                .field("chain", chain)
+                                .field("root", root_hex(&root));
+                            out(line);
+                        }
                         Some(
                             NodeEvent::ChainPeer { .. }
                             | NodeEvent::Synced { .. }

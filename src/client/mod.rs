@@ -101,10 +101,23 @@ pub struct Publication {
     /// The blocks, parents before children.
     pub blocks: Vec<Block>,
     /// Content pushed with its block, so that readers have it in the block's own hop:
-    /// `(index in blocks, the one sealed segment of the content that block commits to)`,
-    /// for content of at most [`crate::offchain::MAX_INLINE_LEN`] bytes. Peers that miss it
-    /// fetch it like any content.
-    pub inline: Vec<(usize, Vec<u8>)>,
+    /// `(index in blocks, the content that block commits to)`, for content of at most
+    /// [`crate::offchain::MAX_INLINE_LEN`] bytes. Peers that miss it fetch it like any
+    /// content.
+    pub inline: Vec<(usize, crate::offchain::InlineContent)>,
+}
+
+/// A content a delete with `erase` erased, and the secret that lets a relay, which cannot
+/// read it, check that the request comes from someone who can (see
+/// [`crate::offchain::erase_secret`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// The chain the content belongs to.
+    pub chain: BlockId,
+    /// The content.
+    pub root: crate::offchain::ContentRoot,
+    /// Its erase secret.
+    pub secret: [u8; 32],
 }
 
 /// A message of a chain as this device shows it.
@@ -224,6 +237,8 @@ pub struct Account<S: BlockStore> {
     identity: Identity<S>,
     bound: BTreeMap<BlockId, BoundChain<S>>,
     outbox: Vec<Publication>,
+    /// Erase requests for the relays (see [`Account::take_erasures`]).
+    erasures: Vec<Erasure>,
 }
 
 /// One identity op between [`Account::begin`] (pick up what arrived) and queueing the
@@ -271,6 +286,7 @@ impl<S: BlockStore + Clone> Account<S> {
             identity,
             bound: BTreeMap::new(),
             outbox: Vec::new(),
+            erasures: Vec::new(),
         }
     }
 
@@ -305,6 +321,13 @@ impl<S: BlockStore + Clone> Account<S> {
     /// through sync.
     pub fn take_outbox(&mut self) -> Vec<Publication> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// Erase requests since the last call, one for each content a delete with `erase` of
+    /// this device erased: the shell sends each to the relays
+    /// (`crate::net::NodeHandle::erase_content`), which drop the content's bytes.
+    pub fn take_erasures(&mut self) -> Vec<Erasure> {
+        std::mem::take(&mut self.erasures)
     }
 
     /// Picks up blocks another handle on the same store wrote (a node syncing it): every
@@ -752,12 +775,17 @@ fn queue(outbox: &mut Vec<Publication>, chain: BlockId, entries: Vec<Entry>) {
     }
 }
 
-/// Attaches `sealed`, the one segment of the content block `id` of `chain` commits to, to
-/// the queued publication of that block.
-fn queue_inline(outbox: &mut [Publication], chain: BlockId, id: BlockId, sealed: Vec<u8>) {
+/// Attaches `content`, the content block `id` of `chain` commits to, to the queued
+/// publication of that block.
+fn queue_inline(
+    outbox: &mut [Publication],
+    chain: BlockId,
+    id: BlockId,
+    content: crate::offchain::InlineContent,
+) {
     for publication in outbox.iter_mut().rev().filter(|p| p.chain == chain) {
         if let Some(index) = publication.blocks.iter().position(|b| b.id() == id) {
-            publication.inline.push((index, sealed));
+            publication.inline.push((index, content));
             return;
         }
     }

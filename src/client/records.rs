@@ -13,13 +13,13 @@ use std::collections::HashMap;
 
 use rand_core::CryptoRngCore;
 
-use super::{queue_inline, Account, ClientError};
+use super::{queue_inline, Account, ClientError, Erasure};
 use crate::envelope::{ContentKind, Envelope};
 use crate::identity::{IdentityError, IdentityState, Kind, Role};
 use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
 use crate::offchain::{
-    Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch, SegmentTree,
-    MAX_INLINE_LEN,
+    erase_secret, Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch,
+    InlineContent, SegmentTree, MAX_INLINE_LEN,
 };
 use crate::store::BlockStore;
 use crate::walytis::{Anchored, Author, BlockId, Position};
@@ -67,7 +67,8 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
 
     /// Deletes a record (its author's person, or an admin). With `erase`, every replica also
     /// drops the content of every version and refuses to serve it again; the history keeps
-    /// who did what, and says "erased".
+    /// who did what, and says "erased". The relays, which cannot read the delete, are asked
+    /// with the contents' erase secrets ([`Account::take_erasures`]).
     pub async fn delete(
         &mut self,
         chain: &BlockId,
@@ -83,6 +84,21 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let op = VersionOp::delete(*record, heads(&view), erase);
         let id = self.write_version(chain, op, None, time, rng).await?;
         if erase {
+            // Each version's content, for the relays; a version under an epoch whose key this
+            // device never had cannot be asked for (the members' devices still drop it).
+            for content in view.history.iter().filter_map(|h| h.content.as_ref()) {
+                let secret = self.identity.with_epoch_key(&content.epoch, |key| {
+                    erase_secret(key, chain, &content.nonce)
+                        .map_err(|e| IdentityError::Malformed(e.to_string()))
+                });
+                if let Ok(secret) = secret {
+                    self.erasures.push(Erasure {
+                        chain: *chain,
+                        root: content.root,
+                        secret,
+                    });
+                }
+            }
             self.records_of(chain).await?;
         }
         Ok(id)
@@ -228,7 +244,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         media_type: &str,
         time: u64,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(Commitment, Option<Vec<u8>>), ClientError> {
+    ) -> Result<(Commitment, Option<InlineContent>), ClientError> {
         if !self.bound.contains_key(chain) {
             return Err(ClientError::ChainNotOpen(*chain));
         }
@@ -243,13 +259,16 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                     .map_err(|e| IdentityError::Malformed(e.to_string()))
             })?;
         let store = self.identity.chain().store();
-        if let ([leaf], [segment]) = (tree.leaves(), &sealed[..]) {
+        if let ([_, erase_check], [segment]) = (tree.leaves(), &sealed[..]) {
             // Small content: one transaction, and it travels with its block (see
             // `Publication::inline`).
             store
-                .put_single_segment(&commitment.root, leaf, segment)
+                .put_single_segment(&commitment.root, tree.leaves(), segment)
                 .await?;
-            let inline = (commitment.size <= MAX_INLINE_LEN).then(|| segment.clone());
+            let inline = (commitment.size <= MAX_INLINE_LEN).then(|| InlineContent {
+                sealed: segment.clone(),
+                erase_check: *erase_check,
+            });
             return Ok((commitment, inline));
         }
         store.put_tree(&commitment.root, tree.leaves()).await?;
@@ -262,12 +281,12 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         Ok((commitment, None))
     }
 
-    /// Writes a version block; `inline`: the sealed segment of its content, pushed with it.
+    /// Writes a version block; `inline`: its content, pushed with it.
     async fn write_version(
         &mut self,
         chain: &BlockId,
         op: VersionOp,
-        inline: Option<Vec<u8>>,
+        inline: Option<InlineContent>,
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
@@ -279,8 +298,8 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let id = self
             .write_to(chain, &envelope, Vec::new(), time, rng)
             .await?;
-        if let Some(sealed) = inline {
-            queue_inline(&mut self.outbox, *chain, id, sealed);
+        if let Some(content) = inline {
+            queue_inline(&mut self.outbox, *chain, id, content);
         }
         Ok(id)
     }

@@ -25,12 +25,11 @@ use libp2p::PeerId;
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
-use crate::offchain::commitment::single_segment;
 use crate::offchain::store::root_hex;
 use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
-    serve, Commitment, ContentRequest, ContentResponse, ContentRoot, ContentShape, ContentStatus,
-    Fetch, TransferError,
+    erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentRoot,
+    ContentShape, ContentStatus, Fetch, InlineContent, TransferError,
 };
 use crate::walytis::store::StoreError;
 use crate::walytis::BlockId;
@@ -43,6 +42,9 @@ const MAX_RETRY_MS: u64 = 30_000;
 /// Segment requests one fetch keeps in flight (1 MiB): a transfer is not one round trip
 /// per 64 KiB.
 const WINDOW: usize = 16;
+
+/// Erase requests kept for contents whose tree had not come yet (see `Node::on_erase`).
+pub(super) const MAX_ASKED_ERASURES: usize = 1024;
 
 /// The store setting in which a mailbox counts the sealed bytes of content it accepted.
 const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
@@ -144,6 +146,12 @@ impl<S: NodeStore> Node<S> {
         shape: ContentShape,
         reply: Reply<usize>,
     ) {
+        self.ask_relays(&ContentRequest::Offer(chain, shape), reply);
+    }
+
+    /// Sends `request` (an offer, an erase request) to every relay this node uses and is
+    /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`].
+    pub(super) fn ask_relays(&mut self, request: &ContentRequest, reply: Reply<usize>) {
         let relays: Vec<PeerId> = self
             .relays
             .keys()
@@ -161,7 +169,7 @@ impl<S: NodeStore> Node<S> {
                 .swarm
                 .behaviour_mut()
                 .content
-                .send_request(relay, ContentRequest::Offer(chain, shape));
+                .send_request(relay, request.clone());
             self.offers.insert(id, key);
         }
         self.offer_waits.insert(
@@ -246,10 +254,11 @@ impl<S: NodeStore> Node<S> {
     /// [`super::protocol::GossipFrame::Inline`]), named by its sealed bytes, in one store
     /// transaction before the block is stored, so whoever sees the block sees its content. A
     /// mailbox counts it against its quota. Erased content is not kept.
-    pub(super) async fn keep_inline(&mut self, chain: BlockId, sealed: &[u8]) {
-        let Some((root, leaf)) = single_segment(sealed) else {
+    pub(super) async fn keep_inline(&mut self, chain: BlockId, content: &InlineContent) {
+        let Some((root, leaves)) = content.named() else {
             return;
         };
+        let sealed = &content.sealed;
         let size = sealed.len() as u64;
         let used = if self.config.mailbox {
             // Counted once: a copy held already is not put (nor counted) again.
@@ -275,7 +284,7 @@ impl<S: NodeStore> Node<S> {
         } else {
             None
         };
-        let kept = self.store.put_single_segment(&root, &leaf, sealed).await;
+        let kept = self.store.put_single_segment(&root, &leaves, sealed).await;
         match kept {
             Ok(true) => {
                 if let Some(used) = used {
@@ -288,11 +297,79 @@ impl<S: NodeStore> Node<S> {
                     root,
                     status: ContentStatus::Available,
                 });
+                self.erase_if_asked(root).await;
             }
             // Erased here: refused for good.
             Ok(false) => {}
             Err(e) => log(LogLine::warn("content_store_failed").field("error", e)),
         }
+    }
+
+    /// A member asks this node to erase a content (see [`ContentRequest::Erase`]): erased if
+    /// the secret matches the tree held; a fetch of it ends, a mailbox gets its room back. A
+    /// content being fetched whose tree has not come yet is erased when it comes, if the
+    /// secret matches then (a request that raced the content's own arrival).
+    async fn on_erase(
+        &mut self,
+        chain: BlockId,
+        root: ContentRoot,
+        secret: [u8; 32],
+    ) -> Result<ContentResponse, TransferError> {
+        let response = self.erase(chain, root, secret).await?;
+        if response == ContentResponse::NotHeld
+            && (self.fetches.contains_key(&root)
+                || self.received.iter().any(|r| r.sealed.is_some()))
+        {
+            if self.asked_erasures.len() >= MAX_ASKED_ERASURES {
+                self.asked_erasures.clear();
+            }
+            self.asked_erasures.insert(root, (chain, secret));
+        }
+        Ok(response)
+    }
+
+    /// A content this node was asked to erase before it held its tree is erased now, if the
+    /// secret matches (call once its tree is stored).
+    pub(super) async fn erase_if_asked(&mut self, root: ContentRoot) {
+        if let Some((chain, secret)) = self.asked_erasures.remove(&root) {
+            if let Err(e) = self.erase(chain, root, secret).await {
+                log(LogLine::warn("content_erase_failed").field("error", e));
+            }
+        }
+    }
+
+    async fn erase(
+        &mut self,
+        chain: BlockId,
+        root: ContentRoot,
+        secret: [u8; 32],
+    ) -> Result<ContentResponse, TransferError> {
+        let mut held_bytes = 0u64;
+        if self.config.mailbox {
+            for index in self.store.held(&root).await? {
+                let segment = self.store.segment(&root, index).await?;
+                held_bytes += segment.map_or(0, |s| s.len() as u64);
+            }
+        }
+        let response = erase_on_request(&root, &secret, &self.store).await?;
+        if response == ContentResponse::Accepted {
+            let reserved = self.fetches.get(&root).and_then(|f| f.reserved);
+            self.finish_fetch(root, Err(TransferError::Erased.into()));
+            if self.config.mailbox {
+                // An offered fetch cut short gives back what it reserved; a kept content
+                // what it holds.
+                let give_back = reserved.unwrap_or(0).max(held_bytes);
+                let used = self.content_bytes_used().await?;
+                self.set_content_bytes_used(used.saturating_sub(give_back))
+                    .await?;
+            }
+            let _ = self.events.unbounded_send(NodeEvent::Content {
+                chain,
+                root,
+                status: ContentStatus::Erased,
+            });
+        }
+        Ok(response)
     }
 
     /// Sealed bytes of offered content the mailbox has accepted.
@@ -465,6 +542,9 @@ impl<S: NodeStore> Node<S> {
                     ContentRequest::Offer(chain, shape) => {
                         Ok(self.on_offer(peer, chain, shape).await)
                     }
+                    ContentRequest::Erase(chain, root, secret) => {
+                        self.on_erase(chain, root, secret).await
+                    }
                     request => serve(&request, &self.store).await,
                 };
                 let response = match response {
@@ -537,6 +617,13 @@ impl<S: NodeStore> Node<S> {
                     status: fetching.fetch.status(),
                 };
                 let _ = self.events.unbounded_send(event);
+                if self.asked_erasures.contains_key(&root) {
+                    // Its tree is here now: the secret can be checked.
+                    self.erase_if_asked(root).await;
+                    if !self.fetches.contains_key(&root) {
+                        return;
+                    }
+                }
             }
             Ok(false) => {
                 fetching.tried.insert(peer);

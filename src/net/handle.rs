@@ -7,7 +7,9 @@ use libp2p::{Multiaddr, PeerId};
 use super::NetError;
 #[cfg(doc)]
 use super::{session, NodeEvent};
-use crate::offchain::{Commitment, ContentShape, ContentStatus};
+use crate::offchain::{
+    Commitment, ContentRequest, ContentRoot, ContentShape, ContentStatus, InlineContent,
+};
 use crate::walytis::{Block, BlockId, Entry};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -27,7 +29,7 @@ pub(super) enum Command {
     Publish {
         chain: BlockId,
         blocks: Vec<Vec<u8>>,
-        inline: Vec<(usize, Vec<u8>)>,
+        inline: Vec<(usize, InlineContent)>,
         reply: Reply<()>,
     },
     Listen(Multiaddr, Reply<()>),
@@ -44,6 +46,10 @@ pub(super) enum Command {
     OfferContent {
         chain: BlockId,
         shape: ContentShape,
+        reply: Reply<usize>,
+    },
+    EraseContent {
+        request: ContentRequest,
         reply: Reply<usize>,
     },
     Reconnect,
@@ -96,15 +102,15 @@ impl NodeHandle {
         self.publish_with_content(chain, blocks, Vec::new()).await
     }
 
-    /// [`NodeHandle::publish`], with content pushed inline: each `(index, sealed)` of
-    /// `inline` is the one sealed segment of the content that block `blocks[index]` commits
-    /// to (content of at most [`crate::offchain::MAX_INLINE_LEN`] bytes), sent in that
-    /// block's own gossip message, so that readers have it as soon as the block.
+    /// [`NodeHandle::publish`], with content pushed inline: each `(index, content)` of
+    /// `inline` is the content that block `blocks[index]` commits to (of at most
+    /// [`crate::offchain::MAX_INLINE_LEN`] bytes), sent in that block's own gossip message, so
+    /// that readers have it as soon as the block.
     pub async fn publish_with_content(
         &self,
         chain: BlockId,
         blocks: Vec<Vec<u8>>,
-        inline: Vec<(usize, Vec<u8>)>,
+        inline: Vec<(usize, InlineContent)>,
     ) -> Result<(), NetError> {
         self.call(|reply| Command::Publish {
             chain,
@@ -215,6 +221,23 @@ impl NodeHandle {
         self.call(|reply| Command::OfferContent {
             chain,
             shape,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks the relays this node uses to erase a content of `chain` for good, showing its
+    /// erase secret ([`crate::offchain::erase_secret`], which only a member can derive): a
+    /// relay that holds the content's tree checks the secret against it and drops every
+    /// byte. Resolves with how many relays erased it.
+    pub async fn erase_content(
+        &self,
+        chain: BlockId,
+        root: ContentRoot,
+        secret: [u8; 32],
+    ) -> Result<usize, NetError> {
+        self.call(|reply| Command::EraseContent {
+            request: ContentRequest::Erase(chain, root, secret),
             reply,
         })
         .await

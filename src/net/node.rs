@@ -40,8 +40,8 @@ pub(super) struct Received {
     pub(super) chain: BlockId,
     pub(super) source: PeerId,
     pub(super) message: Message,
-    /// The sealed segment that came inline with the block.
-    pub(super) sealed: Option<Vec<u8>>,
+    /// The content that came inline with the block.
+    pub(super) sealed: Option<crate::offchain::InlineContent>,
     /// Whether the block was admissible when it was judged.
     pub(super) admissible: bool,
 }
@@ -94,6 +94,9 @@ pub struct Node<S: NodeStore> {
     pub(super) offers: HashMap<request_response::OutboundRequestId, u64>,
     pub(super) offer_waits: HashMap<u64, OfferWait>,
     pub(super) next_offer: u64,
+    /// Erase requests for contents being fetched whose tree had not come yet, with the chain
+    /// named and the secret (see `Node::on_erase`).
+    pub(super) asked_erasures: HashMap<ContentRoot, (BlockId, [u8; 32])>,
     /// Gossip judged and passed on, waiting to be stored (see `Node::on_gossip`).
     pub(super) received: std::collections::VecDeque<Received>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
@@ -151,6 +154,7 @@ impl<S: NodeStore> Node<S> {
             offer_waits: HashMap::new(),
             next_offer: 0,
             received: std::collections::VecDeque::new(),
+            asked_erasures: HashMap::new(),
             commands,
             events,
             started: web_time::Instant::now(),
@@ -372,6 +376,7 @@ impl<S: NodeStore> Node<S> {
                 shape,
                 reply,
             } => self.offer_content(chain, shape, reply),
+            Command::EraseContent { request, reply } => self.ask_relays(&request, reply),
             Command::Synced(chain, reply) => {
                 let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
                 let _ = reply.send(Ok(synced));

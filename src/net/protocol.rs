@@ -21,7 +21,7 @@ use libp2p::StreamProtocol;
 
 use crate::cbor::{Reader, Writer};
 use crate::offchain::transfer::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
-use crate::offchain::{ContentRequest, ContentResponse, SEGMENT_LEN, TAG_LEN};
+use crate::offchain::{ContentRequest, ContentResponse, InlineContent, SEGMENT_LEN, TAG_LEN};
 use crate::walytis::sync::{Message, WireError, MAX_MESSAGE_BYTES};
 use crate::walytis::MAX_BLOCK_BYTES;
 use crate::walytis::{BlockId, BLOCK_ID_LEN};
@@ -29,21 +29,22 @@ use crate::walytis::{BlockId, BLOCK_ID_LEN};
 /// What travels on a chain's gossip topic (the topic is the chain ID).
 ///
 /// A sync [`Message`] in its own encoding, or an *inline push*: a new block with the one
-/// sealed segment of the content it commits to, `[4, block, sealed segment]`, so content of
-/// up to [`crate::offchain::MAX_INLINE_LEN`] reaches readers in the block's own hop. The
-/// segment is opaque here: a receiver names it by its hash
-/// ([`crate::offchain::commitment::single_segment`]) and keeps it only beside a block the
-/// chain admits; the reader checks it against the commitment inside the sealed block.
+/// sealed segment of the content it commits to and that content's erase check,
+/// `[4, block, sealed segment, erase check]`, so content of up to
+/// [`crate::offchain::MAX_INLINE_LEN`] reaches readers in the block's own hop. The segment is
+/// opaque here: a receiver names it by its hashes ([`InlineContent::named`]) and keeps it only
+/// beside a block the chain admits; the reader checks it against the commitment inside the
+/// sealed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GossipFrame {
     /// A sync message ([`Message::Push`]: a block alone).
     Sync(Message),
-    /// A block and the sealed segment of its content.
+    /// A block and its content.
     Inline {
         /// The block's canonical bytes.
         block: Vec<u8>,
-        /// The content's only segment, sealed.
-        sealed: Vec<u8>,
+        /// The content.
+        content: InlineContent,
     },
 }
 
@@ -54,12 +55,13 @@ impl GossipFrame {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             GossipFrame::Sync(message) => message.encode(),
-            GossipFrame::Inline { block, sealed } => {
-                let mut w = Writer::with_capacity(block.len() + sealed.len() + 16);
-                w.array(3);
+            GossipFrame::Inline { block, content } => {
+                let mut w = Writer::with_capacity(block.len() + content.sealed.len() + 64);
+                w.array(4);
                 w.uint(INLINE_PUSH);
                 w.bytes(block);
-                w.bytes(sealed);
+                w.bytes(&content.sealed);
+                w.bytes(&content.erase_check);
                 w.out
             }
         }
@@ -69,19 +71,29 @@ impl GossipFrame {
     /// [`MAX_BLOCK_BYTES`] and a segment of at most one sealed segment, or a sync message.
     pub fn decode(bytes: &[u8]) -> Result<GossipFrame, WireError> {
         let mut r = Reader::new(bytes);
-        let inline = r.array().ok() == Some(3) && r.uint().ok() == Some(INLINE_PUSH);
+        let inline = r.array().ok() == Some(4) && r.uint().ok() == Some(INLINE_PUSH);
         if !inline {
             return Message::decode(bytes).map(GossipFrame::Sync);
         }
         let block = r.bytes()?;
         let sealed = r.bytes()?;
+        let check = r.bytes()?;
         r.finish()?;
         if block.len() > MAX_BLOCK_BYTES || sealed.len() > SEGMENT_LEN + TAG_LEN {
             return Err(WireError::TooLarge { size: bytes.len() });
         }
+        let erase_check = <[u8; 32]>::try_from(check).map_err(|_| {
+            WireError::Malformed(crate::cbor::CborError::UnexpectedType {
+                at: 0,
+                expected: "an erase check of 32 bytes",
+            })
+        })?;
         Ok(GossipFrame::Inline {
             block: block.to_vec(),
-            sealed: sealed.to_vec(),
+            content: InlineContent {
+                sealed: sealed.to_vec(),
+                erase_check,
+            },
         })
     }
 }

@@ -11,6 +11,7 @@ use super::node::{Joining, Received, MAX_RECEIVED};
 use super::protocol::{Envelope, GossipFrame};
 use super::{log, NetError, Node, NodeEvent, NodeStore};
 
+use crate::offchain::InlineContent;
 use crate::walytis::sync::{Input, Message, Output, Sync, RECENT_BLOCKS};
 use crate::walytis::{Block, BlockId, Chain, ChainError, Entry, Judgement};
 
@@ -296,13 +297,14 @@ impl<S: NodeStore> Node<S> {
         &mut self,
         chain: BlockId,
         outputs: Vec<Output>,
-        inline: Vec<(usize, Vec<u8>)>,
+        inline: Vec<(usize, InlineContent)>,
     ) {
-        let mut inline: std::collections::HashMap<usize, Vec<u8>> = inline.into_iter().collect();
+        let mut inline: std::collections::HashMap<usize, InlineContent> =
+            inline.into_iter().collect();
         for (index, output) in outputs.into_iter().enumerate() {
             match (output, inline.remove(&index)) {
-                (Output::Publish(Message::Push { block }), Some(sealed)) => {
-                    self.gossip(chain, &GossipFrame::Inline { block, sealed });
+                (Output::Publish(Message::Push { block }), Some(content)) => {
+                    self.gossip(chain, &GossipFrame::Inline { block, content });
                 }
                 (output, _) => self.route(chain, vec![output]),
             }
@@ -358,8 +360,8 @@ impl<S: NodeStore> Node<S> {
                 let chain = self.topics.get(&message.topic).copied();
                 let (decoded, sealed) = match GossipFrame::decode(&message.data) {
                     Ok(GossipFrame::Sync(message)) => (Ok(message), None),
-                    Ok(GossipFrame::Inline { block, sealed }) => {
-                        (Ok(Message::Push { block }), Some(sealed))
+                    Ok(GossipFrame::Inline { block, content }) => {
+                        (Ok(Message::Push { block }), Some(content))
                     }
                     Err(e) => (Err(e), None),
                 };

@@ -8,6 +8,12 @@
 //! leaf the moment it arrives — so a peer serving a wrong byte is caught at that segment, and
 //! a transfer resumes from the segments already verified. The index in each leaf keeps
 //! segments from being reordered.
+//!
+//! After the segments' leaves comes one more: the content's *erase check*,
+//! `SHA-256(0x02 ‖ secret)`, where the secret derives from the content key (see
+//! [`super::stream::erase_secret`]). So the root names it too: whoever holds the tree — a
+//! relay that can read nothing — can check an erase request carrying the secret, and only
+//! someone who can open the content (a member) can make one.
 
 use sha2::{Digest, Sha256};
 
@@ -155,28 +161,53 @@ pub fn root(leaves: &[[u8; 32]]) -> [u8; 32] {
     level[0]
 }
 
-/// The root and the one leaf of a content of one segment, from its sealed bytes alone: how a
-/// replica names and keeps content pushed inline with its block, before it can read the
-/// commitment (the root of one leaf is that leaf). `None` if the bytes are too long to be one
-/// segment.
-pub fn single_segment(sealed: &[u8]) -> Option<(ContentRoot, [u8; 32])> {
+/// A content of one segment as it travels inline with its block (see `crate::net`): the
+/// sealed segment and the content's erase check, which name it together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineContent {
+    /// The only segment, sealed.
+    pub sealed: Vec<u8>,
+    /// The erase check, the tree's last leaf.
+    pub erase_check: [u8; 32],
+}
+
+impl InlineContent {
+    /// Its root and the leaves of its tree ([`single_segment`]).
+    pub fn named(&self) -> Option<(ContentRoot, [[u8; 32]; 2])> {
+        single_segment(&self.sealed, &self.erase_check)
+    }
+}
+
+/// A content's erase check: the last leaf of its tree (see the module docs).
+pub fn erase_check(secret: &[u8; 32]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update([0x02]);
+    hash.update(secret);
+    hash.finalize().into()
+}
+
+/// The root and the leaves of a content of one segment, from its sealed bytes and its erase
+/// check alone: how a replica names and keeps content pushed inline with its block, before it
+/// can read the commitment. `None` if the bytes are too long to be one segment.
+pub fn single_segment(sealed: &[u8], check: &[u8; 32]) -> Option<(ContentRoot, [[u8; 32]; 2])> {
     if sealed.len() > SEGMENT_LEN + TAG_LEN {
         return None;
     }
-    let leaf = leaf(0, sealed);
-    Some((root(&[leaf]), leaf))
+    let leaves = [leaf(0, sealed), *check];
+    Some((root(&leaves), leaves))
 }
 
 /// The segment hashes of one content, checked against its commitment: what a replica needs
-/// to verify each segment alone.
+/// to verify each segment alone, and the content's erase check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentTree {
+    /// One leaf a segment, then the erase check.
     leaves: Vec<[u8; 32]>,
 }
 
 impl SegmentTree {
-    /// The tree of `leaves`, if they are the commitment's: as many as its segments, and
-    /// making its root.
+    /// The tree of `leaves`, if they are the commitment's: one a segment and the erase
+    /// check, making its root.
     pub fn verified(commitment: &Commitment, leaves: Vec<[u8; 32]>) -> Result<Self, OffchainError> {
         Self::verified_shape(&commitment.shape(), leaves)
     }
@@ -186,7 +217,7 @@ impl SegmentTree {
         shape: &ContentShape,
         leaves: Vec<[u8; 32]>,
     ) -> Result<Self, OffchainError> {
-        if leaves.len() != shape.segments() as usize || root(&leaves) != shape.root {
+        if leaves.len() != shape.segments() as usize + 1 || root(&leaves) != shape.root {
             return Err(OffchainError::TreeMismatch);
         }
         Ok(SegmentTree { leaves })
@@ -194,27 +225,32 @@ impl SegmentTree {
 
     /// Checks sealed segment `index` against its leaf.
     pub fn check(&self, index: u32, segment: &[u8]) -> Result<(), OffchainError> {
+        let segments = self.segments();
         let expected = self
             .leaves
             .get(index as usize)
-            .ok_or(OffchainError::NoSuchSegment {
-                index,
-                segments: self.leaves.len() as u32,
-            })?;
+            .filter(|_| index < segments)
+            .ok_or(OffchainError::NoSuchSegment { index, segments })?;
         if leaf(index, segment) != *expected {
             return Err(OffchainError::SegmentMismatch { index });
         }
         Ok(())
     }
 
-    /// The leaves, to serve to a peer that fetches the content.
+    /// The leaves (the erase check last), to keep and to serve to a peer that fetches the
+    /// content.
     pub fn leaves(&self) -> &[[u8; 32]] {
         &self.leaves
     }
 
     /// How many segments.
     pub fn segments(&self) -> u32 {
-        self.leaves.len() as u32
+        self.leaves.len().saturating_sub(1) as u32
+    }
+
+    /// Whether `secret` is the content's erase secret.
+    pub fn permits_erasure(&self, secret: &[u8; 32]) -> bool {
+        self.leaves.last() == Some(&erase_check(secret))
     }
 }
 

@@ -28,10 +28,12 @@ pub mod store;
 pub mod stream;
 pub mod transfer;
 
-pub use commitment::{Commitment, ContentShape, SegmentTree};
+pub use commitment::{Commitment, ContentShape, InlineContent, SegmentTree};
 pub use store::{ContentRoot, ContentStore};
-pub use stream::{ContentReader, ContentWriter};
-pub use transfer::{serve, ContentRequest, ContentResponse, ContentStatus, Fetch, TransferError};
+pub use stream::{erase_secret, ContentReader, ContentWriter};
+pub use transfer::{
+    erase_on_request, serve, ContentRequest, ContentResponse, ContentStatus, Fetch, TransferError,
+};
 
 use crate::cbor::CborError;
 use crate::identity::KeyError;

@@ -30,14 +30,14 @@ pub trait ContentStore {
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Keeps a content of one segment — its tree (one leaf) and its sealed segment 0 — in one
+    /// Keeps a content of one segment — its tree's leaves and its sealed segment 0 — in one
     /// transaction: the write on the path of a text message (see
     /// [`crate::offchain::MAX_INLINE_LEN`]). Returns whether it kept it (not for an erased
     /// content).
     async fn put_single_segment(
         &self,
         root: &ContentRoot,
-        leaf: &[u8; 32],
+        leaves: &[[u8; 32]],
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
     /// One sealed segment, if kept.

@@ -10,12 +10,13 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use rand_core::CryptoRngCore;
 
-use super::commitment::{leaf, root, Commitment, SegmentTree, CONTENT_NONCE_LEN};
+use super::commitment::{erase_check, leaf, root, Commitment, SegmentTree, CONTENT_NONCE_LEN};
 use super::{segments_of, OffchainError, MAX_CONTENT_LEN, MAX_MEDIA_TYPE_LEN, SEGMENT_LEN};
 use crate::identity::{EpochId, EpochKey};
 use crate::walytis::BlockId;
 
 const KEY_CONTEXT: &[u8] = b"endra/offchain/content/v1\0";
+const ERASE_CONTEXT: &[u8] = b"endra/offchain/erase/v1\0";
 const AAD_CONTEXT: &[u8] = b"endra/offchain/segment/v1\0";
 
 /// The cipher of one content (see the module docs).
@@ -27,6 +28,18 @@ fn cipher(
     let context = [KEY_CONTEXT, chain.as_bytes(), nonce.as_slice()].concat();
     let key = epoch_key.derive(&context)?;
     Ok(ChaCha20Poly1305::new(key.as_bytes().into()))
+}
+
+/// The erase secret of the content of `chain` sealed under `epoch_key` with `nonce`: whoever
+/// can open the content can derive it, and showing it has any replica that holds the content's
+/// tree drop the content (see [`super::commitment::erase_check`]).
+pub fn erase_secret(
+    epoch_key: &EpochKey,
+    chain: &BlockId,
+    nonce: &[u8; CONTENT_NONCE_LEN],
+) -> Result<[u8; 32], OffchainError> {
+    let context = [ERASE_CONTEXT, chain.as_bytes(), nonce.as_slice()].concat();
+    Ok(*epoch_key.derive(&context)?.as_bytes())
 }
 
 /// Segment `index`'s nonce: an 11-byte big-endian counter, then the last-segment flag.
@@ -50,6 +63,7 @@ pub struct ContentWriter {
     media_type: String,
     size: u64,
     leaves: Vec<[u8; 32]>,
+    erase_check: [u8; 32],
     done: bool,
 }
 
@@ -78,6 +92,7 @@ impl ContentWriter {
         let mut nonce = [0u8; CONTENT_NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         Ok(ContentWriter {
+            erase_check: erase_check(&erase_secret(epoch_key, chain, &nonce)?),
             cipher: cipher(epoch_key, chain, &nonce)?,
             aad: aad(chain, &nonce),
             epoch,
@@ -136,14 +151,16 @@ impl ContentWriter {
         if !self.done {
             return Err(OffchainError::Shape("no last segment"));
         }
+        let mut leaves = self.leaves;
+        leaves.push(self.erase_check);
         let commitment = Commitment {
-            root: root(&self.leaves),
+            root: root(&leaves),
             size: self.size,
             epoch: self.epoch,
             nonce: self.nonce,
             media_type: self.media_type,
         };
-        let tree = SegmentTree::verified(&commitment, self.leaves)?;
+        let tree = SegmentTree::verified(&commitment, leaves)?;
         Ok((commitment, tree))
     }
 

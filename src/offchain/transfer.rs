@@ -14,15 +14,16 @@
 
 use std::collections::BTreeSet;
 
-use super::commitment::{Commitment, ContentShape, SegmentTree};
+use super::commitment::{erase_check, Commitment, ContentShape, SegmentTree};
 use super::store::{encode_leaves, leaves_of, ContentRoot, ContentStore};
 use super::{OffchainError, MAX_CONTENT_LEN, SEGMENT_LEN, TAG_LEN};
 use crate::cbor::{Reader, Writer};
 use crate::walytis::store::StoreError;
 use crate::walytis::{BlockId, ReadLink, WriteLink};
 
-/// The most leaves a tree may have: that of the largest content allowed.
-pub const MAX_LEAVES: usize = MAX_CONTENT_LEN.div_ceil(SEGMENT_LEN as u64) as usize;
+/// The most leaves a tree may have: that of the largest content allowed (one a segment, and
+/// the erase check).
+pub const MAX_LEAVES: usize = MAX_CONTENT_LEN.div_ceil(SEGMENT_LEN as u64) as usize + 1;
 
 /// The largest encoded response: a full segment, or the largest tree, and a few bytes.
 pub const MAX_RESPONSE_BYTES: usize = {
@@ -65,18 +66,26 @@ pub enum ContentRequest {
     /// answers [`ContentResponse::Accepted`] and fetches it from the chain's peers (the
     /// offerer first), or [`ContentResponse::Refused`].
     Offer(BlockId, ContentShape),
+    /// A member asks a peer (a relay's mailbox, say) to drop a content for good, showing the
+    /// content's erase secret (see [`super::commitment::erase_check`]): answered
+    /// [`ContentResponse::Accepted`] once erased, [`ContentResponse::Refused`] for a wrong
+    /// secret (see [`erase_on_request`]). The chain is the asker's word, for logs.
+    Erase(BlockId, ContentRoot, [u8; 32]),
 }
 
 impl ContentRequest {
     /// The content asked about.
     pub fn root(&self) -> &ContentRoot {
         match self {
-            ContentRequest::Tree(root) | ContentRequest::Segment(root, _) => root,
+            ContentRequest::Tree(root)
+            | ContentRequest::Segment(root, _)
+            | ContentRequest::Erase(_, root, _) => root,
             ContentRequest::Offer(_, shape) => &shape.root,
         }
     }
 
-    /// The wire form: `[0, root]` or `[1, root, index]`.
+    /// The wire form: `[0, root]`, `[1, root, index]`, `[2, root, size, chain]` (an offer)
+    /// or `[3, root, secret, chain]` (an erase request).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(MAX_REQUEST_BYTES);
         match self {
@@ -96,6 +105,13 @@ impl ContentRequest {
                 w.uint(2);
                 w.bytes(&shape.root);
                 w.uint(shape.size);
+                w.link(chain);
+            }
+            ContentRequest::Erase(chain, root, secret) => {
+                w.array(4);
+                w.uint(3);
+                w.bytes(root);
+                w.bytes(secret);
                 w.link(chain);
             }
         }
@@ -131,6 +147,16 @@ impl ContentRequest {
                     .map_err(|e| OffchainError::Malformed(e.to_string()))?;
                 ContentRequest::Offer(chain, ContentShape { root, size })
             }
+            (3, 4) => {
+                let secret = r
+                    .bytes()?
+                    .try_into()
+                    .map_err(|_| OffchainError::Malformed("an erase secret of 32 bytes".into()))?;
+                let chain = r
+                    .link()
+                    .map_err(|e| OffchainError::Malformed(e.to_string()))?;
+                ContentRequest::Erase(chain, root, secret)
+            }
             _ => {
                 return Err(OffchainError::Malformed(
                     "an unknown content request".into(),
@@ -140,6 +166,30 @@ impl ContentRequest {
         r.finish()?;
         Ok(request)
     }
+}
+
+/// Answers an erase request (see [`ContentRequest::Erase`]) from `store`: a content whose tree
+/// this store holds is erased when `secret` matches the tree's erase check — no key and no
+/// plaintext needed, so a relay can do it — and never for a wrong secret. `NotHeld` for a
+/// content whose tree is not here (there is nothing to check the secret against), `Erased`
+/// for one erased before.
+pub async fn erase_on_request<S: ContentStore>(
+    root: &ContentRoot,
+    secret: &[u8; 32],
+    store: &S,
+) -> Result<ContentResponse, StoreError> {
+    let Some(leaves) = store.tree(root).await? else {
+        return Ok(if store.is_erased(root).await? {
+            ContentResponse::Erased
+        } else {
+            ContentResponse::NotHeld
+        });
+    };
+    if leaves.last() != Some(&erase_check(secret)) {
+        return Ok(ContentResponse::Refused);
+    }
+    store.erase(root).await?;
+    Ok(ContentResponse::Accepted)
 }
 
 /// A peer's answer.
@@ -439,6 +489,7 @@ pub async fn serve<S: ContentStore>(
         // Whether to keep others' content is a node's policy (the relay's mailbox), not the
         // store's.
         ContentRequest::Offer(..) => ContentResponse::Refused,
+        ContentRequest::Erase(_, root, secret) => erase_on_request(root, secret, store).await?,
     })
 }
 
@@ -461,6 +512,7 @@ mod tests {
             ContentRequest::Tree(root),
             ContentRequest::Segment(root, 70_000),
             offer,
+            ContentRequest::Erase(BlockId::of(b"a chain"), root, [7; 32]),
         ] {
             let bytes = request.encode();
             assert!(bytes.len() <= MAX_REQUEST_BYTES);
@@ -490,8 +542,56 @@ mod tests {
         assert!(ContentRequest::decode(&trailing).is_err());
         assert!(ContentRequest::decode(b"junk").is_err());
         assert_eq!(
-            crate::offchain::segments_of(MAX_CONTENT_LEN),
-            MAX_LEAVES as u64
+            crate::offchain::segments_of(MAX_CONTENT_LEN) + 1,
+            MAX_LEAVES as u64,
+            "a segment's leaf each, and the erase check"
         );
+    }
+
+    #[test]
+    fn only_the_erase_secret_erases_and_nothing_is_served_after() {
+        futures_executor::block_on(async {
+            let store = crate::store::MemoryStore::new();
+            let secret = [5u8; 32];
+            let leaves = [
+                super::super::commitment::leaf(0, b"sealed"),
+                erase_check(&secret),
+            ];
+            let root = super::super::commitment::root(&leaves);
+            assert!(store
+                .put_single_segment(&root, &leaves, b"sealed")
+                .await
+                .unwrap());
+            let chain = BlockId::of(b"a chain");
+            let wrong = ContentRequest::Erase(chain, root, [6; 32]);
+            assert_eq!(
+                serve(&wrong, &store).await.unwrap(),
+                ContentResponse::Refused
+            );
+            // The erase check itself is public (it is a leaf): it is not the secret.
+            let check = ContentRequest::Erase(chain, root, erase_check(&secret));
+            assert_eq!(
+                serve(&check, &store).await.unwrap(),
+                ContentResponse::Refused
+            );
+            assert!(store.segment(&root, 0).await.unwrap().is_some());
+            let right = ContentRequest::Erase(chain, root, secret);
+            assert_eq!(
+                serve(&right, &store).await.unwrap(),
+                ContentResponse::Accepted
+            );
+            assert!(store.is_erased(&root).await.unwrap());
+            assert_eq!(
+                serve(&ContentRequest::Segment(root, 0), &store)
+                    .await
+                    .unwrap(),
+                ContentResponse::Erased
+            );
+            let unknown = ContentRequest::Erase(chain, [1; 32], secret);
+            assert_eq!(
+                serve(&unknown, &store).await.unwrap(),
+                ContentResponse::NotHeld
+            );
+        });
     }
 }

@@ -205,14 +205,14 @@ impl ContentStore for MemoryStore {
     async fn put_single_segment(
         &self,
         root: &ContentRoot,
-        leaf: &[u8; 32],
+        leaves: &[[u8; 32]],
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
         let mut t = self.tables();
         if t.content.erased.contains(root) {
             return Ok(false);
         }
-        t.content.trees.insert(*root, vec![*leaf]);
+        t.content.trees.insert(*root, leaves.to_vec());
         t.content
             .segments
             .insert(segment_key(root, 0), sealed.to_vec());

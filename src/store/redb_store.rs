@@ -359,14 +359,15 @@ impl ContentStore for RedbStore {
     async fn put_single_segment(
         &self,
         root: &ContentRoot,
-        leaf: &[u8; 32],
+        leaves: &[[u8; 32]],
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
         let key = segment_key(root, 0);
+        let leaves = encode_leaves(leaves);
         self.put_unless_erased(
             root,
             &[
-                (CONTENT_TREES, root, leaf),
+                (CONTENT_TREES, root, &leaves),
                 (CONTENT_SEGMENTS, &key, sealed),
             ],
             redb::Durability::Immediate,

@@ -65,10 +65,10 @@ impl ContentStore for AnyStore {
     async fn put_single_segment(
         &self,
         root: &ContentRoot,
-        leaf: &[u8; 32],
+        leaves: &[[u8; 32]],
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.put_single_segment(root, leaf, sealed))
+        dispatch!(self, s => s.put_single_segment(root, leaves, sealed))
     }
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.segment(root, index))

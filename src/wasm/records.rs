@@ -237,7 +237,8 @@ impl WasmBoundChain {
         })
     }
 
-    /// Deletes a record (its author, or an admin); with `erase`, every version's content too.
+    /// Deletes a record (its author, or an admin); with `erase`, every version's content too,
+    /// here and on the relays this node reaches (resolves once they answered).
     pub fn delete(&self, record: String, erase: bool) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         promise(async move {
@@ -247,7 +248,15 @@ impl WasmBoundChain {
                 .delete(&chain, &record, erase, now(), &mut OsRng)
                 .await;
             flush(&mut account, &node).await?;
-            Ok(deleted?.to_string().into())
+            let erasures = account.take_erasures();
+            drop(account);
+            let deleted = deleted?;
+            // The relays that keep the contents drop them too (those reachable now).
+            for erasure in erasures {
+                node.erase_content(erasure.chain, erasure.root, erasure.secret)
+                    .await?;
+            }
+            Ok(deleted.to_string().into())
         })
     }
 

@@ -112,13 +112,16 @@ where
     Fut: Future<Output = S>,
 {
     let root = [0x70; 32];
-    let leaf = [0x71; 32];
+    let leaves = [[0x71; 32], [0x72; 32]];
     assert!(store
-        .put_single_segment(&root, &leaf, b"one sealed segment")
+        .put_single_segment(&root, &leaves, b"one sealed segment")
         .await
         .expect("put"));
     let store = reopen(store).await;
-    assert_eq!(store.tree(&root).await.expect("tree"), Some(vec![leaf]));
+    assert_eq!(
+        store.tree(&root).await.expect("tree"),
+        Some(leaves.to_vec())
+    );
     assert_eq!(store.held(&root).await.expect("held"), vec![0]);
     assert_eq!(
         store.segment(&root, 0).await.expect("segment").as_deref(),
@@ -127,7 +130,7 @@ where
     store.erase(&root).await.expect("erase");
     assert!(
         !store
-            .put_single_segment(&root, &leaf, b"one sealed segment")
+            .put_single_segment(&root, &leaves, b"one sealed segment")
             .await
             .expect("put"),
         "an erased content pushed again is refused"
