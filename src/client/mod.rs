@@ -727,6 +727,21 @@ impl<S: BlockStore + Clone> Account<S> {
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
         let before = self.begin().await?;
+        self.write_refreshed(chain, content, topics, time, rng, before)
+            .await
+    }
+
+    /// [`Account::write_to`] right after a step that picked up what arrived (`before`: the
+    /// identity chain's length then), without reading the identity again.
+    pub(crate) async fn write_refreshed(
+        &mut self,
+        chain: &BlockId,
+        content: &Envelope,
+        topics: Vec<String>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+        before: u64,
+    ) -> Result<BlockId, ClientError> {
         let bound = self
             .bound
             .get_mut(chain)

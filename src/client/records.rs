@@ -39,8 +39,18 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let (commitment, inline) = self
             .store_content(chain, content, media_type, time, rng)
             .await?;
-        self.write_version(chain, VersionOp::create(commitment), inline, time, rng)
-            .await
+        let written = self
+            .write_version(
+                chain,
+                VersionOp::create(commitment),
+                inline,
+                true,
+                time,
+                rng,
+            )
+            .await;
+        self.flush_staged().await?;
+        written
     }
 
     /// Edits a record this device's person wrote: the new content becomes its current
@@ -62,7 +72,9 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             .store_content(chain, content, media_type, time, rng)
             .await?;
         let op = VersionOp::edit(*record, heads(&view), commitment);
-        self.write_version(chain, op, inline, time, rng).await
+        let written = self.write_version(chain, op, inline, true, time, rng).await;
+        self.flush_staged().await?;
+        written
     }
 
     /// Deletes a record (its author's person, or an admin). With `erase`, every replica also
@@ -82,7 +94,9 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             return Err(ClientError::NotPermitted(*record));
         }
         let op = VersionOp::delete(*record, heads(&view), erase);
-        let id = self.write_version(chain, op, None, time, rng).await?;
+        let id = self
+            .write_version(chain, op, None, false, time, rng)
+            .await?;
         if erase {
             // Each version's content, for the relays; a version under an epoch whose key this
             // device never had cannot be asked for (the members' devices still drop it).
@@ -260,11 +274,10 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             })?;
         let store = self.identity.chain().store();
         if let ([_, erase_check], [segment]) = (tree.leaves(), &sealed[..]) {
-            // Small content: one transaction, and it travels with its block (see
-            // `Publication::inline`).
-            store
-                .put_single_segment(&commitment.root, tree.leaves(), segment)
-                .await?;
+            // Small content lands in the transaction of the block that commits to it (the
+            // next commit: see `ContentStore::stage_single_segment`), and travels with it
+            // (see `Publication::inline`).
+            store.stage_single_segment(&commitment.root, tree.leaves(), segment);
             let inline = (commitment.size <= MAX_INLINE_LEN).then(|| InlineContent {
                 sealed: segment.clone(),
                 erase_check: *erase_check,
@@ -281,12 +294,19 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         Ok((commitment, None))
     }
 
-    /// Writes a version block; `inline`: its content, pushed with it.
+    /// Content staged for a version whose block was not stored (a failed write) is kept now.
+    async fn flush_staged(&self) -> Result<(), ClientError> {
+        Ok(self.identity.chain().store().flush_staged().await?)
+    }
+
+    /// Writes a version block; `inline`: its content, pushed with it; `after_content`: right
+    /// after `store_content`.
     async fn write_version(
         &mut self,
         chain: &BlockId,
         op: VersionOp,
         inline: Option<InlineContent>,
+        after_content: bool,
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
@@ -295,9 +315,15 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             target: op.record,
             payload: op.encode(),
         };
-        let id = self
-            .write_to(chain, &envelope, Vec::new(), time, rng)
-            .await?;
+        let id = if after_content {
+            // Right after `store_content`, which picked up what arrived: not read again.
+            let before = self.identity.chain().len();
+            self.write_refreshed(chain, &envelope, Vec::new(), time, rng, before)
+                .await?
+        } else {
+            self.write_to(chain, &envelope, Vec::new(), time, rng)
+                .await?
+        };
         if let Some(content) = inline {
             queue_inline(&mut self.outbox, *chain, id, content);
         }

@@ -254,44 +254,65 @@ impl<S: NodeStore> Node<S> {
     /// [`super::protocol::GossipFrame::Inline`]), named by its sealed bytes, in one store
     /// transaction before the block is stored, so whoever sees the block sees its content. A
     /// mailbox counts it against its quota. Erased content is not kept.
-    pub(super) async fn keep_inline(&mut self, chain: BlockId, content: &InlineContent) {
-        let Some((root, leaves)) = content.named() else {
-            return;
-        };
+    ///
+    /// A member's node stages it, so that it lands in the same transaction as the block that
+    /// carries it (see [`crate::offchain::ContentStore::stage_single_segment`]), and returns
+    /// its root: call [`Node::kept_inline`] once the block was stored.
+    pub(super) async fn keep_inline(
+        &mut self,
+        chain: BlockId,
+        content: &InlineContent,
+    ) -> Option<ContentRoot> {
+        let (root, leaves) = content.named()?;
         let sealed = &content.sealed;
+        if !self.config.mailbox {
+            self.store.stage_single_segment(&root, &leaves, sealed);
+            return Some(root);
+        }
         let size = sealed.len() as u64;
-        let used = if self.config.mailbox {
+        let used = {
             // Counted once: a copy held already is not put (nor counted) again.
             match self.store.held(&root).await {
                 Ok(held) if held.is_empty() => {}
-                Ok(_) => return,
+                Ok(_) => return None,
                 Err(e) => {
                     log(LogLine::warn("content_store_failed").field("error", e));
-                    return;
+                    return None;
                 }
             }
-            let Ok(used) = self.content_bytes_used().await else {
-                return;
-            };
+            let used = self.content_bytes_used().await.ok()?;
             if used.saturating_add(size) > self.config.limits.mailbox_content_bytes {
                 log(LogLine::warn("mailbox_content_quota_reached")
                     .field("chain", chain)
                     .field("used", used)
                     .field("offered", size));
-                return;
+                return None;
             }
-            Some(used)
-        } else {
-            None
+            used
         };
-        let kept = self.store.put_single_segment(&root, &leaves, sealed).await;
-        match kept {
+        match self.store.put_single_segment(&root, &leaves, sealed).await {
             Ok(true) => {
-                if let Some(used) = used {
-                    if let Err(e) = self.set_content_bytes_used(used + size).await {
-                        log(LogLine::warn("content_store_failed").field("error", e));
-                    }
+                if let Err(e) = self.set_content_bytes_used(used + size).await {
+                    log(LogLine::warn("content_store_failed").field("error", e));
                 }
+                self.kept_inline(chain, root).await;
+            }
+            // Erased here: refused for good.
+            Ok(false) => {}
+            Err(e) => log(LogLine::warn("content_store_failed").field("error", e)),
+        }
+        None
+    }
+
+    /// After the block that carried `root`'s content inline was stored: what no commit took
+    /// is written now, and the content is reported (and erased, if that was asked before it
+    /// came).
+    pub(super) async fn kept_inline(&mut self, chain: BlockId, root: ContentRoot) {
+        if let Err(e) = self.store.flush_staged().await {
+            log(LogLine::warn("content_store_failed").field("error", e));
+        }
+        match self.store.held(&root).await {
+            Ok(held) if !held.is_empty() => {
                 let _ = self.events.unbounded_send(NodeEvent::Content {
                     chain,
                     root,
@@ -300,7 +321,7 @@ impl<S: NodeStore> Node<S> {
                 self.erase_if_asked(root).await;
             }
             // Erased here: refused for good.
-            Ok(false) => {}
+            Ok(_) => {}
             Err(e) => log(LogLine::warn("content_store_failed").field("error", e)),
         }
     }

@@ -277,6 +277,7 @@ impl<S: NodeStore> Node<S> {
         // (signed by a member, on known parents): anyone else's bytes, or a block not judged
         // yet, do not fill the store; its readers pull it instead. One undecided then is
         // judged again: its parents may have been stored since.
+        let mut staged = None;
         if let (Some(sealed), Message::Push { block }) = (sealed, &message) {
             let admitted = admissible
                 || match self.chains.get_mut(&chain) {
@@ -284,11 +285,14 @@ impl<S: NodeStore> Node<S> {
                     None => false,
                 };
             if admitted {
-                self.keep_inline(chain, &sealed).await;
+                staged = self.keep_inline(chain, &sealed).await;
             }
         }
         let from = self.peer(source);
         self.drive(chain, Input::Received(from, message)).await;
+        if let Some(root) = staged {
+            self.kept_inline(chain, root).await;
+        }
     }
 
     /// [`Node::route`], with the pushes of `inline`'s blocks (`(index in outputs, sealed

@@ -14,6 +14,53 @@ use crate::walytis::store::StoreError;
 /// A content's name in the store: its commitment's root.
 pub type ContentRoot = [u8; 32];
 
+/// A content of one segment staged to be written with the next block commit (see
+/// [`ContentStore::stage_single_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedSegment {
+    /// The content's root.
+    pub root: ContentRoot,
+    /// Its tree's leaves.
+    pub leaves: Vec<[u8; 32]>,
+    /// Its sealed segment 0.
+    pub sealed: Vec<u8>,
+}
+
+/// The contents a store's handles staged and no commit took yet. Clones share them, as
+/// clones of a store share its data.
+#[derive(Debug, Clone, Default)]
+pub struct Staging(std::sync::Arc<std::sync::Mutex<Vec<StagedSegment>>>);
+
+impl Staging {
+    fn items(&self) -> std::sync::MutexGuard<'_, Vec<StagedSegment>> {
+        // A panic while staging leaves a list of whole items.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stages one.
+    pub fn stage(&self, segment: StagedSegment) {
+        self.items().push(segment);
+    }
+
+    /// What is staged now: a commit writes these, then calls [`Staging::written`] once it
+    /// succeeded (a commit that fails leaves them staged).
+    pub fn snapshot(&self) -> Vec<StagedSegment> {
+        self.items().clone()
+    }
+
+    /// `written` are kept: no longer staged (by root: another handle may have staged more
+    /// meanwhile, or written some of them too).
+    pub fn written(&self, written: &[StagedSegment]) {
+        if written.is_empty() {
+            return;
+        }
+        self.items()
+            .retain(|item| !written.iter().any(|w| w.root == item.root));
+    }
+}
+
 /// Persistence of offchain content. Futures are not `Send`, as for
 /// [`crate::walytis::store::BlockStore`].
 #[allow(async_fn_in_trait)]
@@ -40,6 +87,30 @@ pub trait ContentStore {
         leaves: &[[u8; 32]],
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Where content staged by [`ContentStore::stage_single_segment`] waits.
+    fn staging(&self) -> &Staging;
+    /// Stages a content of one segment to be kept in the same transaction as this store's
+    /// next block commit (from any handle on it): the block that carries a text and the
+    /// text land together, in one write — the path of a message, where each transaction is
+    /// felt. Content already erased is not kept then either. [`ContentStore::flush_staged`]
+    /// writes what no commit took.
+    fn stage_single_segment(&self, root: &ContentRoot, leaves: &[[u8; 32]], sealed: &[u8]) {
+        self.staging().stage(StagedSegment {
+            root: *root,
+            leaves: leaves.to_vec(),
+            sealed: sealed.to_vec(),
+        });
+    }
+    /// Writes the staged contents no block commit took, each in its own transaction.
+    async fn flush_staged(&self) -> Result<(), StoreError> {
+        let staged = self.staging().snapshot();
+        for item in &staged {
+            self.put_single_segment(&item.root, &item.leaves, &item.sealed)
+                .await?;
+        }
+        self.staging().written(&staged);
+        Ok(())
+    }
     /// One sealed segment, if kept.
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError>;
     /// The indexes of the segments kept, ascending: where a transfer resumes.

@@ -19,7 +19,7 @@ use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT,
 };
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore,
+    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore, Staging,
 };
 use crate::walytis::BlockId;
 
@@ -55,6 +55,7 @@ const VALUE_FIELD: &str = "v";
 pub struct IdbStore {
     db: std::rc::Rc<Database>,
     name: String,
+    staging: Staging,
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -164,6 +165,7 @@ impl IdbStore {
         Ok(IdbStore {
             db: std::rc::Rc::new(db),
             name: name.to_owned(),
+            staging: Staging::default(),
         })
     }
 
@@ -304,12 +306,19 @@ impl BlockStore for IdbStore {
             .blocks
             .first()
             .is_some_and(|record| record.seq == first_seq);
+        // Content staged for this commit lands with it (see `ContentStore::stage_single_segment`).
+        let staged = self.staging.snapshot();
+        let mut scope = vec![BLOCKS, CHAINS];
+        if !staged.is_empty() {
+            scope.extend([CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED]);
+        }
         let tx = self
             .db
-            .transaction([BLOCKS, CHAINS])
+            .transaction(scope)
             .with_mode(TransactionMode::Readwrite)
             .build()
             .map_err(backend)?;
+        let mut kept = Vec::new();
         let written = async {
             let chains = tx.object_store(CHAINS).map_err(backend)?;
             let blocks = tx.object_store(BLOCKS).map_err(backend)?;
@@ -354,6 +363,31 @@ impl BlockStore for IdbStore {
                         .map_err(backend)?,
                 );
             }
+            for item in &staged {
+                // A read after the writes: if one of them failed (a conflict), the transaction
+                // is aborting and the commit below says why; what was not put stays staged.
+                let Ok(erased) = Self::erased_in(&tx, &item.root).await else {
+                    break;
+                };
+                if !erased {
+                    let leaves = encode_leaves(&item.leaves);
+                    let key = segment_key(&item.root, 0);
+                    for (store, key, value) in [
+                        (CONTENT_TREES, &item.root[..], &leaves[..]),
+                        (CONTENT_SEGMENTS, &key[..], &item.sealed[..]),
+                    ] {
+                        drop(
+                            tx.object_store(store)
+                                .map_err(backend)?
+                                .put(bytes(value))
+                                .with_key(bytes(key))
+                                .primitive()
+                                .map_err(backend)?,
+                        );
+                    }
+                }
+                kept.push(item.clone());
+            }
             Ok(())
         }
         .await;
@@ -362,7 +396,10 @@ impl BlockStore for IdbStore {
             return Err(e);
         }
         match tx.commit().await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.staging.written(&kept);
+                Ok(())
+            }
             Err(indexed_db_futures::error::Error::DomException(DomException::ConstraintError(
                 _,
             ))) => Err(StoreError::Conflict { chain: *chain }),
@@ -615,6 +652,10 @@ impl ContentStore for IdbStore {
             ],
         )
         .await
+    }
+
+    fn staging(&self) -> &Staging {
+        &self.staging
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

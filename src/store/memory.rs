@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
-use crate::offchain::store::{segment_index, segment_key, ContentRoot, ContentStore};
+use crate::offchain::store::{segment_index, segment_key, ContentRoot, ContentStore, Staging};
 use crate::walytis::BlockId;
 
 /// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Tables>>,
+    staging: Staging,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +104,18 @@ impl BlockStore for MemoryStore {
             t.seqs.insert(keys::seq(chain, record.seq), record.id);
         }
         t.chains.insert(commit.chain, commit.state.clone());
+        // Content staged for this commit lands with it (see `ContentStore::stage_single_segment`).
+        let staged = self.staging.snapshot();
+        for item in &staged {
+            if !t.content.erased.contains(&item.root) {
+                t.content.trees.insert(item.root, item.leaves.clone());
+                t.content
+                    .segments
+                    .insert(segment_key(&item.root, 0), item.sealed.clone());
+            }
+        }
+        drop(t);
+        self.staging.written(&staged);
         Ok(())
     }
 
@@ -217,6 +230,10 @@ impl ContentStore for MemoryStore {
             .segments
             .insert(segment_key(root, 0), sealed.to_vec());
         Ok(true)
+    }
+
+    fn staging(&self) -> &Staging {
+        &self.staging
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore,
+    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore, Staging,
 };
 use crate::walytis::BlockId;
 
@@ -29,6 +29,7 @@ const CONTENT_ERASED: TableDefinition<&[u8], ()> = TableDefinition::new("content
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
+    staging: Staging,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -86,7 +87,10 @@ impl RedbStore {
             tx.open_table(CONTENT_ERASED).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
-        Ok(RedbStore { db: Arc::new(db) })
+        Ok(RedbStore {
+            db: Arc::new(db),
+            staging: Staging::default(),
+        })
     }
 
     fn read_block(
@@ -185,7 +189,30 @@ impl BlockStore for RedbStore {
                 )
                 .map_err(backend)?;
         }
-        tx.commit().map_err(backend)
+        // Content staged for this commit lands with it (see `ContentStore::stage_single_segment`).
+        let staged = self.staging.snapshot();
+        if !staged.is_empty() {
+            let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
+            let mut trees = tx.open_table(CONTENT_TREES).map_err(backend)?;
+            let mut segments = tx.open_table(CONTENT_SEGMENTS).map_err(backend)?;
+            for item in &staged {
+                if erased.get(item.root.as_slice()).map_err(backend)?.is_some() {
+                    continue;
+                }
+                trees
+                    .insert(item.root.as_slice(), encode_leaves(&item.leaves).as_slice())
+                    .map_err(backend)?;
+                segments
+                    .insert(
+                        segment_key(&item.root, 0).as_slice(),
+                        item.sealed.as_slice(),
+                    )
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        self.staging.written(&staged);
+        Ok(())
     }
 
     async fn chain_state(&self, chain: &BlockId) -> Result<Option<ChainState>, StoreError> {
@@ -389,6 +416,10 @@ impl ContentStore for RedbStore {
             &[(CONTENT_SEGMENTS, &key, sealed)],
             redb::Durability::Eventual,
         )
+    }
+
+    fn staging(&self) -> &Staging {
+        &self.staging
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

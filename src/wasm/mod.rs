@@ -19,6 +19,7 @@ use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::offchain::store::Staging;
 use crate::offchain::{ContentRoot, ContentStore};
 use crate::store::{
     BlockStore, ChainState, Commit, IdbStore, MemoryStore, Scan, StoreError, StoredBlock,
@@ -69,6 +70,12 @@ impl ContentStore for AnyStore {
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.put_single_segment(root, leaves, sealed))
+    }
+    fn staging(&self) -> &Staging {
+        match self {
+            AnyStore::Idb(s) => s.staging(),
+            AnyStore::Memory(s) => s.staging(),
+        }
     }
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.segment(root, index))

@@ -6,19 +6,21 @@ use std::future::Future;
 
 use endra::identity::EpochKey;
 use endra::offchain::{ContentReader, ContentRoot, ContentStore, ContentWriter, SegmentTree};
+use endra::walytis::store::BlockStore;
 use endra::walytis::BlockId;
 use rand_core::OsRng;
 
 /// Runs the whole suite. `reopen` closes a handle and opens the same database again.
 pub async fn run<S, F, Fut>(store: S, reopen: F)
 where
-    S: ContentStore,
+    S: ContentStore + BlockStore + Clone,
     F: Fn(S) -> Fut,
     Fut: Future<Output = S>,
 {
     let store = sealed_content_round_trips_and_survives_a_reopen(store, &reopen).await;
     let store = segments_are_listed_in_order_and_kept_apart(store).await;
     let store = a_single_segment_content_is_kept_whole(store, &reopen).await;
+    let store = staged_content_lands_with_the_next_block_commit(store, &reopen).await;
     erased_content_is_gone_and_stays_gone(store, &reopen).await;
 }
 
@@ -137,6 +139,55 @@ where
     );
     assert_eq!(store.tree(&root).await.expect("tree"), None);
     assert!(store.held(&root).await.expect("held").is_empty());
+    store
+}
+
+/// Content staged on the path of a message lands in the next block commit's transaction;
+/// what no commit took is written by `flush_staged`; erased content stays erased.
+async fn staged_content_lands_with_the_next_block_commit<S, F, Fut>(store: S, reopen: &F) -> S
+where
+    S: ContentStore + BlockStore + Clone,
+    F: Fn(S) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let rules = endra::identity::rules();
+    let with_block = [0x50; 32];
+    let erased = [0x51; 32];
+    store.erase(&erased).await.expect("erase");
+    let leaves = [[0x52; 32], [0x53; 32]];
+    store.stage_single_segment(&with_block, &leaves, b"a text");
+    store.stage_single_segment(&erased, &leaves, b"an erased text");
+    assert!(
+        store.held(&with_block).await.expect("held").is_empty(),
+        "staged, not written"
+    );
+    // Another handle's commit (a clone shares the staging) takes them.
+    endra::walytis::Chain::create(
+        store.clone(),
+        &rules,
+        &super::key(7),
+        1,
+        vec![],
+        b"a chain".to_vec(),
+    )
+    .await
+    .expect("create");
+    let store = reopen(store).await;
+    assert_eq!(store.held(&with_block).await.expect("held"), vec![0]);
+    assert_eq!(
+        store.tree(&with_block).await.expect("tree"),
+        Some(leaves.to_vec())
+    );
+    assert!(
+        store.held(&erased).await.expect("held").is_empty(),
+        "erased stays erased"
+    );
+    // Staged with no commit after it: flushed on its own.
+    let alone = [0x54; 32];
+    store.stage_single_segment(&alone, &leaves, b"no block came");
+    store.flush_staged().await.expect("flush");
+    assert_eq!(store.held(&alone).await.expect("held"), vec![0]);
+    store.flush_staged().await.expect("nothing left to flush");
     store
 }
 
