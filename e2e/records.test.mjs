@@ -90,12 +90,28 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     const file = new Uint8Array(20 * 1024 * 1024);
     for (let i = 0; i < file.length; i += 65_536) crypto.getRandomValues(file.subarray(i, i + 65_536));
     const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', file)), (x) => x.toString(16).padStart(2, '0')).join('');
-    const posted = await window.notes.post(new Blob([file], { type: 'application/octet-stream' }));
+    // The file goes to wasm a segment at a time, never read whole: a Blob that counts how it
+    // is read.
+    const reads = { whole: 0, slices: [] };
+    class CountingBlob extends Blob {
+      slice(start, end, type) {
+        reads.slices.push(end - start);
+        return super.slice(start, end, type);
+      }
+      arrayBuffer() {
+        reads.whole += 1;
+        return super.arrayBuffer();
+      }
+    }
+    const posted = await window.notes.post(new CountingBlob([file], { type: 'application/octet-stream' }));
     const erasedHere = await regret.content().then(() => null, (error) => error.code);
     const roots = (await window.notes.record(note.id)).history.map((h) => h.root);
-    return { note: note.id, regret: regret.id, regretRoot, file: posted.id, hash, size: posted.size, type: posted.type, erasedHere, roots: [...roots, posted.root] };
+    return { note: note.id, regret: regret.id, regretRoot, file: posted.id, hash, size: posted.size, type: posted.type, erasedHere, roots: [...roots, posted.root], reads };
   });
   assert.equal(written.size, 20 * 1024 * 1024);
+  assert.equal(written.reads.whole, 0, 'the file is never read whole');
+  assert.equal(written.reads.slices.length, 2 * 320, 'each 64 KiB segment read twice: for the root, then to store it');
+  assert.ok(written.reads.slices.every((n) => n === 65_536));
   assert.equal(written.type, 'application/octet-stream');
   assert.equal(written.erasedHere, 'CONTENT_UNAVAILABLE', 'the writer erased its own copy');
   // The relay kept the note's two versions and the file; the erased note's content, which

@@ -114,17 +114,22 @@ export class BoundChain extends EventTarget {
   }
 
   /**
-   * Posts a record: the content (bytes, text, or a `Blob`/`File`, read whole) is sealed under
-   * the identity's epoch into this device's content store — never into the chain, whose block
-   * carries only a commitment to it — and offered to the relays, which keep it (as
-   * ciphertext) for members whose devices are offline. Resolves to the record.
-   * @param {Uint8Array | string | Blob} content
+   * Posts a record: the content (bytes, text, a `Blob`/`File` or a `ReadableStream`) is
+   * sealed under the identity's epoch into this device's content store — never into the
+   * chain, whose block carries only a commitment to it — and offered to the relays, which
+   * keep it (as ciphertext) for members whose devices are offline. A text of up to 64 KiB
+   * travels with its block. A `Blob` is read a 64 KiB segment at a time, twice (once for its
+   * root, once to store it), never whole in memory. Resolves to the record.
+   * @param {Uint8Array | string | Blob | ReadableStream<Uint8Array>} content
    * @param {{ type?: string }} [opts]
    * @returns {Promise<Record>}
    */
   async post(content, { type } = {}) {
-    const { body, type: media } = await contentOf(content, type);
-    const id = await call(() => this.#raw.post(body, media));
+    const given = await contentOf(content, type);
+    const raw = this.#raw;
+    const id = await call(() => ('body' in given
+      ? raw.post(given.body, given.type)
+      : raw.postFrom(given.read, given.size, given.type)));
     touch(this.#blocks);
     this.#wake();
     const record = await this.record(id);

@@ -268,7 +268,7 @@ export class Record {
   /** {@link Record.content} as UTF-8 text. */
   text(options?: { version?: string }): Promise<string>;
   /** Edits the record (its author's devices: `NOT_THE_AUTHOR` otherwise); the new version's ID. */
-  edit(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<string>;
+  edit(content: Uint8Array | string | Blob | ReadableStream<Uint8Array>, options?: { type?: string }): Promise<string>;
   /**
    * Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); with `erase`, every
    * member's device drops every version's content when it next lists the chain, and the
@@ -542,11 +542,12 @@ export class BoundChain extends EventTarget {
    */
   subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<SubscribedMessage>;
   /**
-   * Posts a record: the content (bytes, text or a `Blob`/`File`, read whole; at most 100 MiB)
-   * is sealed into this device's content store, never into the chain, and offered to the
-   * relays, which keep it as ciphertext for members who are offline.
+   * Posts a record: the content (bytes, text, a `Blob`/`File` or a `ReadableStream`; at most
+   * 100 MiB) is sealed into this device's content store, never into the chain, and offered
+   * to the relays, which keep it as ciphertext for members who are offline. A text of up to
+   * 64 KiB travels with its block; a `Blob` is read 64 KiB at a time, never whole in memory.
    */
-  post(content: Uint8Array | string | Blob, options?: { type?: string }): Promise<Record>;
+  post(content: Uint8Array | string | Blob | ReadableStream<Uint8Array>, options?: { type?: string }): Promise<Record>;
   /** Every record this device can read, in chain order. */
   records(): Promise<Record[]>;
   /** One record by ID, if held. */

@@ -13,29 +13,48 @@ import { call, EndraError, internalOnly } from './errors.js';
  *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
  *   done?: number, total?: number, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
  * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
+ *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
+ *   editFrom(record: string, read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   delete(record: string, erase: boolean): Promise<string>,
  *   records(): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array>,
  *   prepare(id: string, version: boolean): Promise<{ commitment: Uint8Array, segments: number }>,
  *   segment(commitment: Uint8Array, index: number): Promise<Uint8Array> }} RawRecords
  */
 
+/** Plaintext bytes per segment: what wasm takes at a time. */
+const SEGMENT = 65_536;
+
 /**
- * What `post` and `edit` take: bytes, text (UTF-8, `text/plain` by default) or a `Blob`/`File`
- * (read whole; its type by default).
- * @param {Uint8Array | string | Blob} content
+ * A content as `post` and `edit` hand it to wasm: bytes whole (`body`), or — for a `Blob`,
+ * `File` or `ReadableStream` larger than one segment — `read(index)`, one 64 KiB segment at a
+ * time, so that a large file is never one allocation in wasm memory.
+ * @typedef {{ type: string, body: Uint8Array } | { type: string, size: number, read: (index: number) => Promise<Uint8Array> }} Content
+ */
+
+/**
+ * What `post` and `edit` take: bytes, text (UTF-8, `text/plain` by default), a `Blob`/`File`
+ * (its type by default) or a `ReadableStream` of bytes (kept as a `Blob` by the browser first).
+ * @param {Uint8Array | string | Blob | ReadableStream<Uint8Array>} content
  * @param {string | undefined} type
- * @returns {Promise<{ body: Uint8Array, type: string }>}
+ * @returns {Promise<Content>}
  */
 export async function contentOf(content, type) {
   if (typeof content === 'string') {
     return { body: new TextEncoder().encode(content), type: type ?? 'text/plain;charset=utf-8' };
   }
   if (content instanceof Uint8Array) return { body: content, type: type ?? 'application/octet-stream' };
-  if (typeof Blob !== 'undefined' && content instanceof Blob) {
-    return { body: new Uint8Array(await content.arrayBuffer()), type: type ?? (content.type || 'application/octet-stream') };
+  if (typeof ReadableStream !== 'undefined' && content instanceof ReadableStream) {
+    content = await new Response(content).blob();
   }
-  throw new EndraError('content must be a Uint8Array, a string or a Blob', 'INVALID_ARGUMENT');
+  if (typeof Blob !== 'undefined' && content instanceof Blob) {
+    const blob = content;
+    const media = type ?? (blob.type || 'application/octet-stream');
+    if (blob.size <= SEGMENT) return { body: new Uint8Array(await blob.arrayBuffer()), type: media };
+    const read = async (/** @type {number} */ index) => new Uint8Array(await blob.slice(index * SEGMENT, (index + 1) * SEGMENT).arrayBuffer());
+    return { size: blob.size, read, type: media };
+  }
+  throw new EndraError('content must be a Uint8Array, a string, a Blob or a ReadableStream', 'INVALID_ARGUMENT');
 }
 
 /**
@@ -133,12 +152,15 @@ export class Record {
   /**
    * Edits the record (its author's devices only: `NOT_THE_AUTHOR` otherwise); resolves to
    * the new version's ID.
-   * @param {Uint8Array | string | Blob} content
+   * @param {Uint8Array | string | Blob | ReadableStream<Uint8Array>} content
    * @param {{ type?: string }} [opts]
    */
   async edit(content, { type } = {}) {
-    const { body, type: media } = await contentOf(content, type);
-    return call(() => this.#raw.edit(this.id, body, media));
+    const given = await contentOf(content, type);
+    const raw = this.#raw;
+    return call(() => ('body' in given
+      ? raw.edit(this.id, given.body, given.type)
+      : raw.editFrom(this.id, given.read, given.size, given.type)));
   }
 
   /**

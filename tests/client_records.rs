@@ -638,3 +638,102 @@ fn a_removed_device_s_delete_written_before_it_heard_of_its_removal_changes_noth
         assert_eq!(laptop.content(&chain, &content).await.unwrap(), b"keep me");
     });
 }
+
+/// A content read a segment at a time, counting the reads; `change_on_second_pass` gives
+/// other bytes for one segment the second time it is read.
+struct CountingSource {
+    content: Vec<u8>,
+    reads: Vec<u32>,
+    change_on_second_pass: Option<u32>,
+}
+
+impl endra::client::SegmentSource for CountingSource {
+    fn size(&self) -> u64 {
+        self.content.len() as u64
+    }
+
+    async fn segment(&mut self, index: u32) -> Result<Vec<u8>, ClientError> {
+        let again = self.reads.contains(&index);
+        self.reads.push(index);
+        let start = index as usize * endra::offchain::SEGMENT_LEN;
+        let end = (start + endra::offchain::SEGMENT_LEN).min(self.content.len());
+        let mut bytes = self.content[start..end].to_vec();
+        if again && self.change_on_second_pass == Some(index) {
+            bytes[0] ^= 1;
+        }
+        Ok(bytes)
+    }
+}
+
+#[test]
+fn a_content_read_a_segment_at_a_time_is_posted_without_being_held_whole() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let mut content = vec![0u8; 5 * 65_536 + 1_234];
+        OsRng.fill_bytes(&mut content);
+        let mut source = CountingSource {
+            content: content.clone(),
+            reads: Vec::new(),
+            change_on_second_pass: None,
+        };
+        let record = laptop
+            .post_from(&chain, &mut source, "video/mp4", T0 + 20, &mut OsRng)
+            .await
+            .unwrap();
+        // Each of the six segments read twice, one pass after the other: never all at once.
+        assert_eq!(source.reads, [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]);
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let view = phone.record_of(&chain, &record).await.unwrap().unwrap();
+        let commitment = view.content.unwrap();
+        assert_eq!(commitment.size, content.len() as u64);
+        assert_eq!(commitment.media_type, "video/mp4");
+        transfer(&laptop, &phone, &commitment, usize::MAX).await;
+        assert_eq!(phone.content(&chain, &commitment).await.unwrap(), content);
+
+        // A source that gives other bytes the second time: refused, nothing of it kept.
+        let mut changing = CountingSource {
+            content: content.clone(),
+            reads: Vec::new(),
+            change_on_second_pass: Some(3),
+        };
+        let posted = laptop
+            .post_from(&chain, &mut changing, "video/mp4", T0 + 21, &mut OsRng)
+            .await;
+        assert!(matches!(
+            posted,
+            Err(ClientError::Content(OffchainError::Shape(_)))
+        ));
+        assert!(laptop.take_outbox().is_empty(), "no version was written");
+
+        // Over the limit: refused before a byte is read.
+        let mut huge = CountingSource {
+            content: Vec::new(),
+            reads: Vec::new(),
+            change_on_second_pass: None,
+        };
+        struct Huge<'a>(&'a mut CountingSource);
+        impl endra::client::SegmentSource for Huge<'_> {
+            fn size(&self) -> u64 {
+                endra::offchain::MAX_CONTENT_LEN + 1
+            }
+            async fn segment(&mut self, index: u32) -> Result<Vec<u8>, ClientError> {
+                self.0.reads.push(index);
+                Ok(Vec::new())
+            }
+        }
+        let posted = laptop
+            .post_from(
+                &chain,
+                &mut Huge(&mut huge),
+                "video/mp4",
+                T0 + 22,
+                &mut OsRng,
+            )
+            .await;
+        assert!(matches!(
+            posted,
+            Err(ClientError::Content(OffchainError::TooLarge { .. }))
+        ));
+        assert!(huge.reads.is_empty());
+    });
+}

@@ -31,6 +31,8 @@ use rand_core::CryptoRngCore;
 
 mod records;
 
+pub use records::SegmentSource;
+
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::handle::person_in_store;
 use crate::identity::{

@@ -15,14 +15,26 @@ use rand_core::CryptoRngCore;
 
 use super::{queue_inline, Account, ClientError, Erasure};
 use crate::envelope::{ContentKind, Envelope};
-use crate::identity::{IdentityError, IdentityState, Kind, Role};
+use crate::identity::{EpochId, IdentityError, IdentityState, Kind, Role};
 use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
 use crate::offchain::{
-    erase_secret, Commitment, ContentReader, ContentStatus, ContentStore, ContentWriter, Fetch,
-    InlineContent, SegmentTree, MAX_INLINE_LEN,
+    erase_secret, segments_of, Commitment, ContentReader, ContentStatus, ContentStore,
+    ContentWriter, Fetch, InlineContent, OffchainError, SegmentTree, MAX_CONTENT_LEN,
+    MAX_INLINE_LEN,
 };
 use crate::store::BlockStore;
 use crate::walytis::{Anchored, Author, BlockId, Position};
+
+/// Content read segment by segment (see [`Account::post_from`]): a file, a `Blob`.
+#[allow(async_fn_in_trait)]
+pub trait SegmentSource {
+    /// The content's length in bytes.
+    fn size(&self) -> u64;
+    /// Plaintext segment `index`: the bytes from `index` × [`crate::offchain::SEGMENT_LEN`], that many or,
+    /// for the last segment, the rest. Asked twice for each segment: the same bytes both
+    /// times.
+    async fn segment(&mut self, index: u32) -> Result<Vec<u8>, ClientError>;
+}
 
 impl<S: BlockStore + ContentStore + Clone> Account<S> {
     /// Posts a new record to an open bound chain: `content` sealed under the identity's
@@ -259,14 +271,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Commitment, Option<InlineContent>), ClientError> {
-        if !self.bound.contains_key(chain) {
-            return Err(ClientError::ChainNotOpen(*chain));
-        }
-        let before = self.begin().await?;
-        let epoch = self.identity.writing_epoch(time, rng).await;
-        // A rekey made on the way is published before the version anchored on it.
-        self.queue_identity_since(before).await?;
-        let epoch = epoch?;
+        let epoch = self.epoch_to_write(chain, time, rng).await?;
         let (commitment, tree, sealed): (Commitment, SegmentTree, Vec<Vec<u8>>) =
             self.identity.with_epoch_key(&epoch, |key| {
                 ContentWriter::seal_all(key, epoch, chain, media_type, content, rng)
@@ -290,6 +295,126 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                 ClientError::Content(crate::offchain::OffchainError::Shape("too many segments"))
             })?;
             store.put_segment(&commitment.root, index, segment).await?;
+        }
+        Ok((commitment, None))
+    }
+
+    /// The epoch to seal new content of an open bound chain under (rekeying first if due; a
+    /// rekey is queued before the version anchored on it).
+    async fn epoch_to_write(
+        &mut self,
+        chain: &BlockId,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<EpochId, ClientError> {
+        if !self.bound.contains_key(chain) {
+            return Err(ClientError::ChainNotOpen(*chain));
+        }
+        let before = self.begin().await?;
+        let epoch = self.identity.writing_epoch(time, rng).await;
+        self.queue_identity_since(before).await?;
+        Ok(epoch?)
+    }
+
+    /// Posts a new record whose content is read from `source` segment by segment, never held
+    /// whole (a large file): read twice, once to seal it for its root, once to seal it again
+    /// and store it under that root. Content of one segment goes the way of
+    /// [`Account::post`]. Fails with [`OffchainError::TooLarge`] before reading anything
+    /// when the source is over the limit, and with [`OffchainError::Shape`] if the source
+    /// gave other bytes the second time (no version is written then; what was stored of it
+    /// is named by nothing).
+    pub async fn post_from(
+        &mut self,
+        chain: &BlockId,
+        source: &mut impl SegmentSource,
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<RecordId, ClientError> {
+        let (commitment, inline) = self
+            .store_content_from(chain, source, media_type, time, rng)
+            .await?;
+        let written = self
+            .write_version(
+                chain,
+                VersionOp::create(commitment),
+                inline,
+                true,
+                time,
+                rng,
+            )
+            .await;
+        self.flush_staged().await?;
+        written
+    }
+
+    /// [`Account::edit`] with the new content read from `source` as by
+    /// [`Account::post_from`].
+    pub async fn edit_from(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+        source: &mut impl SegmentSource,
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let view = self.live_record(chain, record).await?;
+        if view.author != self.person() {
+            return Err(ClientError::NotTheAuthor(*record));
+        }
+        let (commitment, inline) = self
+            .store_content_from(chain, source, media_type, time, rng)
+            .await?;
+        let op = VersionOp::edit(*record, heads(&view), commitment);
+        let written = self.write_version(chain, op, inline, true, time, rng).await;
+        self.flush_staged().await?;
+        written
+    }
+
+    /// [`Account::store_content`] for content read from `source` (see
+    /// [`Account::post_from`]).
+    async fn store_content_from(
+        &mut self,
+        chain: &BlockId,
+        source: &mut impl SegmentSource,
+        media_type: &str,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Commitment, Option<InlineContent>), ClientError> {
+        let size = source.size();
+        if size > MAX_CONTENT_LEN {
+            return Err(OffchainError::TooLarge {
+                size,
+                limit: MAX_CONTENT_LEN,
+            }
+            .into());
+        }
+        let segments = u32::try_from(segments_of(size))
+            .map_err(|_| OffchainError::Shape("too many segments"))?;
+        if segments == 1 {
+            let content = source.segment(0).await?;
+            return self
+                .store_content(chain, &content, media_type, time, rng)
+                .await;
+        }
+        let epoch = self.epoch_to_write(chain, time, rng).await?;
+        let mut first = self.identity.with_epoch_key(&epoch, |key| {
+            ContentWriter::new(key, epoch, chain, media_type, rng)
+                .map_err(|e| IdentityError::Malformed(e.to_string()))
+        })?;
+        let mut second = first.again();
+        for index in 0..segments {
+            first.seal(&source.segment(index).await?, index + 1 == segments)?;
+        }
+        let (commitment, tree) = first.finish()?;
+        let store = self.identity.chain().store();
+        store.put_tree(&commitment.root, tree.leaves()).await?;
+        for index in 0..segments {
+            let sealed = second.seal(&source.segment(index).await?, index + 1 == segments)?;
+            tree.check(index, &sealed)
+                .map_err(|_| OffchainError::Shape("the content changed while it was read"))?;
+            store.put_segment(&commitment.root, index, &sealed).await?;
         }
         Ok((commitment, None))
     }

@@ -337,10 +337,7 @@ impl<S: NodeStore> Node<S> {
         secret: [u8; 32],
     ) -> Result<ContentResponse, TransferError> {
         let response = self.erase(chain, root, secret).await?;
-        if response == ContentResponse::NotHeld
-            && (self.fetches.contains_key(&root)
-                || self.received.iter().any(|r| r.sealed.is_some()))
-        {
+        if response == ContentResponse::NotHeld && self.fetches.contains_key(&root) {
             if self.asked_erasures.len() >= MAX_ASKED_ERASURES {
                 self.asked_erasures.clear();
             }

@@ -24,7 +24,7 @@ use super::{
     log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle, NodeStore,
 };
 use crate::offchain::ContentRoot;
-use crate::walytis::sync::{Input, Message, Peer, Sync};
+use crate::walytis::sync::{Input, Peer, Sync};
 use crate::walytis::{BlockId, Rules};
 
 /// A chain being joined: asked for its genesis since `since` (ms since start), for the
@@ -34,21 +34,6 @@ pub(super) struct Joining {
     pub(super) since: u64,
     pub(super) by: Option<PeerId>,
 }
-
-/// A gossip message judged and passed on, to be stored on the loop's next turn.
-pub(super) struct Received {
-    pub(super) chain: BlockId,
-    pub(super) source: PeerId,
-    pub(super) message: Message,
-    /// The content that came inline with the block.
-    pub(super) sealed: Option<crate::offchain::InlineContent>,
-    /// Whether the block was admissible when it was judged.
-    pub(super) admissible: bool,
-}
-
-/// Received gossip waiting at most; beyond it, a message is stored as it comes (a flood
-/// waits on this node's writes instead of filling its memory).
-pub(super) const MAX_RECEIVED: usize = 64;
 
 /// The node task: owns the swarm and the sync state of each open chain.
 pub struct Node<S: NodeStore> {
@@ -97,8 +82,6 @@ pub struct Node<S: NodeStore> {
     /// Erase requests for contents being fetched whose tree had not come yet, with the chain
     /// named and the secret (see `Node::on_erase`).
     pub(super) asked_erasures: HashMap<ContentRoot, (BlockId, [u8; 32])>,
-    /// Gossip judged and passed on, waiting to be stored (see `Node::on_gossip`).
-    pub(super) received: std::collections::VecDeque<Received>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) events: mpsc::UnboundedSender<NodeEvent>,
     pub(super) started: web_time::Instant,
@@ -153,7 +136,6 @@ impl<S: NodeStore> Node<S> {
             offers: HashMap::new(),
             offer_waits: HashMap::new(),
             next_offer: 0,
-            received: std::collections::VecDeque::new(),
             asked_erasures: HashMap::new(),
             commands,
             events,
@@ -200,14 +182,8 @@ impl<S: NodeStore> Node<S> {
                     None => futures::future::Fuse::terminated(),
                 };
             }
-            let mut received = if self.received.is_empty() {
-                futures::future::Fuse::terminated()
-            } else {
-                futures::future::ready(()).fuse()
-            };
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event).await,
-                () = received => self.store_received().await,
                 () = redial => {
                     redial_at = None;
                     self.redial_due();
@@ -384,7 +360,7 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    pub(super) async fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    async fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 if let Some(relay) = circuit_relay(&address) {

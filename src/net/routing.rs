@@ -2,12 +2,11 @@
 //! peers coming and going) and carrying its outputs out as gossip publishes and
 //! `/endra/walytis/sync/1` requests, reporting what changed to the owner.
 
-use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::PeerId;
 
 use super::logline::LogLine;
-use super::node::{Joining, Received, MAX_RECEIVED};
+use super::node::Joining;
 use super::protocol::{Envelope, GossipFrame};
 use super::{log, NetError, Node, NodeEvent, NodeStore};
 
@@ -245,48 +244,22 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    /// Polls the swarm (without waiting), so that what the verdicts passed on is on its way
-    /// before this node writes, then stores the oldest gossip received.
-    pub(super) async fn store_received(&mut self) {
-        for _ in 0..MAX_RECEIVED {
-            match self.swarm.select_next_some().now_or_never() {
-                Some(event) => self.on_swarm(event).await,
-                None => break,
-            }
-        }
-        self.store_oldest().await;
-    }
-
-    /// Stores the oldest gossip received: its content first, if it came inline with a block
-    /// the chain admits, then the block.
-    async fn store_oldest(&mut self) {
-        let Some(Received {
-            chain,
-            source,
-            message,
-            sealed,
-            admissible,
-        }) = self.received.pop_front()
-        else {
-            return;
-        };
-        if !self.swarm.is_connected(&source) {
-            return;
-        }
+    /// Stores a gossip message from `source`: the content that came inline with a block the
+    /// chain admits (`admissible` when judged), then the block.
+    async fn store_gossip(
+        &mut self,
+        chain: BlockId,
+        source: PeerId,
+        message: Message,
+        sealed: Option<InlineContent>,
+        admissible: bool,
+    ) {
         // Content that came with its block is kept only beside a block the chain admits
         // (signed by a member, on known parents): anyone else's bytes, or a block not judged
-        // yet, do not fill the store; its readers pull it instead. One undecided then is
-        // judged again: its parents may have been stored since.
+        // yet, do not fill the store; its readers pull it instead.
         let mut staged = None;
-        if let (Some(sealed), Message::Push { block }) = (sealed, &message) {
-            let admitted = admissible
-                || match self.chains.get_mut(&chain) {
-                    Some(sync) => matches!(sync.judge(block).await, Ok(Judgement::Admissible)),
-                    None => false,
-                };
-            if admitted {
-                staged = self.keep_inline(chain, &sealed).await;
-            }
+        if let (Some(sealed), true) = (sealed, admissible) {
+            staged = self.keep_inline(chain, &sealed).await;
         }
         let from = self.peer(source);
         self.drive(chain, Input::Received(from, message)).await;
@@ -398,19 +371,9 @@ impl<S: NodeStore> Node<S> {
                 }
                 match decoded {
                     Ok(message @ (Message::Push { .. } | Message::Heads { .. })) => {
-                        // Stored on the loop's next turn, after the swarm was polled: the hop
-                        // passes the block on (queued by the verdict above) before this
-                        // node's own writes, not after them.
-                        self.received.push_back(Received {
-                            chain,
-                            source: propagation_source,
-                            message,
-                            sealed,
-                            admissible: judgement == Some(Judgement::Admissible),
-                        });
-                        if self.received.len() > MAX_RECEIVED {
-                            self.store_oldest().await;
-                        }
+                        let admissible = judgement == Some(Judgement::Admissible);
+                        self.store_gossip(chain, propagation_source, message, sealed, admissible)
+                            .await;
                     }
                     Ok(_) | Err(_) => log(LogLine::warn("malformed_message_dropped")
                         .field("peer", propagation_source)

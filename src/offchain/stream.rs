@@ -145,6 +145,26 @@ impl ContentWriter {
         Ok(sealed)
     }
 
+    /// A writer that seals the same content again to the same bytes (same key, same nonce):
+    /// the second pass over content read twice, once for its root and once to store it under
+    /// that root, so that it is never held whole. The first pass's ciphertext must not leave
+    /// the device: were the two passes given different plaintexts, the two ciphertexts under
+    /// one nonce would reveal how they differ (the second pass is checked against the first
+    /// pass's tree, segment by segment, before anything is kept).
+    pub fn again(&self) -> ContentWriter {
+        ContentWriter {
+            cipher: self.cipher.clone(),
+            aad: self.aad.clone(),
+            epoch: self.epoch,
+            nonce: self.nonce,
+            media_type: self.media_type.clone(),
+            size: 0,
+            leaves: Vec::new(),
+            erase_check: self.erase_check,
+            done: false,
+        }
+    }
+
     /// After the last segment: the commitment a private block carries, and the segment tree
     /// to keep beside the content.
     pub fn finish(self) -> Result<(Commitment, SegmentTree), OffchainError> {

@@ -372,19 +372,13 @@ impl BlockStore for IdbStore {
                 if !erased {
                     let leaves = encode_leaves(&item.leaves);
                     let key = segment_key(&item.root, 0);
-                    for (store, key, value) in [
-                        (CONTENT_TREES, &item.root[..], &leaves[..]),
-                        (CONTENT_SEGMENTS, &key[..], &item.sealed[..]),
-                    ] {
-                        drop(
-                            tx.object_store(store)
-                                .map_err(backend)?
-                                .put(bytes(value))
-                                .with_key(bytes(key))
-                                .primitive()
-                                .map_err(backend)?,
-                        );
-                    }
+                    Self::put_all(
+                        &tx,
+                        &[
+                            (CONTENT_TREES, &item.root[..], &leaves[..]),
+                            (CONTENT_SEGMENTS, &key[..], &item.sealed[..]),
+                        ],
+                    )?;
                 }
                 kept.push(item.clone());
             }
@@ -570,6 +564,21 @@ impl IdbStore {
         Ok(found.is_some())
     }
 
+    /// Issues `writes` (`(object store, key, value)`) in `tx`; its commit waits for them.
+    fn put_all(tx: &Transaction<'_>, writes: &[(&str, &[u8], &[u8])]) -> Result<(), StoreError> {
+        for (store, key, value) in writes {
+            drop(
+                tx.object_store(store)
+                    .map_err(backend)?
+                    .put(bytes(value))
+                    .with_key(bytes(key))
+                    .primitive()
+                    .map_err(backend)?,
+            );
+        }
+        Ok(())
+    }
+
     /// Puts `writes` (`(object store, key, value)`) in one transaction unless `root` was
     /// erased; whether they were put.
     async fn put_unless_erased(
@@ -584,16 +593,7 @@ impl IdbStore {
             if Self::erased_in(&tx, root).await? {
                 return Ok(false);
             }
-            for (store, key, value) in writes {
-                drop(
-                    tx.object_store(store)
-                        .map_err(backend)?
-                        .put(bytes(value))
-                        .with_key(bytes(key))
-                        .primitive()
-                        .map_err(backend)?,
-                );
-            }
+            Self::put_all(&tx, writes)?;
             Ok(true)
         }
         .await;

@@ -12,12 +12,12 @@ use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
 
 use super::identity::{flush, WasmBoundChain};
-use super::{byte_array, hex, now, parse_id, promise, set, AnyStore, JsFailure};
-use crate::client::{Account, ClientError};
+use super::{byte_array, hex, invalid, now, parse_id, promise, set, AnyStore, JsFailure};
+use crate::client::{Account, ClientError, SegmentSource};
 use crate::mutability::{RecordView, Records, VersionKind};
 use crate::net::NodeHandle;
 use crate::offchain::store::root_hex;
-use crate::offchain::{Commitment, ContentRoot, ContentStatus};
+use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError};
 use crate::walytis::BlockId;
 
 fn kind_name(kind: VersionKind) -> &'static str {
@@ -154,6 +154,52 @@ async fn status_of(
     Ok(status)
 }
 
+/// A content JavaScript reads a segment at a time (see [`WasmBoundChain::post_from`]).
+struct JsSource {
+    read: js_sys::Function,
+    size: u64,
+}
+
+impl JsSource {
+    fn new(read: js_sys::Function, size: f64) -> Result<Self, JsFailure> {
+        if !(size.is_finite() && size >= 0.0 && size.fract() == 0.0) {
+            return Err(invalid("size must be a whole number of bytes"));
+        }
+        Ok(JsSource {
+            read,
+            size: size as u64,
+        })
+    }
+}
+
+impl SegmentSource for JsSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn segment(&mut self, index: u32) -> Result<Vec<u8>, ClientError> {
+        let read = |e: JsValue| {
+            ClientError::Content(OffchainError::Malformed(format!(
+                "reading segment {index}: {}",
+                e.as_string()
+                    .or_else(|| js_sys::Error::from(e).message().as_string())
+                    .unwrap_or_default()
+            )))
+        };
+        let pending = self
+            .read
+            .call1(&JsValue::NULL, &index.into())
+            .map_err(read)?;
+        let bytes = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&pending))
+            .await
+            .map_err(read)?;
+        let bytes = bytes
+            .dyn_into::<Uint8Array>()
+            .map_err(|_| read(JsValue::from_str("not a Uint8Array")))?;
+        Ok(bytes.to_vec())
+    }
+}
+
 /// Offers `record`'s current content to the node's relays: they fetch it from this node, so
 /// readers get it while this page is closed.
 async fn offer_current(
@@ -216,6 +262,58 @@ impl WasmBoundChain {
             drop(account);
             offer_current(&inner, &node, chain, record).await?;
             Ok(record.to_string().into())
+        })
+    }
+
+    /// Posts a record whose content JavaScript hands over a segment at a time, never whole
+    /// (a `Blob`): `read(index)` resolves to the plaintext of segment `index` (64 KiB, the
+    /// last one the rest of `size` bytes), and is asked twice for each (see
+    /// [`Account::post_from`]).
+    #[wasm_bindgen(js_name = postFrom)]
+    pub fn post_from(
+        &self,
+        read: js_sys::Function,
+        size: f64,
+        media_type: String,
+    ) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let mut source = JsSource::new(read, size)?;
+            let mut account = inner.lock().await;
+            let posted = account
+                .post_from(&chain, &mut source, &media_type, now(), &mut OsRng)
+                .await;
+            flush(&mut account, &node).await?;
+            let record = posted?;
+            drop(account);
+            offer_current(&inner, &node, chain, record).await?;
+            Ok(record.to_string().into())
+        })
+    }
+
+    /// [`WasmBoundChain::edit`] with the content handed over as by
+    /// [`WasmBoundChain::post_from`].
+    #[wasm_bindgen(js_name = editFrom)]
+    pub fn edit_from(
+        &self,
+        record: String,
+        read: js_sys::Function,
+        size: f64,
+        media_type: String,
+    ) -> js_sys::Promise {
+        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
+        promise(async move {
+            let record = parse_id(&record)?;
+            let mut source = JsSource::new(read, size)?;
+            let mut account = inner.lock().await;
+            let edited = account
+                .edit_from(&chain, &record, &mut source, &media_type, now(), &mut OsRng)
+                .await;
+            flush(&mut account, &node).await?;
+            let version = edited?;
+            drop(account);
+            offer_current(&inner, &node, chain, record).await?;
+            Ok(version.to_string().into())
         })
     }
 
