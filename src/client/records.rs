@@ -51,18 +51,8 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let (commitment, inline) = self
             .store_content(chain, content, media_type, time, rng)
             .await?;
-        let written = self
-            .write_version(
-                chain,
-                VersionOp::create(commitment),
-                inline,
-                true,
-                time,
-                rng,
-            )
-            .await;
-        self.flush_staged().await?;
-        written
+        self.content_version(chain, VersionOp::create(commitment), inline, time, rng)
+            .await
     }
 
     /// Edits a record this device's person wrote: the new content becomes its current
@@ -76,17 +66,12 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
-        let view = self.live_record(chain, record).await?;
-        if view.author != self.person() {
-            return Err(ClientError::NotTheAuthor(*record));
-        }
+        let view = self.own_record(chain, record).await?;
         let (commitment, inline) = self
             .store_content(chain, content, media_type, time, rng)
             .await?;
         let op = VersionOp::edit(*record, heads(&view), commitment);
-        let written = self.write_version(chain, op, inline, true, time, rng).await;
-        self.flush_staged().await?;
-        written
+        self.content_version(chain, op, inline, time, rng).await
     }
 
     /// Deletes a record (its author's person, or an admin). With `erase`, every replica also
@@ -334,18 +319,8 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let (commitment, inline) = self
             .store_content_from(chain, source, media_type, time, rng)
             .await?;
-        let written = self
-            .write_version(
-                chain,
-                VersionOp::create(commitment),
-                inline,
-                true,
-                time,
-                rng,
-            )
-            .await;
-        self.flush_staged().await?;
-        written
+        self.content_version(chain, VersionOp::create(commitment), inline, time, rng)
+            .await
     }
 
     /// [`Account::edit`] with the new content read from `source` as by
@@ -359,17 +334,12 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         time: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<BlockId, ClientError> {
-        let view = self.live_record(chain, record).await?;
-        if view.author != self.person() {
-            return Err(ClientError::NotTheAuthor(*record));
-        }
+        let view = self.own_record(chain, record).await?;
         let (commitment, inline) = self
             .store_content_from(chain, source, media_type, time, rng)
             .await?;
         let op = VersionOp::edit(*record, heads(&view), commitment);
-        let written = self.write_version(chain, op, inline, true, time, rng).await;
-        self.flush_staged().await?;
-        written
+        self.content_version(chain, op, inline, time, rng).await
     }
 
     /// [`Account::store_content`] for content read from `source` (see
@@ -417,6 +387,34 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             store.put_segment(&commitment.root, index, &sealed).await?;
         }
         Ok((commitment, None))
+    }
+
+    /// A record this device's person wrote, live: what an edit starts from.
+    async fn own_record(
+        &mut self,
+        chain: &BlockId,
+        record: &RecordId,
+    ) -> Result<RecordView, ClientError> {
+        let view = self.live_record(chain, record).await?;
+        if view.author != self.person() {
+            return Err(ClientError::NotTheAuthor(*record));
+        }
+        Ok(view)
+    }
+
+    /// Writes the version of a content just stored (see `store_content`), then keeps what of
+    /// it no commit took.
+    async fn content_version(
+        &mut self,
+        chain: &BlockId,
+        op: VersionOp,
+        inline: Option<InlineContent>,
+        time: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<BlockId, ClientError> {
+        let written = self.write_version(chain, op, inline, true, time, rng).await;
+        self.flush_staged().await?;
+        written
     }
 
     /// Content staged for a version whose block was not stored (a failed write) is kept now.
