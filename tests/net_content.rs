@@ -629,3 +629,48 @@ fn a_relay_drops_a_content_for_its_erase_secret_and_for_nothing_else() {
         assert_eq!(used, Some(0u64.to_be_bytes().to_vec()));
     });
 }
+
+#[test]
+fn a_content_posted_while_no_relay_was_reachable_is_offered_when_one_is_even_after_a_restart() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 200_000).await;
+        // Offered while the node reaches no relay: nobody accepts it, it is kept to offer again.
+        let writer = start(writer_store.clone(), 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        let offered = writer.handle.offer_content(chain, commitment.shape());
+        assert_eq!(offered.await.unwrap(), 0);
+        writer.handle.stop().await.unwrap();
+
+        // The page reloads (a new node over the same store) and a relay is reachable now.
+        let (mut relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let writer = start(writer_store, 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .unwrap();
+        statuses_until_available(&mut relay, commitment.root).await;
+
+        // So a reader who never met the writer gets it from the relay alone.
+        writer.handle.stop().await.unwrap();
+        let mut reader = start(MemoryStore::new(), 2, fast()).await;
+        reader.handle.dial(relay_address).await.unwrap();
+        reader.handle.open(chain, None).await.unwrap();
+        common::net::count_reaches(&mut reader, chain, 1).await;
+        let status = tokio::time::timeout(
+            PATIENCE,
+            reader.handle.fetch_content(chain, commitment.clone()),
+        )
+        .await
+        .expect("fetched in time")
+        .unwrap();
+        assert_eq!(status, ContentStatus::Available);
+        assert_eq!(
+            opened(&reader.store, &chain, &key, &commitment).await,
+            content
+        );
+    });
+}

@@ -49,12 +49,27 @@ pub(super) const MAX_ASKED_ERASURES: usize = 1024;
 /// The store setting in which a mailbox counts the sealed bytes of content it accepted.
 const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
 
-/// An offer sent to the relays, waiting for their answers.
+/// A request sent to the relays (an offer, an erase request), waiting for their answers.
 pub(super) struct OfferWait {
     remaining: usize,
     accepted: usize,
-    reply: Reply<usize>,
+    /// Who awaits the count (nobody, for an offer made again by the node itself).
+    reply: Option<Reply<usize>>,
+    /// The content offered, for an offer: kept to offer again if no relay accepts it.
+    offer: Option<(BlockId, ContentShape)>,
 }
+
+/// The store setting listing the contents this node offered that no relay accepted yet:
+/// `chain ‖ root ‖ size (u64 big-endian)` each, offered again while relays come and go.
+const PENDING_OFFERS_SETTING: &str = "pending-offers";
+/// Bytes of one entry of [`PENDING_OFFERS_SETTING`].
+const PENDING_OFFER_LEN: usize = crate::walytis::BLOCK_ID_LEN + 32 + 8;
+/// The most contents waiting to be offered again (the oldest go first).
+const MAX_PENDING_OFFERS: usize = 4096;
+/// First wait between rounds of offering again (ms); doubles while no relay accepts, up to
+/// [`MAX_OFFER_RETRY_MS`], and starts over when a relay connects.
+const FIRST_OFFER_RETRY_MS: u64 = 5_000;
+const MAX_OFFER_RETRY_MS: u64 = 300_000;
 
 /// One content this node is fetching.
 pub(super) struct Fetching {
@@ -140,18 +155,28 @@ impl<S: NodeStore> Node<S> {
 
     /// Offers `shape`'s content of `chain` to every relay this node uses and is connected to;
     /// `reply` gets how many accepted it (they then fetch it from this node).
-    pub(super) fn offer_content(
+    pub(super) async fn offer_content(
         &mut self,
         chain: BlockId,
         shape: ContentShape,
         reply: Reply<usize>,
     ) {
-        self.ask_relays(&ContentRequest::Offer(chain, shape), reply);
+        self.ask_relays(&ContentRequest::Offer(chain, shape), Some(reply))
+            .await;
     }
 
     /// Sends `request` (an offer, an erase request) to every relay this node uses and is
-    /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`].
-    pub(super) fn ask_relays(&mut self, request: &ContentRequest, reply: Reply<usize>) {
+    /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`]. An offer
+    /// no relay accepts is kept and made again later (see [`Node::offer_again`]).
+    pub(super) async fn ask_relays(
+        &mut self,
+        request: &ContentRequest,
+        reply: Option<Reply<usize>>,
+    ) {
+        let offer = match request {
+            ContentRequest::Offer(chain, shape) => Some((*chain, *shape)),
+            _ => None,
+        };
         let relays: Vec<PeerId> = self
             .relays
             .keys()
@@ -159,7 +184,12 @@ impl<S: NodeStore> Node<S> {
             .copied()
             .collect();
         if relays.is_empty() {
-            let _ = reply.send(Ok(0));
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(0));
+            }
+            if let Some(offer) = offer {
+                self.keep_pending_offer(offer, true).await;
+            }
             return;
         }
         let key = self.next_offer;
@@ -178,12 +208,13 @@ impl<S: NodeStore> Node<S> {
                 remaining: relays.len(),
                 accepted: 0,
                 reply,
+                offer,
             },
         );
     }
 
     /// A relay's answer to an offer: accepted, or refused (or the request failed).
-    fn on_offer_answer(&mut self, key: u64, accepted: bool) {
+    async fn on_offer_answer(&mut self, key: u64, accepted: bool) {
         let Some(wait) = self.offer_waits.get_mut(&key) else {
             return;
         };
@@ -191,8 +222,105 @@ impl<S: NodeStore> Node<S> {
         wait.accepted += usize::from(accepted);
         if wait.remaining == 0 {
             if let Some(wait) = self.offer_waits.remove(&key) {
-                let _ = wait.reply.send(Ok(wait.accepted));
+                if let Some(offer) = wait.offer {
+                    self.keep_pending_offer(offer, wait.accepted == 0).await;
+                }
+                if let Some(reply) = wait.reply {
+                    let _ = reply.send(Ok(wait.accepted));
+                }
             }
+        }
+    }
+
+    /// Adds `offer` to the contents to offer again (`pending`), or drops it from them.
+    async fn keep_pending_offer(&mut self, offer: (BlockId, ContentShape), pending: bool) {
+        let mut list = self.pending_offers().await;
+        let before = list.len();
+        list.retain(|(_, shape)| shape.root != offer.1.root);
+        if pending {
+            list.push(offer);
+            if list.len() > MAX_PENDING_OFFERS {
+                list.remove(0);
+            }
+        } else if list.len() == before {
+            return;
+        }
+        let bytes: Vec<u8> = list
+            .iter()
+            .flat_map(|(chain, shape)| {
+                [
+                    chain.as_bytes().as_slice(),
+                    shape.root.as_slice(),
+                    &shape.size.to_be_bytes(),
+                ]
+                .concat()
+            })
+            .collect();
+        if let Err(e) = self.store.put_setting(PENDING_OFFERS_SETTING, &bytes).await {
+            log(LogLine::warn("content_store_failed").field("error", e));
+        }
+    }
+
+    /// The contents offered that no relay accepted yet (a damaged entry is skipped).
+    async fn pending_offers(&self) -> Vec<(BlockId, ContentShape)> {
+        let bytes = match self.store.setting(PENDING_OFFERS_SETTING).await {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(e) => {
+                log(LogLine::warn("content_store_failed").field("error", e));
+                return Vec::new();
+            }
+        };
+        bytes
+            .chunks_exact(PENDING_OFFER_LEN)
+            .filter_map(|entry| {
+                let (chain, rest) = entry.split_at(crate::walytis::BLOCK_ID_LEN);
+                let (root, size) = rest.split_at(32);
+                Some((
+                    BlockId::from_bytes(chain).ok()?,
+                    ContentShape {
+                        root: root.try_into().ok()?,
+                        size: u64::from_be_bytes(size.try_into().ok()?),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Offers again, to the relays connected now, the contents no relay accepted yet
+    /// (posted while none was reachable, or refused): on a tick once the wait is over, and
+    /// at once when a relay connects (`now`). Erased ones are dropped from the list.
+    pub(super) async fn offer_again(&mut self, now: bool) {
+        let at = self.now();
+        if now {
+            self.offer_retry_ms = FIRST_OFFER_RETRY_MS;
+        } else if at < self.offer_retry_at {
+            return;
+        }
+        self.offer_retry_at = at + self.offer_retry_ms;
+        self.offer_retry_ms = (self.offer_retry_ms * 2).min(MAX_OFFER_RETRY_MS);
+        let pending = self.pending_offers().await;
+        let in_flight: HashSet<ContentRoot> = self
+            .offer_waits
+            .values()
+            .filter_map(|w| w.offer.map(|(_, shape)| shape.root))
+            .collect();
+        for (chain, shape) in pending {
+            if in_flight.contains(&shape.root) {
+                continue;
+            }
+            if matches!(self.store.is_erased(&shape.root).await, Ok(true)) {
+                self.keep_pending_offer((chain, shape), false).await;
+                continue;
+            }
+            if !self
+                .relays
+                .keys()
+                .any(|relay| self.swarm.is_connected(relay))
+            {
+                return;
+            }
+            self.ask_relays(&ContentRequest::Offer(chain, shape), None)
+                .await;
         }
     }
 
@@ -607,7 +735,7 @@ impl<S: NodeStore> Node<S> {
     ) {
         if let Some(key) = self.offers.remove(&request_id) {
             let accepted = matches!(response, Some(ContentResponse::Accepted));
-            self.on_offer_answer(key, accepted);
+            self.on_offer_answer(key, accepted).await;
             return;
         }
         let Some(root) = self.content_asks.remove(&request_id) else {

@@ -79,6 +79,10 @@ pub struct Node<S: NodeStore> {
     pub(super) offers: HashMap<request_response::OutboundRequestId, u64>,
     pub(super) offer_waits: HashMap<u64, OfferWait>,
     pub(super) next_offer: u64,
+    /// When to offer again the contents no relay accepted (ms since start), and the wait
+    /// after that (see `Node::offer_again`).
+    pub(super) offer_retry_at: u64,
+    pub(super) offer_retry_ms: u64,
     /// Erase requests for contents being fetched whose tree had not come yet, with the chain
     /// named and the secret (see `Node::on_erase`).
     pub(super) asked_erasures: HashMap<ContentRoot, (BlockId, [u8; 32])>,
@@ -136,6 +140,8 @@ impl<S: NodeStore> Node<S> {
             offers: HashMap::new(),
             offer_waits: HashMap::new(),
             next_offer: 0,
+            offer_retry_at: 0,
+            offer_retry_ms: 5_000,
             asked_erasures: HashMap::new(),
             commands,
             events,
@@ -227,6 +233,7 @@ impl<S: NodeStore> Node<S> {
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
                     self.retry_fetches();
+                    self.offer_again(false).await;
                     self.expire_offered_fetches().await;
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
@@ -351,8 +358,10 @@ impl<S: NodeStore> Node<S> {
                 chain,
                 shape,
                 reply,
-            } => self.offer_content(chain, shape, reply),
-            Command::EraseContent { request, reply } => self.ask_relays(&request, reply),
+            } => self.offer_content(chain, shape, reply).await,
+            Command::EraseContent { request, reply } => {
+                self.ask_relays(&request, Some(reply)).await;
+            }
             Command::Synced(chain, reply) => {
                 let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
                 let _ = reply.send(Ok(synced));
@@ -440,6 +449,7 @@ impl<S: NodeStore> Node<S> {
                     for chain in self.chain_ids() {
                         self.announce(chain);
                     }
+                    self.offer_again(true).await;
                 }
             }
             SwarmEvent::ConnectionClosed {
