@@ -273,6 +273,29 @@ async fn tree_of(store: &MemoryStore, commitment: &Commitment) -> Vec<[u8; 32]> 
     store.tree(&commitment.root).await.unwrap().unwrap()
 }
 
+/// What a new reader that dials `relay` alone fetches of `commitment`'s content of `chain`
+/// (a chain of one block), opened.
+async fn fetched_from(
+    relay: libp2p::Multiaddr,
+    chain: BlockId,
+    key: &EpochKey,
+    commitment: &Commitment,
+) -> Vec<u8> {
+    let mut reader = start(MemoryStore::new(), 2, fast()).await;
+    reader.handle.dial(relay).await.unwrap();
+    reader.handle.open(chain, None).await.unwrap();
+    common::net::count_reaches(&mut reader, chain, 1).await;
+    let status = tokio::time::timeout(
+        PATIENCE,
+        reader.handle.fetch_content(chain, commitment.clone()),
+    )
+    .await
+    .expect("fetched in time")
+    .unwrap();
+    assert_eq!(status, ContentStatus::Available);
+    opened(&reader.store, &chain, key, commitment).await
+}
+
 /// A relay with a mailbox and `content_bytes` of room for content.
 async fn mailbox_relay(seed: u8, content_bytes: u64) -> (Running, libp2p::Multiaddr) {
     let limits = endra::net::Limits {
@@ -332,20 +355,8 @@ fn a_relay_keeps_offered_content_as_ciphertext_and_serves_it_while_the_writer_is
         }
 
         // A reader that was never online with the writer gets it all from the relay.
-        let mut reader = start(MemoryStore::new(), 2, fast()).await;
-        reader.handle.dial(relay_address).await.unwrap();
-        reader.handle.open(chain, None).await.unwrap();
-        common::net::count_reaches(&mut reader, chain, 1).await;
-        let status = tokio::time::timeout(
-            PATIENCE,
-            reader.handle.fetch_content(chain, commitment.clone()),
-        )
-        .await
-        .expect("fetched in time")
-        .unwrap();
-        assert_eq!(status, ContentStatus::Available);
         assert_eq!(
-            opened(&reader.store, &chain, &key, &commitment).await,
+            fetched_from(relay_address, chain, &key, &commitment).await,
             content
         );
     });
@@ -656,20 +667,8 @@ fn a_content_posted_while_no_relay_was_reachable_is_offered_when_one_is_even_aft
 
         // So a reader who never met the writer gets it from the relay alone.
         writer.handle.stop().await.unwrap();
-        let mut reader = start(MemoryStore::new(), 2, fast()).await;
-        reader.handle.dial(relay_address).await.unwrap();
-        reader.handle.open(chain, None).await.unwrap();
-        common::net::count_reaches(&mut reader, chain, 1).await;
-        let status = tokio::time::timeout(
-            PATIENCE,
-            reader.handle.fetch_content(chain, commitment.clone()),
-        )
-        .await
-        .expect("fetched in time")
-        .unwrap();
-        assert_eq!(status, ContentStatus::Available);
         assert_eq!(
-            opened(&reader.store, &chain, &key, &commitment).await,
+            fetched_from(relay_address, chain, &key, &commitment).await,
             content
         );
     });
