@@ -1,7 +1,7 @@
 // End to end, records: one browser posts, edits and deletes private content on a chain bound
 // to its person, including a 20 MiB file; the other device of the person gets the notes'
-// texts inline with their blocks and — its only way to the file the relay, as the writer's
-// browser is closed by then — shows the same records
+// texts inline with their blocks and, reopening the chain, fetches the file by itself — its
+// only way to it the relay, as the writer's browser is closed by then — shows the same records
 // and history, and gets the file with progress, identical to the byte, although it reloads
 // in the middle of the transfer (which resumes from the segments already verified).
 import { test, after } from 'node:test';
@@ -80,16 +80,58 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   }, chain);
   await openNotes(b);
 
-  // A writes: a note edited once, a note erased, a 20 MiB file.
-  const written = await a.evaluate(async () => {
+  /** A new page of B's profile (same IndexedDB) with the identity and the chain open. */
+  const reopen = async (page) => {
+    const did = await page.evaluate(() => window.me.did);
+    await page.close();
+    const again = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
+    await again.evaluate(async (identity) => {
+      window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
+    }, did);
+    await openNotes(again);
+    return again;
+  };
+
+  // A writes, B online: a note edited once, a note erased.
+  const notes = await a.evaluate(async () => {
     const note = await window.notes.post('first draft');
     await note.edit('second draft');
     const regret = await window.notes.post('to be erased');
     const regretRoot = regret.root;
     await regret.delete({ erase: true });
-    const file = new Uint8Array(20 * 1024 * 1024);
-    for (let i = 0; i < file.length; i += 65_536) crypto.getRandomValues(file.subarray(i, i + 65_536));
-    const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', file)), (x) => x.toString(16).padStart(2, '0')).join('');
+    const erasedHere = await regret.content().then(() => null, (error) => error.code);
+    const roots = (await window.notes.record(note.id)).history.map((h) => h.root);
+    return { note: note.id, regret: regret.id, regretRoot, erasedHere, roots };
+  });
+  assert.equal(notes.erasedHere, 'CONTENT_UNAVAILABLE', 'the writer erased its own copy');
+  assert.equal(notes.roots.length, 2);
+  const records = await recordsReach(b, 2);
+  const byId = Object.fromEntries(records.map((r) => [r.id, r]));
+  assert.deepEqual(byId[notes.note].history, ['created', 'edited']);
+  // Each note's text came inline, in its block's own message: there, with no transfer (B
+  // saw no progress for it).
+  assert.equal(byId[notes.note].status, 'available', "the note's text came with its block");
+  const transfers = await b.evaluate((roots) => window.progress.filter((p) => roots.includes(p.root) && p.status === 'fetching').length, notes.roots);
+  assert.equal(transfers, 0, 'no transfer for a text');
+  assert.deepEqual(byId[notes.regret].history, ['created', 'deleted']);
+  assert.equal(byId[notes.regret].erased, true);
+  assert.equal(byId[notes.regret].current, null);
+  // The relay kept the note's two versions; the erased note's content, which came to it
+  // inline, it dropped when A showed the content's erase secret (it cannot read the delete).
+  for (const root of notes.roots) await relay.waitFor(contentStored(root), 60_000);
+  await relay.waitFor({
+    test: (line) => line.includes('event=mailbox_content_erased') && line.includes(`root=${notes.regretRoot}`),
+    toString: () => `mailbox_content_erased root=${notes.regretRoot}`,
+  }, 60_000);
+
+  // B's page closes; A posts a 20 MiB file, the relay fetches it, A's browser closes: from
+  // here on, the relay is B's only source.
+  const bClosed = await b.evaluate(() => window.me.did);
+  await b.close();
+  const file = await a.evaluate(async () => {
+    const bytes = new Uint8Array(20 * 1024 * 1024);
+    for (let i = 0; i < bytes.length; i += 65_536) crypto.getRandomValues(bytes.subarray(i, i + 65_536));
+    const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (x) => x.toString(16).padStart(2, '0')).join('');
     // The file goes to wasm a segment at a time, never read whole: a Blob that counts how it
     // is read.
     const reads = { whole: 0, slices: [] };
@@ -103,45 +145,27 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
         return super.arrayBuffer();
       }
     }
-    const posted = await window.notes.post(new CountingBlob([file], { type: 'application/octet-stream' }));
-    const erasedHere = await regret.content().then(() => null, (error) => error.code);
-    const roots = (await window.notes.record(note.id)).history.map((h) => h.root);
-    return { note: note.id, regret: regret.id, regretRoot, file: posted.id, hash, size: posted.size, type: posted.type, erasedHere, roots: [...roots, posted.root], reads };
+    const posted = await window.notes.post(new CountingBlob([bytes], { type: 'application/octet-stream' }));
+    return { id: posted.id, root: posted.root, hash, size: posted.size, type: posted.type, reads };
   });
-  assert.equal(written.size, 20 * 1024 * 1024);
-  assert.equal(written.reads.whole, 0, 'the file is never read whole');
-  assert.equal(written.reads.slices.length, 2 * 320, 'each 64 KiB segment read twice: for the root, then to store it');
-  assert.ok(written.reads.slices.every((n) => n === 65_536));
-  assert.equal(written.type, 'application/octet-stream');
-  assert.equal(written.erasedHere, 'CONTENT_UNAVAILABLE', 'the writer erased its own copy');
-  // The relay kept the note's two versions and the file; the erased note's content, which
-  // came to it inline, it dropped when A showed the content's erase secret (it cannot read
-  // the delete). Then A's browser closes: from here on, the relay is B's only source.
-  assert.equal(written.roots.length, 3);
-  for (const root of written.roots) await relay.waitFor(contentStored(root), 120_000);
-  await relay.waitFor({
-    test: (line) => line.includes('event=mailbox_content_erased') && line.includes(`root=${written.regretRoot}`),
-    toString: () => `mailbox_content_erased root=${written.regretRoot}`,
-  }, 60_000);
+  assert.equal(file.size, 20 * 1024 * 1024);
+  assert.equal(file.type, 'application/octet-stream');
+  assert.equal(file.reads.whole, 0, 'the file is never read whole');
+  assert.equal(file.reads.slices.length, 2 * 320, 'each 64 KiB segment read twice: for the root, then to store it');
+  assert.ok(file.reads.slices.every((n) => n === 65_536));
+  await relay.waitFor(contentStored(file.root), 120_000);
   await profiles[0].close();
+  const written = { ...notes, file: file.id, hash: file.hash };
 
-  // Listing the records starts fetching every content not here, in the background.
-  const records = await recordsReach(b, 3);
-  const byId = Object.fromEntries(records.map((r) => [r.id, r]));
-  assert.deepEqual(byId[written.note].history, ['created', 'edited']);
-  // B was online while A wrote: each note's text came inline, in its block's own message —
-  // there, with no transfer (B saw no progress for it).
-  assert.equal(byId[written.note].status, 'available', "the note's text came with its block");
-  const transfers = await b.evaluate((roots) => window.progress.filter((p) => roots.includes(p.root) && p.status === 'fetching').length, written.roots.slice(0, 2));
-  assert.equal(transfers, 0, 'no transfer for a text');
-  assert.deepEqual(byId[written.regret].history, ['created', 'deleted']);
-  assert.equal(byId[written.regret].erased, true);
-  assert.equal(byId[written.regret].current, null);
-  assert.equal(byId[written.file].size, 20 * 1024 * 1024);
-
-  // B reloads in the middle of the file: a new page of the same profile (same IndexedDB).
+  // B opens the chain again and fetches the file by itself — the page lists nothing — then
+  // reloads in the middle of it.
+  const b1 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
+  await b1.evaluate(async (identity) => {
+    window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
+  }, bClosed);
+  await openNotes(b1);
   const FILE_TOTAL = 20 * 1024 * 1024 + 320 * 16;
-  const before = await b.evaluate(async (total) => {
+  const before = await b1.evaluate(async (total) => {
     const deadline = Date.now() + 60_000;
     for (;;) {
       const done = Math.max(0, ...window.progress.filter((p) => p.total === total).map((p) => p.done ?? 0));
@@ -150,13 +174,7 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }, FILE_TOTAL);
-  const did = await b.evaluate(() => window.me.did);
-  await b.close();
-  const b2 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
-  await b2.evaluate(async (identity) => {
-    window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
-  }, did);
-  await openNotes(b2);
+  const b2 = await reopen(b1);
 
   const got = await b2.evaluate(async ({ note, regret, file }) => {
     const records = await window.notes.records();

@@ -38,6 +38,20 @@ export class BoundChain extends EventTarget {
   /** The same chain as plain blocks: arrival order (`seq`) and wake-ups for `subscribe`. @type {Chain} */
   #blocks;
   #wake = () => this.dispatchEvent(new CustomEvent('change'));
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #fetchTimer;
+  /**
+   * Every current content not here is fetched in the background, by itself: when the chain
+   * opens and after its changes (a listing starts the fetches, see `records()`; at most one
+   * listing per 100 ms). Failures show in the app's own calls.
+   */
+  #fetchMissing = () => {
+    if (this.#fetchTimer !== undefined) return;
+    this.#fetchTimer = setTimeout(() => {
+      this.#fetchTimer = undefined;
+      this.records().catch(() => {});
+    }, 100);
+  };
   /** @param {Event} event */
   #progress = (event) => {
     const detail = /** @type {CustomEvent<ContentProgress>} */ (event).detail;
@@ -57,7 +71,9 @@ export class BoundChain extends EventTarget {
     this.#node = node;
     this.#blocks = blocks;
     watch(node, raw.chain, this.#wake);
+    watch(node, raw.chain, this.#fetchMissing);
     node.addEventListener('content', this.#progress);
+    this.#fetchMissing();
   }
 
   /** The chain ID. */
@@ -167,6 +183,8 @@ export class BoundChain extends EventTarget {
   /** Stops events and subscriptions of this handle. */
   close() {
     unwatch(this.#node, this.id, this.#wake);
+    unwatch(this.#node, this.id, this.#fetchMissing);
+    clearTimeout(this.#fetchTimer);
     this.#node.removeEventListener('content', this.#progress);
     this.#blocks.close();
   }
