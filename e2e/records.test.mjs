@@ -101,8 +101,17 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     await regret.delete({ erase: true });
     const erasedHere = await regret.content().then(() => null, (error) => error.code);
     const roots = (await window.notes.record(note.id)).history.map((h) => h.root);
-    return { note: note.id, regret: regret.id, regretRoot, erasedHere, roots };
+    // A chain's limit: over it, refused before anything is read or written.
+    window.notes.maxContentBytes = 1_000;
+    const overLimit = await window.notes.post(new Blob([new Uint8Array(200_000)])).then(() => null, (error) => error.code);
+    const badLimit = (() => { try { window.notes.maxContentBytes = -1; return null; } catch (error) { return error.code; } })();
+    window.notes.maxContentBytes = 100 * 1024 * 1024;
+    const count = (await window.notes.records()).length;
+    return { note: note.id, regret: regret.id, regretRoot, erasedHere, roots, overLimit, badLimit, count };
   });
+  assert.equal(notes.overLimit, 'CONTENT_TOO_LARGE');
+  assert.equal(notes.badLimit, 'INVALID_ARGUMENT');
+  assert.equal(notes.count, 2, 'nothing was posted over the limit');
   assert.equal(notes.erasedHere, 'CONTENT_UNAVAILABLE', 'the writer erased its own copy');
   assert.equal(notes.roots.length, 2);
   const records = await recordsReach(b, 2);

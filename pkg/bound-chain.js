@@ -4,7 +4,7 @@ import { WasmChain } from './wasm/endra.js';
 import { bytes, call, EndraError, INTERNAL, internalOnly, options, readable } from './errors.js';
 import { makeChain, touch } from './chain.js';
 import { unwatch, watch } from './node.js';
-import { contentOf, Record } from './record.js';
+import { contentOf, MAX_CONTENT_BYTES, Record, sizeOf, withinLimit } from './record.js';
 import { rawStore } from './store.js';
 
 /** @typedef {import('./store.js').Store} Store */
@@ -40,6 +40,7 @@ export class BoundChain extends EventTarget {
   #wake = () => this.dispatchEvent(new CustomEvent('change'));
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #fetchTimer;
+  #maxContentBytes = MAX_CONTENT_BYTES;
   /**
    * Every current content not here is fetched in the background, by itself: when the chain
    * opens and after its changes (a listing starts the fetches, see `records()`; at most one
@@ -79,6 +80,23 @@ export class BoundChain extends EventTarget {
   /** The chain ID. */
   get id() {
     return this.#raw.chain;
+  }
+
+  /**
+   * The largest content this handle posts, fetches or reads, in bytes (100 MiB, the most the
+   * protocol allows, by default): `post` and `edit` over it reject with `CONTENT_TOO_LARGE`
+   * before reading anything; a record whose content is over it and not here is not fetched
+   * (`tooLarge`), and reading it rejects with `CONTENT_TOO_LARGE`.
+   */
+  get maxContentBytes() {
+    return this.#maxContentBytes;
+  }
+
+  set maxContentBytes(bytes) {
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CONTENT_BYTES) {
+      throw new EndraError(`maxContentBytes must be a whole number of bytes from 0 to ${MAX_CONTENT_BYTES}`, 'INVALID_ARGUMENT');
+    }
+    this.#maxContentBytes = bytes;
   }
 
   /**
@@ -142,6 +160,7 @@ export class BoundChain extends EventTarget {
    */
   async post(content, { type } = {}) {
     const given = await contentOf(content, type);
+    withinLimit(sizeOf(given), this.#maxContentBytes);
     const raw = this.#raw;
     const id = await call(() => ('body' in given
       ? raw.post(given.body, given.type)
@@ -160,7 +179,8 @@ export class BoundChain extends EventTarget {
    */
   async records() {
     const raw = this.#raw;
-    return (await call(() => raw.records())).map((fields) => new Record(INTERNAL, raw, fields));
+    const limit = () => this.#maxContentBytes;
+    return (await call(() => raw.records(limit()))).map((fields) => new Record(INTERNAL, raw, fields, limit));
   }
 
   /**

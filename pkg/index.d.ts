@@ -250,6 +250,8 @@ export class Record {
   readonly status: ContentStatus;
   readonly done?: number;
   readonly total?: number;
+  /** The current content is over the chain's `maxContentBytes` and not here: not fetched. */
+  readonly tooLarge: boolean;
   /** Every version in causal order, deleted ones included. */
   readonly history: RecordVersion[];
   /** Versions every replica refused (an edit by someone other than the author, say). */
@@ -257,7 +259,8 @@ export class Record {
   /**
    * The current content (or that of `version`), fetched from the chain's peers (the relay
    * included) if this device lacks it, verified and decrypted. `RECORD_DELETED`,
-   * `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted after this device was removed).
+   * `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted after this device was removed),
+   * `CONTENT_TOO_LARGE` (over the chain's `maxContentBytes` and not here).
    */
   content(options?: { version?: string }): Promise<Uint8Array>;
   /**
@@ -524,6 +527,12 @@ export interface SubscribedMessage extends IdentityMessage {
 export class BoundChain extends EventTarget {
   /** The chain ID: what other devices pass to `identity.openChain`. */
   readonly id: string;
+  /**
+   * The largest content this handle posts, fetches or reads, in bytes (default and most:
+   * 100 MiB). `post`/`edit` over it reject with `CONTENT_TOO_LARGE` before reading; a record
+   * over it that is not here is not fetched (`tooLarge`) and reading it rejects likewise.
+   */
+  maxContentBytes: number;
   /** Seals and writes a message; resolves to its block ID. `NOT_A_MEMBER` once removed. */
   write(body: Uint8Array, options?: { topics?: string[] }): Promise<string>;
   /**

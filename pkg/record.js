@@ -11,19 +11,33 @@ import { call, EndraError, internalOnly } from './errors.js';
  * @typedef {{ id: string, reason: string }} RefusedVersion
  * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
  *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
- *   done?: number, total?: number, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
+ *   done?: number, total?: number, tooLarge?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
  * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
  *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
  *   editFrom(record: string, read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   delete(record: string, erase: boolean): Promise<string>,
- *   records(): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array>,
+ *   records(maxFetch: number): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array>,
  *   prepare(id: string, version: boolean): Promise<{ commitment: Uint8Array, segments: number }>,
  *   segment(commitment: Uint8Array, index: number): Promise<Uint8Array> }} RawRecords
  */
 
 /** Plaintext bytes per segment: what wasm takes at a time. */
 const SEGMENT = 65_536;
+/** The largest content the protocol allows, and a bound chain's default limit: 100 MiB. */
+export const MAX_CONTENT_BYTES = 100 * 1024 * 1024;
+
+/**
+ * Refuses content of `size` bytes over `limit` with `CONTENT_TOO_LARGE`.
+ * @param {number} size
+ * @param {number} limit
+ */
+export function withinLimit(size, limit) {
+  if (size > limit) throw new EndraError(`content of ${size} bytes is over the limit of ${limit}`, 'CONTENT_TOO_LARGE');
+}
+
+/** @param {Content} content */
+export const sizeOf = (content) => ('body' in content ? content.body.length : content.size);
 
 /**
  * A content as `post` and `edit` hand it to wasm: bytes whole (`body`), or — for a `Blob`,
@@ -65,15 +79,19 @@ export async function contentOf(content, type) {
 export class Record {
   /** @type {RawRecords} */
   #raw;
+  /** The chain's `maxContentBytes` now. @type {() => number} */
+  #limit;
 
   /**
    * @param {symbol} token
    * @param {RawRecords} raw
    * @param {RecordFields} fields
+   * @param {() => number} limit
    */
-  constructor(token, raw, fields) {
+  constructor(token, raw, fields, limit) {
     internalOnly(token, 'records come from a bound chain: chain.post(…), chain.records()');
     this.#raw = raw;
+    this.#limit = limit;
     /** The record's ID: its first version's block ID. */
     this.id = fields.id;
     /** The DID of the person who wrote it. */
@@ -94,6 +112,8 @@ export class Record {
     this.status = fields.status;
     this.done = fields.done;
     this.total = fields.total;
+    /** Whether the current content is over the chain's `maxContentBytes` and not here: not fetched. */
+    this.tooLarge = fields.tooLarge ?? false;
     /** Every version in causal order — created, edited, deleted — deleted ones included. */
     this.history = fields.history;
     /** Versions every replica refused (an edit by someone else than the author, say). */
@@ -104,12 +124,26 @@ export class Record {
    * The current content (or that of the version `id` of `history`), fetched from the
    * chain's peers first if this device lacks it — progress as the chain's `progress`
    * events. Rejects with `RECORD_DELETED`, `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted
-   * after this device was removed).
+   * after this device was removed), `CONTENT_TOO_LARGE` (over the chain's
+   * `maxContentBytes` and not here: not fetched).
    * @param {{ version?: string }} [opts]
    * @returns {Promise<Uint8Array>}
    */
   content({ version } = {}) {
-    return call(() => this.#raw.content(version ?? this.id, version !== undefined));
+    return call(() => {
+      this.#fetchable(version);
+      return this.#raw.content(version ?? this.id, version !== undefined);
+    });
+  }
+
+  /**
+   * Refuses to fetch a content over the chain's limit that is not here.
+   * @param {string | undefined} version
+   */
+  #fetchable(version) {
+    const size = version === undefined ? this.size : this.history.find((h) => h.id === version)?.size;
+    const here = version === undefined && this.status === 'available';
+    if (size !== undefined && !here) withinLimit(size, this.#limit());
   }
 
   /**
@@ -126,10 +160,14 @@ export class Record {
     /** @type {{ commitment: Uint8Array, segments: number } | undefined} */
     let prepared;
     let next = 0;
+    const fetchable = () => this.#fetchable(version);
     return new ReadableStream({
       async pull(controller) {
         try {
-          prepared ??= await call(() => raw.prepare(id, exact));
+          prepared ??= await call(() => {
+            fetchable();
+            return raw.prepare(id, exact);
+          });
           const { commitment, segments } = prepared;
           const index = next++;
           controller.enqueue(await call(() => raw.segment(commitment, index)));
@@ -157,6 +195,7 @@ export class Record {
    */
   async edit(content, { type } = {}) {
     const given = await contentOf(content, type);
+    withinLimit(sizeOf(given), this.#limit());
     const raw = this.#raw;
     return call(() => ('body' in given
       ? raw.edit(this.id, given.body, given.type)

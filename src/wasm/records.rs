@@ -361,8 +361,9 @@ impl WasmBoundChain {
     /// Every record this device can read, in chain order, each with its current content's
     /// status here and its whole history. A current content not all here is fetched in the
     /// background (the node keeps asking the chain's peers, with backoff, until it is; one
-    /// fetch per content however often this is called): `progress` events follow it.
-    pub fn records(&self) -> js_sys::Promise {
+    /// fetch per content however often this is called): `progress` events follow it. One
+    /// larger than `max_fetch` bytes is not fetched (`tooLarge` on its record).
+    pub fn records(&self, max_fetch: f64) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         let (fetching, available) = (self.fetching.clone(), self.available.clone());
         promise(async move {
@@ -377,10 +378,15 @@ impl WasmBoundChain {
                     Some(content) => Some(status_of(&account, &available, content).await?),
                     None => None,
                 };
-                let wanted = matches!(
-                    status,
-                    Some(ContentStatus::Missing | ContentStatus::Fetching { .. })
-                );
+                let too_large = view
+                    .content
+                    .as_ref()
+                    .is_some_and(|content| content.size as f64 > max_fetch);
+                let wanted = !too_large
+                    && matches!(
+                        status,
+                        Some(ContentStatus::Missing | ContentStatus::Fetching { .. })
+                    );
                 if let (Some(content), true) = (&view.content, wanted) {
                     // One background fetch per content, however often this is listed.
                     if fetching.borrow_mut().insert(content.root) {
@@ -394,7 +400,11 @@ impl WasmBoundChain {
                         });
                     }
                 }
-                list.push(&record_object(&view, status));
+                let object = record_object(&view, status);
+                if too_large && status != Some(ContentStatus::Available) {
+                    set(&Object::from(object.clone()), "tooLarge", true);
+                }
+                list.push(&object);
             }
             Ok(list.into())
         })
