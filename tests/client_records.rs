@@ -11,8 +11,8 @@ use common::client::{deliver, join, new_person, Device, T0};
 use endra::client::ClientError;
 use endra::mutability::{RecordId, VersionKind};
 use endra::offchain::{
-    serve, Commitment, ContentRequest, ContentResponse, ContentStatus, ContentStore, OffchainError,
-    TransferError,
+    erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentStatus,
+    ContentStore, OffchainError, TransferError,
 };
 use endra::store::MemoryStore;
 use endra::walytis::BlockId;
@@ -273,9 +273,10 @@ fn an_erasing_delete_empties_every_store_of_the_record_and_nobody_serves_it_agai
             "one erase request for each version's content"
         );
         for erasure in &erasures {
-            let request = ContentRequest::Erase(chain, erasure.root, erasure.secret);
             assert_eq!(
-                serve(&request, &relay).await.unwrap(),
+                erase_on_request(&erasure.root, &erasure.secret, &relay)
+                    .await
+                    .unwrap(),
                 ContentResponse::Accepted
             );
             assert!(relay.held(&erasure.root).await.unwrap().is_empty());

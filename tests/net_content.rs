@@ -543,7 +543,7 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
             .handle
             .publish_with_content(
                 chain,
-                vec![block],
+                vec![block.clone()],
                 vec![(
                     0,
                     inline_of(&forger_store, &genuine, &genuine_segments).await,
@@ -555,6 +555,26 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
         assert!(
             reader.store.held(&forged.root).await.unwrap().is_empty(),
             "content pushed with a refused block is not kept"
+        );
+        // The same block again, with other bytes (a replay: anyone can, blocks are public),
+        // then a new block: the replayed bytes are not kept.
+        let (_, replayed, replayed_segments) = sealed(&forger_store, &chain, &key, 700).await;
+        let replay = inline_of(&forger_store, &replayed, &replayed_segments).await;
+        let forger_publish =
+            |blocks, inline| forger.handle.publish_with_content(chain, blocks, inline);
+        forger_publish(vec![block], vec![(0, replay)])
+            .await
+            .unwrap();
+        let (_, next, next_segments) = sealed(&forger_store, &chain, &key, 600).await;
+        let next_block = signed_block(&forger_store, chain, 3, 4).await;
+        let next_inline = inline_of(&forger_store, &next, &next_segments).await;
+        forger_publish(vec![next_block], vec![(0, next_inline)])
+            .await
+            .unwrap();
+        counts_before_available(&mut reader, chain, next.root).await;
+        assert!(
+            reader.store.held(&replayed.root).await.unwrap().is_empty(),
+            "content replayed with a block held already is not kept"
         );
 
         // The writer's text: it is in the reader's store when the block is reported, so a
@@ -573,7 +593,7 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
             .unwrap();
         // Stored with the block, in its transaction (the store conformance suite checks
         // that): when the block is reported, the content is there, and no fetch was made.
-        common::net::count_reaches(&mut reader, chain, 3).await;
+        common::net::count_reaches(&mut reader, chain, 4).await;
         assert_eq!(reader.store.held(&commitment.root).await.unwrap(), vec![0]);
         assert_eq!(opened(&reader.store, &chain, &key, &commitment).await, text);
 
@@ -599,7 +619,7 @@ fn a_relay_drops_a_content_for_its_erase_secret_and_for_nothing_else() {
         let (writer_store, chain) = new_chain(1, 1).await;
         let (_, commitment, _) = sealed(&writer_store, &chain, &key, 300_000).await;
         let root = commitment.root;
-        let writer = start(writer_store.clone(), 1, fast()).await;
+        let mut writer = start(writer_store.clone(), 1, fast()).await;
         writer.handle.open(chain, None).await.unwrap();
         writer.handle.use_relay(relay_address).await.unwrap();
         common::net::count_reaches(&mut relay, chain, 1).await;
@@ -624,10 +644,34 @@ fn a_relay_drops_a_content_for_its_erase_secret_and_for_nothing_else() {
             assert_eq!(relay.store.held(&root).await.unwrap(), held);
         }
 
-        // The secret any member derives from the content key: every byte goes, for good.
+        // A member's device that holds the content is asked too (as if it were a relay): it
+        // refuses — members apply the deletes they read, by the record's rules, and a removed
+        // device still derives old contents' secrets.
+        let member_store = copy_of(&writer_store, chain).await;
+        let leaves = writer_store.tree(&root).await.unwrap().unwrap();
+        member_store.put_tree(&root, &leaves).await.unwrap();
+        for index in held.iter().copied() {
+            let segment = writer_store.segment(&root, index).await.unwrap().unwrap();
+            member_store
+                .put_segment(&root, index, &segment)
+                .await
+                .unwrap();
+        }
+        let (member, member_address) = peer_of(&member_store, chain, 4).await;
+        let _ = writer.handle.use_relay(member_address).await;
+        let member_id = member.handle.peer_id();
+        common::net::wait_for(
+            &mut writer,
+            |e| matches!(e, NodeEvent::Connection { peer, connected: true } if *peer == member_id),
+        )
+        .await;
+
+        // The secret any member derives from the content key: the relay drops every byte,
+        // for good; the member keeps its copy.
         let secret = erase_secret(&key, &chain, &commitment.nonce).unwrap();
         let erased = writer.handle.erase_content(chain, root, secret).await;
-        assert_eq!(erased.unwrap(), 1);
+        assert_eq!(erased.unwrap(), 1, "the relay alone");
+        assert_eq!(member_store.held(&root).await.unwrap(), held);
         assert!(relay.store.held(&root).await.unwrap().is_empty());
         assert_eq!(relay.store.tree(&root).await.unwrap(), None);
         assert!(relay.store.is_erased(&root).await.unwrap());

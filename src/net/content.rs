@@ -688,9 +688,14 @@ impl<S: NodeStore> Node<S> {
                     ContentRequest::Offer(chain, shape) => {
                         Ok(self.on_offer(peer, chain, shape).await)
                     }
-                    ContentRequest::Erase(chain, root, secret) => {
+                    // Only a relay's mailbox takes erase requests: it cannot read a delete. A
+                    // member's device applies the deletes it reads, by the record's rules —
+                    // a removed device, which still derives old contents' secrets, must not
+                    // erase history there.
+                    ContentRequest::Erase(chain, root, secret) if self.config.mailbox => {
                         self.on_erase(chain, root, secret).await
                     }
+                    ContentRequest::Erase(..) => Ok(ContentResponse::Refused),
                     request => serve(&request, &self.store).await,
                 };
                 let response = match response {

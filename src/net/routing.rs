@@ -245,7 +245,7 @@ impl<S: NodeStore> Node<S> {
     }
 
     /// Stores a gossip message from `source`: the content that came inline with a block the
-    /// chain admits (`admissible` when judged), then the block.
+    /// chain admits (`admissible`: new here, and judged admissible), then the block.
     async fn store_gossip(
         &mut self,
         chain: BlockId,
@@ -345,8 +345,16 @@ impl<S: NodeStore> Node<S> {
                 // Judged before this node's own write, so the hop costs a check, not a
                 // commit. Blocks of chains this node holds no replica of, and blocks it
                 // cannot judge yet (parents or authority missing), go on as they came.
+                let mut fresh = false;
                 let judgement = match (&decoded, chain.and_then(|c| self.chains.get_mut(&c))) {
-                    (Ok(Message::Push { block }), Some(sync)) => sync.judge(block).await.ok(),
+                    (Ok(Message::Push { block }), Some(sync)) => {
+                        // Content rides only with a block this replica does not hold yet: a
+                        // held block replayed with other bytes (anyone can, blocks are
+                        // public) must not make every member store them.
+                        fresh = sealed.is_some()
+                            && matches!(sync.holds(&BlockId::of(block)).await, Ok(false));
+                        sync.judge(block).await.ok()
+                    }
                     _ => None,
                 };
                 let verdict = match (&decoded, judgement) {
@@ -371,7 +379,7 @@ impl<S: NodeStore> Node<S> {
                 }
                 match decoded {
                     Ok(message @ (Message::Push { .. } | Message::Heads { .. })) => {
-                        let admissible = judgement == Some(Judgement::Admissible);
+                        let admissible = fresh && judgement == Some(Judgement::Admissible);
                         self.store_gossip(chain, propagation_source, message, sealed, admissible)
                             .await;
                     }

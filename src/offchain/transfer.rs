@@ -488,8 +488,9 @@ pub async fn serve<S: ContentStore>(
             .map_or(ContentResponse::NotHeld, ContentResponse::Segment),
         // Whether to keep others' content is a node's policy (the relay's mailbox), not the
         // store's.
-        ContentRequest::Offer(..) => ContentResponse::Refused,
-        ContentRequest::Erase(_, root, secret) => erase_on_request(root, secret, store).await?,
+        // Nor whether to take erase requests (a relay's mailbox does: see
+        // [`erase_on_request`]).
+        ContentRequest::Offer(..) | ContentRequest::Erase(..) => ContentResponse::Refused,
     })
 }
 
@@ -562,36 +563,24 @@ mod tests {
                 .put_single_segment(&root, &leaves, b"sealed")
                 .await
                 .unwrap());
-            let chain = BlockId::of(b"a chain");
-            let wrong = ContentRequest::Erase(chain, root, [6; 32]);
-            assert_eq!(
-                serve(&wrong, &store).await.unwrap(),
-                ContentResponse::Refused
-            );
+            let wrong = erase_on_request(&root, &[6; 32], &store).await;
+            assert_eq!(wrong.unwrap(), ContentResponse::Refused);
             // The erase check itself is public (it is a leaf): it is not the secret.
-            let check = ContentRequest::Erase(chain, root, erase_check(&secret));
-            assert_eq!(
-                serve(&check, &store).await.unwrap(),
-                ContentResponse::Refused
-            );
+            let check = erase_on_request(&root, &erase_check(&secret), &store).await;
+            assert_eq!(check.unwrap(), ContentResponse::Refused);
             assert!(store.segment(&root, 0).await.unwrap().is_some());
-            let right = ContentRequest::Erase(chain, root, secret);
-            assert_eq!(
-                serve(&right, &store).await.unwrap(),
-                ContentResponse::Accepted
-            );
+            // Serving is a store's answer; taking erase requests is a node's policy.
+            let request = ContentRequest::Erase(BlockId::of(b"a chain"), root, secret);
+            let served = serve(&request, &store).await.unwrap();
+            assert_eq!(served, ContentResponse::Refused);
+            assert!(store.segment(&root, 0).await.unwrap().is_some());
+            let right = erase_on_request(&root, &secret, &store).await;
+            assert_eq!(right.unwrap(), ContentResponse::Accepted);
             assert!(store.is_erased(&root).await.unwrap());
-            assert_eq!(
-                serve(&ContentRequest::Segment(root, 0), &store)
-                    .await
-                    .unwrap(),
-                ContentResponse::Erased
-            );
-            let unknown = ContentRequest::Erase(chain, [1; 32], secret);
-            assert_eq!(
-                serve(&unknown, &store).await.unwrap(),
-                ContentResponse::NotHeld
-            );
+            let segment = serve(&ContentRequest::Segment(root, 0), &store).await;
+            assert_eq!(segment.unwrap(), ContentResponse::Erased);
+            let unknown = erase_on_request(&[1; 32], &secret, &store).await;
+            assert_eq!(unknown.unwrap(), ContentResponse::NotHeld);
         });
     }
 }

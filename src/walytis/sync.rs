@@ -355,6 +355,11 @@ impl<S: BlockStore> Sync<S> {
         Ok((blocks, outputs))
     }
 
+    /// Whether this replica holds the block (stored, or held waiting for its parents).
+    pub async fn holds(&mut self, id: &BlockId) -> Result<bool, ChainError> {
+        self.chain.contains(id).await
+    }
+
     /// Judges a pushed block before it is stored (see [`Chain::judge`]): whether a gossip
     /// hop should pass it on.
     pub async fn judge(&mut self, block: &[u8]) -> Result<Judgement, ChainError> {
