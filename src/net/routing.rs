@@ -345,14 +345,17 @@ impl<S: NodeStore> Node<S> {
                 // Judged before this node's own write, so the hop costs a check, not a
                 // commit. Blocks of chains this node holds no replica of, and blocks it
                 // cannot judge yet (parents or authority missing), go on as they came.
-                let mut fresh = false;
+                let (mut fresh, mut replayed) = (false, false);
                 let judgement = match (&decoded, chain.and_then(|c| self.chains.get_mut(&c))) {
                     (Ok(Message::Push { block }), Some(sync)) => {
                         // Content rides only with a block this replica does not hold yet: a
                         // held block replayed with other bytes (anyone can, blocks are
-                        // public) must not make every member store them.
-                        fresh = sealed.is_some()
-                            && matches!(sync.holds(&BlockId::of(block)).await, Ok(false));
+                        // public) must not make every member store them, nor travel on.
+                        if sealed.is_some() {
+                            let held = sync.holds(&BlockId::of(block)).await;
+                            fresh = matches!(held, Ok(false));
+                            replayed = matches!(held, Ok(true));
+                        }
                         sync.judge(block).await.ok()
                     }
                     _ => None,
@@ -361,6 +364,7 @@ impl<S: NodeStore> Node<S> {
                     (Ok(Message::Push { .. }), Some(Judgement::Refused)) => {
                         MessageAcceptance::Reject
                     }
+                    (Ok(Message::Push { .. }), _) if replayed => MessageAcceptance::Ignore,
                     (Ok(Message::Push { .. }), _) => MessageAcceptance::Accept,
                     // Heads go point to point (see `route`); nothing else travels by gossip.
                     (Ok(Message::Heads { .. }), _) => MessageAcceptance::Ignore,
