@@ -111,7 +111,7 @@ try {
     benchmark: 'a text message browser → endra-relay → browser on 127.0.0.1 (headless Chromium): a plain sealed message in its block beside a record whose content is offchain and pushed inline with its block, interleaved in the same run; arrival = the reader can show it',
     messages_per_path: TEXT_ROUNDS,
     arrived: {
-      what: "the block is in the reader's store (and, inline, its content verified before it): the reader's chain reports the change",
+      what: "the block is in the reader's store (inline, its content in the same transaction): the reader's chain reports the change",
       plain_block: summary(arrivals.plain),
       offchain_inline: summary(arrivals.inline),
     },
