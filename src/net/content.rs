@@ -25,11 +25,12 @@ use libp2p::PeerId;
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
+use crate::offchain::commitment::erase_check;
 use crate::offchain::store::root_hex;
 use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
     erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentRoot,
-    ContentShape, ContentStatus, Fetch, InlineContent, TransferError,
+    ContentShape, ContentStatus, Fetch, InlineContent, TransferError, SEGMENT_LEN, TAG_LEN,
 };
 use crate::walytis::store::StoreError;
 use crate::walytis::BlockId;
@@ -490,11 +491,21 @@ impl<S: NodeStore> Node<S> {
         root: ContentRoot,
         secret: [u8; 32],
     ) -> Result<ContentResponse, TransferError> {
+        // What a mailbox gives back of its quota, counted only for the right secret (anyone
+        // can send a wrong one): every segment but the last is a full one, so at most one is
+        // read.
+        let tree = self.store.tree(&root).await?.unwrap_or_default();
+        let permitted = tree.last() == Some(&erase_check(&secret));
         let mut held_bytes = 0u64;
-        if self.config.mailbox {
+        if self.config.mailbox && permitted {
+            let last = tree.len().saturating_sub(2) as u32;
             for index in self.store.held(&root).await? {
-                let segment = self.store.segment(&root, index).await?;
-                held_bytes += segment.map_or(0, |s| s.len() as u64);
+                held_bytes += if index < last {
+                    (SEGMENT_LEN + TAG_LEN) as u64
+                } else {
+                    let segment = self.store.segment(&root, index).await?;
+                    segment.map_or(0, |s| s.len() as u64)
+                };
             }
         }
         let response = erase_on_request(&root, &secret, &self.store).await?;
@@ -691,11 +702,10 @@ impl<S: NodeStore> Node<S> {
                     // Only a relay's mailbox takes erase requests: it cannot read a delete. A
                     // member's device applies the deletes it reads, by the record's rules —
                     // a removed device, which still derives old contents' secrets, must not
-                    // erase history there.
+                    // erase history there (`serve` refuses the request).
                     ContentRequest::Erase(chain, root, secret) if self.config.mailbox => {
                         self.on_erase(chain, root, secret).await
                     }
-                    ContentRequest::Erase(..) => Ok(ContentResponse::Refused),
                     request => serve(&request, &self.store).await,
                 };
                 let response = match response {
