@@ -278,6 +278,13 @@ fn content_of_one_segment_is_named_by_its_sealed_bytes_alone() {
         let (root, leaves) = single_segment(&sealed[0], &check).expect("one segment");
         assert_eq!(root, commitment.root, "{len} bytes");
         let tree = SegmentTree::verified(&commitment, leaves.to_vec()).unwrap();
+        // The root names the erase check: a tree with another one does not verify, so a
+        // peer cannot swap in a check whose secret it knows.
+        let swapped = vec![leaves[0], erase_check(&[9; 32])];
+        assert_eq!(
+            SegmentTree::verified(&commitment, swapped),
+            Err(OffchainError::TreeMismatch)
+        );
         let reader = ContentReader::new(&key, &chain(), commitment, tree).unwrap();
         assert_eq!(reader.open(0, &sealed[0]).unwrap().len(), len);
     }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use futures_util::lock::Mutex;
+use futures_util::lock::{Mutex, MutexGuard};
 use js_sys::{Array, Object, Uint8Array};
 use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
@@ -200,6 +200,24 @@ impl SegmentSource for JsSource {
     }
 }
 
+/// After a post or an edit: what the account wrote pushed to the chain's peers (also when it
+/// failed part way), then the record's current content offered to the relays; the written
+/// version's ID. `record`: the record edited (`None`: the version posted is the record).
+async fn written(
+    inner: &Rc<Mutex<Account<AnyStore>>>,
+    node: &NodeHandle,
+    chain: BlockId,
+    mut account: MutexGuard<'_, Account<AnyStore>>,
+    written: Result<BlockId, ClientError>,
+    record: Option<BlockId>,
+) -> Result<JsValue, JsFailure> {
+    flush(&mut account, node).await?;
+    let version = written?;
+    drop(account);
+    offer_current(inner, node, chain, record.unwrap_or(version)).await?;
+    Ok(version.to_string().into())
+}
+
 /// Offers `record`'s current content to the node's relays: they fetch it from this node, so
 /// readers get it while this page is closed.
 async fn offer_current(
@@ -257,11 +275,7 @@ impl WasmBoundChain {
             let posted = account
                 .post(&chain, &body, &media_type, now(), &mut OsRng)
                 .await;
-            flush(&mut account, &node).await?;
-            let record = posted?;
-            drop(account);
-            offer_current(&inner, &node, chain, record).await?;
-            Ok(record.to_string().into())
+            written(&inner, &node, chain, account, posted, None).await
         })
     }
 
@@ -283,11 +297,7 @@ impl WasmBoundChain {
             let posted = account
                 .post_from(&chain, &mut source, &media_type, now(), &mut OsRng)
                 .await;
-            flush(&mut account, &node).await?;
-            let record = posted?;
-            drop(account);
-            offer_current(&inner, &node, chain, record).await?;
-            Ok(record.to_string().into())
+            written(&inner, &node, chain, account, posted, None).await
         })
     }
 
@@ -309,11 +319,7 @@ impl WasmBoundChain {
             let edited = account
                 .edit_from(&chain, &record, &mut source, &media_type, now(), &mut OsRng)
                 .await;
-            flush(&mut account, &node).await?;
-            let version = edited?;
-            drop(account);
-            offer_current(&inner, &node, chain, record).await?;
-            Ok(version.to_string().into())
+            written(&inner, &node, chain, account, edited, Some(record)).await
         })
     }
 
@@ -327,11 +333,7 @@ impl WasmBoundChain {
             let edited = account
                 .edit(&chain, &record, &body, &media_type, now(), &mut OsRng)
                 .await;
-            flush(&mut account, &node).await?;
-            let version = edited?;
-            drop(account);
-            offer_current(&inner, &node, chain, record).await?;
-            Ok(version.to_string().into())
+            written(&inner, &node, chain, account, edited, Some(record)).await
         })
     }
 
