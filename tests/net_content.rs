@@ -608,6 +608,25 @@ fn small_content_rides_with_its_block_and_a_refused_block_s_content_is_not_kept(
         let windows: std::collections::HashSet<&[u8]> = text.windows(16).collect();
         assert!(!kept.windows(16).any(|w| windows.contains(w)));
         assert!(relay.store.held(&forged.root).await.unwrap().is_empty());
+        // Each content it kept (the forger's genuine ones may have come through the reader)
+        // counted once, in the transaction that kept it; nothing for what it did not keep.
+        // (The memory store answers at once: nothing arrives between these reads.)
+        let mut held_bytes = 0;
+        for root in [
+            forged.root,
+            genuine.root,
+            replayed.root,
+            next.root,
+            commitment.root,
+        ] {
+            if let Some(segment) = relay.store.segment(&root, 0).await.unwrap() {
+                held_bytes += segment.len() as u64;
+            }
+        }
+        let used =
+            endra::walytis::store::BlockStore::setting(&relay.store, "mailbox-content-bytes");
+        let used = used.await.unwrap();
+        assert_eq!(used, Some(held_bytes.to_be_bytes().to_vec()));
     });
 }
 

@@ -107,6 +107,40 @@ proptest! {
     }
 
     #[test]
+    fn holds_block_agrees_with_contains_at_every_stage(
+        seed in any::<u64>(),
+        count in 1usize..40,
+        shuffle in any::<u64>(),
+        batch in 1usize..6,
+    ) {
+        // The shortcut (a block above every leaf is not held) must never call a held or
+        // pending block new, nor a new one held, whatever arrived so far.
+        let (genesis, blocks) = common::random_dag(seed, 3, count);
+        let mut shuffled = blocks.clone();
+        common::Rng::new(shuffle).shuffle(&mut shuffled);
+        let store = MemoryStore::new();
+        let id = genesis.id();
+        let mut chain = block_on(Chain::from_genesis(store.clone(), &endra::identity::rules(), genesis)).expect("genesis");
+        let mut seen = HashSet::new();
+        for part in shuffled.chunks(batch) {
+            block_on(chain.insert(part.iter().map(Block::bytes))).expect("insert");
+            seen.extend(part.iter().map(Block::id));
+            // This handle (its caches warm, blocks waiting for parents pending) and a fresh one
+            // on the same store (every answer from the store; nothing pending).
+            let mut fresh = block_on(Chain::open(store.clone(), &endra::identity::rules(), id)).expect("reopen");
+            let stored = block_on(fresh.blocks(Query { limit: usize::MAX, ..Query::default() })).expect("scan");
+            let stored: HashSet<BlockId> = stored.into_iter().map(|e| e.block.id()).collect();
+            for block in &shuffled {
+                let held = block_on(chain.holds_block(block.bytes())).expect("holds");
+                prop_assert_eq!(held, seen.contains(&block.id()));
+                prop_assert_eq!(held, block_on(chain.contains(&block.id())).expect("contains"));
+                let held = block_on(fresh.holds_block(block.bytes())).expect("holds");
+                prop_assert_eq!(held, stored.contains(&block.id()));
+            }
+        }
+    }
+
+    #[test]
     fn delivery_is_exactly_once_parents_first_and_resumes_after_restart(
         seed in any::<u64>(),
         count in 1usize..60,

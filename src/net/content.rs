@@ -380,13 +380,12 @@ impl<S: NodeStore> Node<S> {
     }
 
     /// Keeps the content that came inline with an admitted block of `chain` (see
-    /// [`super::protocol::GossipFrame::Inline`]), named by its sealed bytes, in one store
-    /// transaction before the block is stored, so whoever sees the block sees its content. A
-    /// mailbox counts it against its quota. Erased content is not kept.
-    ///
-    /// A member's node stages it, so that it lands in the same transaction as the block that
-    /// carries it (see [`crate::offchain::ContentStore::stage_single_segment`]), and returns
-    /// its root: call [`Node::kept_inline`] once the block was stored.
+    /// [`super::protocol::GossipFrame::Inline`]), named by its sealed bytes: staged, so that
+    /// it lands in the same store transaction as the block that carries it (see
+    /// [`crate::offchain::ContentStore::stage_single_segment`]) and whoever sees the block
+    /// sees its content. A mailbox keeps it only within its quota, and counts it once, in
+    /// the same transaction. Returns its root: call [`Node::kept_inline`] once the block was
+    /// stored.
     pub(super) async fn keep_inline(
         &mut self,
         chain: BlockId,
@@ -394,16 +393,18 @@ impl<S: NodeStore> Node<S> {
     ) -> Option<ContentRoot> {
         let (root, leaves) = content.named()?;
         let sealed = &content.sealed;
-        if !self.config.mailbox {
-            self.store.stage_single_segment(&root, &leaves, sealed);
-            return Some(root);
-        }
-        let size = sealed.len() as u64;
-        let used = {
-            // Counted once: a copy held already is not put (nor counted) again.
-            match self.store.held(&root).await {
-                Ok(held) if held.is_empty() => {}
-                Ok(_) => return None,
+        if self.config.mailbox {
+            let size = sealed.len() as u64;
+            // Counted once: a copy held already is not put (nor counted) again, nor is an
+            // erased one (which the commit would not keep).
+            let fresh = match self.store.held(&root).await {
+                Ok(held) if held.is_empty() => self.store.is_erased(&root).await.map(|e| !e),
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match fresh {
+                Ok(true) => {}
+                Ok(false) => return None,
                 Err(e) => {
                     log(LogLine::warn("content_store_failed").field("error", e));
                     return None;
@@ -417,27 +418,18 @@ impl<S: NodeStore> Node<S> {
                     .field("offered", size));
                 return None;
             }
-            used
-        };
-        match self.store.put_single_segment(&root, &leaves, sealed).await {
-            Ok(true) => {
-                if let Err(e) = self.set_content_bytes_used(used + size).await {
-                    log(LogLine::warn("content_store_failed").field("error", e));
-                }
-                self.kept_inline(chain, root).await;
-            }
-            // Erased here: refused for good.
-            Ok(false) => {}
-            Err(e) => log(LogLine::warn("content_store_failed").field("error", e)),
+            self.stage_content_bytes_used(used + size);
         }
-        None
+        self.store.stage_single_segment(&root, &leaves, sealed);
+        Some(root)
     }
 
-    /// After the block that carried `root`'s content inline was stored: what no commit took
-    /// is written now, and the content is reported (and erased, if that was asked before it
-    /// came).
+    /// After the block that carried a content inline was stored: what no commit took is
+    /// written now; the content is reported (and erased, if that was asked before it came).
     pub(super) async fn kept_inline(&mut self, chain: BlockId, root: ContentRoot) {
         if let Err(e) = self.store.flush_staged().await {
+            // Read again from the store next time: the count staged may not be written.
+            self.content_used.set(None);
             log(LogLine::warn("content_store_failed").field("error", e));
         }
         match self.store.held(&root).await {
@@ -529,18 +521,37 @@ impl<S: NodeStore> Node<S> {
         Ok(response)
     }
 
-    /// Sealed bytes of offered content the mailbox has accepted.
+    /// Sealed bytes of offered content the mailbox has accepted (read from the store once;
+    /// this node is its only writer).
     async fn content_bytes_used(&self) -> Result<u64, StoreError> {
-        Ok(match self.store.setting(CONTENT_BYTES_SETTING).await? {
+        if let Some(used) = self.content_used.get() {
+            return Ok(used);
+        }
+        let used = match self.store.setting(CONTENT_BYTES_SETTING).await? {
             Some(bytes) => bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
             None => 0,
-        })
+        };
+        self.content_used.set(Some(used));
+        Ok(used)
+    }
+
+    /// Stages the quota counter to be written with the content staged beside it (see
+    /// [`crate::offchain::store::Staging::stage_setting`]).
+    fn stage_content_bytes_used(&self, used: u64) {
+        self.store
+            .staging()
+            .stage_setting(CONTENT_BYTES_SETTING, &used.to_be_bytes());
+        self.content_used.set(Some(used));
     }
 
     async fn set_content_bytes_used(&self, used: u64) -> Result<(), StoreError> {
+        // Forgotten first: a failed write leaves the store's value the one to read again.
+        self.content_used.set(None);
         self.store
             .put_setting(CONTENT_BYTES_SETTING, &used.to_be_bytes())
-            .await
+            .await?;
+        self.content_used.set(Some(used));
+        Ok(())
     }
 
     /// A mailbox gives up offered contents no piece of which arrived for

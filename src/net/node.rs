@@ -86,6 +86,9 @@ pub struct Node<S: NodeStore> {
     /// Erase requests for contents being fetched whose tree had not come yet, with the chain
     /// named and the secret (see `Node::on_erase`).
     pub(super) asked_erasures: HashMap<ContentRoot, (BlockId, [u8; 32])>,
+    /// A mailbox's quota counter as last read or written (see `Node::content_bytes_used`):
+    /// read once, not on each message's path.
+    pub(super) content_used: std::cell::Cell<Option<u64>>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) events: mpsc::UnboundedSender<NodeEvent>,
     pub(super) started: web_time::Instant,
@@ -143,6 +146,7 @@ impl<S: NodeStore> Node<S> {
             offer_retry_at: 0,
             offer_retry_ms: 5_000,
             asked_erasures: HashMap::new(),
+            content_used: std::cell::Cell::new(None),
             commands,
             events,
             started: web_time::Instant::now(),

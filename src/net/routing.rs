@@ -352,7 +352,7 @@ impl<S: NodeStore> Node<S> {
                         // held block replayed with other bytes (anyone can, blocks are
                         // public) must not make every member store them, nor travel on.
                         if sealed.is_some() {
-                            let held = sync.holds(&BlockId::of(block)).await;
+                            let held = sync.holds(block).await;
                             fresh = matches!(held, Ok(false));
                             replayed = matches!(held, Ok(true));
                         }

@@ -9,7 +9,7 @@
 //! store refuses them from then on (`put_segment` keeps nothing), so a peer that sends them
 //! again cannot bring them back.
 
-use crate::walytis::store::StoreError;
+use crate::walytis::store::{BlockStore, StoreError};
 
 /// A content's name in the store: its commitment's root.
 pub type ContentRoot = [u8; 32];
@@ -26,14 +26,24 @@ pub struct StagedSegment {
     pub sealed: Vec<u8>,
 }
 
-/// The contents a store's handles staged and no commit took yet. Clones share them, as
-/// clones of a store share its data.
+/// A store setting staged to be written with the next block commit (see
+/// [`Staging::stage_setting`]): `(key, value)`.
+pub type StagedSetting = (String, Vec<u8>);
+
+/// What a store's handles staged and no commit took yet: contents, and settings that count
+/// them. Clones share them, as clones of a store share its data.
 #[derive(Debug, Clone, Default)]
-pub struct Staging(std::sync::Arc<std::sync::Mutex<Vec<StagedSegment>>>);
+pub struct Staging(std::sync::Arc<std::sync::Mutex<Staged>>);
+
+#[derive(Debug, Default)]
+struct Staged {
+    segments: Vec<StagedSegment>,
+    settings: Vec<StagedSetting>,
+}
 
 impl Staging {
-    fn items(&self) -> std::sync::MutexGuard<'_, Vec<StagedSegment>> {
-        // A panic while staging leaves a list of whole items.
+    fn items(&self) -> std::sync::MutexGuard<'_, Staged> {
+        // A panic while staging leaves lists of whole items.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -41,13 +51,28 @@ impl Staging {
 
     /// Stages one.
     pub fn stage(&self, segment: StagedSegment) {
-        self.items().push(segment);
+        self.items().segments.push(segment);
+    }
+
+    /// Stages a store setting (see [`crate::walytis::store::BlockStore::put_setting`]) to be
+    /// written in the same transaction as the contents staged with it: a count that must
+    /// agree with what was kept. A later value for the same key replaces it.
+    pub fn stage_setting(&self, key: &str, value: &[u8]) {
+        let mut items = self.items();
+        items.settings.retain(|(k, _)| k != key);
+        items.settings.push((key.to_owned(), value.to_vec()));
     }
 
     /// What is staged now: a commit writes these, then calls [`Staging::written`] once it
     /// succeeded (a commit that fails leaves them staged).
     pub fn snapshot(&self) -> Vec<StagedSegment> {
-        self.items().clone()
+        self.items().segments.clone()
+    }
+
+    /// The settings staged now, written as [`Staging::snapshot`]'s contents are, then
+    /// reported with [`Staging::settings_written`].
+    pub fn settings(&self) -> Vec<StagedSetting> {
+        self.items().settings.clone()
     }
 
     /// `written` are kept: no longer staged (by root: another handle may have staged more
@@ -57,7 +82,17 @@ impl Staging {
             return;
         }
         self.items()
+            .segments
             .retain(|item| !written.iter().any(|w| w.root == item.root));
+    }
+
+    /// `written` settings are kept: no longer staged, unless another value was staged for
+    /// the key since.
+    pub fn settings_written(&self, written: &[StagedSetting]) {
+        if written.is_empty() {
+            return;
+        }
+        self.items().settings.retain(|item| !written.contains(item));
     }
 }
 
@@ -101,14 +136,23 @@ pub trait ContentStore {
             sealed: sealed.to_vec(),
         });
     }
-    /// Writes the staged contents no block commit took, each in its own transaction.
-    async fn flush_staged(&self) -> Result<(), StoreError> {
+    /// Writes the staged contents no block commit took, each in its own transaction, then
+    /// the staged settings.
+    async fn flush_staged(&self) -> Result<(), StoreError>
+    where
+        Self: BlockStore,
+    {
         let staged = self.staging().snapshot();
         for item in &staged {
             self.put_single_segment(&item.root, &item.leaves, &item.sealed)
                 .await?;
         }
         self.staging().written(&staged);
+        let settings = self.staging().settings();
+        for (key, value) in &settings {
+            self.put_setting(key, value).await?;
+        }
+        self.staging().settings_written(&settings);
         Ok(())
     }
     /// One sealed segment, if kept.

@@ -308,9 +308,13 @@ impl BlockStore for IdbStore {
             .is_some_and(|record| record.seq == first_seq);
         // Content staged for this commit lands with it (see `ContentStore::stage_single_segment`).
         let staged = self.staging.snapshot();
+        let settings = self.staging.settings();
         let mut scope = vec![BLOCKS, CHAINS];
         if !staged.is_empty() {
             scope.extend([CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED]);
+        }
+        if !settings.is_empty() {
+            scope.push(SETTINGS);
         }
         let tx = self
             .db
@@ -363,6 +367,18 @@ impl BlockStore for IdbStore {
                         .map_err(backend)?,
                 );
             }
+            if !settings.is_empty() {
+                let store = tx.object_store(SETTINGS).map_err(backend)?;
+                for (key, value) in &settings {
+                    drop(
+                        store
+                            .put(bytes(value))
+                            .with_key(JsValue::from_str(key))
+                            .primitive()
+                            .map_err(backend)?,
+                    );
+                }
+            }
             for item in &staged {
                 // A read after the writes: if one of them failed (a conflict), the transaction
                 // is aborting and the commit below says why; what was not put stays staged.
@@ -392,6 +408,7 @@ impl BlockStore for IdbStore {
         match tx.commit().await {
             Ok(()) => {
                 self.staging.written(&kept);
+                self.staging.settings_written(&settings);
                 Ok(())
             }
             Err(indexed_db_futures::error::Error::DomException(DomException::ConstraintError(

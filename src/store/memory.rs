@@ -114,8 +114,13 @@ impl BlockStore for MemoryStore {
                     .insert(segment_key(&item.root, 0), item.sealed.clone());
             }
         }
+        let settings = self.staging.settings();
+        for (key, value) in &settings {
+            t.settings.insert(key.clone(), value.clone());
+        }
         drop(t);
         self.staging.written(&staged);
+        self.staging.settings_written(&settings);
         Ok(())
     }
 

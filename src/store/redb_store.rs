@@ -191,6 +191,15 @@ impl BlockStore for RedbStore {
         }
         // Content staged for this commit lands with it (see `ContentStore::stage_single_segment`).
         let staged = self.staging.snapshot();
+        let settings = self.staging.settings();
+        if !settings.is_empty() {
+            let mut table = tx.open_table(SETTINGS).map_err(backend)?;
+            for (key, value) in &settings {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(backend)?;
+            }
+        }
         if !staged.is_empty() {
             let erased = tx.open_table(CONTENT_ERASED).map_err(backend)?;
             let mut trees = tx.open_table(CONTENT_TREES).map_err(backend)?;
@@ -212,6 +221,7 @@ impl BlockStore for RedbStore {
         }
         tx.commit().map_err(backend)?;
         self.staging.written(&staged);
+        self.staging.settings_written(&settings);
         Ok(())
     }
 

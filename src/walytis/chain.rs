@@ -1337,6 +1337,26 @@ impl<S: BlockStore> Chain<S> {
         Ok(self.pending.blocks.contains_key(id) || self.height_of(id).await?.is_some())
     }
 
+    /// Whether the chain holds the block `bytes` (pending included), as
+    /// [`Chain::contains`], without a store read for a block higher than every leaf: no
+    /// stored block is (each has a leaf at or above its height), and a new block pushed by
+    /// gossip usually is. Blocks another handle stored since this one last read the chain
+    /// state ([`Chain::refresh`]) may be taken for new.
+    pub async fn holds_block(&mut self, bytes: &[u8]) -> Result<bool, ChainError> {
+        let id = BlockId::of(bytes);
+        if self.pending.blocks.contains_key(&id) || self.heights.contains_key(&id) {
+            return Ok(true);
+        }
+        if let Ok(block) = Block::decode_hashed(bytes, id) {
+            let leaves = self.state.leaves.clone();
+            let top = self.heights_of(&leaves).await?.into_values().max();
+            if top.is_some_and(|top| block.height() > top) {
+                return Ok(false);
+            }
+        }
+        self.contains(&id).await
+    }
+
     /// Heights of the stored blocks among `ids`, from the cache or one batched store lookup.
     async fn heights_of(&mut self, ids: &[BlockId]) -> Result<HashMap<BlockId, u64>, ChainError> {
         let mut found = HashMap::new();

@@ -356,8 +356,8 @@ impl<S: BlockStore> Sync<S> {
     }
 
     /// Whether this replica holds the block (stored, or held waiting for its parents).
-    pub async fn holds(&mut self, id: &BlockId) -> Result<bool, ChainError> {
-        self.chain.contains(id).await
+    pub async fn holds(&mut self, block: &[u8]) -> Result<bool, ChainError> {
+        self.chain.holds_block(block).await
     }
 
     /// Judges a pushed block before it is stored (see [`Chain::judge`]): whether a gossip

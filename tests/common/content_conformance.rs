@@ -157,10 +157,14 @@ where
     let leaves = [[0x52; 32], [0x53; 32]];
     store.stage_single_segment(&with_block, &leaves, b"a text");
     store.stage_single_segment(&erased, &leaves, b"an erased text");
+    // A count staged beside them lands with them; only its last value.
+    store.staging().stage_setting("staged-count", &[1]);
+    store.staging().stage_setting("staged-count", &[2]);
     assert!(
         store.held(&with_block).await.expect("held").is_empty(),
         "staged, not written"
     );
+    assert_eq!(store.setting("staged-count").await.expect("setting"), None);
     // Another handle's commit (a clone shares the staging) takes them.
     endra::walytis::Chain::create(
         store.clone(),
@@ -182,11 +186,22 @@ where
         store.held(&erased).await.expect("held").is_empty(),
         "erased stays erased"
     );
+    assert_eq!(
+        store.setting("staged-count").await.expect("setting"),
+        Some(vec![2]),
+        "the staged setting landed with the commit"
+    );
     // Staged with no commit after it: flushed on its own.
     let alone = [0x54; 32];
     store.stage_single_segment(&alone, &leaves, b"no block came");
+    store.staging().stage_setting("staged-count", &[3]);
     store.flush_staged().await.expect("flush");
     assert_eq!(store.held(&alone).await.expect("held"), vec![0]);
+    assert_eq!(
+        store.setting("staged-count").await.expect("setting"),
+        Some(vec![3])
+    );
+    assert!(store.staging().settings().is_empty(), "nothing left staged");
     store.flush_staged().await.expect("nothing left to flush");
     store
 }
