@@ -166,14 +166,39 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   await profiles[0].close();
   const written = { ...notes, file: file.id, hash: file.hash };
 
-  // B opens the chain again and fetches the file by itself — the page lists nothing — then
-  // reloads in the middle of it.
-  const b1 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
-  await b1.evaluate(async (identity) => {
-    window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
-  }, bClosed);
-  await openNotes(b1);
+  // B opens the chain again, first with a limit under the file's size: the file is listed
+  // as too large, is not fetched and cannot be read.
   const FILE_TOTAL = 20 * 1024 * 1024 + 320 * 16;
+  const b1 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
+  const limited = await b1.evaluate(async ({ identity, id, file }) => {
+    window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
+    window.notes = await window.me.openChain(id, { maxContentBytes: 1024 * 1024, signal: AbortSignal.timeout(60_000) });
+    window.progress = [];
+    window.notes.addEventListener('progress', (event) => window.progress.push(event.detail));
+    // Its block comes from the relay once the chain syncs.
+    const record = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the record of the file never came')), 60_000);
+      const look = async () => {
+        const found = (await window.notes.records()).find((r) => r.id === file);
+        if (!found) return;
+        clearTimeout(timer);
+        window.notes.removeEventListener('change', look);
+        resolve(found);
+      };
+      window.notes.addEventListener('change', look);
+      void look();
+    });
+    const read = await record.content().then(() => null, (error) => error.code);
+    // The chain's own listing after opening, with the same limit, has come and gone.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await window.notes.records();
+    return { tooLarge: record.tooLarge, status: record.status, read, progress: window.progress.filter((p) => p.root === record.root).length };
+  }, { identity: bClosed, id: chain, file: file.id });
+  assert.deepEqual(limited, { tooLarge: true, status: 'missing', read: 'CONTENT_TOO_LARGE', progress: 0 });
+
+  // Then B raises the limit: the file is fetched by itself — the page lists nothing — and
+  // B reloads in the middle of it.
+  await b1.evaluate(() => { window.notes.maxContentBytes = 100 * 1024 * 1024; });
   const before = await b1.evaluate(async (total) => {
     const deadline = Date.now() + 60_000;
     for (;;) {

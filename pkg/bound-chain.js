@@ -22,7 +22,7 @@ import { rawStore } from './store.js';
 /** @typedef {{ chain: string, root: string, status: string, done?: number, total?: number }} ContentProgress */
 
 // Package-internal, assigned in the class's static block. Not re-exported by index.js.
-/** @type {(raw: RawBoundChain, store: Store, node: Node) => Promise<BoundChain>} */
+/** @type {(raw: RawBoundChain, store: Store, node: Node, maxContentBytes?: number) => Promise<BoundChain>} */
 export let makeBoundChain;
 
 /**
@@ -64,13 +64,16 @@ export class BoundChain extends EventTarget {
    * @param {RawBoundChain} raw
    * @param {Node} node
    * @param {Chain} blocks
+   * @param {number} [maxContentBytes]
    */
-  constructor(token, raw, node, blocks) {
+  constructor(token, raw, node, blocks, maxContentBytes = MAX_CONTENT_BYTES) {
     internalOnly(token, 'bound chains come from an identity: identity.createChain(), identity.openChain(id)');
     super();
     this.#raw = raw;
     this.#node = node;
     this.#blocks = blocks;
+    // Before the first listing below: nothing over it is fetched, from the start.
+    this.maxContentBytes = maxContentBytes;
     watch(node, raw.chain, this.#wake);
     watch(node, raw.chain, this.#fetchMissing);
     node.addEventListener('content', this.#progress);
@@ -86,7 +89,8 @@ export class BoundChain extends EventTarget {
    * The largest content this handle posts, fetches or reads, in bytes (100 MiB, the most the
    * protocol allows, by default): `post` and `edit` over it reject with `CONTENT_TOO_LARGE`
    * before reading anything; a record whose content is over it and not here is not fetched
-   * (`tooLarge`), and reading it rejects with `CONTENT_TOO_LARGE`.
+   * (`tooLarge`), and reading it rejects with `CONTENT_TOO_LARGE`. Raised, the contents now
+   * within it are fetched. Also an option of `identity.openChain(id, { maxContentBytes })`.
    */
   get maxContentBytes() {
     return this.#maxContentBytes;
@@ -96,7 +100,9 @@ export class BoundChain extends EventTarget {
     if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CONTENT_BYTES) {
       throw new EndraError(`maxContentBytes must be a whole number of bytes from 0 to ${MAX_CONTENT_BYTES}`, 'INVALID_ARGUMENT');
     }
+    const raised = bytes > this.#maxContentBytes;
     this.#maxContentBytes = bytes;
+    if (raised) this.#fetchMissing();
   }
 
   /**
@@ -210,10 +216,10 @@ export class BoundChain extends EventTarget {
   }
 
   static {
-    makeBoundChain = async (raw, store, node) => {
+    makeBoundChain = async (raw, store, node, maxContentBytes) => {
       // The node syncs the chain already (the identity opened it there): only watched here.
       const blocks = await makeChain(await call(() => WasmChain.open(rawStore(store), raw.chain)), store, node, { open: false });
-      return new BoundChain(INTERNAL, raw, node, blocks);
+      return new BoundChain(INTERNAL, raw, node, blocks, maxContentBytes);
     };
   }
 }

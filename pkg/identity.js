@@ -218,19 +218,20 @@ class Controlled extends EventTarget {
    * Opens a chain bound to this identity by its ID, fetching it from its peers if the store
    * does not hold it (resolves once caught up; `signal` aborts). Rejects with `NOT_BOUND` if
    * the chain is bound to another identity, `UNAUTHORISED` if whoever founded it was not a
-   * device of this identity.
+   * device of this identity. `maxContentBytes`: the chain's limit from the start (see
+   * `BoundChain.maxContentBytes`), before it fetches anything.
    * @param {string} id
-   * @param {{ signal?: AbortSignal }} [opts]
+   * @param {{ signal?: AbortSignal, maxContentBytes?: number }} [opts]
    * @returns {Promise<BoundChain>}
    */
   async openChain(id, opts) {
-    const { signal } = options(opts, 'openChain(id, options)');
+    const { signal, maxContentBytes } = options(opts, 'openChain(id, options)');
     const chain = String(id);
     if (!(await this.#store.chains()).includes(chain)) {
       await fetchChain(this.#store, this.#node, chain, [], signal);
       await this.#node.synced(chain, { signal });
     }
-    return makeBoundChain(await call(() => this.#raw.openChain(chain)), this.#store, this.#node);
+    return makeBoundChain(await call(() => this.#raw.openChain(chain)), this.#store, this.#node, maxContentBytes);
   }
 
   /** Stops events of this handle. */

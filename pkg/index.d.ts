@@ -473,9 +473,10 @@ declare abstract class Controlled extends EventTarget {
   /**
    * Opens a chain bound to this identity, fetching it from its peers if the store lacks it.
    * Rejects with `NOT_BOUND` (bound to another identity) or `UNAUTHORISED` (founded by a
-   * device that was not one of this identity's).
+   * device that was not one of this identity's). `maxContentBytes`: the chain's limit from
+   * the start, before it fetches anything (see `BoundChain.maxContentBytes`).
    */
-  openChain(id: string, options?: { signal?: AbortSignal }): Promise<BoundChain>;
+  openChain(id: string, options?: { signal?: AbortSignal; maxContentBytes?: number }): Promise<BoundChain>;
   /** Stops events of this handle. */
   close(): void;
   addEventListener<K extends keyof IdentityEventMap>(
@@ -531,6 +532,7 @@ export class BoundChain extends EventTarget {
    * The largest content this handle posts, fetches or reads, in bytes (default and most:
    * 100 MiB). `post`/`edit` over it reject with `CONTENT_TOO_LARGE` before reading; a record
    * over it that is not here is not fetched (`tooLarge`) and reading it rejects likewise.
+   * Raised, the contents now within it are fetched.
    */
   maxContentBytes: number;
   /** Seals and writes a message; resolves to its block ID. `NOT_A_MEMBER` once removed. */
