@@ -276,7 +276,7 @@ export class Record {
    * Deletes it (its author or an admin: `NOT_PERMITTED` otherwise); with `erase`, every
    * member's device drops every version's content when it next lists the chain, and the
    * relays this page reaches now drop their copies, shown each content's erase secret (a
-   * relay unreachable now keeps its copy as ciphertext).
+   * relay unreachable now is asked when this device next connects to it, across reloads).
    */
   delete(options?: { erase?: boolean }): Promise<string>;
 }

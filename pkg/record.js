@@ -206,9 +206,10 @@ export class Record {
    * Deletes the record (its author, or an admin: `NOT_PERMITTED` otherwise); with `erase`,
    * every member's device drops the content of every version when it next lists the chain,
    * and the relays this page reaches now drop their copies — they cannot read the delete, so
-   * this device shows them each content's erase secret, which only a member can derive (a
-   * relay unreachable now keeps its copy as ciphertext). Resolves to the delete's ID once the
-   * relays answered.
+   * this device shows them each content's erase secret, which only a member can derive; a
+   * relay unreachable now is asked when this device next connects to it (the requests are
+   * kept in the store, across reloads). Resolves to the delete's ID once the relays reached
+   * now answered.
    * @param {{ erase?: boolean }} [opts]
    */
   delete({ erase = false } = {}) {

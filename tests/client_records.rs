@@ -379,6 +379,65 @@ fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_r
 }
 
 #[test]
+fn verified_segments_kept_in_batches_count_only_once_stored() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let mut file = vec![0u8; 10 * 64 * 1024];
+        OsRng.fill_bytes(&mut file);
+        let (_, content) = posted(&mut laptop, &mut phone, &chain, &file, "x/y").await;
+        let mut fetch = phone.fetch(&content).await.unwrap();
+        let tree = fetch.next_request().unwrap();
+        let answer = serve(&tree, store(&laptop)).await.unwrap();
+        assert!(fetch.take(&tree, answer, store(&phone)).await.unwrap());
+        // Four segments taken, not stored: not asked for again, not counted as held.
+        for _ in 0..4 {
+            let request = fetch.next_request().unwrap();
+            let answer = serve(&request, store(&laptop)).await.unwrap();
+            assert!(fetch.take(&request, answer, store(&phone)).await.unwrap());
+        }
+        assert_eq!(fetch.unstored(), 4);
+        assert_eq!(
+            fetch.next_request(),
+            Some(ContentRequest::Segment(content.root, 4))
+        );
+        assert_eq!(fetch.missing().count(), 6);
+        assert_eq!(fetch.status(), ContentStatus::Missing);
+        assert_eq!(fetch.fetched_bytes(), 0);
+        assert!(store(&phone).held(&content.root).await.unwrap().is_empty());
+        // A crash now loses them: a new fetch asks for them again.
+        let again = phone.fetch(&content).await.unwrap();
+        assert_eq!(
+            again.next_request(),
+            Some(ContentRequest::Segment(content.root, 0))
+        );
+        // Stored, in one call: held, counted, resumed from.
+        fetch.store_verified(store(&phone)).await.unwrap();
+        assert_eq!(fetch.unstored(), 0);
+        assert_eq!(
+            store(&phone).held(&content.root).await.unwrap(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(fetch.fetched_bytes(), 4 * (64 * 1024 + 16));
+        let resumed = phone.fetch(&content).await.unwrap();
+        assert_eq!(
+            resumed.next_request(),
+            Some(ContentRequest::Segment(content.root, 4))
+        );
+        // Erased before the next batch is stored: nothing of it is kept.
+        let request = fetch.next_request().unwrap();
+        let answer = serve(&request, store(&laptop)).await.unwrap();
+        assert!(fetch.take(&request, answer, store(&phone)).await.unwrap());
+        store(&phone).erase(&content.root).await.unwrap();
+        assert_eq!(
+            fetch.store_verified(store(&phone)).await,
+            Err(TransferError::Erased)
+        );
+        assert!(store(&phone).held(&content.root).await.unwrap().is_empty());
+        assert_eq!(fetch.status(), ContentStatus::Erased);
+    });
+}
+
+#[test]
 fn a_peer_serving_a_tampered_segment_is_caught_and_nothing_of_it_is_kept() {
     block_on(async {
         let (mut laptop, mut phone, chain) = two_devices().await;

@@ -289,7 +289,8 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                         Some(
                             NodeEvent::ChainPeer { .. }
                             | NodeEvent::Synced { .. }
-                            | NodeEvent::Content { .. },
+                            | NodeEvent::Content { .. }
+                            | NodeEvent::ContentFetched { .. },
                         ) => {}
                         None => return Err("the network node stopped".to_string()),
                     },

@@ -17,6 +17,7 @@ use super::{queue_inline, Account, ClientError, Erasure};
 use crate::envelope::{ContentKind, Envelope};
 use crate::identity::{EpochId, IdentityError, IdentityState, Kind, Role};
 use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
+use crate::offchain::store::STORE_BATCH;
 use crate::offchain::{
     erase_secret, segments_of, Commitment, ContentReader, ContentStatus, ContentStore,
     ContentWriter, Fetch, InlineContent, OffchainError, SegmentTree, MAX_CONTENT_LEN,
@@ -275,11 +276,18 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             return Ok((commitment, inline));
         }
         store.put_tree(&commitment.root, tree.leaves()).await?;
-        for (index, segment) in sealed.iter().enumerate() {
-            let index = u32::try_from(index).map_err(|_| {
-                ClientError::Content(crate::offchain::OffchainError::Shape("too many segments"))
-            })?;
-            store.put_segment(&commitment.root, index, segment).await?;
+        for (batch, segments) in sealed.chunks(STORE_BATCH).enumerate() {
+            let first = batch * STORE_BATCH;
+            let writes = segments
+                .iter()
+                .enumerate()
+                .map(|(i, segment)| {
+                    u32::try_from(first + i)
+                        .map(|index| (index, segment.as_slice()))
+                        .map_err(|_| OffchainError::Shape("too many segments"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            store.put_segments(&commitment.root, &writes).await?;
         }
         Ok((commitment, None))
     }
@@ -380,11 +388,18 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let (commitment, tree) = first.finish()?;
         let store = self.identity.chain().store();
         store.put_tree(&commitment.root, tree.leaves()).await?;
+        let mut batch: Vec<(u32, Vec<u8>)> = Vec::with_capacity(STORE_BATCH);
         for index in 0..segments {
             let sealed = second.seal(&source.segment(index).await?, index + 1 == segments)?;
             tree.check(index, &sealed)
                 .map_err(|_| OffchainError::Shape("the content changed while it was read"))?;
-            store.put_segment(&commitment.root, index, &sealed).await?;
+            batch.push((index, sealed));
+            if batch.len() == STORE_BATCH || index + 1 == segments {
+                let writes: Vec<(u32, &[u8])> =
+                    batch.iter().map(|(i, s)| (*i, s.as_slice())).collect();
+                store.put_segments(&commitment.root, &writes).await?;
+                batch.clear();
+            }
         }
         Ok((commitment, None))
     }

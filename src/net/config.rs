@@ -158,6 +158,16 @@ pub enum NodeEvent {
         /// Where it stands now: fetching with bytes done of total, or available.
         status: ContentStatus,
     },
+    /// A fetch ended (done, erased, or given up): the sealed bytes it took from peers —
+    /// none for what the store held already.
+    ContentFetched {
+        /// The chain the content belongs to.
+        chain: BlockId,
+        /// The content's root.
+        root: ContentRoot,
+        /// Sealed bytes received and kept by this fetch.
+        bytes: u64,
+    },
     /// A peer of a chain joined or left.
     ChainPeer {
         /// The chain.

@@ -19,14 +19,14 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::gossipsub::IdentTopic;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
 
 use super::handle::Reply;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
 use crate::offchain::commitment::erase_check;
-use crate::offchain::store::root_hex;
+use crate::offchain::store::{root_hex, STORE_BATCH};
 use crate::offchain::transfer::sealed_size;
 use crate::offchain::{
     erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentRoot,
@@ -46,6 +46,22 @@ const WINDOW: usize = 16;
 
 /// Erase requests kept for contents whose tree had not come yet (see `Node::on_erase`).
 pub(super) const MAX_ASKED_ERASURES: usize = 1024;
+
+/// A tree or segment read for a peer, with where its answer goes.
+pub(super) type ServedRead = futures::future::LocalBoxFuture<
+    'static,
+    (
+        request_response::ResponseChannel<ContentResponse>,
+        ContentResponse,
+    ),
+>;
+/// The most reads served at once; beyond, a request waits for its read in turn.
+const MAX_SERVING: usize = 64;
+/// The most peers' requests a fetch holds until it has the piece (see `Node::park`).
+const MAX_PARKED: usize = 64;
+/// How long a parked request waits for its piece before it is answered from the store
+/// (ms): well within a requester's own timeout.
+const PARK_PATIENCE_MS: u64 = 5_000;
 
 /// The store setting in which a mailbox counts the sealed bytes of content it accepted.
 const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
@@ -67,6 +83,14 @@ const PENDING_OFFERS_SETTING: &str = "pending-offers";
 const PENDING_OFFER_LEN: usize = crate::walytis::BLOCK_ID_LEN + 32 + 8;
 /// The most contents waiting to be offered again (the oldest go first).
 const MAX_PENDING_OFFERS: usize = 4096;
+/// The store setting listing the erase requests this node made (`chain ‖ root ‖ secret`
+/// each): made again to every relay that connects later — one unreachable at the delete
+/// keeps its copy otherwise.
+const PENDING_ERASURES_SETTING: &str = "pending-erasures";
+/// Bytes of one entry of [`PENDING_ERASURES_SETTING`].
+const PENDING_ERASURE_LEN: usize = crate::walytis::BLOCK_ID_LEN + 32 + 32;
+/// The most erase requests kept (the oldest go first).
+const MAX_PENDING_ERASURES: usize = 1024;
 /// First wait between rounds of offering again (ms); doubles while no relay accepts, up to
 /// [`MAX_OFFER_RETRY_MS`], and starts over when a relay connects.
 const FIRST_OFFER_RETRY_MS: u64 = 5_000;
@@ -92,6 +116,26 @@ pub(super) struct Fetching {
     reserved: Option<u64>,
     /// When a piece last arrived, or the fetch started (ms since start).
     progressed_at: u64,
+    /// Peers' requests for pieces this fetch has not stored yet, with when they came:
+    /// answered as the pieces arrive (see `Node::park`).
+    parked: Vec<(ContentRequest, ResponseChannel<ContentResponse>, u64)>,
+}
+
+impl Fetching {
+    /// Whether `request` asks for a piece this fetch may still bring.
+    fn brings(&self, request: &ContentRequest) -> bool {
+        if self.fetch.status() == ContentStatus::Erased {
+            return false;
+        }
+        match (request, self.fetch.tree()) {
+            (ContentRequest::Tree(_), tree) => tree.is_none(),
+            (ContentRequest::Segment(..), None) => true,
+            (ContentRequest::Segment(_, index), Some(_)) => {
+                *index < self.fetch.shape().segments() && !self.fetch.is_held(*index)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<S: NodeStore> Node<S> {
@@ -142,6 +186,7 @@ impl<S: NodeStore> Node<S> {
                             backoff: FIRST_RETRY_MS,
                             reserved,
                             progressed_at: now,
+                            parked: Vec::new(),
                         },
                     );
                     self.ask_next(root);
@@ -322,6 +367,75 @@ impl<S: NodeStore> Node<S> {
             }
             self.ask_relays(&ContentRequest::Offer(chain, shape), None)
                 .await;
+        }
+    }
+
+    /// Adds an erase request to those made again to relays that connect later.
+    pub(super) async fn keep_pending_erasure(
+        &mut self,
+        chain: BlockId,
+        root: ContentRoot,
+        secret: [u8; 32],
+    ) {
+        let mut list = self.pending_erasures().await;
+        if list.iter().any(|(_, r, _)| *r == root) {
+            return;
+        }
+        list.push((chain, root, secret));
+        if list.len() > MAX_PENDING_ERASURES {
+            list.remove(0);
+        }
+        let bytes: Vec<u8> = list
+            .iter()
+            .flat_map(|(chain, root, secret)| [chain.as_bytes().as_slice(), root, secret].concat())
+            .collect();
+        if let Err(e) = self
+            .store
+            .put_setting(PENDING_ERASURES_SETTING, &bytes)
+            .await
+        {
+            log(LogLine::warn("content_store_failed").field("error", e));
+        }
+    }
+
+    /// The erase requests this node made (a damaged entry is skipped).
+    async fn pending_erasures(&self) -> Vec<(BlockId, ContentRoot, [u8; 32])> {
+        let bytes = match self.store.setting(PENDING_ERASURES_SETTING).await {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(e) => {
+                log(LogLine::warn("content_store_failed").field("error", e));
+                return Vec::new();
+            }
+        };
+        bytes
+            .chunks_exact(PENDING_ERASURE_LEN)
+            .filter_map(|entry| {
+                let (chain, rest) = entry.split_at(crate::walytis::BLOCK_ID_LEN);
+                let (root, secret) = rest.split_at(32);
+                Some((
+                    BlockId::from_bytes(chain).ok()?,
+                    root.try_into().ok()?,
+                    secret.try_into().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Makes this node's erase requests again to `relay`, which just connected: it may have
+    /// been unreachable when a content was deleted, and still keep a copy. Once per relay
+    /// and content in a run (a relay that answered is not asked again).
+    pub(super) async fn erase_again(&mut self, relay: PeerId) {
+        for (chain, root, secret) in self.pending_erasures().await {
+            if self.erase_answered.contains(&(root, relay)) {
+                continue;
+            }
+            let request = ContentRequest::Erase(chain, root, secret);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .content
+                .send_request(&relay, request);
+            self.erase_asks.insert(id, (root, relay));
         }
     }
 
@@ -668,12 +782,88 @@ impl<S: NodeStore> Node<S> {
         let Some(fetching) = self.fetches.remove(&root) else {
             return;
         };
+        // Whatever it brought, requests waiting for it are answered from the store now.
+        for (request, channel, _) in fetching.parked {
+            self.serve_later(request, channel);
+        }
         for id in fetching.asked.keys() {
             self.content_asks.remove(id);
         }
+        let _ = self.events.unbounded_send(NodeEvent::ContentFetched {
+            chain: fetching.chain,
+            root,
+            bytes: fetching.fetch.fetched_bytes(),
+        });
         for waiter in fetching.waiters {
             let _ = waiter.send(outcome.clone());
         }
+    }
+
+    /// Holds a peer's request for a piece of a content this node is fetching and has not
+    /// stored yet, to answer it when the piece comes (or [`PARK_PATIENCE_MS`] later): a peer
+    /// fetching from a relay that is itself still fetching gets each piece as it arrives
+    /// there, instead of "not held" and a round of backoff. Gives the request back when
+    /// there is nothing to wait for (or too many wait), and when the fetch waits on `peer`
+    /// itself or on nobody (two peers fetching from each other would wait on each other).
+    fn park(
+        &mut self,
+        peer: PeerId,
+        request: ContentRequest,
+        channel: ResponseChannel<ContentResponse>,
+    ) -> Option<(ContentRequest, ResponseChannel<ContentResponse>)> {
+        let now = self.now();
+        let waits = |fetching: &Fetching| {
+            fetching.brings(&request)
+                && fetching.parked.len() < MAX_PARKED
+                && !fetching.asked.is_empty()
+                && fetching.asked.values().all(|(asked, _)| *asked != peer)
+        };
+        match self.fetches.get_mut(request.root()) {
+            Some(fetching) if waits(fetching) => {
+                fetching.parked.push((request, channel, now));
+                None
+            }
+            _ => Some((request, channel)),
+        }
+    }
+
+    /// Answers the parked requests of `root`'s fetch whose piece is stored now, and those
+    /// that waited [`PARK_PATIENCE_MS`] (from the store: "not held").
+    fn release_parked(&mut self, root: ContentRoot) {
+        let now = self.now();
+        let Some(fetching) = self.fetches.get_mut(&root) else {
+            return;
+        };
+        let parked = std::mem::take(&mut fetching.parked);
+        let (waiting, ready): (Vec<_>, Vec<_>) =
+            parked.into_iter().partition(|(request, _, at)| {
+                fetching.brings(request) && now.saturating_sub(*at) < PARK_PATIENCE_MS
+            });
+        fetching.parked = waiting;
+        for (request, channel, _) in ready {
+            self.serve_later(request, channel);
+        }
+    }
+
+    /// Answers the parked requests that waited [`PARK_PATIENCE_MS`] (on every tick).
+    pub(super) fn release_expired_parked(&mut self) {
+        let parked: Vec<ContentRoot> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| !f.parked.is_empty())
+            .map(|(root, _)| *root)
+            .collect();
+        for root in parked {
+            self.release_parked(root);
+        }
+    }
+
+    /// Answers `request` from the store beside the node's other work (see `Node::serving`).
+    fn serve_later(&mut self, request: ContentRequest, channel: ResponseChannel<ContentResponse>) {
+        let store = self.store.clone();
+        self.serving.push(Box::pin(async move {
+            (channel, served(&request, &store).await)
+        }));
     }
 
     /// Fetches waiting between rounds whose time has come ask again (on every tick).
@@ -706,6 +896,25 @@ impl<S: NodeStore> Node<S> {
                     },
                 ..
             } => {
+                // Reads go on beside the node's other work, many at a time (a browser's
+                // IndexedDB answers each read in about a millisecond: one after the other,
+                // a peer fetching 16 segments at once got one per read).
+                if matches!(
+                    request,
+                    ContentRequest::Tree(_) | ContentRequest::Segment(..)
+                ) {
+                    let Some((request, channel)) = self.park(peer, request, channel) else {
+                        return;
+                    };
+                    if self.serving.len() < MAX_SERVING {
+                        self.serve_later(request, channel);
+                        return;
+                    }
+                    let response = served(&request, &self.store).await;
+                    let content = &mut self.swarm.behaviour_mut().content;
+                    let _ = content.send_response(channel, response);
+                    return;
+                }
                 let response = match request {
                     ContentRequest::Offer(chain, shape) => {
                         Ok(self.on_offer(peer, chain, shape).await)
@@ -717,7 +926,7 @@ impl<S: NodeStore> Node<S> {
                     ContentRequest::Erase(chain, root, secret) if self.config.mailbox => {
                         self.on_erase(chain, root, secret).await
                     }
-                    request => serve(&request, &self.store).await,
+                    request => Ok(served(&request, &self.store).await),
                 };
                 let response = match response {
                     Ok(response) => response,
@@ -764,6 +973,12 @@ impl<S: NodeStore> Node<S> {
             self.on_offer_answer(key, accepted).await;
             return;
         }
+        if let Some((root, relay)) = self.erase_asks.remove(&request_id) {
+            if response.is_some() {
+                self.erase_answered.insert((root, relay));
+            }
+            return;
+        }
         let Some(root) = self.content_asks.remove(&request_id) else {
             return;
         };
@@ -774,21 +989,35 @@ impl<S: NodeStore> Node<S> {
         let Some((_, request)) = fetching.asked.remove(&request_id) else {
             return;
         };
+        let tree = matches!(request, ContentRequest::Tree(_));
         let accepted = match response {
-            Some(response) => fetching.fetch.accept(&request, response, &self.store).await,
+            Some(response) => fetching.fetch.take(&request, response, &self.store).await,
             None => Ok(false),
         };
+        // Verified segments are kept several to a transaction: once STORE_BATCH are here, or
+        // when no other answer is due.
+        let unstored = fetching.fetch.unstored();
+        let store_now = unstored >= STORE_BATCH || (unstored > 0 && fetching.asked.is_empty());
+        // (Whatever this answer was: a fetch whose last answer was false must not end with
+        // verified segments unstored.)
+        let stored = match store_now {
+            true => fetching.fetch.store_verified(&self.store).await,
+            false => Ok(()),
+        };
+        let accepted = stored.and(accepted);
+        if (store_now && accepted.is_ok()) || (tree && matches!(accepted, Ok(true))) {
+            let event = NodeEvent::Content {
+                chain: fetching.chain,
+                root,
+                status: fetching.fetch.status(),
+            };
+            let _ = self.events.unbounded_send(event);
+        }
         match accepted {
             Ok(true) => {
                 fetching.current = Some(peer);
                 fetching.backoff = FIRST_RETRY_MS;
                 fetching.progressed_at = now;
-                let event = NodeEvent::Content {
-                    chain: fetching.chain,
-                    root,
-                    status: fetching.fetch.status(),
-                };
-                let _ = self.events.unbounded_send(event);
                 if self.asked_erasures.contains_key(&root) {
                     // Its tree is here now: the secret can be checked.
                     self.erase_if_asked(root).await;
@@ -812,6 +1041,19 @@ impl<S: NodeStore> Node<S> {
                 return;
             }
         }
+        // Peers waiting for what just arrived get it.
+        self.release_parked(root);
         self.ask_next(root);
+    }
+}
+
+/// [`serve`], a failure of the store answered as "not held" (and logged).
+async fn served<S: NodeStore>(request: &ContentRequest, store: &S) -> ContentResponse {
+    match serve(request, store).await {
+        Ok(response) => response,
+        Err(e) => {
+            log(LogLine::warn("content_serve_failed").field("error", e));
+            ContentResponse::NotHeld
+        }
     }
 }

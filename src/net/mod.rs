@@ -72,9 +72,15 @@ use logline::LogLine;
 
 /// What a node keeps chains and content in: a block store that is also a content store
 /// (memory, redb and IndexedDB are both).
-pub trait NodeStore: crate::store::BlockStore + crate::offchain::ContentStore + Clone {}
+pub trait NodeStore:
+    crate::store::BlockStore + crate::offchain::ContentStore + Clone + 'static
+{
+}
 
-impl<S: crate::store::BlockStore + crate::offchain::ContentStore + Clone> NodeStore for S {}
+impl<S: crate::store::BlockStore + crate::offchain::ContentStore + Clone + 'static> NodeStore
+    for S
+{
+}
 
 /// One structured line to standard error (native) or the console (browser).
 fn log(line: LogLine) {

@@ -1,7 +1,7 @@
 //! The node task: the [`Node`] struct, its construction, and the event loop that dispatches
 //! swarm events, commands and timers to the concerns in the sibling modules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -12,7 +12,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, rendezvous, request_response, Multiaddr, PeerId, Swarm};
 
-use super::content::{Fetching, OfferWait};
+use super::content::{Fetching, OfferWait, ServedRead};
 use super::discovery::{circuit_relay, REGISTRATION_RENEWAL_MS};
 use super::handle::Command;
 use super::logline::LogLine;
@@ -23,7 +23,7 @@ use super::redial::Redial;
 use super::{
     log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle, NodeStore,
 };
-use crate::offchain::ContentRoot;
+use crate::offchain::{ContentRequest, ContentRoot};
 use crate::walytis::sync::{Input, Peer, Sync};
 use crate::walytis::{BlockId, Rules};
 
@@ -78,6 +78,14 @@ pub struct Node<S: NodeStore> {
     /// Offers sent to relays, by request, and the offer each belongs to.
     pub(super) offers: HashMap<request_response::OutboundRequestId, u64>,
     pub(super) offer_waits: HashMap<u64, OfferWait>,
+    /// Erase requests made again to a relay that connected (see `Node::erase_again`), by
+    /// request: the content and the relay.
+    pub(super) erase_asks: HashMap<request_response::OutboundRequestId, (ContentRoot, PeerId)>,
+    /// Relays that answered an erase request this run, by content: not asked again.
+    pub(super) erase_answered: HashSet<(ContentRoot, PeerId)>,
+    /// Peers' reads of trees and segments being served (see `Node::on_content`): their
+    /// store reads overlap instead of queueing behind one another.
+    pub(super) serving: futures::stream::FuturesUnordered<ServedRead>,
     pub(super) next_offer: u64,
     /// When to offer again the contents no relay accepted (ms since start), and the wait
     /// after that (see `Node::offer_again`).
@@ -142,6 +150,9 @@ impl<S: NodeStore> Node<S> {
             content_struck: std::collections::HashSet::new(),
             offers: HashMap::new(),
             offer_waits: HashMap::new(),
+            erase_asks: HashMap::new(),
+            erase_answered: HashSet::new(),
+            serving: futures::stream::FuturesUnordered::new(),
             next_offer: 0,
             offer_retry_at: 0,
             offer_retry_ms: 5_000,
@@ -194,6 +205,9 @@ impl<S: NodeStore> Node<S> {
             }
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event).await,
+                (channel, response) = self.serving.select_next_some() => {
+                    let _ = self.swarm.behaviour_mut().content.send_response(channel, response);
+                }
                 () = redial => {
                     redial_at = None;
                     self.redial_due();
@@ -237,6 +251,7 @@ impl<S: NodeStore> Node<S> {
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
                     self.retry_fetches();
+                    self.release_expired_parked();
                     self.offer_again(false).await;
                     self.expire_offered_fetches().await;
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
@@ -364,6 +379,10 @@ impl<S: NodeStore> Node<S> {
                 reply,
             } => self.offer_content(chain, shape, reply).await,
             Command::EraseContent { request, reply } => {
+                // Kept, for the relays not reachable now (see `Node::erase_again`).
+                if let ContentRequest::Erase(chain, root, secret) = &request {
+                    self.keep_pending_erasure(*chain, *root, *secret).await;
+                }
                 self.ask_relays(&request, Some(reply)).await;
             }
             Command::Synced(chain, reply) => {
@@ -454,6 +473,7 @@ impl<S: NodeStore> Node<S> {
                         self.announce(chain);
                     }
                     self.offer_again(true).await;
+                    self.erase_again(peer_id).await;
                 }
             }
             SwarmEvent::ConnectionClosed {

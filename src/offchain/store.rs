@@ -14,6 +14,10 @@ use crate::walytis::store::{BlockStore, StoreError};
 /// A content's name in the store: its commitment's root.
 pub type ContentRoot = [u8; 32];
 
+/// Sealed segments kept per store transaction by a writer or a fetch (512 KiB): a browser's
+/// IndexedDB commit costs about as much as writing one segment.
+pub const STORE_BATCH: usize = 8;
+
 /// A content of one segment staged to be written with the next block commit (see
 /// [`ContentStore::stage_single_segment`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,17 @@ pub struct StagedSegment {
     pub leaves: Vec<[u8; 32]>,
     /// Its sealed segment 0.
     pub sealed: Vec<u8>,
+}
+
+/// A segment as a peer is served it (see [`ContentStore::segment_to_serve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// Its sealed bytes.
+    Segment(Vec<u8>),
+    /// Not kept here.
+    NotHeld,
+    /// The content was erased.
+    Erased,
 }
 
 /// A store setting staged to be written with the next block commit (see
@@ -112,6 +127,20 @@ pub trait ContentStore {
         index: u32,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Keeps sealed segments (`(index, sealed)`) in one transaction; returns whether it kept
+    /// them (not for an erased content). The default puts them one by one.
+    async fn put_segments(
+        &self,
+        root: &ContentRoot,
+        segments: &[(u32, &[u8])],
+    ) -> Result<bool, StoreError> {
+        for (index, sealed) in segments {
+            if !self.put_segment(root, *index, sealed).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
     /// Keeps a content of one segment — its tree's leaves and its sealed segment 0 — in one
     /// transaction: the write on the path of a text message (see
     /// [`crate::offchain::MAX_INLINE_LEN`]). Returns whether it kept it (not for an erased
@@ -157,6 +186,17 @@ pub trait ContentStore {
     }
     /// One sealed segment, if kept.
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A segment for a peer: never one of an erased content. The default reads twice;
+    /// stores where each read is a round trip read both at once.
+    async fn segment_to_serve(&self, root: &ContentRoot, index: u32) -> Result<Served, StoreError> {
+        if self.is_erased(root).await? {
+            return Ok(Served::Erased);
+        }
+        Ok(match self.segment(root, index).await? {
+            Some(sealed) => Served::Segment(sealed),
+            None => Served::NotHeld,
+        })
+    }
     /// The indexes of the segments kept, ascending: where a transfer resumes.
     async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError>;
     /// Drops a content's tree and segments for good and remembers that it was erased.
@@ -172,6 +212,14 @@ pub fn segment_key(root: &ContentRoot, index: u32) -> [u8; 36] {
     key[..32].copy_from_slice(root);
     key[32..].copy_from_slice(&index.to_be_bytes());
     key
+}
+
+/// The [`segment_key`] of each of `segments` (`(index, sealed)`), in order.
+pub fn segment_keys(root: &ContentRoot, segments: &[(u32, &[u8])]) -> Vec<[u8; 36]> {
+    segments
+        .iter()
+        .map(|(index, _)| segment_key(root, *index))
+        .collect()
 }
 
 /// The index of a segment from its [`segment_key`]; a key of another length is a damaged

@@ -12,10 +12,10 @@
 //! The shell (libp2p request-response, a test's direct calls) only moves [`ContentRequest`]s
 //! and [`ContentResponse`]s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::commitment::{erase_check, Commitment, ContentShape, SegmentTree};
-use super::store::{encode_leaves, leaves_of, ContentRoot, ContentStore};
+use super::store::{encode_leaves, leaves_of, ContentRoot, ContentStore, Served};
 use super::{OffchainError, MAX_CONTENT_LEN, SEGMENT_LEN, TAG_LEN};
 use crate::cbor::{Reader, Writer};
 use crate::walytis::store::StoreError;
@@ -323,6 +323,8 @@ pub struct Fetch {
     shape: ContentShape,
     tree: Option<SegmentTree>,
     held: BTreeSet<u32>,
+    /// Segments verified and not stored yet (see [`Fetch::take`]).
+    verified: BTreeMap<u32, Vec<u8>>,
     erased: bool,
     /// Sealed bytes accepted by this fetch (not those found in the store): what resuming
     /// saves is visible here.
@@ -359,6 +361,7 @@ impl Fetch {
             shape,
             tree,
             held,
+            verified: BTreeMap::new(),
             erased,
             fetched: 0,
         })
@@ -398,15 +401,25 @@ impl Fetch {
         self.fetched
     }
 
-    /// The segments not held yet, ascending (none while the tree is not held: ask for it
-    /// first).
+    /// The segments neither held nor verified yet, ascending (none while the tree is not
+    /// held: ask for it first).
     pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
         let segments = if self.tree.is_some() && !self.erased {
             self.shape.segments()
         } else {
             0
         };
-        (0..segments).filter(|i| !self.held.contains(i))
+        (0..segments).filter(|i| !self.held.contains(i) && !self.verified.contains_key(i))
+    }
+
+    /// Whether segment `index` is stored (by this fetch, or found in the store).
+    pub fn is_held(&self, index: u32) -> bool {
+        self.held.contains(&index)
+    }
+
+    /// Segments verified by [`Fetch::take`] and not stored yet.
+    pub fn unstored(&self) -> usize {
+        self.verified.len()
     }
 
     /// What to ask a peer for next, `None` once complete (or erased).
@@ -418,8 +431,8 @@ impl Fetch {
         if self.tree.is_none() {
             return Some(ContentRequest::Tree(root));
         }
-        (0..self.shape.segments())
-            .find(|i| !self.held.contains(i))
+        self.missing()
+            .next()
             .map(|i| ContentRequest::Segment(root, i))
     }
 
@@ -427,6 +440,21 @@ impl Fetch {
     /// when the peer holds nothing to give (ask another); an error when the answer is false
     /// (strike the peer).
     pub async fn accept<S: ContentStore>(
+        &mut self,
+        request: &ContentRequest,
+        response: ContentResponse,
+        store: &S,
+    ) -> Result<bool, TransferError> {
+        let taken = self.take(request, response, store).await?;
+        self.store_verified(store).await?;
+        Ok(taken)
+    }
+
+    /// [`Fetch::accept`], except that a verified segment waits in memory for
+    /// [`Fetch::store_verified`], which keeps several in one store transaction (one per
+    /// segment costs a browser an IndexedDB commit each). Until then it is neither asked for
+    /// again nor counted as held: a crash loses it, and it is fetched again.
+    pub async fn take<S: ContentStore>(
         &mut self,
         request: &ContentRequest,
         response: ContentResponse,
@@ -454,17 +482,40 @@ impl Fetch {
                     .as_ref()
                     .ok_or(OffchainError::Shape("a segment before the tree"))?;
                 tree.check(*index, &sealed)?;
-                if !store.put_segment(&root, *index, &sealed).await? {
-                    self.erased = true;
-                    return Err(TransferError::Erased);
-                }
-                if self.held.insert(*index) {
-                    self.fetched += sealed.len() as u64;
+                if !self.held.contains(index) {
+                    self.verified.insert(*index, sealed);
                 }
                 Ok(true)
             }
             _ => Err(OffchainError::Shape("an answer to another question").into()),
         }
+    }
+
+    /// Keeps the verified segments [`Fetch::take`] holds in `store`, in one transaction.
+    pub async fn store_verified<S: ContentStore>(
+        &mut self,
+        store: &S,
+    ) -> Result<(), TransferError> {
+        if self.verified.is_empty() {
+            return Ok(());
+        }
+        let root = self.shape.root;
+        let segments: Vec<(u32, &[u8])> = self
+            .verified
+            .iter()
+            .map(|(index, sealed)| (*index, sealed.as_slice()))
+            .collect();
+        if !store.put_segments(&root, &segments).await? {
+            self.erased = true;
+            self.verified.clear();
+            return Err(TransferError::Erased);
+        }
+        for (index, sealed) in std::mem::take(&mut self.verified) {
+            if self.held.insert(index) {
+                self.fetched += sealed.len() as u64;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -473,19 +524,18 @@ pub async fn serve<S: ContentStore>(
     request: &ContentRequest,
     store: &S,
 ) -> Result<ContentResponse, TransferError> {
-    let root = request.root();
-    if store.is_erased(root).await? {
-        return Ok(ContentResponse::Erased);
-    }
     Ok(match request {
+        // The erasure and the segment read at once (see `ContentStore::segment_to_serve`).
+        ContentRequest::Segment(root, index) => match store.segment_to_serve(root, *index).await? {
+            Served::Segment(sealed) => ContentResponse::Segment(sealed),
+            Served::NotHeld => ContentResponse::NotHeld,
+            Served::Erased => ContentResponse::Erased,
+        },
+        ContentRequest::Tree(root) if store.is_erased(root).await? => ContentResponse::Erased,
         ContentRequest::Tree(root) => store
             .tree(root)
             .await?
             .map_or(ContentResponse::NotHeld, ContentResponse::Tree),
-        ContentRequest::Segment(root, index) => store
-            .segment(root, *index)
-            .await?
-            .map_or(ContentResponse::NotHeld, ContentResponse::Segment),
         // Whether to keep others' content is a node's policy (the relay's mailbox), not the
         // store's.
         // Nor whether to take erase requests (a relay's mailbox does: see

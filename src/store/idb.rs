@@ -19,7 +19,8 @@ use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT,
 };
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore, Staging,
+    decode_leaves, encode_leaves, segment_index, segment_key, segment_keys, ContentRoot,
+    ContentStore, Served, Staging,
 };
 use crate::walytis::BlockId;
 
@@ -605,6 +606,8 @@ impl IdbStore {
     ) -> Result<bool, StoreError> {
         let mut stores: Vec<&str> = writes.iter().map(|(store, _, _)| *store).collect();
         stores.push(CONTENT_ERASED);
+        stores.sort_unstable();
+        stores.dedup();
         let tx = self.writing(&stores)?;
         let written = async {
             if Self::erased_in(&tx, root).await? {
@@ -653,6 +656,20 @@ impl ContentStore for IdbStore {
             .await
     }
 
+    async fn put_segments(
+        &self,
+        root: &ContentRoot,
+        segments: &[(u32, &[u8])],
+    ) -> Result<bool, StoreError> {
+        let keys = segment_keys(root, segments);
+        let writes: Vec<(&str, &[u8], &[u8])> = keys
+            .iter()
+            .zip(segments)
+            .map(|(key, (_, sealed))| (CONTENT_SEGMENTS, &key[..], *sealed))
+            .collect();
+        self.put_unless_erased(root, &writes).await
+    }
+
     async fn put_single_segment(
         &self,
         root: &ContentRoot,
@@ -679,6 +696,39 @@ impl ContentStore for IdbStore {
         let key = bytes(&segment_key(root, index));
         let value = self.get_one(CONTENT_SEGMENTS, key).await?;
         value.map(|v| bytes_of(&v, "segment")).transpose()
+    }
+
+    async fn segment_to_serve(&self, root: &ContentRoot, index: u32) -> Result<Served, StoreError> {
+        let tx = self
+            .db
+            .transaction([CONTENT_ERASED, CONTENT_SEGMENTS])
+            .build()
+            .map_err(backend)?;
+        let found = async {
+            // Both asked at once: one round trip.
+            let erased = tx
+                .object_store(CONTENT_ERASED)
+                .map_err(backend)?
+                .get::<JsValue, _, _>(bytes(root))
+                .primitive()
+                .map_err(backend)?;
+            let segment = tx
+                .object_store(CONTENT_SEGMENTS)
+                .map_err(backend)?
+                .get::<JsValue, _, _>(bytes(&segment_key(root, index)))
+                .primitive()
+                .map_err(backend)?;
+            let erased: Option<JsValue> = erased.await.map_err(backend)?;
+            let segment: Option<JsValue> = segment.await.map_err(backend)?;
+            Ok(match (erased, segment) {
+                (Some(_), _) => Served::Erased,
+                (None, Some(value)) => Served::Segment(bytes_of(&value, "segment")?),
+                (None, None) => Served::NotHeld,
+            })
+        }
+        .await;
+        release(tx);
+        found
     }
 
     async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {

@@ -8,7 +8,8 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
 use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
 use crate::offchain::store::{
-    decode_leaves, encode_leaves, segment_index, segment_key, ContentRoot, ContentStore, Staging,
+    decode_leaves, encode_leaves, segment_index, segment_key, segment_keys, ContentRoot,
+    ContentStore, Staging,
 };
 use crate::walytis::BlockId;
 
@@ -426,6 +427,21 @@ impl ContentStore for RedbStore {
             &[(CONTENT_SEGMENTS, &key, sealed)],
             redb::Durability::Eventual,
         )
+    }
+
+    async fn put_segments(
+        &self,
+        root: &ContentRoot,
+        segments: &[(u32, &[u8])],
+    ) -> Result<bool, StoreError> {
+        // Not synced to the disk, as `put_segment`.
+        let keys = segment_keys(root, segments);
+        let writes: Vec<ContentWrite<'_>> = keys
+            .iter()
+            .zip(segments)
+            .map(|(key, (_, sealed))| (CONTENT_SEGMENTS, &key[..], *sealed))
+            .collect();
+        self.put_unless_erased(root, &writes, redb::Durability::Eventual)
     }
 
     fn staging(&self) -> &Staging {

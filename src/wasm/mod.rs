@@ -19,7 +19,7 @@ use rand_core::OsRng;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::offchain::store::Staging;
+use crate::offchain::store::{Served, Staging};
 use crate::offchain::{ContentRoot, ContentStore};
 use crate::store::{
     BlockStore, ChainState, Commit, IdbStore, MemoryStore, Scan, StoreError, StoredBlock,
@@ -62,6 +62,17 @@ impl ContentStore for AnyStore {
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.put_segment(root, index, sealed))
+    }
+    // Every method with a default is passed on too: the IndexedDB store overrides them.
+    async fn put_segments(
+        &self,
+        root: &ContentRoot,
+        segments: &[(u32, &[u8])],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.put_segments(root, segments))
+    }
+    async fn segment_to_serve(&self, root: &ContentRoot, index: u32) -> Result<Served, StoreError> {
+        dispatch!(self, s => s.segment_to_serve(root, index))
     }
     async fn put_single_segment(
         &self,

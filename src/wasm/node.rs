@@ -96,6 +96,12 @@ fn event_object(event: &NodeEvent) -> JsValue {
                 set(&object, "total", total as f64);
             }
         }
+        NodeEvent::ContentFetched { chain, root, bytes } => {
+            set(&object, "type", "fetched");
+            set(&object, "chain", chain.to_string());
+            set(&object, "root", root_hex(root));
+            set(&object, "bytes", *bytes as f64);
+        }
     }
     object.into()
 }

@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use endra::identity::EpochKey;
+use endra::offchain::store::Served;
 use endra::offchain::{ContentReader, ContentRoot, ContentStore, ContentWriter, SegmentTree};
 use endra::walytis::store::BlockStore;
 use endra::walytis::BlockId;
@@ -103,6 +104,29 @@ async fn segments_are_listed_in_order_and_kept_apart<S: ContentStore>(store: S) 
     );
     assert_eq!(store.segment(&a, 3).await.expect("segment"), None);
     assert_eq!(store.segment(&b, 1).await.expect("segment"), None);
+    // Several at once (a fetch's batch), beside those held; none for an erased content.
+    let batch: [(u32, &[u8]); 3] = [(3, b"a3"), (4, b"a4"), (7, b"a7")];
+    assert!(store.put_segments(&a, &batch).await.expect("put batch"));
+    assert_eq!(
+        store.held(&a).await.expect("held a"),
+        vec![0, 1, 2, 3, 4, 7, 256, 65_536]
+    );
+    assert_eq!(
+        store.segment(&a, 4).await.expect("segment"),
+        Some(b"a4".to_vec())
+    );
+    let gone = [0x41; 32];
+    store.erase(&gone).await.expect("erase");
+    assert!(!store.put_segments(&gone, &batch).await.expect("put erased"));
+    assert!(store.held(&gone).await.expect("held").is_empty());
+    // What a peer is served: the bytes, nothing, or "erased".
+    let served = |root, index| store.segment_to_serve(root, index);
+    assert_eq!(
+        served(&a, 4).await.expect("serve"),
+        Served::Segment(b"a4".to_vec())
+    );
+    assert_eq!(served(&a, 5).await.expect("serve"), Served::NotHeld);
+    assert_eq!(served(&gone, 3).await.expect("serve"), Served::Erased);
     store
 }
 

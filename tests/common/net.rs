@@ -123,12 +123,12 @@ pub async fn count_reaches(node: &mut Running, chain: BlockId, count: u64) {
         .unwrap_or_else(|_| panic!("chain did not reach {count} blocks"));
 }
 
-/// Waits for an event matching `wanted`.
-pub async fn wait_for(node: &mut Running, wanted: impl Fn(&NodeEvent) -> bool) {
+/// Waits for an event matching `wanted`; returns it.
+pub async fn wait_for(node: &mut Running, wanted: impl Fn(&NodeEvent) -> bool) -> NodeEvent {
     let wait = async {
         loop {
             match node.events.next().await {
-                Some(event) if wanted(&event) => return,
+                Some(event) if wanted(&event) => return event,
                 Some(_) => {}
                 None => panic!("node stopped"),
             }
@@ -136,5 +136,5 @@ pub async fn wait_for(node: &mut Running, wanted: impl Fn(&NodeEvent) -> bool) {
     };
     tokio::time::timeout(PATIENCE, wait)
         .await
-        .expect("event did not come");
+        .expect("event did not come")
 }
