@@ -25,7 +25,7 @@
 //!
 //! The messenger plugs in here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand_core::CryptoRngCore;
 
@@ -241,6 +241,9 @@ pub struct Account<S: BlockStore> {
     outbox: Vec<Publication>,
     /// Erase requests for the relays (see [`Account::take_erasures`]).
     erasures: Vec<Erasure>,
+    /// The last fold of each bound chain's records, with the lengths of that chain and of
+    /// the identity chain it was made at (see [`Account::records_of`]).
+    folded: HashMap<BlockId, ((u64, u64), crate::mutability::Records)>,
 }
 
 /// One identity op between [`Account::begin`] (pick up what arrived) and queueing the
@@ -289,6 +292,7 @@ impl<S: BlockStore + Clone> Account<S> {
             bound: BTreeMap::new(),
             outbox: Vec::new(),
             erasures: Vec::new(),
+            folded: HashMap::new(),
         }
     }
 
@@ -762,6 +766,11 @@ impl<S: BlockStore + Clone> Account<S> {
     /// [`BoundChain::messages`]), in chain order.
     pub async fn messages_of(&mut self, chain: &BlockId) -> Result<Vec<Message>, ClientError> {
         self.refresh().await?;
+        self.messages_as_read(chain).await
+    }
+
+    /// [`Account::messages_of`] without reading the chains' states again first.
+    async fn messages_as_read(&mut self, chain: &BlockId) -> Result<Vec<Message>, ClientError> {
         let bound = self
             .bound
             .get(chain)

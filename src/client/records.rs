@@ -118,8 +118,31 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
 
     /// Every version of an open bound chain that this device can read, folded into records
     /// (see [`Records`]). Content of erased records is erased from the store on the way.
+    /// Folded again only when the chain or the identity grew since the last fold: what the
+    /// fold reads is their blocks and the store's keys, which come with identity blocks.
     pub async fn records_of(&mut self, chain: &BlockId) -> Result<Records, ClientError> {
-        let messages = self.messages_of(chain).await?;
+        self.refresh().await?;
+        let lengths = (
+            self.bound
+                .get(chain)
+                .ok_or(ClientError::ChainNotOpen(*chain))?
+                .chain()
+                .len(),
+            self.identity.chain().len(),
+        );
+        if let Some((at, records)) = self.folded.get(chain) {
+            if *at == lengths {
+                return Ok(records.clone());
+            }
+        }
+        let records = self.fold_records(chain).await?;
+        self.folded.insert(*chain, (lengths, records.clone()));
+        Ok(records)
+    }
+
+    /// [`Account::records_of`], folded from every block.
+    async fn fold_records(&mut self, chain: &BlockId) -> Result<Records, ClientError> {
+        let messages = self.messages_as_read(chain).await?;
         let mut authority: HashMap<(Vec<BlockId>, Author), Option<Authority>> = HashMap::new();
         let mut states: HashMap<Vec<BlockId>, Option<IdentityState>> = HashMap::new();
         let mut records = Records::new();
