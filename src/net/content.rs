@@ -164,6 +164,16 @@ impl<S: NodeStore> Node<S> {
         let now = self.now();
         let root = shape.root;
         if let Some(fetching) = self.fetches.get_mut(&root) {
+            // Someone asks for it now (a reader opening it, say): a fetch waiting out its
+            // backoff starts a round at once, from the first wait again.
+            if reply.is_some() && fetching.retry_at.is_some() {
+                fetching.retry_at = None;
+                fetching.tried.clear();
+                fetching.backoff = FIRST_RETRY_MS;
+                fetching.waiters.extend(reply);
+                self.ask_next(root);
+                return;
+            }
             fetching.waiters.extend(reply);
             return;
         }
@@ -843,6 +853,23 @@ impl<S: NodeStore> Node<S> {
         for (request, channel, _) in ready {
             self.serve_later(request, channel);
         }
+    }
+
+    /// When a fetch's next round is due or a parked request's wait ends, whichever comes
+    /// first (ms since start): the node wakes then.
+    pub(super) fn next_content_wake(&self) -> Option<u64> {
+        self.fetches
+            .values()
+            .flat_map(|f| {
+                let retry = f.asked.is_empty().then_some(f.retry_at).flatten();
+                let parked = f
+                    .parked
+                    .iter()
+                    .map(|(_, _, at)| at + PARK_PATIENCE_MS)
+                    .min();
+                retry.into_iter().chain(parked)
+            })
+            .min()
     }
 
     /// Answers the parked requests that waited [`PARK_PATIENCE_MS`] (on every tick).

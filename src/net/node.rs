@@ -191,7 +191,22 @@ impl<S: NodeStore> Node<S> {
         // Armed for the redial schedule's next wake, re-armed whenever that moves.
         let mut redial = futures::future::Fuse::terminated();
         let mut redial_at = None;
+        // Armed for the fetches' next round and the parked requests' next expiry (see
+        // `Node::next_content_wake`), which the tick (seconds apart) would make late.
+        let mut content = futures::future::Fuse::terminated();
+        let mut content_at = None;
         loop {
+            let wake = self.next_content_wake();
+            if wake != content_at {
+                content_at = wake;
+                content = match wake {
+                    Some(at) => {
+                        let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                        futures_timer::Delay::new(wait).fuse()
+                    }
+                    None => futures::future::Fuse::terminated(),
+                };
+            }
             let wake = self.redial.next_wake();
             if wake != redial_at {
                 redial_at = wake;
@@ -211,6 +226,11 @@ impl<S: NodeStore> Node<S> {
                 () = redial => {
                     redial_at = None;
                     self.redial_due();
+                }
+                () = content => {
+                    content_at = None;
+                    self.retry_fetches();
+                    self.release_expired_parked();
                 }
                 command = self.commands.next() => match command {
                     Some(Command::Stop(reply)) => {
