@@ -79,16 +79,12 @@ pub(super) struct OfferWait {
 /// The store setting listing the contents this node offered that no relay accepted yet:
 /// `chain ‖ root ‖ size (u64 big-endian)` each, offered again while relays come and go.
 const PENDING_OFFERS_SETTING: &str = "pending-offers";
-/// Bytes of one entry of [`PENDING_OFFERS_SETTING`].
-const PENDING_OFFER_LEN: usize = crate::walytis::BLOCK_ID_LEN + 32 + 8;
 /// The most contents waiting to be offered again (the oldest go first).
 const MAX_PENDING_OFFERS: usize = 4096;
 /// The store setting listing the erase requests this node made (`chain ‖ root ‖ secret`
 /// each): made again to every relay that connects later — one unreachable at the delete
 /// keeps its copy otherwise.
 const PENDING_ERASURES_SETTING: &str = "pending-erasures";
-/// Bytes of one entry of [`PENDING_ERASURES_SETTING`].
-const PENDING_ERASURE_LEN: usize = crate::walytis::BLOCK_ID_LEN + 32 + 32;
 /// The most erase requests kept (the oldest go first).
 const MAX_PENDING_ERASURES: usize = 1024;
 /// First wait between rounds of offering again (ms); doubles while no relay accepts, up to
@@ -301,25 +297,28 @@ impl<S: NodeStore> Node<S> {
         } else if list.len() == before {
             return;
         }
-        let bytes: Vec<u8> = list
+        let entries = list
             .iter()
-            .flat_map(|(chain, shape)| {
-                [
-                    chain.as_bytes().as_slice(),
-                    shape.root.as_slice(),
-                    &shape.size.to_be_bytes(),
-                ]
-                .concat()
-            })
-            .collect();
-        if let Err(e) = self.store.put_setting(PENDING_OFFERS_SETTING, &bytes).await {
-            log(LogLine::warn("content_store_failed").field("error", e));
-        }
+            .map(|(chain, shape)| (*chain, shape.root, shape.size.to_be_bytes().to_vec()));
+        self.put_content_list(PENDING_OFFERS_SETTING, entries).await;
     }
 
     /// The contents offered that no relay accepted yet (a damaged entry is skipped).
     async fn pending_offers(&self) -> Vec<(BlockId, ContentShape)> {
-        let bytes = match self.store.setting(PENDING_OFFERS_SETTING).await {
+        self.content_list(PENDING_OFFERS_SETTING, 8)
+            .await
+            .into_iter()
+            .filter_map(|(chain, root, size)| {
+                let size = u64::from_be_bytes(size.try_into().ok()?);
+                Some((chain, ContentShape { root, size }))
+            })
+            .collect()
+    }
+
+    /// A list kept in the store setting `key`, of `chain ‖ root ‖ tail` entries with tails of
+    /// `tail` bytes (a damaged entry is skipped; a failed read is logged, and reads as empty).
+    async fn content_list(&self, key: &str, tail: usize) -> Vec<(BlockId, ContentRoot, Vec<u8>)> {
+        let bytes = match self.store.setting(key).await {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(e) => {
                 log(LogLine::warn("content_store_failed").field("error", e));
@@ -327,19 +326,32 @@ impl<S: NodeStore> Node<S> {
             }
         };
         bytes
-            .chunks_exact(PENDING_OFFER_LEN)
+            .chunks_exact(crate::walytis::BLOCK_ID_LEN + 32 + tail)
             .filter_map(|entry| {
                 let (chain, rest) = entry.split_at(crate::walytis::BLOCK_ID_LEN);
-                let (root, size) = rest.split_at(32);
+                let (root, tail) = rest.split_at(32);
                 Some((
                     BlockId::from_bytes(chain).ok()?,
-                    ContentShape {
-                        root: root.try_into().ok()?,
-                        size: u64::from_be_bytes(size.try_into().ok()?),
-                    },
+                    root.try_into().ok()?,
+                    tail.to_vec(),
                 ))
             })
             .collect()
+    }
+
+    /// Writes the list kept in the store setting `key` (see [`Node::content_list`]); a
+    /// failure is logged.
+    async fn put_content_list(
+        &self,
+        key: &str,
+        entries: impl Iterator<Item = (BlockId, ContentRoot, Vec<u8>)>,
+    ) {
+        let bytes: Vec<u8> = entries
+            .flat_map(|(chain, root, tail)| [chain.as_bytes().as_slice(), &root, &tail].concat())
+            .collect();
+        if let Err(e) = self.store.put_setting(key, &bytes).await {
+            log(LogLine::warn("content_store_failed").field("error", e));
+        }
     }
 
     /// Offers again, to the relays connected now, the contents no relay accepted yet
@@ -395,39 +407,19 @@ impl<S: NodeStore> Node<S> {
         if list.len() > MAX_PENDING_ERASURES {
             list.remove(0);
         }
-        let bytes: Vec<u8> = list
+        let entries = list
             .iter()
-            .flat_map(|(chain, root, secret)| [chain.as_bytes().as_slice(), root, secret].concat())
-            .collect();
-        if let Err(e) = self
-            .store
-            .put_setting(PENDING_ERASURES_SETTING, &bytes)
-            .await
-        {
-            log(LogLine::warn("content_store_failed").field("error", e));
-        }
+            .map(|(chain, root, secret)| (*chain, *root, secret.to_vec()));
+        self.put_content_list(PENDING_ERASURES_SETTING, entries)
+            .await;
     }
 
     /// The erase requests this node made (a damaged entry is skipped).
     async fn pending_erasures(&self) -> Vec<(BlockId, ContentRoot, [u8; 32])> {
-        let bytes = match self.store.setting(PENDING_ERASURES_SETTING).await {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(e) => {
-                log(LogLine::warn("content_store_failed").field("error", e));
-                return Vec::new();
-            }
-        };
-        bytes
-            .chunks_exact(PENDING_ERASURE_LEN)
-            .filter_map(|entry| {
-                let (chain, rest) = entry.split_at(crate::walytis::BLOCK_ID_LEN);
-                let (root, secret) = rest.split_at(32);
-                Some((
-                    BlockId::from_bytes(chain).ok()?,
-                    root.try_into().ok()?,
-                    secret.try_into().ok()?,
-                ))
-            })
+        self.content_list(PENDING_ERASURES_SETTING, 32)
+            .await
+            .into_iter()
+            .filter_map(|(chain, root, secret)| Some((chain, root, secret.try_into().ok()?)))
             .collect()
     }
 
