@@ -854,11 +854,8 @@ impl<S: NodeStore> Node<S> {
             .values()
             .flat_map(|f| {
                 let retry = f.asked.is_empty().then_some(f.retry_at).flatten();
-                let parked = f
-                    .parked
-                    .iter()
-                    .map(|(_, _, at)| at + PARK_PATIENCE_MS)
-                    .min();
+                // Parked in arrival order (`release_parked` keeps it): the first waited longest.
+                let parked = f.parked.first().map(|(_, _, at)| at + PARK_PATIENCE_MS);
                 retry.into_iter().chain(parked)
             })
             .min()

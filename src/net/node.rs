@@ -196,28 +196,9 @@ impl<S: NodeStore> Node<S> {
         let mut content = futures::future::Fuse::terminated();
         let mut content_at = None;
         loop {
-            let wake = self.next_content_wake();
-            if wake != content_at {
-                content_at = wake;
-                content = match wake {
-                    Some(at) => {
-                        let wait = Duration::from_millis(at.saturating_sub(self.now()));
-                        futures_timer::Delay::new(wait).fuse()
-                    }
-                    None => futures::future::Fuse::terminated(),
-                };
-            }
-            let wake = self.redial.next_wake();
-            if wake != redial_at {
-                redial_at = wake;
-                redial = match wake {
-                    Some(at) => {
-                        let wait = Duration::from_millis(at.saturating_sub(self.now()));
-                        futures_timer::Delay::new(wait).fuse()
-                    }
-                    None => futures::future::Fuse::terminated(),
-                };
-            }
+            let now = self.now();
+            rearm(&mut content, &mut content_at, self.next_content_wake(), now);
+            rearm(&mut redial, &mut redial_at, self.redial.next_wake(), now);
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event).await,
                 (channel, response) = self.serving.select_next_some() => {
@@ -578,4 +559,22 @@ impl<S: NodeStore> Node<S> {
             _ => {}
         }
     }
+}
+
+/// Arms `timer` for `wake` (ms since the node started; `None`: never) when that moved from
+/// `armed_at`, the wake it was armed for.
+fn rearm(
+    timer: &mut futures::future::Fuse<futures_timer::Delay>,
+    armed_at: &mut Option<u64>,
+    wake: Option<u64>,
+    now: u64,
+) {
+    if wake == *armed_at {
+        return;
+    }
+    *armed_at = wake;
+    *timer = match wake {
+        Some(at) => futures_timer::Delay::new(Duration::from_millis(at.saturating_sub(now))).fuse(),
+        None => futures::future::Fuse::terminated(),
+    };
 }
