@@ -80,19 +80,45 @@ export const write = (page, prefix, count) => page.evaluate(async ([p, n]) => {
 /**
  * A new page of `context` at `url` (a page of the demo server) with the package's module as
  * `window.lib` and an `Endra` context over the IndexedDB store named `store`, its node using
- * `relays`, as `window.endra` (its node also as `window.node`). Page errors are printed.
+ * `relays` (and the further `Endra.start` options `options`), as `window.endra` (its node
+ * also as `window.node`), and `window.waitFor`. Page errors are printed.
  */
-export async function endraPage(context, { url, relays, store }) {
+export async function endraPage(context, { url, relays, store, options = {} }) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
   if (process.env.ENDRA_PAGE_LOG) page.on('console', (m) => console.error(`page ${m.type()}:`, m.text()));
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
-  await page.evaluate(async ([addresses, name]) => {
+  await page.evaluate(async ([addresses, name, more]) => {
     const lib = await import('../pkg/index.js');
     window.lib = lib;
-    window.endra = await lib.Endra.start({ store: name, relays: addresses });
+    window.endra = await lib.Endra.start({ ...more, store: name, relays: addresses });
     window.node = window.endra.node;
-  }, [relays, store]);
+    // Resolves with `check()`'s first result other than `undefined`, checking at once and
+    // after each `type` event of `target` (listening before reading, so no change is
+    // missed); rejects after `timeout` ms naming `label`, so a stuck test says where. Only
+    // the events wake it: a change that comes without its event fails the test.
+    window.waitFor = async (label, target, type, check, timeout = 60_000) => {
+      const deadline = Date.now() + timeout;
+      for (;;) {
+        let timer;
+        let wake;
+        const change = new Promise((resolve) => {
+          wake = resolve;
+          target.addEventListener(type, resolve, { once: true });
+          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        });
+        try {
+          const value = await check();
+          if (value !== undefined) return value;
+          if (Date.now() >= deadline) throw new Error(`${label}: not reached after ${timeout} ms`);
+          await change;
+        } finally {
+          clearTimeout(timer);
+          target.removeEventListener(type, wake);
+        }
+      }
+    };
+  }, [relays, store, options]);
   return page;
 }
