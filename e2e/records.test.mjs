@@ -166,6 +166,28 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   await profiles[0].close();
   const written = { ...notes, file: file.id, hash: file.hash };
 
+  // B opens the chain with a quota of stored content too small for the file: it is not
+  // fetched, and reading it says why.
+  const bq = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test', options: { maxStoredContentBytes: 1024 * 1024 } });
+  const quota = await bq.evaluate(async ({ identity, id, file }) => {
+    window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
+    window.notes = await window.me.openChain(id, { signal: AbortSignal.timeout(60_000) });
+    const progress = [];
+    window.notes.addEventListener('progress', (event) => progress.push(event.detail));
+    const record = await window.waitFor('the record of the file', window.notes, 'change', async () => (await window.notes.records()).find((r) => r.id === file));
+    const read = await record.content().then(() => null, (error) => error.code);
+    // The listing's own fetch of it ends the same way, and the listings after it say so.
+    let waiting = false;
+    for (const deadline = Date.now() + 10_000; !waiting && Date.now() < deadline;) {
+      waiting = (await window.notes.record(file)).waitingForRoom;
+      if (!waiting) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const fetched = progress.filter((p) => p.root === record.root).map((p) => p.done ?? 0);
+    return { read, status: record.status, waiting, fetched: Math.max(0, ...fetched) };
+  }, { identity: bClosed, id: chain, file: file.id });
+  assert.deepEqual(quota, { read: 'CONTENT_QUOTA_EXCEEDED', status: 'missing', waiting: true, fetched: 0 });
+  await bq.close();
+
   // B opens the chain again, first with a limit under the file's size: the file is listed
   // as too large, is not fetched and cannot be read.
   const FILE_TOTAL = 20 * 1024 * 1024 + 320 * 16;

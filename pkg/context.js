@@ -58,18 +58,25 @@ export class Endra {
    * to connect wins). `store`: a `Store` (`Store.indexedDb(name)`, `Store.memory()`) or the
    * name of an IndexedDB store (default `'endra'`). `network: false` starts no node: chains
    * are local only (`node` is `null`; invitations, joins and identities reject with
-   * `NOT_CONNECTED`).
-   * @param {{ store?: Store | string, relays?: string[], network?: boolean }} [opts]
+   * `NOT_CONNECTED`). `maxStoredContentBytes` (4 GiB by default): the most sealed bytes of
+   * offchain content the node keeps in the store, counted as whole 64 KiB segments — a
+   * content that does not fit beside what is kept and being fetched is not fetched (reading
+   * it rejects with `CONTENT_QUOTA_EXCEEDED`; it is fetched once erasures make room), nor
+   * kept when it comes with its message; this device's own posts are not refused, but count.
+   * @param {{ store?: Store | string, relays?: string[], network?: boolean, maxStoredContentBytes?: number }} [opts]
    */
   static async start(opts) {
-    const { store = 'endra', relays = [], network = true } = options(opts, 'Endra.start(options)');
+    const { store = 'endra', relays = [], network = true, maxStoredContentBytes } = options(opts, 'Endra.start(options)');
     if (!Array.isArray(relays)) throw new EndraError('options.relays must be an array of multiaddrs', 'INVALID_ARGUMENT');
+    if (maxStoredContentBytes !== undefined && (!Number.isSafeInteger(maxStoredContentBytes) || maxStoredContentBytes < 0)) {
+      throw new EndraError('options.maxStoredContentBytes must be a whole number of bytes', 'INVALID_ARGUMENT');
+    }
     /** @type {Store} */
     let opened;
     if (store instanceof Store) opened = store;
     else if (typeof store === 'string' && store !== '') opened = await Store.indexedDb(store);
     else throw new EndraError('options.store must be a Store or the name of an IndexedDB store', 'INVALID_ARGUMENT');
-    const node = network ? await startNode(opened, relays.map(String)) : null;
+    const node = network ? await startNode(opened, relays.map(String), maxStoredContentBytes) : null;
     return new Endra(INTERNAL, opened, node);
   }
 

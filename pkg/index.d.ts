@@ -38,6 +38,8 @@ export type ErrorCode =
   | 'NOT_THE_AUTHOR'
   | 'CONTENT_UNAVAILABLE'
   | 'CONTENT_TOO_LARGE'
+  /** The content does not fit in this device's quota of stored content (`maxStoredContentBytes`). */
+  | 'CONTENT_QUOTA_EXCEEDED'
   | 'CONTENT_INVALID'
   | 'NOT_BOUND'
   | 'NO_KEY'
@@ -252,6 +254,12 @@ export class Record {
   readonly total?: number;
   /** The current content is over the chain's `maxContentBytes` and not here: not fetched. */
   readonly tooLarge: boolean;
+  /**
+   * The current content is not here and its last fetch found no room in this device's quota
+   * of stored content (`maxStoredContentBytes`): asked again at each listing, fetched once
+   * erasures make room.
+   */
+  readonly waitingForRoom: boolean;
   /** Every version in causal order, deleted ones included. */
   readonly history: RecordVersion[];
   /** Versions every replica refused (an edit by someone other than the author, say). */
@@ -260,7 +268,8 @@ export class Record {
    * The current content (or that of `version`), fetched from the chain's peers (the relay
    * included) if this device lacks it, verified and decrypted. `RECORD_DELETED`,
    * `CONTENT_UNAVAILABLE` (erased), `NO_KEY` (posted after this device was removed),
-   * `CONTENT_TOO_LARGE` (over the chain's `maxContentBytes` and not here).
+   * `CONTENT_TOO_LARGE` (over the chain's `maxContentBytes` and not here),
+   * `CONTENT_QUOTA_EXCEEDED` (not here, and no room for it in `maxStoredContentBytes`).
    */
   content(options?: { version?: string }): Promise<Uint8Array>;
   /**
@@ -638,6 +647,14 @@ export interface StartOptions {
    * reject with `NOT_CONNECTED`. Default `true`.
    */
   network?: boolean;
+  /**
+   * The most sealed bytes of offchain content the node keeps in the store, counted as whole
+   * 64 KiB segments. Default 4 GiB. A content that does not fit beside what is kept and
+   * being fetched is not fetched (reading it rejects with `CONTENT_QUOTA_EXCEEDED`; it is
+   * fetched once erasures make room), nor kept when it comes with its message. This
+   * device's own posts are not refused, but they count.
+   */
+  maxStoredContentBytes?: number;
 }
 
 /**

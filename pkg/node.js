@@ -13,7 +13,7 @@ import { announce, load, rawStore, Store } from './store.js';
 
 // Package-internal access to a node, assigned in the class's static block. Not re-exported by
 // index.js: applications get a node from `Endra.start` and use only its public members.
-/** @type {(store: Store, relays: string[]) => Promise<Node>} */
+/** @type {(store: Store, relays: string[], maxStoredContentBytes?: number) => Promise<Node>} */
 export let startNode;
 /** @type {(node: Node) => Promise<void>} */
 export let stopNode;
@@ -253,13 +253,13 @@ export class Node extends EventTarget {
   }
 
   static {
-    startNode = async (store, relays) => {
+    startNode = async (store, relays, maxStoredContentBytes) => {
       await load();
       /** @type {Node | undefined} */
       let node;
       const raw = await call(() => WasmNode.start(rawStore(store), (/** @type {any} */ event) => {
         if (node) node.#onEvent(event);
-      }));
+      }, maxStoredContentBytes));
       node = new Node(INTERNAL, raw, store);
       const started = node;
       await Promise.all(relays.map((address) => started.useRelay(address)));

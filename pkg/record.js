@@ -11,7 +11,7 @@ import { call, EndraError, internalOnly } from './errors.js';
  * @typedef {{ id: string, reason: string }} RefusedVersion
  * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
  *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
- *   done?: number, total?: number, tooLarge?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
+ *   done?: number, total?: number, tooLarge?: boolean, waitingForRoom?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
  * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
  *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
@@ -114,6 +114,12 @@ export class Record {
     this.total = fields.total;
     /** Whether the current content is over the chain's `maxContentBytes` and not here: not fetched. */
     this.tooLarge = fields.tooLarge ?? false;
+    /**
+     * Whether the current content is not here and its last fetch found no room in this
+     * device's quota of stored content (`Endra.start({ maxStoredContentBytes })`): asked
+     * again at each listing, fetched once erasures make room.
+     */
+    this.waitingForRoom = fields.waitingForRoom ?? false;
     /** Every version in causal order — created, edited, deleted — deleted ones included. */
     this.history = fields.history;
     /** Versions every replica refused (an edit by someone else than the author, say). */

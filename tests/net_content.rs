@@ -926,3 +926,140 @@ fn a_content_posted_while_no_relay_was_reachable_is_offered_when_one_is_even_aft
         );
     });
 }
+
+/// A member's node keeps at most its quota of content (`Limits::content_store_bytes`): it
+/// fetches no content that does not fit beside what it keeps, nor keeps a content pushed
+/// inline beyond it (the block is kept, its content not); an erasure makes room, and the
+/// content refused before is fetched then. A chain's peer cannot fill a member's disk with
+/// contents each within the chain's limit.
+#[test]
+fn a_member_fetches_or_keeps_no_content_beyond_its_store_quota() {
+    run_local(async {
+        const SEALED_SEGMENT: u64 = 64 * 1024 + TAG_LEN as u64;
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let reader_store = copy_of(&writer_store, chain).await;
+        // Three segments.
+        let (large_content, large, _) =
+            sealed(&writer_store, &chain, &key, 2 * 64 * 1024 + 100).await;
+        let (mut writer, writer_address) = peer_of(&writer_store, chain, 1).await;
+        let quota = 4 * SEALED_SEGMENT;
+        let config = NodeConfig {
+            limits: endra::net::Limits {
+                content_store_bytes: quota,
+                ..Default::default()
+            },
+            ..fast()
+        };
+        let mut reader = start(reader_store.clone(), 2, config).await;
+        reader.handle.open(chain, None).await.unwrap();
+        reader.handle.dial(writer_address).await.unwrap();
+        common::net::wait_for(&mut writer, |e| {
+            matches!(e, NodeEvent::ChainPeer { joined: true, .. })
+        })
+        .await;
+
+        // Five texts pushed with their blocks: four fit, the fifth does not.
+        let mut texts = Vec::new();
+        for i in 0..5u64 {
+            let (_, text, segments) = sealed(&writer_store, &chain, &key, 900).await;
+            let block = signed_block(&writer_store, chain, 1, 10 + i).await;
+            writer
+                .handle
+                .publish_with_content(
+                    chain,
+                    vec![block],
+                    vec![(0, inline_of(&writer_store, &text, &segments).await)],
+                )
+                .await
+                .unwrap();
+            common::net::count_reaches(&mut reader, chain, 2 + i).await;
+            texts.push(text);
+        }
+        for (i, text) in texts.iter().enumerate() {
+            let held = !reader_store.held(&text.root).await.unwrap().is_empty();
+            assert_eq!(
+                held,
+                i < 4,
+                "text {i} kept: {held}; only four fit in the quota"
+            );
+        }
+        assert_eq!(reader_store.segment_count().await.unwrap(), 4);
+
+        // The three-segment content does not fit beside them: refused, nothing of it asked.
+        let refused = reader.handle.fetch_content(chain, large.clone()).await;
+        match refused {
+            Err(endra::net::NetError::ContentQuota { quota: q, needed }) => {
+                assert_eq!((q, needed), (quota, 3 * SEALED_SEGMENT));
+            }
+            other => panic!("a content over the quota was fetched: {other:?}"),
+        }
+        assert_eq!(reader_store.tree(&large.root).await.unwrap(), None);
+        assert_eq!(reader_store.segment_count().await.unwrap(), 4);
+
+        // Three texts erased: there is room, and it is fetched.
+        for text in &texts[..3] {
+            reader_store.erase(&text.root).await.unwrap();
+        }
+        assert_eq!(
+            reader
+                .handle
+                .fetch_content(chain, large.clone())
+                .await
+                .unwrap(),
+            ContentStatus::Available
+        );
+        assert_eq!(
+            opened(&reader_store, &chain, &key, &large).await,
+            large_content
+        );
+        assert_eq!(reader_store.segment_count().await.unwrap(), 4);
+    });
+}
+
+/// The erase requests a node keeps for relays unreachable at the delete are bounded: past
+/// 1,024, the oldest goes (a device that erases much while offline cannot grow the list
+/// without end).
+#[test]
+fn erase_requests_kept_for_later_are_at_most_1024_and_the_oldest_goes() {
+    use endra::walytis::store::BlockStore;
+    run_local(async {
+        let (store, chain) = new_chain(1, 1).await;
+        let node = start(store.clone(), 1, fast()).await;
+        node.handle.open(chain, None).await.unwrap();
+        let root_of = |i: u32| {
+            let mut root = [0xEE; 32];
+            root[..4].copy_from_slice(&i.to_be_bytes());
+            root
+        };
+        let kept = || async {
+            store
+                .setting("pending-erasures")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            node.handle
+                .erase_content(chain, root_of(0), [7; 32])
+                .await
+                .unwrap(),
+            0
+        );
+        let entry = kept().await.len();
+        assert!(entry > 64, "one request kept: chain, root and secret");
+        for i in 1..1025u32 {
+            let asked = node.handle.erase_content(chain, root_of(i), [7; 32]).await;
+            assert_eq!(asked.unwrap(), 0, "no relay to ask");
+        }
+        let list = kept().await;
+        assert_eq!(list.len(), 1024 * entry, "1,024 requests kept, no more");
+        let holds = |root: [u8; 32]| list.windows(32).any(|window| window == root);
+        assert!(!holds(root_of(0)), "the oldest went");
+        assert!(
+            holds(root_of(1)) && holds(root_of(1024)),
+            "the newest 1,024 stay"
+        );
+        node.handle.stop().await.unwrap();
+    });
+}

@@ -41,6 +41,16 @@ pub enum NetError {
     /// Fetching offchain content failed for good (erased, or the store failed).
     #[error(transparent)]
     Content(#[from] TransferError),
+    /// A content this node would fetch does not fit in its content store's quota
+    /// ([`Limits::content_store_bytes`]) beside what it keeps and is fetching: not fetched,
+    /// until erasures make room or the quota is raised.
+    #[error("the content store's quota of {quota} bytes has no room for {needed} more")]
+    ContentQuota {
+        /// The quota, in sealed bytes.
+        quota: u64,
+        /// What the content would add, in sealed bytes.
+        needed: u64,
+    },
 }
 
 /// Options of a node.
@@ -95,6 +105,13 @@ pub struct Limits {
     pub mailbox_join_timeout: Duration,
     /// Chains one peer's subscriptions may have the mailbox waiting for at once.
     pub mailbox_joins_per_peer: usize,
+    /// Sealed bytes of offchain content a member's node keeps in all (a relay's mailbox
+    /// has [`Limits::mailbox_content_bytes`] instead), counted as whole 64 KiB segments: a
+    /// content that does not fit beside what the store holds and what is being fetched is
+    /// not fetched ([`NetError::ContentQuota`]), nor kept when it comes inline. A peer of
+    /// a chain cannot fill a member's disk with contents each within the chain's limit. The
+    /// device's own posts are not refused, but they count.
+    pub content_store_bytes: u64,
     /// Bytes one relayed circuit may carry in each direction.
     pub circuit_bytes: u64,
     /// How long one relayed circuit may last before the client renews it.
@@ -114,6 +131,7 @@ impl Default for Limits {
             mailbox_fetch_patience: Duration::from_secs(600),
             mailbox_join_timeout: Duration::from_secs(60),
             mailbox_joins_per_peer: 16,
+            content_store_bytes: 4 << 30,
             circuit_bytes: 64 << 20,
             circuit_duration: Duration::from_secs(3600),
         }

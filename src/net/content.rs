@@ -63,6 +63,9 @@ const MAX_PARKED: usize = 64;
 /// (ms): well within a requester's own timeout.
 const PARK_PATIENCE_MS: u64 = 5_000;
 
+/// What one segment counts against a member's content store quota: a full sealed one.
+const SEALED_SEGMENT_LEN: u64 = (SEGMENT_LEN + TAG_LEN) as u64;
+
 /// The store setting in which a mailbox counts the sealed bytes of content it accepted.
 const CONTENT_BYTES_SETTING: &str = "mailbox-content-bytes";
 
@@ -178,24 +181,30 @@ impl<S: NodeStore> Node<S> {
             Ok(fetch) => match fetch.status() {
                 ContentStatus::Available => Ok(ContentStatus::Available),
                 ContentStatus::Erased => Err(TransferError::Erased.into()),
+                // A member's own fetch: within its store's quota (a mailbox's offers have
+                // reserved theirs).
+                _ if reserved.is_none() && !self.config.mailbox => {
+                    let segments = u64::from(fetch.segments_to_store());
+                    match self.room_for(segments).await {
+                        Ok(true) => {
+                            self.start_fetch(chain, fetch, reply, first, reserved, now);
+                            return;
+                        }
+                        Ok(false) => {
+                            let needed = segments * SEALED_SEGMENT_LEN;
+                            let quota = self.config.limits.content_store_bytes;
+                            log(LogLine::warn("content_quota_reached")
+                                .field("chain", chain)
+                                .field("root", root_hex(&root))
+                                .field("needed", needed)
+                                .field("quota", quota));
+                            Err(NetError::ContentQuota { quota, needed })
+                        }
+                        Err(e) => Err(TransferError::Store(e).into()),
+                    }
+                }
                 _ => {
-                    self.fetches.insert(
-                        root,
-                        Fetching {
-                            chain,
-                            fetch,
-                            asked: HashMap::new(),
-                            current: first,
-                            tried: HashSet::new(),
-                            waiters: reply.into_iter().collect(),
-                            retry_at: None,
-                            backoff: FIRST_RETRY_MS,
-                            reserved,
-                            progressed_at: now,
-                            parked: Vec::new(),
-                        },
-                    );
-                    self.ask_next(root);
+                    self.start_fetch(chain, fetch, reply, first, reserved, now);
                     return;
                 }
             },
@@ -203,6 +212,60 @@ impl<S: NodeStore> Node<S> {
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
+    }
+
+    /// Starts fetching what `fetch` lacks.
+    fn start_fetch(
+        &mut self,
+        chain: BlockId,
+        fetch: Fetch,
+        reply: Option<Reply<ContentStatus>>,
+        first: Option<PeerId>,
+        reserved: Option<u64>,
+        now: u64,
+    ) {
+        let root = fetch.shape().root;
+        self.fetches.insert(
+            root,
+            Fetching {
+                chain,
+                fetch,
+                asked: HashMap::new(),
+                current: first,
+                tried: HashSet::new(),
+                waiters: reply.into_iter().collect(),
+                retry_at: None,
+                backoff: FIRST_RETRY_MS,
+                reserved,
+                progressed_at: now,
+                parked: Vec::new(),
+            },
+        );
+        self.ask_next(root);
+    }
+
+    /// Whether `more` segments fit in a member's content store (see
+    /// [`crate::net::Limits::content_store_bytes`]) beside those it keeps — counted again
+    /// from the store — and those its fetches have yet to bring.
+    async fn room_for(&self, more: u64) -> Result<bool, StoreError> {
+        let kept = self.store.segment_count().await?;
+        self.segments_kept.set(Some(kept));
+        Ok(self.fits(kept, more))
+    }
+
+    /// Whether `more` segments fit in a member's quota beside `kept` and those its fetches
+    /// have yet to bring.
+    fn fits(&self, kept: u64, more: u64) -> bool {
+        let coming: u64 = self
+            .fetches
+            .values()
+            .filter(|f| f.reserved.is_none())
+            .map(|f| u64::from(f.fetch.segments_to_store()))
+            .sum();
+        kept.saturating_add(coming)
+            .saturating_add(more)
+            .saturating_mul(SEALED_SEGMENT_LEN)
+            <= self.config.limits.content_store_bytes
     }
 
     /// Offers `shape`'s content of `chain` to every relay this node uses and is connected to;
@@ -535,9 +598,37 @@ impl<S: NodeStore> Node<S> {
                 return None;
             }
             self.stage_content_bytes_used(used + size);
+        } else if !self.inline_fits().await {
+            log(LogLine::warn("content_quota_reached")
+                .field("chain", chain)
+                .field("root", root_hex(&root))
+                .field("needed", SEALED_SEGMENT_LEN)
+                .field("quota", self.config.limits.content_store_bytes));
+            return None;
         }
         self.store.stage_single_segment(&root, &leaves, sealed);
         Some(root)
+    }
+
+    /// Whether a member's content store has room for one more segment, pushed inline: from
+    /// the count as last read and counted on since — not a store read on each message's
+    /// path. It is read again after each batch a fetch stores and on each tick (this
+    /// device's own posts are written by other handles).
+    async fn inline_fits(&self) -> bool {
+        let kept = match self.segments_kept.get() {
+            Some(kept) => kept,
+            None => match self.store.segment_count().await {
+                Ok(kept) => kept,
+                Err(e) => {
+                    log(LogLine::warn("content_store_failed").field("error", e));
+                    return false;
+                }
+            },
+        };
+        let fits = self.fits(kept, 1);
+        self.segments_kept
+            .set(Some(if fits { kept + 1 } else { kept }));
+        fits
     }
 
     /// After the block that carried a content inline was stored: what no commit took is
@@ -609,7 +700,7 @@ impl<S: NodeStore> Node<S> {
             let last = tree.len().saturating_sub(2) as u32;
             for index in self.store.held(&root).await? {
                 held_bytes += if index < last {
-                    (SEGMENT_LEN + TAG_LEN) as u64
+                    SEALED_SEGMENT_LEN
                 } else {
                     let segment = self.store.segment(&root, index).await?;
                     segment.map_or(0, |s| s.len() as u64)
@@ -1017,7 +1108,11 @@ impl<S: NodeStore> Node<S> {
         // (Whatever this answer was: a fetch whose last answer was false must not end with
         // verified segments unstored.)
         let stored = match store_now {
-            true => fetching.fetch.store_verified(&self.store).await,
+            true => {
+                // Counted from the store again (see `Node::inline_fits`).
+                self.segments_kept.set(None);
+                fetching.fetch.store_verified(&self.store).await
+            }
             false => Ok(()),
         };
         let accepted = stored.and(accepted);

@@ -97,6 +97,10 @@ pub struct Node<S: NodeStore> {
     /// A mailbox's quota counter as last read or written (see `Node::content_bytes_used`):
     /// read once, not on each message's path.
     pub(super) content_used: std::cell::Cell<Option<u64>>,
+    /// A member's count of the segments its content store keeps, as last read and
+    /// counted on since (see `Node::room_for`): read again at each fetch's start and
+    /// tick, not on each message's path.
+    pub(super) segments_kept: std::cell::Cell<Option<u64>>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) events: mpsc::UnboundedSender<NodeEvent>,
     pub(super) started: web_time::Instant,
@@ -158,6 +162,7 @@ impl<S: NodeStore> Node<S> {
             offer_retry_ms: 5_000,
             asked_erasures: HashMap::new(),
             content_used: std::cell::Cell::new(None),
+            segments_kept: std::cell::Cell::new(None),
             commands,
             events,
             started: web_time::Instant::now(),
@@ -255,6 +260,8 @@ impl<S: NodeStore> Node<S> {
                     self.release_expired_parked();
                     self.offer_again(false).await;
                     self.expire_offered_fetches().await;
+                    // Posts and erasures elsewhere change the count: read it again.
+                    self.segments_kept.set(None);
                     tick = futures_timer::Delay::new(self.next_tick()).fuse();
                 }
             }

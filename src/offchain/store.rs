@@ -199,6 +199,10 @@ pub trait ContentStore {
     }
     /// The indexes of the segments kept, ascending: where a transfer resumes.
     async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError>;
+    /// How many sealed segments the store keeps, of every content: what a member's quota
+    /// counts, each as a full segment (see [`crate::net::Limits::content_store_bytes`]).
+    /// Cheap in every store (no segment is read).
+    async fn segment_count(&self) -> Result<u64, StoreError>;
     /// Drops a content's tree and segments for good and remembers that it was erased.
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError>;
     /// Whether the content was erased.

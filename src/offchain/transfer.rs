@@ -412,6 +412,16 @@ impl Fetch {
         (0..segments).filter(|i| !self.held.contains(i) && !self.verified.contains_key(i))
     }
 
+    /// Segments this fetch has yet to store: what it will add to the store.
+    pub fn segments_to_store(&self) -> u32 {
+        if self.erased {
+            return 0;
+        }
+        self.shape
+            .segments()
+            .saturating_sub(u32::try_from(self.held.len()).unwrap_or(u32::MAX))
+    }
+
     /// Whether segment `index` is stored (by this fetch, or found in the store).
     pub fn is_held(&self, index: u32) -> bool {
         self.held.contains(&index)

@@ -794,4 +794,24 @@ impl ContentStore for IdbStore {
     async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
         Ok(self.get_one(CONTENT_ERASED, bytes(root)).await?.is_some())
     }
+
+    async fn segment_count(&self) -> Result<u64, StoreError> {
+        let tx = self
+            .db
+            .transaction(CONTENT_SEGMENTS)
+            .build()
+            .map_err(backend)?;
+        let count = async {
+            tx.object_store(CONTENT_SEGMENTS)
+                .map_err(backend)?
+                .count()
+                .primitive()
+                .map_err(backend)?
+                .await
+                .map_err(backend)
+        }
+        .await;
+        release(tx);
+        Ok(u64::from(count?))
+    }
 }

@@ -260,6 +260,10 @@ impl ContentStore for MemoryStore {
             .collect()
     }
 
+    async fn segment_count(&self) -> Result<u64, StoreError> {
+        Ok(self.tables().content.segments.len() as u64)
+    }
+
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
         let mut t = self.tables();
         t.content.trees.remove(root);

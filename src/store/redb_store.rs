@@ -4,7 +4,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use super::{keys, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock, FORMAT};
 use crate::offchain::store::{
@@ -470,6 +470,13 @@ impl ContentStore for RedbStore {
             held.push(segment_index(key.value())?);
         }
         Ok(held)
+    }
+
+    async fn segment_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CONTENT_SEGMENTS).map_err(backend)?;
+        // Kept in the tree's root: no walk.
+        table.len().map_err(backend)
     }
 
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {

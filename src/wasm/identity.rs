@@ -695,6 +695,9 @@ pub struct WasmBoundChain {
     /// Contents seen all here: they stay so until their record is erased, when the record
     /// no longer names them, so a listing need not read the store for them again.
     pub(super) available: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
+    /// Contents whose last background fetch found no room in the store's quota: listed
+    /// `waitingForRoom` until a fetch of them starts.
+    pub(super) no_room: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
 }
 
 impl WasmBoundChain {
@@ -705,6 +708,7 @@ impl WasmBoundChain {
             chain,
             fetching: Rc::default(),
             available: Rc::default(),
+            no_room: Rc::default(),
         }
     }
 }

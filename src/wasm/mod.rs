@@ -97,6 +97,9 @@ impl ContentStore for AnyStore {
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
         dispatch!(self, s => s.erase(root))
     }
+    async fn segment_count(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.segment_count())
+    }
     async fn is_erased(&self, root: &ContentRoot) -> Result<bool, StoreError> {
         dispatch!(self, s => s.is_erased(root))
     }

@@ -25,6 +25,7 @@ fn net_code(e: &NetError) -> &'static str {
         NetError::Content(TransferError::Store(e)) => super::store_code(e),
         NetError::Content(TransferError::Erased) => "CONTENT_UNAVAILABLE",
         NetError::Content(_) => "CONTENT_INVALID",
+        NetError::ContentQuota { .. } => "CONTENT_QUOTA_EXCEEDED",
     }
 }
 
@@ -115,12 +116,26 @@ pub struct WasmNode {
 #[wasm_bindgen]
 impl WasmNode {
     /// Starts a node over `store`; `on_event` receives `{ type, … }` objects.
-    pub async fn start(store: &WasmStore, on_event: Function) -> Result<WasmNode, JsValue> {
+    /// `content_store_bytes`: the quota of the store's offchain content (see
+    /// [`crate::net::Limits::content_store_bytes`]), the default if `undefined`.
+    pub async fn start(
+        store: &WasmStore,
+        on_event: Function,
+        content_store_bytes: Option<f64>,
+    ) -> Result<WasmNode, JsValue> {
         // A fresh network identity per page: two tabs of one profile never share a peer ID.
         // What identifies the device to its chains is its signing key, not its peer ID.
         let key = identity::Keypair::generate_ed25519();
         let device = store.store.device_key().await?;
-        let config = NodeConfig::default();
+        let mut config = NodeConfig::default();
+        if let Some(bytes) = content_store_bytes {
+            if !(bytes.is_finite() && bytes >= 0.0 && bytes.fract() == 0.0) {
+                return Err(
+                    invalid("maxStoredContentBytes must be a whole number of bytes").into(),
+                );
+            }
+            config.limits.content_store_bytes = bytes as u64;
+        }
         let swarm = browser_swarm(key, &config).map_err(JsFailure::from)?;
         let (node, handle, mut events) =
             Node::new(swarm, store.store.clone(), crate::identity::rules(), config);

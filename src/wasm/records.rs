@@ -15,7 +15,7 @@ use super::identity::{flush, WasmBoundChain};
 use super::{byte_array, hex, invalid, now, parse_id, promise, set, AnyStore, JsFailure};
 use crate::client::{Account, ClientError, SegmentSource};
 use crate::mutability::{RecordView, Records, VersionKind};
-use crate::net::NodeHandle;
+use crate::net::{NetError, NodeHandle};
 use crate::offchain::store::root_hex;
 use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError};
 use crate::walytis::BlockId;
@@ -364,10 +364,13 @@ impl WasmBoundChain {
     /// status here and its whole history. A current content not all here is fetched in the
     /// background (the node keeps asking the chain's peers, with backoff, until it is; one
     /// fetch per content however often this is called): `progress` events follow it. One
-    /// larger than `max_fetch` bytes is not fetched (`tooLarge` on its record).
+    /// larger than `max_fetch` bytes is not fetched (`tooLarge` on its record); one whose
+    /// last fetch found no room in the store's quota is `waitingForRoom` (asked again each
+    /// listing: erasures may have made room).
     pub fn records(&self, max_fetch: f64) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         let (fetching, available) = (self.fetching.clone(), self.available.clone());
+        let no_room = self.no_room.clone();
         promise(async move {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
@@ -394,10 +397,16 @@ impl WasmBoundChain {
                     if fetching.borrow_mut().insert(content.root) {
                         let (node, fetching, content) =
                             (node.clone(), fetching.clone(), content.clone());
+                        let no_room = no_room.clone();
                         wasm_bindgen_futures::spawn_local(async move {
                             // Its end shows in the next listing and in `progress` events.
                             let root = content.root;
-                            let _ = node.fetch_content(chain, content).await;
+                            let fetched = node.fetch_content(chain, content).await;
+                            if matches!(fetched, Err(NetError::ContentQuota { .. })) {
+                                no_room.borrow_mut().insert(root);
+                            } else {
+                                no_room.borrow_mut().remove(&root);
+                            }
                             fetching.borrow_mut().remove(&root);
                         });
                     }
@@ -405,6 +414,13 @@ impl WasmBoundChain {
                 let object = record_object(&view, status);
                 if too_large && status != Some(ContentStatus::Available) {
                     set(&Object::from(object.clone()), "tooLarge", true);
+                }
+                let waiting = view
+                    .content
+                    .as_ref()
+                    .is_some_and(|content| no_room.borrow().contains(&content.root));
+                if waiting && wanted {
+                    set(&Object::from(object.clone()), "waitingForRoom", true);
                 }
                 list.push(&object);
             }

@@ -51,6 +51,11 @@ where
         "nothing kept yet"
     );
     assert!(store.held(&root).await.expect("held").is_empty());
+    assert_eq!(
+        store.segment_count().await.expect("count"),
+        0,
+        "a new store counts no segment"
+    );
     store
         .put_tree(&root, tree.leaves())
         .await
@@ -67,6 +72,11 @@ where
     let leaves = store.tree(&root).await.expect("tree").expect("tree kept");
     let tree = SegmentTree::verified(&commitment, leaves).expect("the kept tree verifies");
     assert_eq!(store.held(&root).await.expect("held"), vec![0, 1, 2]);
+    assert_eq!(
+        store.segment_count().await.expect("count"),
+        3,
+        "a segment put twice is counted once, and the count survives a reopen"
+    );
     let reader = ContentReader::new(&key, &chain, commitment, tree).expect("reader");
     let mut opened = Vec::new();
     for index in 0..3u32 {
@@ -84,6 +94,7 @@ where
 async fn segments_are_listed_in_order_and_kept_apart<S: ContentStore>(store: S) -> S {
     let a = [0x40; 32];
     let b = neighbour(&a);
+    let before = store.segment_count().await.expect("count");
     // Indexes whose little-endian order differs from their numeric order.
     for index in [256u32, 1, 65_536, 0, 2] {
         store
@@ -127,6 +138,17 @@ async fn segments_are_listed_in_order_and_kept_apart<S: ContentStore>(store: S) 
     );
     assert_eq!(served(&a, 5).await.expect("serve"), Served::NotHeld);
     assert_eq!(served(&gone, 3).await.expect("serve"), Served::Erased);
+    assert_eq!(
+        store.segment_count().await.expect("count"),
+        before + 9,
+        "every content's segments are counted, an erased content's refused ones not"
+    );
+    store.erase(&b).await.expect("erase b");
+    assert_eq!(
+        store.segment_count().await.expect("count"),
+        before + 8,
+        "an erased content's segments are no longer counted"
+    );
     store
 }
 
