@@ -96,9 +96,16 @@ export async function endraPage(context, { url, relays, store, options = {} }) {
     window.node = window.endra.node;
     // Resolves with `check()`'s first result other than `undefined`, checking at once and
     // after each `type` event of `target` (listening before reading, so no change is
-    // missed); rejects after `timeout` ms naming `label`, so a stuck test says where. Only
-    // the events wake it: a change that comes without its event fails the test.
-    window.waitFor = async (label, target, type, check, timeout = 60_000) => {
+    // missed); rejects after `timeout` ms naming `label` — and what `describe()` then says,
+    // if given — so a stuck test says where and in what state. Only the events wake it: a
+    // change that comes without its event fails the test.
+    // Every chain in the page's store with its block count: the state a stuck wait reports.
+    window.chainCounts = async () => {
+      const counts = {};
+      for (const id of await window.endra.store.chains()) counts[id.slice(-8)] = await (await window.endra.openChain(id)).count();
+      return JSON.stringify(counts);
+    };
+    window.waitFor = async (label, target, type, check, { timeout = 60_000, describe } = {}) => {
       const deadline = Date.now() + timeout;
       for (;;) {
         let timer;
@@ -111,7 +118,10 @@ export async function endraPage(context, { url, relays, store, options = {} }) {
         try {
           const value = await check();
           if (value !== undefined) return value;
-          if (Date.now() >= deadline) throw new Error(`${label}: not reached after ${timeout} ms`);
+          if (Date.now() >= deadline) {
+            const state = describe ? ` (${await describe().catch((e) => `describe failed: ${e.message}`)})` : '';
+            throw new Error(`${label}: not reached after ${timeout} ms${state}`);
+          }
           await change;
         } finally {
           clearTimeout(timer);
