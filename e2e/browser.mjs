@@ -99,11 +99,17 @@ export async function endraPage(context, { url, relays, store, options = {} }) {
     // missed); rejects after `timeout` ms naming `label` — and what `describe()` then says,
     // if given — so a stuck test says where and in what state. Only the events wake it: a
     // change that comes without its event fails the test.
-    // Every chain in the page's store with its block count: the state a stuck wait reports.
-    window.chainCounts = async () => {
+    // What a stuck wait reports: every chain in the page's store with its block count, and
+    // the `error` events of the handles given to `keepErrors` (nobody sees them otherwise).
+    window.errors = [];
+    window.keepErrors = (target) => {
+      target.addEventListener('error', (e) => window.errors.push(`${e.detail?.code ?? ''} ${e.detail?.message ?? e.detail}`));
+      return target;
+    };
+    window.pageState = async () => {
       const counts = {};
       for (const id of await window.endra.store.chains()) counts[id.slice(-8)] = await (await window.endra.openChain(id)).count();
-      return JSON.stringify(counts);
+      return `chains ${JSON.stringify(counts)}, errors ${JSON.stringify(window.errors)}, online ${window.node.online}`;
     };
     window.waitFor = async (label, target, type, check, { timeout = 60_000, describe } = {}) => {
       const deadline = Date.now() + timeout;

@@ -347,17 +347,17 @@ test('a device a person removes loses the person\'s groups', async () => {
   await devicesReach(a, 2);
   const { group, groupCode } = await c.evaluate(async () => {
     window.me = await window.endra.createIdentity({ name: 'Bob', passphrase: 'bob' });
-    window.group = await window.endra.createGroup({ name: 'Team', passphrase: 'bob', person: window.me });
+    window.group = window.keepErrors(await window.endra.createGroup({ name: 'Team', passphrase: 'bob', person: window.me }));
     window.group.addEventListener('request', (e) => window.group.approve(e.detail));
     return { group: window.group.did, groupCode: (await window.group.invite({ role: 'member' })).code };
   });
   await a.evaluate(async (invitation) => {
-    window.group = await window.endra.joinGroup(invitation, { passphrase: 'laptop', person: window.me, signal: AbortSignal.timeout(60_000) });
+    window.group = window.keepErrors(await window.endra.joinGroup(invitation, { passphrase: 'laptop', person: window.me, signal: AbortSignal.timeout(60_000) }));
   }, groupCode);
   // The phone, listed among Ada's devices, opens the group and writes in it.
   await b.evaluate(async (did) => {
     await window.endra.resolve(did, { timeout: 30_000 });
-    window.group = await window.endra.openGroup(did, { passphrase: 'phone' });
+    window.group = window.keepErrors(await window.endra.openGroup(did, { passphrase: 'phone' }));
     await window.group.until((s) => s.current, { signal: AbortSignal.timeout(30_000) });
     await window.group.write(new TextEncoder().encode('the phone, in the group'));
   }, group);
@@ -370,7 +370,7 @@ test('a device a person removes loses the person\'s groups', async () => {
     await page.evaluate((label) => window.waitFor(label, window.group, 'change', async () => {
       const texts = (await window.group.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
       return texts.includes('the phone, in the group') ? true : undefined;
-    }, { describe: async () => `chains ${await window.chainCounts()}, ${(await window.group.messages()).length} messages shown, online ${window.node.online}` }), `${who} holds the phone's message`);
+    }, { describe: async () => `${await window.pageState()}, ${(await window.group.messages()).length} messages shown` }), `${who} holds the phone's message`);
   }
   // Ada removes the phone from her person: the group follows, with a new epoch.
   await a.evaluate((device) => window.me.removeDevice(device), phoneDid);
@@ -382,14 +382,14 @@ test('a device a person removes loses the person\'s groups', async () => {
   const adaDevices = await c.evaluate((did) => window.waitFor('Bob sees Ada with one device', window.group, 'change', async () => {
     const ada = (await window.group.members()).find((m) => m.did === did);
     return ada && ada.devices.length === 1 ? ada.devices : undefined;
-  }), ada);
+  }, { describe: window.pageState }), ada);
   assert.equal(adaDevices.length, 1);
   await c.evaluate(() => window.group.write(new TextEncoder().encode('after the phone left')));
   const seen = await b.evaluate(async () => {
     const messages = await window.waitFor('the phone holds 2 group messages', window.group, 'change', async () => {
       const held = await window.group.messages();
       return held.length >= 2 ? held : undefined;
-    }, { describe: async () => `chains ${await window.chainCounts()}, ${(await window.group.messages()).length} messages shown` });
+    }, { describe: async () => `${await window.pageState()}, ${(await window.group.messages()).length} messages shown` });
     const last = messages.at(-1);
     const refusal = await window.group.write(new TextEncoder().encode('still here?')).then(() => null, (e) => e.code);
     return { body: last.body ? new TextDecoder().decode(last.body) : null, code: last.error?.code, refusal };
@@ -400,6 +400,6 @@ test('a device a person removes loses the person\'s groups', async () => {
   const laptopReads = await a.evaluate(() => window.waitFor('the laptop reads the group', window.group, 'change', async () => {
     const texts = (await window.group.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
     return texts.includes('after the phone left') ? texts : undefined;
-  }));
+  }, { describe: window.pageState }));
   assert.ok(laptopReads.includes('the phone, in the group'));
 });

@@ -43,12 +43,12 @@ pub enum NetError {
     Content(#[from] TransferError),
     /// A content this node would fetch does not fit in its content store's quota
     /// ([`Limits::content_store_bytes`]) beside what it keeps and is fetching: not fetched,
-    /// until erasures make room or the quota is raised.
+    /// until erasures make room (or a node started with a larger quota asks).
     #[error("the content store's quota of {quota} bytes has no room for {needed} more")]
     ContentQuota {
         /// The quota, in sealed bytes.
         quota: u64,
-        /// What the content would add, in sealed bytes.
+        /// What the content would add, in sealed bytes counted as whole segments.
         needed: u64,
     },
 }

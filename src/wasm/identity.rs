@@ -696,7 +696,7 @@ pub struct WasmBoundChain {
     /// no longer names them, so a listing need not read the store for them again.
     pub(super) available: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
     /// Contents whose last background fetch found no room in the store's quota: listed
-    /// `waitingForRoom` until a fetch of them starts.
+    /// `waitingForRoom` until a later fetch of them is not refused for room.
     pub(super) no_room: Rc<std::cell::RefCell<std::collections::HashSet<[u8; 32]>>>,
 }
 
