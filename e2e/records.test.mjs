@@ -79,6 +79,17 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     window.notes.addEventListener('progress', (event) => window.progress.push(event.detail));
   }, chain);
   await openNotes(b);
+  // B listens to the chain's record events from the start, as an app would.
+  await b.evaluate(() => {
+    window.told = [];
+    window.stopTelling = new AbortController();
+    window.telling = (async () => {
+      for await (const event of window.notes.recordEvents({ signal: window.stopTelling.signal })) {
+        window.told.push(event);
+        window.dispatchEvent(new Event('told'));
+      }
+    })().catch((error) => window.told.push({ error: error.code ?? error.message }));
+  });
 
   /** A new page of B's profile (same IndexedDB) with the identity and the chain open. */
   const reopen = async (page) => {
@@ -132,6 +143,32 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     test: (line) => line.includes('event=mailbox_content_erased') && line.includes(`root=${notes.regretRoot}`),
     toString: () => `mailbox_content_erased root=${notes.regretRoot}`,
   }, 60_000);
+
+  // B was told of every version once, each after the versions it saw, and of each content
+  // that came (inline) once, after its version.
+  const told = await b.evaluate(async ({ note, regret }) => {
+    const done = () => {
+      const has = (kind, record) => window.told.some((e) => e.kind === kind && e.record === record);
+      // The edited version's content (the current one: fetched if its push was missed).
+      const current = window.told.some((e) => e.kind === 'content' && e.record === note && e.version !== note);
+      return current && has('deleted', regret) ? true : undefined;
+    };
+    await window.waitFor('B told of both notes', window, 'told', done, { describe: async () => JSON.stringify(window.told) });
+    window.stopTelling.abort();
+    await window.telling;
+    return window.told;
+  }, notes);
+  const toldAs = told.map((e) => `${e.kind}${e.erase ? '+erase' : ''} ${e.record === notes.note ? 'note' : e.record === notes.regret ? 'regret' : e.record}${e.version === e.record ? '' : ' v'}`);
+  assert.deepEqual(told.map((e) => e.seq), told.map((_, i) => i), `numbered from 0 without gaps: ${toldAs}`);
+  assert.equal(new Set(told.map((e) => `${e.kind} ${e.version}`)).size, told.length, `nothing told twice: ${toldAs}`);
+  const toldVersions = toldAs.filter((e) => !e.startsWith('content'));
+  assert.deepEqual(toldVersions.filter((e) => e.endsWith('note') || e.endsWith('note v')), ['created note', 'edited note v'], `${toldAs}`);
+  assert.deepEqual(toldVersions.filter((e) => e.includes('regret')), ['created regret', 'deleted+erase regret v'], `${toldAs}`);
+  for (const version of new Set(told.filter((e) => e.kind === 'content').map((e) => e.version))) {
+    const at = (kind) => told.findIndex((e) => e.version === version && e.kind === kind);
+    assert.ok(at('content') > Math.max(at('created'), at('edited')), `a content after its version: ${toldAs}`);
+  }
+  const lastTold = told[told.length - 1].seq;
 
   // B's page closes; A posts a 20 MiB file, the relay fetches it, A's browser closes: from
   // here on, the relay is B's only source.
@@ -257,6 +294,21 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
       firstVersion: new TextDecoder().decode(new Uint8Array(firstVersion)),
     };
   }, written);
+  // Resumed from the last event B's first page saw: the file's record and then its content,
+  // and nothing told before.
+  const resumed = await b2.evaluate(async ({ since, file }) => {
+    const events = [];
+    const signal = AbortSignal.timeout(60_000);
+    for await (const event of window.notes.recordEvents({ since, signal })) {
+      events.push({ seq: event.seq, kind: event.kind, record: event.record === file ? 'file' : event.record });
+      if (event.kind === 'content' && event.record === file) break;
+    }
+    return events;
+  }, { since: lastTold, file: written.file });
+  assert.deepEqual(resumed, [
+    { seq: lastTold + 1, kind: 'created', record: 'file' },
+    { seq: lastTold + 2, kind: 'content', record: 'file' },
+  ]);
   assert.equal(got.text, 'second draft');
   assert.equal(got.first, 'first draft', 'every version stays readable');
   assert.equal(got.erased, 'CONTENT_UNAVAILABLE');

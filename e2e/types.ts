@@ -2,7 +2,7 @@
 // the way an application uses the API.
 import {
   BoundChain, Chain, Endra, EndraError, Group, Identity, Node, Record, Store,
-  type Block, type ContentProgress, type RecordVersion, type DidDocument, type ErrorCode, type Invitation, type SubscribedMessage,
+  type Block, type ContentProgress, type RecordVersion, type RecordEvent, type DidDocument, type ErrorCode, type Invitation, type SubscribedMessage,
 } from '../pkg/index.js';
 
 export async function identities(endra: Endra, other: Endra): Promise<void> {
@@ -51,6 +51,14 @@ export async function identities(endra: Endra, other: Endra): Promise<void> {
   await posted.delete({ erase: true });
   const listed: Record[] = await chat.records();
   void text; void version; void kinds; void listed;
+  let cursor = -1;
+  for await (const event of chat.recordEvents({ since: cursor, signal: AbortSignal.timeout(1000) })) {
+    const told: RecordEvent = event;
+    const kind: 'created' | 'edited' | 'deleted' | 'content' | 'withdrawn' = told.kind;
+    if (told.kind === 'deleted' && told.erase) void told.record;
+    cursor = told.seq;
+    void kind; void told.version;
+  }
   // @ts-expect-error records come from a chain
   void new Record();
   const same: BoundChain = await group.openChain(chat.id, { signal: AbortSignal.timeout(1000) });

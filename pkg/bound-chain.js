@@ -2,7 +2,7 @@
 // Bound chains: chains an identity's current devices alone write and read.
 import { WasmChain } from './wasm/endra.js';
 import { bytes, call, EndraError, INTERNAL, internalOnly, options, readable } from './errors.js';
-import { makeChain, touch } from './chain.js';
+import { makeChain, nextWake, touch } from './chain.js';
 import { unwatch, watch } from './node.js';
 import { contentOf, MAX_CONTENT_BYTES, Record, sizeOf, withinLimit } from './record.js';
 import { rawStore } from './store.js';
@@ -17,9 +17,16 @@ import { rawStore } from './store.js';
 /** @typedef {Message & { seq: number }} SubscribedMessage */
 /**
  * The wasm-bindgen handle of a bound chain.
- * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]> } & import('./record.js').RawRecords} RawBoundChain
+ * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]>, recordEvents(since: number): Promise<RecordEvent[]> } & import('./record.js').RawRecords} RawBoundChain
  */
 /** @typedef {{ chain: string, root: string, status: string, done?: number, total?: number }} ContentProgress */
+/**
+ * What a record event tells: a version became valid (`created`, `edited`, `deleted`, with
+ * `erase` for an erasing delete), its content is all here (`content`), or a version told
+ * before is no longer shown (`withdrawn`: its author's device was removed before any current
+ * device built on it).
+ * @typedef {{ seq: number, kind: 'created' | 'edited' | 'deleted' | 'content' | 'withdrawn', record: string, version: string, erase?: true }} RecordEvent
+ */
 
 // Package-internal, assigned in the class's static block. Not re-exported by index.js.
 /** @type {(raw: RawBoundChain, store: Store, node: Node, maxContentBytes?: number) => Promise<BoundChain>} */
@@ -41,6 +48,9 @@ export class BoundChain extends EventTarget {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #fetchTimer;
   #maxContentBytes = MAX_CONTENT_BYTES;
+  #closed = false;
+  /** Resolvers of the record-event iterators waiting for something new. @type {Set<() => void>} */
+  #wakers = new Set();
   /**
    * Every current content not here is fetched in the background, by itself: when the chain
    * opens and after its changes (a listing starts the fetches, see `records()`; at most one
@@ -56,7 +66,12 @@ export class BoundChain extends EventTarget {
   /** @param {Event} event */
   #progress = (event) => {
     const detail = /** @type {CustomEvent<ContentProgress>} */ (event).detail;
-    if (detail.chain === this.id) this.dispatchEvent(new CustomEvent('progress', { detail }));
+    if (detail.chain !== this.id) return;
+    this.dispatchEvent(new CustomEvent('progress', { detail }));
+    if (detail.status === 'available') this.#wakeRecordEvents();
+  };
+  #wakeRecordEvents = () => {
+    for (const waker of [...this.#wakers]) waker();
   };
 
   /**
@@ -76,6 +91,7 @@ export class BoundChain extends EventTarget {
     this.maxContentBytes = maxContentBytes;
     watch(node, raw.chain, this.#wake);
     watch(node, raw.chain, this.#fetchMissing);
+    this.addEventListener('change', this.#wakeRecordEvents);
     node.addEventListener('content', this.#progress);
     this.#fetchMissing();
   }
@@ -154,6 +170,36 @@ export class BoundChain extends EventTarget {
   }
 
   /**
+   * Record events after `since` (a `seq` of this iterator's events; all by default), each
+   * exactly once, then new ones as they come: `created`, `edited` and `deleted` (with
+   * `erase: true` for an erasing delete) when a version becomes valid, in causal order (a
+   * version after every version it saw); `content` once a version's content is all here,
+   * verified (inline with its block, fetched, or posted here); `withdrawn` when a version
+   * told before is no longer shown (its author's device was removed before any current
+   * device built on it; told again if it comes back). What was told is kept in the store:
+   * pass the last `seq` seen to resume after a reload, with nothing missed or repeated.
+   * @param {{ since?: number, signal?: AbortSignal }} [opts]
+   * @returns {AsyncGenerator<RecordEvent, void, undefined>}
+   */
+  async *recordEvents(opts) {
+    const { since = -1, signal } = options(opts, 'recordEvents(options)');
+    if (!Number.isSafeInteger(since) || since < -1) {
+      throw new EndraError('since must be the seq of a record event, or -1 for all', 'INVALID_ARGUMENT');
+    }
+    let cursor = since;
+    while (!this.#closed && !signal?.aborted) {
+      const woken = nextWake(this.#wakers, signal);
+      /** @type {RecordEvent[]} */
+      const page = await call(() => this.#raw.recordEvents(cursor));
+      for (const event of page) {
+        cursor = event.seq;
+        yield event;
+      }
+      if (page.length === 0) await woken;
+    }
+  }
+
+  /**
    * Posts a record: the content (bytes, text, a `Blob`/`File` or a `ReadableStream`) is
    * sealed under the identity's epoch into this device's content store — never into the
    * chain, whose block carries only a commitment to it — and offered to the relays, which
@@ -208,6 +254,8 @@ export class BoundChain extends EventTarget {
 
   /** Stops events and subscriptions of this handle. */
   close() {
+    this.#closed = true;
+    this.#wakeRecordEvents();
     unwatch(this.#node, this.id, this.#wake);
     unwatch(this.#node, this.id, this.#fetchMissing);
     clearTimeout(this.#fetchTimer);

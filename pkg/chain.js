@@ -293,17 +293,7 @@ export class Chain extends EventTarget {
    * @returns {Promise<void>}
    */
   #nextWake(signal) {
-    return new Promise((resolve) => {
-      // One listener per turn, removed when the turn ends, so a long loop does not pile up
-      // listeners on its signal.
-      const waker = () => {
-        this.#wakers.delete(waker);
-        signal?.removeEventListener('abort', waker);
-        resolve();
-      };
-      this.#wakers.add(waker);
-      signal?.addEventListener('abort', waker, { once: true });
-    });
+    return nextWake(this.#wakers, signal);
   }
 
   #wake() {
@@ -314,6 +304,27 @@ export class Chain extends EventTarget {
     makeChain = (raw, store, node, { open = true } = {}) => new Chain(INTERNAL, raw, store).#attach(node, open);
     touch = (chain) => chain.#touch();
   }
+}
+
+/**
+ * Resolves when one of `wakers` is called (the caller calls them all on news) or `signal`
+ * aborts: how a subscription loop waits for its next turn.
+ * @param {Set<() => void>} wakers
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
+export function nextWake(wakers, signal) {
+  return new Promise((resolve) => {
+    // One listener per turn, removed when the turn ends, so a long loop does not pile up
+    // listeners on its signal.
+    const waker = () => {
+      wakers.delete(waker);
+      signal?.removeEventListener('abort', waker);
+      resolve();
+    };
+    wakers.add(waker);
+    signal?.addEventListener('abort', waker, { once: true });
+  });
 }
 
 /**

@@ -524,6 +524,19 @@ export class Identity extends Controlled {
   rotateKeys(options: { passphrase: string }): Promise<void>;
 }
 
+/** What {@link BoundChain.recordEvents} tells of one version of a record. */
+export interface RecordEvent {
+  /** Its number in this store's record log of the chain, from 0: the cursor to resume. */
+  readonly seq: number;
+  readonly kind: 'created' | 'edited' | 'deleted' | 'content' | 'withdrawn';
+  /** The record (its first version's ID). */
+  readonly record: string;
+  /** The version told of (a block ID). */
+  readonly version: string;
+  /** On an erasing delete: every version's content is gone. */
+  readonly erase?: true;
+}
+
 /** A message of a {@link BoundChain} subscription: with its block's arrival number. */
 export interface SubscribedMessage extends IdentityMessage {
   /** The block's `seq` in this store: pass the last one seen as `since` to resume. */
@@ -561,6 +574,15 @@ export class BoundChain extends EventTarget {
    * for yet carries `error` (`messages()` shows it again once readable).
    */
   subscribe(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<SubscribedMessage>;
+  /**
+   * Record events after `since` (a `seq` of these events; default: all), each exactly once,
+   * then new ones as they come: `created`/`edited`/`deleted` (`erase: true` for an erasing
+   * delete) when a version becomes valid, each after the versions it saw; `content` once a
+   * version's content is all here, verified; `withdrawn` when a version told before is no
+   * longer shown (its device was removed before a current device built on it; told again if
+   * it comes back). Kept in the store: pass the last `seq` seen to resume after a reload.
+   */
+  recordEvents(options?: { since?: number; signal?: AbortSignal }): AsyncIterableIterator<RecordEvent>;
   /**
    * Posts a record: the content (bytes, text, a `Blob`/`File` or a `ReadableStream`; at most
    * 100 MiB) is sealed into this device's content store, never into the chain, and offered

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::client::{deliver, join, new_person, Device, T0};
+use common::client::{deliver, join, join_keeping_keys, new_person, Device, T0, TEST_KEYRING};
 use endra::client::ClientError;
-use endra::mutability::{RecordId, VersionKind};
+use endra::mutability::{LogEvent, LogKind, RecordId, VersionKind};
 use endra::offchain::{
     erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentStatus,
     ContentStore, OffchainError, TransferError,
@@ -80,6 +80,12 @@ async fn two_devices() -> (Device, Device, BlockId) {
     let mut laptop = new_person().await;
     laptop.take_outbox();
     let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
+    let chain = join_default_chain(&laptop, &mut phone).await;
+    (laptop, phone, chain)
+}
+
+/// Opens `laptop`'s default chain on `device` from its genesis; the chain's ID.
+async fn join_default_chain(laptop: &Device, device: &mut Device) -> BlockId {
     let chain = laptop.default_chain().unwrap();
     let genesis = laptop
         .bound_chain(&chain)
@@ -90,8 +96,8 @@ async fn two_devices() -> (Device, Device, BlockId) {
         .unwrap()
         .unwrap()
         .block;
-    phone.join_chain(genesis).await.unwrap();
-    (laptop, phone, chain)
+    device.join_chain(genesis).await.unwrap();
+    chain
 }
 
 #[test]
@@ -795,5 +801,129 @@ fn a_content_read_a_segment_at_a_time_is_posted_without_being_held_whole() {
             Err(ClientError::Content(OffchainError::TooLarge { .. }))
         ));
         assert!(huge.reads.is_empty());
+    });
+}
+
+/// What `events` tell, without their numbers.
+fn told(events: &[LogEvent]) -> Vec<(BlockId, LogKind)> {
+    events.iter().map(|e| (e.version, e.kind)).collect()
+}
+
+#[test]
+fn record_events_are_told_once_in_causal_order_and_resume_after_a_restart() {
+    block_on(async {
+        let mut laptop = new_person().await;
+        laptop.take_outbox();
+        let keys = MemoryStore::new();
+        let mut phone = join_keeping_keys(&mut laptop, &mut [], T0 + 10, &keys).await;
+        let chain = join_default_chain(&laptop, &mut phone).await;
+        assert!(phone.record_events(&chain, None).await.unwrap().is_empty());
+
+        // A post arrives as a block: told created; its content, once transferred, told too.
+        let (record, content) = posted(&mut laptop, &mut phone, &chain, b"one", "text/plain").await;
+        let first = phone.record_events(&chain, None).await.unwrap();
+        assert_eq!(told(&first), vec![(record, LogKind::Created)]);
+        assert_eq!(first[0].seq, 0);
+        assert!(
+            phone
+                .record_events(&chain, Some(0))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing twice"
+        );
+        transfer(&laptop, &phone, &content, usize::MAX).await;
+        let arrived = phone.record_events(&chain, Some(0)).await.unwrap();
+        assert_eq!(told(&arrived), vec![(record, LogKind::ContentArrived)]);
+        assert_eq!(arrived[0].seq, 1);
+
+        // Two edits delivered together: told in causal order.
+        let edit = laptop
+            .edit(&chain, &record, b"two", "text/plain", T0 + 30, &mut OsRng)
+            .await
+            .unwrap();
+        let again = laptop
+            .edit(&chain, &record, b"three", "text/plain", T0 + 31, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let edits = phone.record_events(&chain, Some(1)).await.unwrap();
+        assert_eq!(
+            told(&edits),
+            vec![(edit, LogKind::Edited), (again, LogKind::Edited)]
+        );
+        let before_restart = phone.record_events(&chain, None).await.unwrap();
+
+        // A restart: the phone opens from its store; a reader resuming from seq 3 gets what
+        // came after, and the whole log is the one told before.
+        let store = store(&phone).clone();
+        drop(phone);
+        let erase = laptop
+            .delete(&chain, &record, true, T0 + 40, &mut OsRng)
+            .await
+            .unwrap();
+        let keys = TEST_KEYRING
+            .unlock(&keys, "pass", &mut OsRng)
+            .await
+            .unwrap();
+        let mut phone = endra::client::Account::open(store, laptop.chain(), keys)
+            .await
+            .unwrap();
+        phone.open_chain(chain).await.unwrap();
+        assert_eq!(
+            phone.record_events(&chain, None).await.unwrap(),
+            before_restart,
+            "the same events under the same numbers"
+        );
+        assert!(phone
+            .record_events(&chain, Some(3))
+            .await
+            .unwrap()
+            .is_empty());
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let after = phone.record_events(&chain, Some(3)).await.unwrap();
+        assert_eq!(
+            told(&after),
+            vec![(erase, LogKind::Deleted { erase: true })]
+        );
+        assert_eq!(after[0].seq, 4);
+    });
+}
+
+#[test]
+fn a_removed_device_s_post_no_longer_shown_is_told_withdrawn() {
+    block_on(async {
+        let (mut laptop, mut phone, chain) = two_devices().await;
+        let mut tablet = join(&mut laptop, &mut [&mut phone], T0 + 15).await;
+        join_default_chain(&laptop, &mut tablet).await;
+        // The stolen phone's post reaches the tablet, not the laptop.
+        let record = phone
+            .post(
+                &chain,
+                b"from the stolen phone",
+                "text/plain",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&phone.take_outbox(), &mut [&mut tablet]).await;
+        let shown = tablet.record_events(&chain, None).await.unwrap();
+        assert_eq!(told(&shown), vec![(record, LogKind::Created)]);
+        // The laptop removes the phone; no current device built on its post: shown no more.
+        let phone_did = phone.identity().device().did().to_owned();
+        laptop
+            .remove(&phone_did, T0 + 31, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut tablet]).await;
+        assert!(tablet.record_of(&chain, &record).await.unwrap().is_none());
+        let withdrawn = tablet.record_events(&chain, Some(0)).await.unwrap();
+        assert_eq!(told(&withdrawn), vec![(record, LogKind::Withdrawn)]);
+        assert!(tablet
+            .record_events(&chain, Some(1))
+            .await
+            .unwrap()
+            .is_empty());
     });
 }

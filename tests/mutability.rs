@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 
 use endra::mutability::{
-    erase_contents, Inserted, MutabilityError, RecordEvent, RecordView, Records, Refusal, Version,
-    VersionKind, VersionOp, MAX_SEEN,
+    erase_contents, Inserted, LogEvent, LogKind, MutabilityError, RecordEvent, RecordLog,
+    RecordView, Records, Refusal, Version, VersionKind, VersionOp, LOG_PAGE, MAX_SEEN,
 };
 use endra::offchain::{Commitment, ContentStore};
 use endra::store::MemoryStore;
@@ -473,4 +473,203 @@ proptest! {
         prop_assert_eq!(without.deleted, reference.deleted);
         prop_assert_eq!(without.history, reference.history);
     }
+}
+
+/// A log as a restarted replica reads it back from its stored pages.
+fn reloaded(pages: &std::collections::BTreeMap<u64, Vec<u8>>) -> RecordLog {
+    let mut log = RecordLog::new();
+    for (index, page) in pages {
+        log.take_page(*index, page).unwrap();
+    }
+    log
+}
+
+/// Stores what an update appended, as the client does (the pages from the first new event).
+fn store_pages(log: &RecordLog, from: u64, pages: &mut std::collections::BTreeMap<u64, Vec<u8>>) {
+    for (index, page) in log.pages_from(from) {
+        pages.insert(index, page);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The record log over any delivery order, with contents arriving at random moments and
+    /// restarts in between: each valid version told once, after the versions it saw; each
+    /// arrived content told once, after its version; a consumer that resumes from its last
+    /// `seq` after a restart reads exactly what it had not read.
+    #[test]
+    fn record_events_are_told_once_in_causal_order_and_resume_after_a_restart(
+        versions in history(),
+        seed in any::<u64>(),
+    ) {
+        let mut state = seed | 1;
+        let mut next = move || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state };
+        let mut order: Vec<usize> = (0..versions.len()).collect();
+        for _ in 0..versions.len() / 2 {
+            order.push((next() % versions.len() as u64) as usize);
+        }
+        for i in (1..order.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut records = Records::new();
+        let mut log = RecordLog::new();
+        let mut pages = std::collections::BTreeMap::new();
+        let mut arrived = HashSet::new();
+        let mut read: Vec<LogEvent> = Vec::new();
+        for &i in &order {
+            records.insert(versions[i].clone());
+            // Some contents the replica was waiting for arrive now.
+            for (version, _) in log.awaited_contents(&records) {
+                if next() % 3 == 0 {
+                    arrived.insert(version);
+                }
+            }
+            let new = log.update(&records, &arrived);
+            store_pages(&log, new.start, &mut pages);
+            if next() % 4 == 0 {
+                // A restart: the log is read back; the consumer resumes from its last seq.
+                log = reloaded(&pages);
+            }
+            let cursor = read.last().map(|e| e.seq);
+            read.extend_from_slice(log.since(cursor));
+        }
+        let view = records.record(&versions[0].id()).unwrap();
+        prop_assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..log.len()).collect::<Vec<_>>());
+        let back = reloaded(&pages);
+        prop_assert_eq!(back.since(None), log.since(None));
+        let mut told = HashSet::new();
+        let mut contents = HashSet::new();
+        for event in &read {
+            let version = versions.iter().find(|v| v.id() == event.version).unwrap();
+            match event.kind {
+                LogKind::Withdrawn => prop_assert!(false, "nothing is withdrawn from an insert-only fold"),
+                LogKind::ContentArrived => {
+                    prop_assert!(told.contains(&event.version), "a content before its version");
+                    prop_assert!(contents.insert(event.version), "a content told twice");
+                    prop_assert!(arrived.contains(&event.version));
+                }
+                kind => {
+                    prop_assert_eq!(kind, match version.op.kind {
+                        VersionKind::Create => LogKind::Created,
+                        VersionKind::Edit => LogKind::Edited,
+                        VersionKind::Delete { erase } => LogKind::Deleted { erase },
+                    });
+                    for seen in &version.op.seen {
+                        if view.history.iter().any(|h| h.id == *seen) {
+                            prop_assert!(told.contains(seen), "a version before one it saw");
+                        }
+                    }
+                    prop_assert!(told.insert(event.version), "a version told twice");
+                }
+            }
+        }
+        let valid: HashSet<BlockId> = view.history.iter().map(|h| h.id).collect();
+        prop_assert_eq!(told, valid, "every valid version told");
+        // Every arrived content of a version with content is told, unless erased first.
+        for h in &view.history {
+            if arrived.contains(&h.id) && h.content.is_some() {
+                prop_assert!(contents.contains(&h.id), "an arrived content never told");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_version_no_longer_shown_is_withdrawn_and_told_again_when_it_comes_back() {
+    let [phone, _, bea, _] = devices();
+    let create = version(&phone, 1, "create", VersionOp::create(content(1)));
+    let record = create.id();
+    let note = version(&bea, 2, "bea's", VersionOp::create(content(2)));
+    let edit = version(
+        &phone,
+        3,
+        "edit",
+        VersionOp::edit(record, vec![record], content(3)),
+    );
+    let mut log = RecordLog::new();
+    let kinds = |log: &RecordLog, from: u64| -> Vec<(BlockId, LogKind)> {
+        log.since(from.checked_sub(1))
+            .iter()
+            .map(|e| (e.version, e.kind))
+            .collect()
+    };
+    let all = fold(&[create.clone(), note.clone(), edit.clone()]);
+    let new = log.update(&all, &HashSet::from([note.id()]));
+    assert_eq!(
+        kinds(&log, new.start),
+        vec![
+            (record, LogKind::Created),
+            (note.id(), LogKind::Created),
+            (edit.id(), LogKind::Edited),
+            (note.id(), LogKind::ContentArrived),
+        ]
+    );
+    assert_eq!(
+        log.update(&all, &HashSet::from([note.id()])),
+        4..4,
+        "nothing new, nothing told"
+    );
+    // Bea's device is removed and her note hidden: it is withdrawn, once.
+    let hidden = fold(&[create.clone(), edit.clone()]);
+    let new = log.update(&hidden, &HashSet::new());
+    assert_eq!(
+        kinds(&log, new.start),
+        vec![(note.id(), LogKind::Withdrawn)]
+    );
+    assert!(log.update(&hidden, &HashSet::new()).is_empty());
+    // Shown again (a current device built on it): told again; its content was told already.
+    let new = log.update(&all, &HashSet::from([note.id()]));
+    assert_eq!(kinds(&log, new.start), vec![(note.id(), LogKind::Created)]);
+    // The awaited contents are the valid versions' whose arrival was not told.
+    let awaited: Vec<BlockId> = log
+        .awaited_contents(&all)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(awaited, vec![record, edit.id()]);
+}
+
+#[test]
+fn a_damaged_log_page_is_a_typed_error_and_changes_nothing() {
+    let [phone, ..] = devices();
+    let versions: Vec<Version> = (0..LOG_PAGE as u64 + 10)
+        .map(|n| {
+            version(
+                &phone,
+                n + 1,
+                &format!("post {n}"),
+                VersionOp::create(content(n)),
+            )
+        })
+        .collect();
+    let mut log = RecordLog::new();
+    log.update(&fold(&versions), &HashSet::new());
+    let pages = log.pages_from(0);
+    assert_eq!(
+        pages.len(),
+        2,
+        "{} events in pages of {LOG_PAGE}",
+        log.len()
+    );
+    assert_eq!(log.open_page(), 1);
+    // Truncated, or a page in the wrong place: refused with a typed error.
+    let mut fresh = RecordLog::new();
+    let (_, first) = &pages[0];
+    assert!(matches!(
+        fresh.take_page(0, &first[..first.len() - 3]),
+        Err(MutabilityError::Cbor(_) | MutabilityError::Link(_))
+    ));
+    assert!(matches!(
+        fresh.take_page(1, &pages[1].1),
+        Err(MutabilityError::Shape(_))
+    ));
+    assert!(fresh.is_empty(), "nothing taken from a refused page");
+    fresh.take_page(0, first).unwrap();
+    fresh.take_page(1, &pages[1].1).unwrap();
+    assert_eq!(fresh.since(None), log.since(None));
+    // Taking a page again (another handle wrote nothing new) changes nothing.
+    fresh.take_page(1, &pages[1].1).unwrap();
+    assert_eq!(fresh.len(), log.len());
 }

@@ -244,6 +244,9 @@ pub struct Account<S: BlockStore> {
     /// The last fold of each bound chain's records, with the lengths of that chain and of
     /// the identity chain it was made at (see [`Account::records_of`]).
     folded: HashMap<BlockId, ((u64, u64), crate::mutability::Records)>,
+    /// What this store has told of each bound chain's records (see
+    /// [`Account::record_events`]), read from the store on first use.
+    logs: HashMap<BlockId, crate::mutability::RecordLog>,
 }
 
 /// One identity op between [`Account::begin`] (pick up what arrived) and queueing the
@@ -293,6 +296,7 @@ impl<S: BlockStore + Clone> Account<S> {
             outbox: Vec::new(),
             erasures: Vec::new(),
             folded: HashMap::new(),
+            logs: HashMap::new(),
         }
     }
 

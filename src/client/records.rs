@@ -16,7 +16,9 @@ use rand_core::CryptoRngCore;
 use super::{queue_inline, Account, ClientError, Erasure};
 use crate::envelope::{ContentKind, Envelope};
 use crate::identity::{EpochId, IdentityError, IdentityState, Kind, Role};
-use crate::mutability::{erase_contents, RecordId, RecordView, Records, Version, VersionOp};
+use crate::mutability::{
+    erase_contents, LogEvent, RecordId, RecordLog, RecordView, Records, Version, VersionOp,
+};
 use crate::offchain::store::STORE_BATCH;
 use crate::offchain::{
     erase_secret, segments_of, Commitment, ContentReader, ContentStatus, ContentStore,
@@ -191,6 +193,53 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         }
         erase_contents(&records, self.identity.chain().store()).await?;
         Ok(records)
+    }
+
+    /// The record events of an open bound chain after `since` (all if `None`), each once:
+    /// `created`, `edited`, `deleted` as versions become valid, in chain order (a causal
+    /// order); `content` once a valid version's content is all here; `withdrawn` when a
+    /// version told before is no longer shown (see [`crate::mutability::RecordLog`]). What
+    /// was told is kept in the store (settings `record-log/<chain>/<page>`), so a reader that
+    /// passes the last `seq` it saw resumes after a restart with nothing missed or repeated.
+    /// Each call brings the log up to date: it folds the chain if it grew and checks the
+    /// contents not yet told (a status read each), then stores what it appended.
+    pub async fn record_events(
+        &mut self,
+        chain: &BlockId,
+        since: Option<u64>,
+    ) -> Result<Vec<LogEvent>, ClientError> {
+        let records = self.records_of(chain).await?;
+        let store = self.identity.chain().store();
+        // Pages another handle of this store appended (another tab), or all on first use. A
+        // log that disagrees with the store (another tab appended other events under the same
+        // numbers) is read again whole: the store's is the one readers resumed from.
+        let held = self.logs.remove(chain).unwrap_or_default();
+        let mut log = match read_log_pages(store, chain, held).await {
+            Ok(log) => log,
+            Err(ClientError::Mutability(_)) => {
+                read_log_pages(store, chain, RecordLog::new()).await?
+            }
+            Err(other) => return Err(other),
+        };
+        let mut arrived = std::collections::HashSet::new();
+        for (version, content) in log.awaited_contents(&records) {
+            if self.fetch(&content).await?.status() == ContentStatus::Available {
+                arrived.insert(version);
+            }
+        }
+        let appended = log.update(&records, &arrived);
+        if !appended.is_empty() {
+            for (index, bytes) in log.pages_from(appended.start) {
+                // On failure the log is read again from the store next time: what was not
+                // stored is appended again then, under the same numbers.
+                store
+                    .put_setting(&log_page_setting(chain, index), &bytes)
+                    .await?;
+            }
+        }
+        let events = log.since(since).to_vec();
+        self.logs.insert(*chain, log);
+        Ok(events)
     }
 
     /// One record of an open bound chain, `None` if this device holds no create of it.
@@ -534,6 +583,25 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let me = Author::of(self.identity.device().signing().as_dalek());
         person_and_admin(self.identity.state(), &me).is_some_and(|(_, admin)| admin)
     }
+}
+
+/// `log` with the pages of `chain`'s record log the store holds beyond it.
+async fn read_log_pages<S: BlockStore>(
+    store: &S,
+    chain: &BlockId,
+    mut log: RecordLog,
+) -> Result<RecordLog, ClientError> {
+    let mut page = log.open_page();
+    while let Some(bytes) = store.setting(&log_page_setting(chain, page)).await? {
+        log.take_page(page, &bytes)?;
+        page += 1;
+    }
+    Ok(log)
+}
+
+/// The store setting holding page `index` of a chain's record log.
+fn log_page_setting(chain: &BlockId, index: u64) -> String {
+    format!("record-log/{chain}/{index}")
 }
 
 /// A version author's person DID and whether its member is an admin.

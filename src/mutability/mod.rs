@@ -29,6 +29,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+mod log;
+
+pub use log::{LogEvent, LogKind, RecordLog, LOG_PAGE};
+
 use crate::cbor::{CborError, Reader, Writer};
 use crate::offchain::{Commitment, ContentRoot, ContentStore, OffchainError};
 use crate::walytis::store::StoreError;
@@ -373,6 +377,23 @@ pub struct RecordEvent {
     pub kind: VersionKind,
 }
 
+/// A valid version, as [`Records::valid_versions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidVersion {
+    /// The version's block ID.
+    pub id: BlockId,
+    /// Its record.
+    pub record: RecordId,
+    /// Its block's place in the chain order.
+    pub position: Position,
+    /// What it does.
+    pub kind: VersionKind,
+    /// The content it sets (a create's or an edit's).
+    pub content: Option<Commitment>,
+    /// Whether its record was erased (its content is gone).
+    pub erased: bool,
+}
+
 /// Whether [`Records::insert`] took a version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -461,6 +482,32 @@ impl Records {
             .into_iter()
             .flat_map(|versions| versions.values())
             .filter_map(|id| self.versions.get(id))
+    }
+
+    /// Every valid version of every record, in chain order (a causal order).
+    pub fn valid_versions(&self) -> Vec<ValidVersion> {
+        let mut out = Vec::new();
+        for record in self.by_record.keys() {
+            let standings = self.standings(record);
+            let erased = standings.iter().any(|(v, s)| {
+                *s == Standing::Valid && v.op.kind == VersionKind::Delete { erase: true }
+            });
+            out.extend(
+                standings
+                    .into_iter()
+                    .filter(|(_, s)| *s == Standing::Valid)
+                    .map(|(v, _)| ValidVersion {
+                        id: v.id(),
+                        record: *record,
+                        position: v.position,
+                        kind: v.op.kind,
+                        content: v.op.content.clone(),
+                        erased,
+                    }),
+            );
+        }
+        out.sort_by_key(|v| v.position);
+        out
     }
 
     /// Each version of `record` with its standing, in chain order.

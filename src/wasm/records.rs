@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use super::identity::{flush, WasmBoundChain};
 use super::{byte_array, hex, invalid, now, parse_id, promise, set, AnyStore, JsFailure};
 use crate::client::{Account, ClientError, SegmentSource};
-use crate::mutability::{RecordView, Records, VersionKind};
+use crate::mutability::{LogEvent, LogKind, RecordView, Records, VersionKind};
 use crate::net::{NetError, NodeHandle};
 use crate::offchain::store::root_hex;
 use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError};
@@ -26,6 +26,19 @@ fn kind_name(kind: VersionKind) -> &'static str {
         VersionKind::Edit => "edited",
         VersionKind::Delete { .. } => "deleted",
     }
+}
+
+/// The plain object JS receives for a record event.
+fn event_object(event: &LogEvent) -> JsValue {
+    let o = Object::new();
+    set(&o, "seq", event.seq as f64);
+    set(&o, "kind", event.kind.name());
+    set(&o, "record", event.record.to_string());
+    set(&o, "version", event.version.to_string());
+    if event.kind == (LogKind::Deleted { erase: true }) {
+        set(&o, "erase", true);
+    }
+    o.into()
 }
 
 /// `status`, and `done`/`total` while fetching, on `object`.
@@ -425,6 +438,19 @@ impl WasmBoundChain {
                 list.push(&object);
             }
             Ok(list.into())
+        })
+    }
+
+    /// The record events after `since` (every one when `since` is negative), each once, in
+    /// order: `[{ seq, kind, record, version, erase? }]` (see
+    /// [`Account::record_events`]); kept in the store, so the numbers resume after a reload.
+    #[wasm_bindgen(js_name = recordEvents)]
+    pub fn record_events(&self, since: f64) -> js_sys::Promise {
+        let (inner, chain) = (self.inner.clone(), self.chain);
+        promise(async move {
+            let since = (since >= 0.0).then_some(since as u64);
+            let events = inner.lock().await.record_events(&chain, since).await?;
+            Ok(events.iter().map(event_object).collect::<Array>().into())
         })
     }
 

@@ -51,8 +51,19 @@ pub async fn deliver(outbox: &[Publication], devices: &mut [&mut Device]) {
 /// A device that joined `admin`'s person, every block carried by outboxes only; `others`
 /// (devices already in) get every block too.
 pub async fn join(admin: &mut Device, others: &mut [&mut Device], time: u64) -> Device {
+    join_keeping_keys(admin, others, time, &MemoryStore::new()).await
+}
+
+/// [`join`], the device's keys sealed in `keys_store`: unlocked from there again, they open
+/// the device after a restart.
+pub async fn join_keeping_keys(
+    admin: &mut Device,
+    others: &mut [&mut Device],
+    time: u64,
+    keys_store: &MemoryStore,
+) -> Device {
     let keys = TEST_KEYRING
-        .unlock(&MemoryStore::new(), "pass", &mut OsRng)
+        .unlock(keys_store, "pass", &mut OsRng)
         .await
         .unwrap();
     let genesis = admin
