@@ -6,15 +6,53 @@
 //! offchain content add kinds without a format break: a reader that meets a kind it does not
 //! know keeps it as [`ContentKind::Other`] (a newer client's content, shown as unsupported),
 //! and a version it does not know is a typed error, never a misreading.
+//!
+//! **Padding**: an envelope is written `[version, kind, target, payload, padding]`, the
+//! padding zero bytes that bring its length to a bucket — at least [`MIN_PADDED`] bytes, then
+//! Padmé's (a length rounded to keep its top bits, at most about 12% more), never beyond
+//! [`MAX_PADDED`] — so that a relay or an outsider cannot tell from a sealed block's length
+//! whether it is a short text, a post, an edit or a delete. Envelopes without the padding item
+//! (written before it existed) are still read.
 
 use crate::cbor::{CborError, Reader, Writer};
-use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink};
+use crate::walytis::{BlockError, BlockId, ReadLink, WriteLink, MAX_BODY_BYTES};
 
 /// The envelope format this build writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
 
 /// Largest envelope overhead beside the payload: the header items and a link.
 pub const ENVELOPE_OVERHEAD: usize = 64;
+
+/// The length every shorter envelope is padded to: a text message of a few hundred bytes and
+/// every version op (a post's, an edit's, a delete's, naming up to a few seen versions) fit.
+pub const MIN_PADDED: usize = 512;
+
+/// The longest padding brings an envelope to: room is left for the seal and the anchor in a
+/// block's body, so padding never makes a message too large to write.
+pub const MAX_PADDED: usize = MAX_BODY_BYTES - 1024;
+
+/// The length an envelope of `len` bytes is padded to (see the module docs).
+pub fn padded_len(len: usize) -> usize {
+    if len <= MIN_PADDED {
+        return MIN_PADDED;
+    }
+    // Padmé: keep the top ⌊log2 e⌋ + 1 bits of the length, e = ⌊log2 len⌋.
+    let e = usize::BITS - 1 - len.leading_zeros();
+    let s = u32::BITS - 1 - e.leading_zeros() + 1;
+    let mask = (1usize << (e - s)) - 1;
+    let padded = (len + mask) & !mask;
+    padded.min(MAX_PADDED.max(len))
+}
+
+/// Bytes of the CBOR head of a byte string of `len` bytes.
+fn bytes_head_len(len: usize) -> usize {
+    match len {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        _ => 5,
+    }
+}
 
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,10 +125,10 @@ impl Envelope {
         }
     }
 
-    /// The canonical encoding.
+    /// The canonical encoding, padded (see the module docs).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(self.payload.len() + ENVELOPE_OVERHEAD);
-        w.array(4);
+        w.array(5);
         w.uint(ENVELOPE_VERSION);
         w.uint(self.kind.code());
         match &self.target {
@@ -98,6 +136,15 @@ impl Envelope {
             None => w.null(),
         }
         w.bytes(&self.payload);
+        // The fewest zero bytes whose item brings the length to the bucket (one byte over it
+        // where no padding length lands on it exactly: the head grows by a byte there).
+        let unpadded = w.out.len();
+        let target = padded_len(unpadded + 1);
+        let mut padding = target.saturating_sub(unpadded + 1);
+        while padding > 0 && unpadded + bytes_head_len(padding - 1) + padding > target {
+            padding -= 1;
+        }
+        w.bytes(&vec![0; padding]);
         w.out
     }
 
@@ -109,16 +156,26 @@ impl Envelope {
         if version != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(version));
         }
-        if len != 4 {
+        if len != 4 && len != 5 {
             return Err(CborError::UnexpectedType {
                 at: 0,
-                expected: "an envelope of 4 items",
+                expected: "an envelope of 4 or 5 items",
             }
             .into());
         }
         let kind = ContentKind::from_code(r.uint()?);
         let target = if r.null() { None } else { Some(r.link()?) };
         let payload = r.bytes()?.to_vec();
+        if len == 5 {
+            let at = r.position();
+            if r.bytes()?.iter().any(|b| *b != 0) {
+                return Err(CborError::UnexpectedType {
+                    at,
+                    expected: "padding of zero bytes",
+                }
+                .into());
+            }
+        }
         r.finish()?;
         Ok(Envelope {
             kind,
@@ -157,6 +214,42 @@ mod tests {
             Envelope::decode(&w.out),
             Err(EnvelopeError::UnsupportedVersion(2))
         );
+        // Padded to a bucket; an envelope from before padding is still read; padding that is
+        // not zeros is refused.
+        for size in [0, 1, 100, 400, 480, 600, 5_000, 60_000] {
+            let envelope = Envelope::message(vec![7; size]);
+            let bytes = envelope.encode();
+            let bucket = padded_len(bytes.len() - 1);
+            assert!(
+                bytes.len() == bucket || bytes.len() == bucket + 1,
+                "{size}: {} bytes for a bucket of {bucket}",
+                bytes.len()
+            );
+            assert!(bytes.len() >= MIN_PADDED);
+            assert_eq!(Envelope::decode(&bytes), Ok(envelope));
+        }
+        assert_eq!(
+            Envelope::message(vec![1]).encode().len(),
+            Envelope::message(vec![1; 400]).encode().len(),
+            "a short text and a longer one: one length"
+        );
+        let mut w = Writer::with_capacity(32);
+        w.array(4);
+        w.uint(ENVELOPE_VERSION);
+        w.uint(1);
+        w.null();
+        w.bytes(b"old");
+        assert_eq!(
+            Envelope::decode(&w.out),
+            Ok(Envelope::message(b"old".to_vec()))
+        );
+        let mut bytes = Envelope::message(b"x".to_vec()).encode();
+        let last = bytes.len() - 1;
+        bytes[last] = 1;
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(EnvelopeError::Cbor(CborError::UnexpectedType { .. }))
+        ));
         // Trailing bytes, and bytes that are no envelope at all.
         let mut bytes = Envelope::message(b"x".to_vec()).encode();
         bytes.push(0);
