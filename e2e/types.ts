@@ -107,7 +107,7 @@ export async function usage(): Promise<void> {
   const online: boolean | undefined = node?.online;
   node?.reconnect();
   {
-    await using scoped = await Endra.start({ store: await Store.memory(), network: false });
+    await using scoped = await Endra.start({ store: await Store.memory(), network: false, maxContentBytes: 1024 * 1024 });
     const replica: Chain = await scoped.chainFromGenesis(page[0].bytes);
     void replica;
   }

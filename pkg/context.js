@@ -2,10 +2,12 @@
 // The context: one object that owns a store and the node syncing it, and hands out chains
 // and identities over exactly those two.
 import { EndraError, INTERNAL, internalOnly, options } from './errors.js';
+import { setContextContentLimit } from './bound-chain.js';
 import { chainsOf } from './chain.js';
 import { identitiesOf } from './identity.js';
 import { expectInvitation, parseInvitation } from './invitation.js';
 import { fetchChain, needNode, startNode, stopNode } from './node.js';
+import { checkedContentLimit, MAX_CONTENT_BYTES } from './record.js';
 import { Store } from './store.js';
 
 /** @typedef {import('./node.js').Node} Node */
@@ -63,20 +65,25 @@ export class Endra {
    * content that does not fit beside what is kept and being fetched is not fetched (reading
    * it rejects with `CONTENT_QUOTA_EXCEEDED`; it is fetched once erasures make room), nor
    * kept when it comes with its message; this device's own posts are not refused, but count.
-   * @param {{ store?: Store | string, relays?: string[], network?: boolean, maxStoredContentBytes?: number }} [opts]
+   * `maxContentBytes` (100 MiB, the most, by default): the limit every bound chain handle of
+   * the context starts with (see `BoundChain.maxContentBytes`; `identity.openChain(id, {
+   * maxContentBytes })` and the handle's setter override it for one handle).
+   * @param {{ store?: Store | string, relays?: string[], network?: boolean, maxStoredContentBytes?: number, maxContentBytes?: number }} [opts]
    */
   static async start(opts) {
-    const { store = 'endra', relays = [], network = true, maxStoredContentBytes } = options(opts, 'Endra.start(options)');
+    const { store = 'endra', relays = [], network = true, maxStoredContentBytes, maxContentBytes } = options(opts, 'Endra.start(options)');
     if (!Array.isArray(relays)) throw new EndraError('options.relays must be an array of multiaddrs', 'INVALID_ARGUMENT');
     if (maxStoredContentBytes !== undefined && (!Number.isSafeInteger(maxStoredContentBytes) || maxStoredContentBytes < 0)) {
       throw new EndraError('options.maxStoredContentBytes must be a whole number of bytes', 'INVALID_ARGUMENT');
     }
+    const limit = maxContentBytes === undefined ? MAX_CONTENT_BYTES : checkedContentLimit(maxContentBytes, 'options.maxContentBytes');
     /** @type {Store} */
     let opened;
     if (store instanceof Store) opened = store;
     else if (typeof store === 'string' && store !== '') opened = await Store.indexedDb(store);
     else throw new EndraError('options.store must be a Store or the name of an IndexedDB store', 'INVALID_ARGUMENT');
     const node = network ? await startNode(opened, relays.map(String), maxStoredContentBytes) : null;
+    if (node) setContextContentLimit(node, limit);
     return new Endra(INTERNAL, opened, node);
   }
 

@@ -677,6 +677,12 @@ export interface StartOptions {
    * device's own posts are not refused, but they count.
    */
   maxStoredContentBytes?: number;
+  /**
+   * The content limit every bound chain handle of this context starts with (see
+   * {@link BoundChain.maxContentBytes}; `openChain(id, { maxContentBytes })` overrides it for
+   * one handle). Default and most: 100 MiB. Out of range: `INVALID_ARGUMENT`.
+   */
+  maxContentBytes?: number;
 }
 
 /**

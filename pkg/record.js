@@ -12,8 +12,8 @@ import { call, EndraError, internalOnly } from './errors.js';
  * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
  *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
  *   done?: number, total?: number, tooLarge?: boolean, waitingForRoom?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
- * @typedef {{ post(body: Uint8Array, type: string): Promise<string>,
- *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
+ * @typedef {{ post(body: Uint8Array, type: string): Promise<RecordFields>,
+ *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<RecordFields>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
  *   editFrom(record: string, read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   delete(record: string, erase: boolean): Promise<string>,
@@ -26,6 +26,20 @@ import { call, EndraError, internalOnly } from './errors.js';
 const SEGMENT = 65_536;
 /** The largest content the protocol allows, and a bound chain's default limit: 100 MiB. */
 export const MAX_CONTENT_BYTES = 100 * 1024 * 1024;
+
+/**
+ * `bytes` if a chain can have it as its content limit, else an `INVALID_ARGUMENT` error
+ * naming `what`.
+ * @param {unknown} bytes
+ * @param {string} what
+ * @returns {number}
+ */
+export function checkedContentLimit(bytes, what) {
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CONTENT_BYTES) {
+    throw new EndraError(`${what} must be a whole number of bytes from 0 to ${MAX_CONTENT_BYTES}`, 'INVALID_ARGUMENT');
+  }
+  return bytes;
+}
 
 /**
  * Refuses content of `size` bytes over `limit` with `CONTENT_TOO_LARGE`.
