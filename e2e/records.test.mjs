@@ -225,13 +225,23 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   assert.deepEqual(quota, { read: 'CONTENT_QUOTA_EXCEEDED', status: 'missing', waiting: true, fetched: 0 });
   await bq.close();
 
-  // B opens the chain again, first with a limit under the file's size: the file is listed
-  // as too large, is not fetched and cannot be read.
+  // B opens the chain again, first with a limit under the file's size, set for the whole
+  // context: the file is listed as too large, is not fetched and cannot be read.
   const FILE_TOTAL = 20 * 1024 * 1024 + 320 * 16;
-  const b1 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test' });
+  const b1 = await endraPage(profiles[1].context, { url: server.url, relays: [relay.ws], store: 'records-test', options: { maxContentBytes: 1024 * 1024 } });
+  const limits = await b1.evaluate(async () => {
+    const bad = await window.lib.Endra.start({ network: false, store: await window.lib.Store.memory(), maxContentBytes: -1 }).then(() => null, (error) => error.code);
+    return { bad };
+  });
+  assert.deepEqual(limits, { bad: 'INVALID_ARGUMENT' });
   const limited = await b1.evaluate(async ({ identity, id, file }) => {
     window.me = await window.endra.openIdentity(identity, { passphrase: 'pass B' });
-    window.notes = await window.me.openChain(id, { maxContentBytes: 1024 * 1024, signal: AbortSignal.timeout(60_000) });
+    window.notes = await window.me.openChain(id, { signal: AbortSignal.timeout(60_000) });
+    // The context's limit; `openChain`'s option sets one handle's own.
+    const contextLimit = window.notes.maxContentBytes;
+    const own = await window.me.openChain(id, { maxContentBytes: 2048 });
+    const ownLimit = own.maxContentBytes;
+    own.close();
     window.progress = [];
     window.notes.addEventListener('progress', (event) => window.progress.push(event.detail));
     // Its block comes from the relay once the chain syncs.
@@ -251,9 +261,9 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     // The chain's own listing after opening, with the same limit, has come and gone.
     await new Promise((resolve) => setTimeout(resolve, 500));
     await window.notes.records();
-    return { tooLarge: record.tooLarge, status: record.status, read, progress: window.progress.filter((p) => p.root === record.root).length };
+    return { contextLimit, ownLimit, tooLarge: record.tooLarge, status: record.status, read, progress: window.progress.filter((p) => p.root === record.root).length };
   }, { identity: bClosed, id: chain, file: file.id });
-  assert.deepEqual(limited, { tooLarge: true, status: 'missing', read: 'CONTENT_TOO_LARGE', progress: 0 });
+  assert.deepEqual(limited, { contextLimit: 1024 * 1024, ownLimit: 2048, tooLarge: true, status: 'missing', read: 'CONTENT_TOO_LARGE', progress: 0 });
 
   // Then B raises the limit: the file is fetched by itself — the page lists nothing — and
   // B reloads in the middle of it.

@@ -4,7 +4,7 @@ import { WasmChain } from './wasm/endra.js';
 import { bytes, call, EndraError, INTERNAL, internalOnly, options, readable } from './errors.js';
 import { makeChain, nextWake, touch } from './chain.js';
 import { unwatch, watch } from './node.js';
-import { contentOf, MAX_CONTENT_BYTES, Record, sizeOf, withinLimit } from './record.js';
+import { checkedContentLimit, contentOf, MAX_CONTENT_BYTES, Record, sizeOf, withinLimit } from './record.js';
 import { rawStore } from './store.js';
 
 /** @typedef {import('./store.js').Store} Store */
@@ -27,6 +27,22 @@ import { rawStore } from './store.js';
  * device built on it).
  * @typedef {{ seq: number, kind: 'created' | 'edited' | 'deleted' | 'content' | 'withdrawn', record: string, version: string, erase?: true }} RecordEvent
  */
+
+/**
+ * Each context's default content limit (`Endra.start({ maxContentBytes })`), by its node.
+ * @type {WeakMap<Node, number>}
+ */
+const contextLimits = new WeakMap();
+
+/**
+ * Sets the content limit (checked) every bound chain handle opened over `node` starts with.
+ * Package-internal: `Endra.start` calls it.
+ * @param {Node} node
+ * @param {number} bytes
+ */
+export function setContextContentLimit(node, bytes) {
+  contextLimits.set(node, bytes);
+}
 
 // Package-internal, assigned in the class's static block. Not re-exported by index.js.
 /** @type {(raw: RawBoundChain, store: Store, node: Node, maxContentBytes?: number) => Promise<BoundChain>} */
@@ -81,7 +97,7 @@ export class BoundChain extends EventTarget {
    * @param {Chain} blocks
    * @param {number} [maxContentBytes]
    */
-  constructor(token, raw, node, blocks, maxContentBytes = MAX_CONTENT_BYTES) {
+  constructor(token, raw, node, blocks, maxContentBytes = contextLimits.get(node) ?? MAX_CONTENT_BYTES) {
     internalOnly(token, 'bound chains come from an identity: identity.createChain(), identity.openChain(id)');
     super();
     this.#raw = raw;
@@ -106,16 +122,15 @@ export class BoundChain extends EventTarget {
    * protocol allows, by default): `post` and `edit` over it reject with `CONTENT_TOO_LARGE`
    * before reading anything; a record whose content is over it and not here is not fetched
    * (`tooLarge`), and reading it rejects with `CONTENT_TOO_LARGE`. Raised, the contents now
-   * within it are fetched. Also an option of `identity.openChain(id, { maxContentBytes })`.
+   * within it are fetched. Also an option of `identity.openChain(id, { maxContentBytes })`,
+   * and of `Endra.start({ maxContentBytes })` for every handle of the context.
    */
   get maxContentBytes() {
     return this.#maxContentBytes;
   }
 
   set maxContentBytes(bytes) {
-    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CONTENT_BYTES) {
-      throw new EndraError(`maxContentBytes must be a whole number of bytes from 0 to ${MAX_CONTENT_BYTES}`, 'INVALID_ARGUMENT');
-    }
+    checkedContentLimit(bytes, 'maxContentBytes');
     const raised = bytes > this.#maxContentBytes;
     this.#maxContentBytes = bytes;
     if (raised) this.#fetchMissing();
@@ -214,14 +229,13 @@ export class BoundChain extends EventTarget {
     const given = await contentOf(content, type);
     withinLimit(sizeOf(given), this.#maxContentBytes);
     const raw = this.#raw;
-    const id = await call(() => ('body' in given
+    // The record as a listing shows it, read from its block: no listing of the chain.
+    const fields = await call(() => ('body' in given
       ? raw.post(given.body, given.type)
       : raw.postFrom(given.read, given.size, given.type)));
     touch(this.#blocks);
     this.#wake();
-    const record = await this.record(id);
-    if (!record) throw new EndraError(`record ${id} not found after posting`, 'INTERNAL');
-    return record;
+    return new Record(INTERNAL, raw, fields, () => this.#maxContentBytes);
   }
 
   /**

@@ -9,6 +9,7 @@ mod common;
 
 use common::client::{deliver, join, join_keeping_keys, new_person, Device, T0, TEST_KEYRING};
 use endra::client::ClientError;
+use endra::envelope::Envelope;
 use endra::mutability::{LogEvent, LogKind, RecordId, VersionKind};
 use endra::offchain::{
     erase_on_request, serve, Commitment, ContentRequest, ContentResponse, ContentStatus,
@@ -925,5 +926,93 @@ fn a_removed_device_s_post_no_longer_shown_is_told_withdrawn() {
             .await
             .unwrap()
             .is_empty());
+    });
+}
+
+#[test]
+fn a_post_an_edit_and_a_delete_are_sealed_in_blocks_of_one_length() {
+    block_on(async {
+        let (mut laptop, _phone, chain) = two_devices().await;
+        let record = laptop
+            .post(
+                &chain,
+                b"a text somewhat longer than the edit",
+                "text/plain",
+                T0 + 20,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let edit = laptop
+            .edit(&chain, &record, b"ok", "text/plain", T0 + 21, &mut OsRng)
+            .await
+            .unwrap();
+        let delete = laptop
+            .delete(&chain, &record, true, T0 + 22, &mut OsRng)
+            .await
+            .unwrap();
+        let bound = laptop.bound_chain(&chain).unwrap().chain();
+        let mut lengths = Vec::new();
+        for id in [record, edit, delete] {
+            let entry = bound.block(&id).await.unwrap().unwrap();
+            lengths.push(entry.block.body().len());
+        }
+        // What a relay sees of each: one length, so it cannot tell which is which.
+        assert!(
+            lengths.iter().all(|l| *l == lengths[0]),
+            "sealed lengths {lengths:?}"
+        );
+    });
+}
+
+#[test]
+fn a_posted_record_read_from_its_block_alone_is_what_the_fold_shows() {
+    block_on(async {
+        let (mut laptop, _phone, chain) = two_devices().await;
+        let record = laptop
+            .post(&chain, b"hello", "text/plain", T0 + 20, &mut OsRng)
+            .await
+            .unwrap();
+        let from_block = laptop.posted_record(&chain, &record).await.unwrap();
+        let folded = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        assert_eq!(from_block, folded);
+        assert_eq!(
+            laptop.version_content(&chain, &record).await.unwrap(),
+            folded.content
+        );
+        let edit = laptop
+            .edit(
+                &chain,
+                &record,
+                b"hello again",
+                "text/plain",
+                T0 + 21,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let edited = laptop.record_of(&chain, &record).await.unwrap().unwrap();
+        assert_eq!(
+            laptop.version_content(&chain, &edit).await.unwrap(),
+            edited.content
+        );
+        // A block that is no version, and one not held.
+        let message = laptop
+            .write(&Envelope::message(*b"plain"), vec![], T0 + 22, &mut OsRng)
+            .await
+            .unwrap();
+        assert_eq!(
+            laptop.version_content(&chain, &message).await.unwrap(),
+            None
+        );
+        let nothing = BlockId::of(b"no such block");
+        assert_eq!(
+            laptop.version_content(&chain, &nothing).await.unwrap(),
+            None
+        );
+        assert!(matches!(
+            laptop.posted_record(&chain, &nothing).await,
+            Err(ClientError::NoSuchRecord(_))
+        ));
     });
 }

@@ -6,8 +6,8 @@
 //! and kept in the account's content store, never in the chain. Peers fetch it with
 //! [`crate::offchain::Fetch`] and check every segment against the commitment the block
 //! signs. What kind a block is, which record it changes and what it says are all inside the
-//! seal: a relay or an outsider reads none of it. Sealed blocks are not padded yet, so their
-//! lengths differ (a delete, carrying no commitment, is shorter than a post).
+//! seal: a relay or an outsider reads none of it, nor tells them apart by length (the
+//! envelope is padded inside the seal, see [`crate::envelope`]).
 
 use std::collections::HashMap;
 
@@ -240,6 +240,74 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let events = log.since(since).to_vec();
         self.logs.insert(*chain, log);
         Ok(events)
+    }
+
+    /// The version op a block of an open bound chain carries, opened from that block alone
+    /// (no fold): `None` if the block is not held or is no version this device reads.
+    async fn version_op(
+        &self,
+        chain: &BlockId,
+        id: &BlockId,
+    ) -> Result<Option<(crate::walytis::Block, VersionOp)>, ClientError> {
+        let bound = self
+            .bound
+            .get(chain)
+            .ok_or(ClientError::ChainNotOpen(*chain))?;
+        let entry = bound.chain().block(id).await.map_err(IdentityError::from)?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let Ok(anchored) = Anchored::parse(&entry.block) else {
+            return Ok(None);
+        };
+        let Ok(plaintext) = self.identity.open_sealed(chain, anchored.content) else {
+            return Ok(None);
+        };
+        let op = Envelope::decode(&plaintext)
+            .ok()
+            .filter(|envelope| envelope.kind == ContentKind::Version)
+            .and_then(|envelope| VersionOp::decode(&envelope.payload).ok());
+        Ok(op.map(|op| (entry.block, op)))
+    }
+
+    /// The content a version sets (a post's or an edit's), read from its block alone: what
+    /// this device offers the relays right after writing it, without folding the chain.
+    pub async fn version_content(
+        &self,
+        chain: &BlockId,
+        version: &BlockId,
+    ) -> Result<Option<Commitment>, ClientError> {
+        Ok(self
+            .version_op(chain, version)
+            .await?
+            .and_then(|(_, op)| op.content))
+    }
+
+    /// A record this device has just posted, as a listing shows it (its create alone: nobody
+    /// can have changed it yet), read from its block without folding the chain.
+    pub async fn posted_record(
+        &self,
+        chain: &BlockId,
+        record: &RecordId,
+    ) -> Result<RecordView, ClientError> {
+        let missing = || ClientError::NoSuchRecord(*record);
+        let (block, op) = self.version_op(chain, record).await?.ok_or_else(missing)?;
+        let author = block.author();
+        let (person, admin) =
+            person_and_admin(self.identity.state(), &author).ok_or_else(missing)?;
+        let mut records = Records::new();
+        records.insert(Version {
+            position: Position {
+                height: block.height(),
+                id: block.id(),
+            },
+            author,
+            person,
+            admin,
+            time: block.time(),
+            op,
+        });
+        records.record(record).ok_or_else(missing)
     }
 
     /// One record of an open bound chain, `None` if this device holds no create of it.

@@ -17,7 +17,7 @@ use crate::client::{Account, ClientError, SegmentSource};
 use crate::mutability::{LogEvent, LogKind, RecordView, Records, VersionKind};
 use crate::net::{NetError, NodeHandle};
 use crate::offchain::store::root_hex;
-use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError};
+use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError, MAX_INLINE_LEN};
 use crate::walytis::BlockId;
 
 fn kind_name(kind: VersionKind) -> &'static str {
@@ -213,42 +213,54 @@ impl SegmentSource for JsSource {
     }
 }
 
+/// How long after a post the relays are offered a content that went with its block.
+const INLINE_OFFER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// After a post or an edit: what the account wrote pushed to the chain's peers (also when it
-/// failed part way), then the record's current content offered to the relays; the written
-/// version's ID. `record`: the record edited (`None`: the version posted is the record).
+/// failed part way), then the version's content offered to the relays; the written version's
+/// ID. With `posted`, the record as a listing shows it instead (see
+/// [`Account::posted_record`]): a post need not list the chain to show what it posted.
 async fn written(
-    inner: &Rc<Mutex<Account<AnyStore>>>,
     node: &NodeHandle,
     chain: BlockId,
     mut account: MutexGuard<'_, Account<AnyStore>>,
     written: Result<BlockId, ClientError>,
-    record: Option<BlockId>,
+    posted: bool,
 ) -> Result<JsValue, JsFailure> {
     flush(&mut account, node).await?;
     let version = written?;
+    // Read from the version's block alone: folding the chain here would take the page's
+    // time (and the machine's) while the message is on its way.
+    let (content, shown) = match posted {
+        true => {
+            let view = account.posted_record(&chain, &version).await?;
+            (view.content.clone(), Some(view))
+        }
+        false => (account.version_content(&chain, &version).await?, None),
+    };
     drop(account);
-    offer_current(inner, node, chain, record.unwrap_or(version)).await?;
-    Ok(version.to_string().into())
-}
-
-/// Offers `record`'s current content to the node's relays: they fetch it from this node, so
-/// readers get it while this page is closed.
-async fn offer_current(
-    inner: &Rc<Mutex<Account<AnyStore>>>,
-    node: &NodeHandle,
-    chain: BlockId,
-    record: BlockId,
-) -> Result<(), JsFailure> {
-    let content = inner
-        .lock()
-        .await
-        .record_of(&chain, &record)
-        .await?
-        .and_then(|view| view.content);
-    if let Some(content) = content {
-        node.offer_content(chain, content.shape()).await?;
+    match content {
+        // It went to the relays with its block (see `Publication::inline`): the offer, for
+        // the one that missed that push, waits a moment, so that it does not race the push —
+        // a relay that took the offer first would fetch the text from this page and store it
+        // before passing the message on.
+        Some(content) if content.size <= MAX_INLINE_LEN => {
+            let node = node.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                futures_timer::Delay::new(INLINE_OFFER_DELAY).await;
+                // An offer no relay takes is kept by the node and made again.
+                let _ = node.offer_content(chain, content.shape()).await;
+            });
+        }
+        Some(content) => {
+            node.offer_content(chain, content.shape()).await?;
+        }
+        None => {}
     }
-    Ok(())
+    Ok(match shown {
+        Some(view) => record_object(&view, Some(ContentStatus::Available)),
+        None => version.to_string().into(),
+    })
 }
 
 /// The commitment of record `id`'s current content (or of version `id`), once all here:
@@ -279,7 +291,8 @@ async fn here(
 #[wasm_bindgen]
 impl WasmBoundChain {
     /// Posts a record: `body` sealed into the content store, its commitment in a block pushed
-    /// to the chain's peers, the content offered to the relays; resolves to the record ID.
+    /// to the chain's peers, the content offered to the relays; resolves to the record as
+    /// `records()` lists it.
     pub fn post(&self, body: JsValue, media_type: String) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         promise(async move {
@@ -288,7 +301,7 @@ impl WasmBoundChain {
             let posted = account
                 .post(&chain, &body, &media_type, now(), &mut OsRng)
                 .await;
-            written(&inner, &node, chain, account, posted, None).await
+            written(&node, chain, account, posted, true).await
         })
     }
 
@@ -310,7 +323,7 @@ impl WasmBoundChain {
             let posted = account
                 .post_from(&chain, &mut source, &media_type, now(), &mut OsRng)
                 .await;
-            written(&inner, &node, chain, account, posted, None).await
+            written(&node, chain, account, posted, true).await
         })
     }
 
@@ -332,7 +345,7 @@ impl WasmBoundChain {
             let edited = account
                 .edit_from(&chain, &record, &mut source, &media_type, now(), &mut OsRng)
                 .await;
-            written(&inner, &node, chain, account, edited, Some(record)).await
+            written(&node, chain, account, edited, false).await
         })
     }
 
@@ -346,7 +359,7 @@ impl WasmBoundChain {
             let edited = account
                 .edit(&chain, &record, &body, &media_type, now(), &mut OsRng)
                 .await;
-            written(&inner, &node, chain, account, edited, Some(record)).await
+            written(&node, chain, account, edited, false).await
         })
     }
 
