@@ -193,11 +193,7 @@ impl<S: NodeStore> Node<S> {
                         Ok(false) => {
                             let needed = segments * SEALED_SEGMENT_LEN;
                             let quota = self.config.limits.content_store_bytes;
-                            log(LogLine::warn("content_quota_reached")
-                                .field("chain", chain)
-                                .field("root", root_hex(&root))
-                                .field("needed", needed)
-                                .field("quota", quota));
+                            log_no_room(chain, &root, needed, quota);
                             Err(NetError::ContentQuota { quota, needed })
                         }
                         Err(e) => Err(TransferError::Store(e).into()),
@@ -543,10 +539,7 @@ impl<S: NodeStore> Node<S> {
         let size = sealed_size(&shape);
         let quota = self.config.limits.mailbox_content_bytes;
         if used.saturating_add(size) > quota {
-            log(LogLine::warn("mailbox_content_quota_reached")
-                .field("chain", chain)
-                .field("used", used)
-                .field("offered", size));
+            log_mailbox_full(chain, used, size);
             return ContentResponse::Refused;
         }
         // Reserved when accepted, given back if nothing of it ever arrives.
@@ -591,19 +584,13 @@ impl<S: NodeStore> Node<S> {
             }
             let used = self.content_bytes_used().await.ok()?;
             if used.saturating_add(size) > self.config.limits.mailbox_content_bytes {
-                log(LogLine::warn("mailbox_content_quota_reached")
-                    .field("chain", chain)
-                    .field("used", used)
-                    .field("offered", size));
+                log_mailbox_full(chain, used, size);
                 return None;
             }
             self.stage_content_bytes_used(used + size);
         } else if !self.inline_fits().await {
-            log(LogLine::warn("content_quota_reached")
-                .field("chain", chain)
-                .field("root", root_hex(&root))
-                .field("needed", SEALED_SEGMENT_LEN)
-                .field("quota", self.config.limits.content_store_bytes));
+            let quota = self.config.limits.content_store_bytes;
+            log_no_room(chain, &root, SEALED_SEGMENT_LEN, quota);
             return None;
         }
         self.store.stage_single_segment(&root, &leaves, sealed);
@@ -1167,4 +1154,21 @@ async fn served<S: NodeStore>(request: &ContentRequest, store: &S) -> ContentRes
             ContentResponse::NotHeld
         }
     }
+}
+
+/// A member's content store has no room for a content (see `Limits::content_store_bytes`).
+fn log_no_room(chain: BlockId, root: &ContentRoot, needed: u64, quota: u64) {
+    log(LogLine::warn("content_quota_reached")
+        .field("chain", chain)
+        .field("root", root_hex(root))
+        .field("needed", needed)
+        .field("quota", quota));
+}
+
+/// A relay's mailbox has no room for a content offered or pushed to it.
+fn log_mailbox_full(chain: BlockId, used: u64, offered: u64) {
+    log(LogLine::warn("mailbox_content_quota_reached")
+        .field("chain", chain)
+        .field("used", used)
+        .field("offered", offered));
 }
