@@ -6,7 +6,9 @@
 // reader — beside the same bytes sent through a plain WebSocket relay process (no libp2p, no
 // encryption, no verification: the reference), in the same run. Writes
 // bench/results/transfer.json. `--smoke`: 3 messages a path, 1 MiB, nothing written
-// (`npm test` runs it).
+// (`npm test` runs it). `--transfer-only`, `--text-only`: one part alone (nothing written);
+// `--relay PATH`:
+// another endra-relay binary (a release build, say) instead of target/debug/endra-relay.
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +18,16 @@ import { startWsRelay } from './ws-reference.mjs';
 
 const smoke = process.argv.includes('--smoke');
 const SIZE = smoke ? 1024 * 1024 : 20 * 1024 * 1024;
+const transferOnly = process.argv.includes('--transfer-only');
+const textOnly = process.argv.includes('--text-only');
+const relayArg = process.argv.indexOf('--relay');
+const relayBinary = relayArg > 0 ? process.argv[relayArg + 1] : undefined;
 const TEXT_ROUNDS = smoke ? 3 : 200;
+// Results of a run that differs from `npm run bench`'s are printed, not written.
+const write = !smoke && !transferOnly && !textOnly && relayBinary === undefined;
 
 const dir = await mkdtemp(join(tmpdir(), 'endra-bench-relay-'));
-const relay = await startRelay({ dir });
+const relay = await startRelay({ dir, ...(relayBinary ? { binary: relayBinary } : {}) });
 const server = await startServer({ port: 0, relays: relay.addresses });
 const reference = await startWsRelay();
 const profiles = [await launchProfile(), await launchProfile()];
@@ -51,6 +59,23 @@ try {
   // and a record whose content is offchain and travels inline with its block (`post`). It
   // has arrived when B can show it: the message decrypted, or the record's content verified,
   // decrypted and read. B starts watching before A writes.
+  if (!transferOnly) await textLatency(a, b);
+
+  if (!textOnly) await transfer(a, b);
+} finally {
+  for (const profile of profiles) await profile.close();
+  await reference.close();
+  await server.close();
+  await relay.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * The text-message latency part: writes bench/results/text-latency.json (not in smoke runs).
+ * @param {import('playwright-core').Page} a
+ * @param {import('playwright-core').Page} b
+ */
+async function textLatency(a, b) {
   await b.evaluate(() => {
     const decoder = new TextDecoder();
     const seen = new Set();
@@ -125,11 +150,19 @@ try {
   text.added_p50_shown_ms = Number((text.shown.offchain_inline.p50_ms - text.shown.plain_block.p50_ms).toFixed(1));
   text.target_added_p50_ms = 1;
   console.log(JSON.stringify(text, null, 2));
-  if (!smoke) {
+  if (write) {
     await mkdir(new URL('./results/', import.meta.url), { recursive: true });
     await writeFile(new URL('./results/text-latency.json', import.meta.url), JSON.stringify(text, null, 2) + '\n');
   }
+}
 
+/**
+ * The file transfer part, beside the plain WebSocket reference: writes
+ * bench/results/transfer.json (not in smoke runs).
+ * @param {import('playwright-core').Page} a
+ * @param {import('playwright-core').Page} b
+ */
+async function transfer(a, b) {
   // Endra: post on A (sealed into its store, offered to the relay, which fetches and verifies
   // it), then B lists the record and reads it (fetched from the relay, verified, opened).
   const posted = await a.evaluate(async (size) => {
@@ -213,15 +246,9 @@ try {
     ratio_to_reference: Number((referenceMs / endra.end_to_end_ms).toFixed(2)),
     target_ratio: 0.5,
   };
-  if (!smoke) {
+  if (write) {
     await mkdir(new URL('./results/', import.meta.url), { recursive: true });
     await writeFile(new URL('./results/transfer.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
   }
   console.log(JSON.stringify(results, null, 2));
-} finally {
-  for (const profile of profiles) await profile.close();
-  await reference.close();
-  await server.close();
-  await relay.stop();
-  await rm(dir, { recursive: true, force: true });
 }
