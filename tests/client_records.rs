@@ -1016,3 +1016,72 @@ fn a_posted_record_read_from_its_block_alone_is_what_the_fold_shows() {
         ));
     });
 }
+
+#[test]
+fn records_folded_as_blocks_arrive_are_the_records_folded_whole() {
+    block_on(async {
+        let mut laptop = new_person().await;
+        laptop.take_outbox();
+        let keys = MemoryStore::new();
+        let mut phone = join_keeping_keys(&mut laptop, &mut [], T0 + 10, &keys).await;
+        let chain = join_default_chain(&laptop, &mut phone).await;
+        // The phone folds after each publication that reaches it, and after its own post.
+        let mut steps = 0;
+        let one = laptop
+            .post(&chain, b"one", "text/plain", T0 + 20, &mut OsRng)
+            .await
+            .unwrap();
+        let two = laptop
+            .post(&chain, b"two", "text/plain", T0 + 21, &mut OsRng)
+            .await
+            .unwrap();
+        for publication in laptop.take_outbox() {
+            deliver(&[publication], &mut [&mut phone]).await;
+            phone.records_of(&chain).await.unwrap();
+            steps += 1;
+        }
+        laptop
+            .edit(
+                &chain,
+                &one,
+                b"one, edited",
+                "text/plain",
+                T0 + 22,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        phone.records_of(&chain).await.unwrap();
+        phone
+            .post(&chain, b"three", "text/plain", T0 + 23, &mut OsRng)
+            .await
+            .unwrap();
+        phone.records_of(&chain).await.unwrap();
+        laptop
+            .delete(&chain, &two, true, T0 + 24, &mut OsRng)
+            .await
+            .unwrap();
+        deliver(&laptop.take_outbox(), &mut [&mut phone]).await;
+        let stepwise = phone.records_of(&chain).await.unwrap();
+        assert!(steps >= 1);
+        // The same store opened again: nothing folded yet, so every block is folded at once.
+        let store = store(&phone).clone();
+        drop(phone);
+        let keys = TEST_KEYRING
+            .unlock(&keys, "pass", &mut OsRng)
+            .await
+            .unwrap();
+        let mut again = endra::client::Account::open(store, laptop.chain(), keys)
+            .await
+            .unwrap();
+        again.open_chain(chain).await.unwrap();
+        let whole = again.records_of(&chain).await.unwrap();
+        assert_eq!(stepwise.records().len(), 3);
+        assert_eq!(stepwise.records(), whole.records());
+        assert_eq!(stepwise.len(), whole.len());
+        for record in whole.records() {
+            assert_eq!(stepwise.record(&record), whole.record(&record));
+        }
+    });
+}

@@ -121,7 +121,10 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
     /// Every version of an open bound chain that this device can read, folded into records
     /// (see [`Records`]). Content of erased records is erased from the store on the way.
     /// Folded again only when the chain or the identity grew since the last fold: what the
-    /// fold reads is their blocks and the store's keys, which come with identity blocks.
+    /// fold reads is their blocks and the store's keys, which come with identity blocks. When
+    /// only the chain grew and the identity retires no key, the blocks that arrived since are
+    /// folded into the last fold (every block is shown then, so the new ones are all that
+    /// changed); otherwise every block is folded again.
     pub async fn records_of(&mut self, chain: &BlockId) -> Result<Records, ClientError> {
         self.refresh().await?;
         let lengths = (
@@ -132,12 +135,19 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                 .len(),
             self.identity.chain().len(),
         );
-        if let Some((at, records)) = self.folded.get(chain) {
-            if *at == lengths {
-                return Ok(records.clone());
+        let records = match self.folded.remove(chain) {
+            Some((at, records)) if at == lengths => records,
+            Some((at, mut records))
+                if at.1 == lengths.1
+                    && at.0 < lengths.0
+                    && !self.identity.state().has_retired() =>
+            {
+                self.fold_since(chain, &mut records, at.0).await?;
+                erase_contents(&records, self.identity.chain().store()).await?;
+                records
             }
-        }
-        let records = self.fold_records(chain).await?;
+            _ => self.fold_records(chain).await?,
+        };
         self.folded.insert(*chain, (lengths, records.clone()));
         Ok(records)
     }
@@ -145,54 +155,105 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
     /// [`Account::records_of`], folded from every block.
     async fn fold_records(&mut self, chain: &BlockId) -> Result<Records, ClientError> {
         let messages = self.messages_as_read(chain).await?;
-        let mut authority: HashMap<(Vec<BlockId>, Author), Option<Authority>> = HashMap::new();
-        let mut states: HashMap<Vec<BlockId>, Option<IdentityState>> = HashMap::new();
+        let mut caches = FoldCaches::default();
         let mut records = Records::new();
         for message in messages {
-            let Ok(envelope) = message.content else {
-                continue;
-            };
-            if envelope.kind != ContentKind::Version {
-                continue;
-            }
-            // A version that does not decode is a newer client's or a broken one: not shown.
-            let Ok(op) = VersionOp::decode(&envelope.payload) else {
-                continue;
-            };
-            let block = message.block;
-            let anchor = Anchored::parse(&block)
-                .map_err(|e| IdentityError::Malformed(e.to_string()))?
-                .anchor;
-            let author = block.author();
-            let key = (anchor, author);
-            if !authority.contains_key(&key) {
-                if !states.contains_key(&key.0) {
-                    let state = self.state_at(&key.0).await?;
-                    states.insert(key.0.clone(), state);
-                }
-                let found = states
-                    .get(&key.0)
-                    .and_then(Option::as_ref)
-                    .and_then(|state| person_and_admin(state, &author));
-                authority.insert(key.clone(), found);
-            }
-            let Some(Some((person, admin))) = authority.get(&key) else {
-                continue;
-            };
-            records.insert(Version {
-                position: Position {
-                    height: block.height(),
-                    id: block.id(),
-                },
-                author,
-                person: person.clone(),
-                admin: *admin,
-                time: block.time(),
-                op,
-            });
+            self.fold_message(&mut records, &mut caches, &message.block, message.content)
+                .await?;
         }
         erase_contents(&records, self.identity.chain().store()).await?;
         Ok(records)
+    }
+
+    /// Folds into `records` the blocks of `chain` that arrived after the first `folded` (by
+    /// arrival number: a chain's are 0, 1, 2…), as [`Account::fold_records`] reads them.
+    async fn fold_since(
+        &self,
+        chain: &BlockId,
+        records: &mut Records,
+        folded: u64,
+    ) -> Result<(), ClientError> {
+        let bound = self
+            .bound
+            .get(chain)
+            .ok_or(ClientError::ChainNotOpen(*chain))?;
+        let entries = bound
+            .chain()
+            .since(folded.checked_sub(1), usize::MAX)
+            .await
+            .map_err(IdentityError::from)?;
+        let mut caches = FoldCaches::default();
+        for entry in entries {
+            if entry.block.id() == *chain {
+                continue;
+            }
+            let content = match Anchored::parse(&entry.block) {
+                // An acknowledgement: no content, nothing to fold.
+                Ok(anchored) if anchored.content.is_empty() => continue,
+                Ok(anchored) => self
+                    .identity
+                    .open_sealed(chain, anchored.content)
+                    .map_err(ClientError::from)
+                    .and_then(|plaintext| Ok(Envelope::decode(&plaintext)?)),
+                Err(e) => Err(IdentityError::Malformed(e.to_string()).into()),
+            };
+            self.fold_message(records, &mut caches, &entry.block, content)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Folds one message into `records` if it is a version this device reads, its author's
+    /// person and admin taken from the identity at the block's anchor.
+    async fn fold_message(
+        &self,
+        records: &mut Records,
+        caches: &mut FoldCaches,
+        block: &crate::walytis::Block,
+        content: Result<Envelope, ClientError>,
+    ) -> Result<(), ClientError> {
+        let Ok(envelope) = content else {
+            return Ok(());
+        };
+        if envelope.kind != ContentKind::Version {
+            return Ok(());
+        }
+        // A version that does not decode is a newer client's or a broken one: not shown.
+        let Ok(op) = VersionOp::decode(&envelope.payload) else {
+            return Ok(());
+        };
+        let anchor = Anchored::parse(block)
+            .map_err(|e| IdentityError::Malformed(e.to_string()))?
+            .anchor;
+        let author = block.author();
+        let key = (anchor, author);
+        if !caches.authority.contains_key(&key) {
+            if !caches.states.contains_key(&key.0) {
+                let state = self.state_at(&key.0).await?;
+                caches.states.insert(key.0.clone(), state);
+            }
+            let found = caches
+                .states
+                .get(&key.0)
+                .and_then(Option::as_ref)
+                .and_then(|state| person_and_admin(state, &author));
+            caches.authority.insert(key.clone(), found);
+        }
+        let Some(Some((person, admin))) = caches.authority.get(&key) else {
+            return Ok(());
+        };
+        records.insert(Version {
+            position: Position {
+                height: block.height(),
+                id: block.id(),
+            },
+            author,
+            person: person.clone(),
+            admin: *admin,
+            time: block.time(),
+            op,
+        });
+        Ok(())
     }
 
     /// The record events of an open bound chain after `since` (all if `None`), each once:
@@ -674,6 +735,14 @@ fn log_page_setting(chain: &BlockId, index: u64) -> String {
 
 /// A version author's person DID and whether its member is an admin.
 type Authority = (String, bool);
+
+/// What one fold looks up once: the identity's state at each anchor, and each author's
+/// person and admin there.
+#[derive(Default)]
+struct FoldCaches {
+    authority: HashMap<(Vec<BlockId>, Author), Option<Authority>>,
+    states: HashMap<Vec<BlockId>, Option<IdentityState>>,
+}
 
 /// The person a device key writes as in `state` (the identity itself for a person's own
 /// chains, the member for a group) and whether its member is an admin.

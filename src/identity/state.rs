@@ -617,6 +617,12 @@ impl IdentityState {
         }
     }
 
+    /// Whether any signing key is retired (see [`IdentityState::is_retired`]): while none is,
+    /// every block of a bound chain is shown.
+    pub fn has_retired(&self) -> bool {
+        !self.revoked.is_empty() || !self.removed_devices.is_empty()
+    }
+
     /// An epoch, discarded or not.
     pub fn epoch(&self, epoch: &EpochId) -> Option<&Epoch> {
         self.epoch_index
