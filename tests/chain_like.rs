@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::client::{Device, T0, TEST_KEYRING};
+use common::client::{reopen, Device, T0, TEST_KEYRING};
 use ed25519_dalek::SigningKey;
 use endra::client::Account;
 use endra::identity::rules;
@@ -267,15 +267,7 @@ impl ChainLike for Ada {
     }
 
     async fn reload(self) -> Self {
-        let store = self.account.identity().chain().store().clone();
-        let identity = self.account.chain();
-        drop(self.account);
-        let device = TEST_KEYRING
-            .unlock(&self.keys, "pass", &mut OsRng)
-            .await
-            .unwrap();
-        let mut account = Account::open(store, identity, device).await.unwrap();
-        account.open_chain(self.chain).await.unwrap();
+        let account = reopen(self.account, &self.keys, self.chain).await;
         Ada { account, ..self }
     }
 }

@@ -135,19 +135,23 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                 .len(),
             self.identity.chain().len(),
         );
+        if let Some((at, records)) = self.folded.get(chain) {
+            if *at == lengths {
+                return Ok(records.clone());
+            }
+        }
         let records = match self.folded.remove(chain) {
-            Some((at, records)) if at == lengths => records,
             Some((at, mut records))
                 if at.1 == lengths.1
                     && at.0 < lengths.0
                     && !self.identity.state().has_retired() =>
             {
                 self.fold_since(chain, &mut records, at.0).await?;
-                erase_contents(&records, self.identity.chain().store()).await?;
                 records
             }
             _ => self.fold_records(chain).await?,
         };
+        erase_contents(&records, self.identity.chain().store()).await?;
         self.folded.insert(*chain, (lengths, records.clone()));
         Ok(records)
     }
@@ -161,7 +165,6 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             self.fold_message(&mut records, &mut caches, &message.block, message.content)
                 .await?;
         }
-        erase_contents(&records, self.identity.chain().store()).await?;
         Ok(records)
     }
 

@@ -54,6 +54,21 @@ pub async fn join(admin: &mut Device, others: &mut [&mut Device], time: u64) -> 
     join_keeping_keys(admin, others, time, &MemoryStore::new()).await
 }
 
+/// `device` restarted: its identity opened again from its store, with its keys unlocked from
+/// `keys_store` (see [`join_keeping_keys`]), and its bound chain `chain` opened.
+pub async fn reopen(device: Device, keys_store: &MemoryStore, chain: BlockId) -> Device {
+    let store = device.identity().chain().store().clone();
+    let identity = device.chain();
+    drop(device);
+    let keys = TEST_KEYRING
+        .unlock(keys_store, "pass", &mut OsRng)
+        .await
+        .unwrap();
+    let mut device = Account::open(store, identity, keys).await.unwrap();
+    device.open_chain(chain).await.unwrap();
+    device
+}
+
 /// [`join`], the device's keys sealed in `keys_store`: unlocked from there again, they open
 /// the device after a restart.
 pub async fn join_keeping_keys(
