@@ -228,6 +228,26 @@ mod tests {
             assert!(bytes.len() >= MIN_PADDED);
             assert_eq!(Envelope::decode(&bytes), Ok(envelope));
         }
+        // Above the minimum, a bucket adds at most about 12%.
+        for len in (MIN_PADDED + 1..MAX_PADDED).step_by(7) {
+            let padded = padded_len(len);
+            assert!(
+                padded >= len && (padded - len) * 100 <= len * 12,
+                "{len} → {padded}"
+            );
+        }
+        // Padding never takes an envelope past MAX_PADDED, and adds only its empty item to
+        // one already past it: it never makes a message too large to write.
+        let near = Envelope::message(vec![7; MAX_PADDED - 100]).encode();
+        assert!(near.len() <= MAX_PADDED + 1, "{} bytes", near.len());
+        let past = Envelope::message(vec![7; MAX_PADDED]);
+        let mut unpadded = Writer::with_capacity(MAX_PADDED + 64);
+        unpadded.array(4);
+        unpadded.uint(ENVELOPE_VERSION);
+        unpadded.uint(1);
+        unpadded.null();
+        unpadded.bytes(&past.payload);
+        assert_eq!(past.encode().len(), unpadded.out.len() + 1);
         assert_eq!(
             Envelope::message(vec![1]).encode().len(),
             Envelope::message(vec![1; 400]).encode().len(),

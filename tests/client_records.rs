@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::client::{deliver, join, join_keeping_keys, new_person, Device, T0, TEST_KEYRING};
+use common::client::{deliver, join, join_keeping_keys, new_person, reopen, Device, T0};
 use endra::client::ClientError;
 use endra::envelope::Envelope;
 use endra::mutability::{LogEvent, LogKind, RecordId, VersionKind};
@@ -83,6 +83,17 @@ async fn two_devices() -> (Device, Device, BlockId) {
     let mut phone = join(&mut laptop, &mut [], T0 + 10).await;
     let chain = join_default_chain(&laptop, &mut phone).await;
     (laptop, phone, chain)
+}
+
+/// [`two_devices`], the phone's keys kept in the store returned, so that it can restart
+/// (see [`reopen`]).
+async fn two_devices_keeping_keys() -> (Device, Device, BlockId, MemoryStore) {
+    let mut laptop = new_person().await;
+    laptop.take_outbox();
+    let keys = MemoryStore::new();
+    let mut phone = join_keeping_keys(&mut laptop, &mut [], T0 + 10, &keys).await;
+    let chain = join_default_chain(&laptop, &mut phone).await;
+    (laptop, phone, chain, keys)
 }
 
 /// Opens `laptop`'s default chain on `device` from its genesis; the chain's ID.
@@ -813,11 +824,7 @@ fn told(events: &[LogEvent]) -> Vec<(BlockId, LogKind)> {
 #[test]
 fn record_events_are_told_once_in_causal_order_and_resume_after_a_restart() {
     block_on(async {
-        let mut laptop = new_person().await;
-        laptop.take_outbox();
-        let keys = MemoryStore::new();
-        let mut phone = join_keeping_keys(&mut laptop, &mut [], T0 + 10, &keys).await;
-        let chain = join_default_chain(&laptop, &mut phone).await;
+        let (mut laptop, mut phone, chain, keys) = two_devices_keeping_keys().await;
         assert!(phone.record_events(&chain, None).await.unwrap().is_empty());
 
         // A post arrives as a block: told created; its content, once transferred, told too.
@@ -857,20 +864,11 @@ fn record_events_are_told_once_in_causal_order_and_resume_after_a_restart() {
 
         // A restart: the phone opens from its store; a reader resuming from seq 3 gets what
         // came after, and the whole log is the one told before.
-        let store = store(&phone).clone();
-        drop(phone);
         let erase = laptop
             .delete(&chain, &record, true, T0 + 40, &mut OsRng)
             .await
             .unwrap();
-        let keys = TEST_KEYRING
-            .unlock(&keys, "pass", &mut OsRng)
-            .await
-            .unwrap();
-        let mut phone = endra::client::Account::open(store, laptop.chain(), keys)
-            .await
-            .unwrap();
-        phone.open_chain(chain).await.unwrap();
+        let mut phone = reopen(phone, &keys, chain).await;
         assert_eq!(
             phone.record_events(&chain, None).await.unwrap(),
             before_restart,
@@ -930,7 +928,7 @@ fn a_removed_device_s_post_no_longer_shown_is_told_withdrawn() {
 }
 
 #[test]
-fn a_post_an_edit_and_a_delete_are_sealed_in_blocks_of_one_length() {
+fn a_post_an_edit_a_delete_and_a_short_text_are_sealed_in_blocks_of_one_length() {
     block_on(async {
         let (mut laptop, _phone, chain) = two_devices().await;
         let record = laptop
@@ -951,9 +949,18 @@ fn a_post_an_edit_and_a_delete_are_sealed_in_blocks_of_one_length() {
             .delete(&chain, &record, true, T0 + 22, &mut OsRng)
             .await
             .unwrap();
+        let text = laptop
+            .write(
+                &Envelope::message(*b"a short text"),
+                vec![],
+                T0 + 23,
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
         let bound = laptop.bound_chain(&chain).unwrap().chain();
         let mut lengths = Vec::new();
-        for id in [record, edit, delete] {
+        for id in [record, edit, delete, text] {
             let entry = bound.block(&id).await.unwrap().unwrap();
             lengths.push(entry.block.body().len());
         }
@@ -1020,11 +1027,7 @@ fn a_posted_record_read_from_its_block_alone_is_what_the_fold_shows() {
 #[test]
 fn records_folded_as_blocks_arrive_are_the_records_folded_whole() {
     block_on(async {
-        let mut laptop = new_person().await;
-        laptop.take_outbox();
-        let keys = MemoryStore::new();
-        let mut phone = join_keeping_keys(&mut laptop, &mut [], T0 + 10, &keys).await;
-        let chain = join_default_chain(&laptop, &mut phone).await;
+        let (mut laptop, mut phone, chain, keys) = two_devices_keeping_keys().await;
         // The phone folds after each publication that reaches it, and after its own post.
         let mut steps = 0;
         let one = laptop
@@ -1066,16 +1069,7 @@ fn records_folded_as_blocks_arrive_are_the_records_folded_whole() {
         let stepwise = phone.records_of(&chain).await.unwrap();
         assert!(steps >= 1);
         // The same store opened again: nothing folded yet, so every block is folded at once.
-        let store = store(&phone).clone();
-        drop(phone);
-        let keys = TEST_KEYRING
-            .unlock(&keys, "pass", &mut OsRng)
-            .await
-            .unwrap();
-        let mut again = endra::client::Account::open(store, laptop.chain(), keys)
-            .await
-            .unwrap();
-        again.open_chain(chain).await.unwrap();
+        let mut again = reopen(phone, &keys, chain).await;
         let whole = again.records_of(&chain).await.unwrap();
         assert_eq!(stepwise.records().len(), 3);
         assert_eq!(stepwise.records(), whole.records());
