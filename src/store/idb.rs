@@ -24,8 +24,9 @@ use crate::offchain::store::{
 };
 use crate::walytis::BlockId;
 
-/// Version 2 added the offchain content stores; a version 1 database is upgraded in place.
-const VERSION: u32 = 2;
+/// Version 2 added the offchain content stores, version 3 the segment tails; older databases
+/// are upgraded in place.
+const VERSION: u32 = 3;
 const BLOCKS: &str = "blocks";
 const CHAINS: &str = "chains";
 const SETTINGS: &str = "settings";
@@ -34,7 +35,16 @@ const META: &str = "meta";
 const CONTENT_TREES: &str = "content_trees";
 const CONTENT_SEGMENTS: &str = "content_segments";
 const CONTENT_ERASED: &str = "content_erased";
-const STORES: [&str; 7] = [
+/// The last bytes of sealed segments longer than [`SEGMENT_HEAD_LEN`], by the segment's key.
+const CONTENT_SEGMENT_TAILS: &str = "content_segment_tails";
+/// The most bytes of a sealed segment kept in [`CONTENT_SEGMENTS`]; the rest goes to
+/// [`CONTENT_SEGMENT_TAILS`]. Chromium writes a value whose serialised form passes 64 KiB
+/// to a file of its own, which made a full segment (64 KiB and its tag) about 2.5 times
+/// slower to write and twice as slow to read than one just under that; 256 bytes of margin
+/// leave room for the serialisation's header. Segments written whole before version 3 have
+/// no tail and are read as they are.
+const SEGMENT_HEAD_LEN: usize = 64 * 1024 - 256;
+const STORES: [&str; 8] = [
     BLOCKS,
     CHAINS,
     META,
@@ -42,6 +52,7 @@ const STORES: [&str; 7] = [
     CONTENT_TREES,
     CONTENT_SEGMENTS,
     CONTENT_ERASED,
+    CONTENT_SEGMENT_TAILS,
 ];
 
 // Fields of a block record and the indexes over them.
@@ -108,6 +119,9 @@ impl IdbStore {
                     db.create_object_store(CONTENT_TREES).build()?;
                     db.create_object_store(CONTENT_SEGMENTS).build()?;
                     db.create_object_store(CONTENT_ERASED).build()?;
+                }
+                if old < 3 {
+                    db.create_object_store(CONTENT_SEGMENT_TAILS).build()?;
                 }
                 if old != 0 {
                     return Ok(());
@@ -312,7 +326,12 @@ impl BlockStore for IdbStore {
         let settings = self.staging.settings();
         let mut scope = vec![BLOCKS, CHAINS];
         if !staged.is_empty() {
-            scope.extend([CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED]);
+            scope.extend([
+                CONTENT_TREES,
+                CONTENT_SEGMENTS,
+                CONTENT_SEGMENT_TAILS,
+                CONTENT_ERASED,
+            ]);
         }
         if !settings.is_empty() {
             scope.push(SETTINGS);
@@ -389,13 +408,9 @@ impl BlockStore for IdbStore {
                 if !erased {
                     let leaves = encode_leaves(&item.leaves);
                     let key = segment_key(&item.root, 0);
-                    Self::put_all(
-                        &tx,
-                        &[
-                            (CONTENT_TREES, &item.root[..], &leaves[..]),
-                            (CONTENT_SEGMENTS, &key[..], &item.sealed[..]),
-                        ],
-                    )?;
+                    let mut writes = vec![(CONTENT_TREES, &item.root[..], &leaves[..])];
+                    writes.extend(segment_writes(&key, &item.sealed));
+                    Self::put_all(&tx, &writes)?;
                 }
                 kept.push(item.clone());
             }
@@ -559,7 +574,62 @@ fn segments_of(root: &ContentRoot) -> KeyRange<JsValue> {
     )
 }
 
+/// The writes that keep sealed segment `sealed` under `key`: its head, and its tail if it is
+/// longer than [`SEGMENT_HEAD_LEN`].
+fn segment_writes<'a>(
+    key: &'a [u8],
+    sealed: &'a [u8],
+) -> impl Iterator<Item = (&'static str, &'a [u8], &'a [u8])> {
+    let (head, tail) = sealed.split_at(sealed.len().min(SEGMENT_HEAD_LEN));
+    std::iter::once((CONTENT_SEGMENTS, key, head)).chain((!tail.is_empty()).then_some((
+        CONTENT_SEGMENT_TAILS,
+        key,
+        tail,
+    )))
+}
+
+/// A segment's head and tail records, as read, put back together.
+fn joined_segment(head: JsValue, tail: Option<JsValue>) -> Result<Vec<u8>, StoreError> {
+    let mut sealed = bytes_of(&head, "segment")?;
+    if let Some(tail) = tail {
+        if sealed.len() != SEGMENT_HEAD_LEN {
+            return Err(StoreError::Corrupt(format!(
+                "a segment head of {} bytes with a tail",
+                sealed.len()
+            )));
+        }
+        sealed.extend_from_slice(&bytes_of(&tail, "segment tail")?);
+    }
+    Ok(sealed)
+}
+
 impl IdbStore {
+    /// Asks `tx` for segment `key`'s head and tail at once (one round trip); the future
+    /// puts them back together.
+    fn segment_in(
+        tx: &Transaction<'_>,
+        key: &[u8],
+    ) -> Result<impl std::future::Future<Output = Result<Option<Vec<u8>>, StoreError>>, StoreError>
+    {
+        let head = tx
+            .object_store(CONTENT_SEGMENTS)
+            .map_err(backend)?
+            .get::<JsValue, _, _>(bytes(key))
+            .primitive()
+            .map_err(backend)?;
+        let tail = tx
+            .object_store(CONTENT_SEGMENT_TAILS)
+            .map_err(backend)?
+            .get::<JsValue, _, _>(bytes(key))
+            .primitive()
+            .map_err(backend)?;
+        Ok(async move {
+            let head: Option<JsValue> = head.await.map_err(backend)?;
+            let tail: Option<JsValue> = tail.await.map_err(backend)?;
+            head.map(|head| joined_segment(head, tail)).transpose()
+        })
+    }
+
     /// A read-write transaction over `stores`.
     fn writing<'a>(&'a self, stores: &[&str]) -> Result<Transaction<'a>, StoreError> {
         self.db
@@ -652,8 +722,8 @@ impl ContentStore for IdbStore {
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
         let key = segment_key(root, index);
-        self.put_unless_erased(root, &[(CONTENT_SEGMENTS, &key, sealed)])
-            .await
+        let writes: Vec<_> = segment_writes(&key, sealed).collect();
+        self.put_unless_erased(root, &writes).await
     }
 
     async fn put_segments(
@@ -665,7 +735,7 @@ impl ContentStore for IdbStore {
         let writes: Vec<(&str, &[u8], &[u8])> = keys
             .iter()
             .zip(segments)
-            .map(|(key, (_, sealed))| (CONTENT_SEGMENTS, &key[..], *sealed))
+            .flat_map(|(key, (_, sealed))| segment_writes(key, sealed))
             .collect();
         self.put_unless_erased(root, &writes).await
     }
@@ -678,14 +748,9 @@ impl ContentStore for IdbStore {
     ) -> Result<bool, StoreError> {
         let key = segment_key(root, 0);
         let leaves = encode_leaves(leaves);
-        self.put_unless_erased(
-            root,
-            &[
-                (CONTENT_TREES, &root[..], &leaves),
-                (CONTENT_SEGMENTS, &key, sealed),
-            ],
-        )
-        .await
+        let mut writes = vec![(CONTENT_TREES, &root[..], &leaves[..])];
+        writes.extend(segment_writes(&key, sealed));
+        self.put_unless_erased(root, &writes).await
     }
 
     fn staging(&self) -> &Staging {
@@ -693,36 +758,35 @@ impl ContentStore for IdbStore {
     }
 
     async fn segment(&self, root: &ContentRoot, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = bytes(&segment_key(root, index));
-        let value = self.get_one(CONTENT_SEGMENTS, key).await?;
-        value.map(|v| bytes_of(&v, "segment")).transpose()
+        let tx = self
+            .db
+            .transaction([CONTENT_SEGMENTS, CONTENT_SEGMENT_TAILS])
+            .build()
+            .map_err(backend)?;
+        let found = async { Self::segment_in(&tx, &segment_key(root, index))?.await }.await;
+        release(tx);
+        found
     }
 
     async fn segment_to_serve(&self, root: &ContentRoot, index: u32) -> Result<Served, StoreError> {
         let tx = self
             .db
-            .transaction([CONTENT_ERASED, CONTENT_SEGMENTS])
+            .transaction([CONTENT_ERASED, CONTENT_SEGMENTS, CONTENT_SEGMENT_TAILS])
             .build()
             .map_err(backend)?;
         let found = async {
-            // Both asked at once: one round trip.
+            // All asked at once: one round trip.
             let erased = tx
                 .object_store(CONTENT_ERASED)
                 .map_err(backend)?
                 .get::<JsValue, _, _>(bytes(root))
                 .primitive()
                 .map_err(backend)?;
-            let segment = tx
-                .object_store(CONTENT_SEGMENTS)
-                .map_err(backend)?
-                .get::<JsValue, _, _>(bytes(&segment_key(root, index)))
-                .primitive()
-                .map_err(backend)?;
+            let segment = Self::segment_in(&tx, &segment_key(root, index))?;
             let erased: Option<JsValue> = erased.await.map_err(backend)?;
-            let segment: Option<JsValue> = segment.await.map_err(backend)?;
-            Ok(match (erased, segment) {
+            Ok(match (erased, segment.await?) {
                 (Some(_), _) => Served::Erased,
-                (None, Some(value)) => Served::Segment(bytes_of(&value, "segment")?),
+                (None, Some(sealed)) => Served::Segment(sealed),
                 (None, None) => Served::NotHeld,
             })
         }
@@ -758,7 +822,12 @@ impl ContentStore for IdbStore {
     }
 
     async fn erase(&self, root: &ContentRoot) -> Result<(), StoreError> {
-        let tx = self.writing(&[CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED])?;
+        let tx = self.writing(&[
+            CONTENT_TREES,
+            CONTENT_SEGMENTS,
+            CONTENT_SEGMENT_TAILS,
+            CONTENT_ERASED,
+        ])?;
         let written = (|| {
             drop(
                 tx.object_store(CONTENT_TREES)
@@ -767,13 +836,15 @@ impl ContentStore for IdbStore {
                     .primitive()
                     .map_err(backend)?,
             );
-            drop(
-                tx.object_store(CONTENT_SEGMENTS)
-                    .map_err(backend)?
-                    .delete::<JsValue, _>(segments_of(root))
-                    .primitive()
-                    .map_err(backend)?,
-            );
+            for store in [CONTENT_SEGMENTS, CONTENT_SEGMENT_TAILS] {
+                drop(
+                    tx.object_store(store)
+                        .map_err(backend)?
+                        .delete::<JsValue, _>(segments_of(root))
+                        .primitive()
+                        .map_err(backend)?,
+                );
+            }
             drop(
                 tx.object_store(CONTENT_ERASED)
                     .map_err(backend)?
