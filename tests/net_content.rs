@@ -509,6 +509,79 @@ fn a_reader_fetching_from_a_relay_that_is_still_fetching_gets_it_whole_with_no_s
 }
 
 #[test]
+fn members_ask_their_relay_before_the_writer_so_the_writer_uploads_a_content_once() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let WriterAtRelay {
+            mut relay,
+            relay_address,
+            mut writer,
+            writer_store,
+            chain,
+            content,
+            commitment,
+        } = writer_at_relay(&key, 1024 * 1024).await;
+        let writer_address = listening(&mut writer).await;
+        assert_eq!(
+            writer
+                .handle
+                .offer_content(chain, commitment.shape())
+                .await
+                .unwrap(),
+            1
+        );
+        statuses_until_available(&mut relay, commitment.root).await;
+        let uploaded = writer_store.segments_served();
+        assert_eq!(uploaded, u64::from(commitment.segments()));
+
+        // Readers that reach both the relay they use and the writer (as a browser reaches
+        // another through a circuit, over that same relay): each fetches from the relay.
+        // Which peer comes first otherwise is the order of a hash map: three readers.
+        for seed in 20..23 {
+            let mut reader = start(MemoryStore::new(), seed, fast()).await;
+            reader
+                .handle
+                .use_relay(relay_address.clone())
+                .await
+                .unwrap();
+            reader.handle.dial(writer_address.clone()).await.unwrap();
+            reader.handle.open(chain, None).await.unwrap();
+            common::net::count_reaches(&mut reader, chain, 1).await;
+            let both = [relay.handle.peer_id(), writer.handle.peer_id()];
+            tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let peers = reader.handle.peers(chain).await.unwrap();
+                    if both.iter().all(|peer| peers.contains(peer)) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the reader syncs the chain with the relay and the writer");
+            let status = tokio::time::timeout(
+                PATIENCE,
+                reader.handle.fetch_content(chain, commitment.clone()),
+            )
+            .await
+            .expect("fetched in time")
+            .unwrap();
+            assert_eq!(status, ContentStatus::Available);
+            assert_eq!(
+                opened(&reader.store, &chain, &key, &commitment).await,
+                content
+            );
+            reader.handle.stop().await.unwrap();
+        }
+        assert_eq!(
+            writer_store.segments_served(),
+            uploaded,
+            "the writer served no reader"
+        );
+    });
+}
+
+#[test]
 fn a_relay_refuses_offers_beyond_its_content_quota_and_for_chains_it_does_not_keep() {
     run_local(async {
         let key = EpochKey::generate(&mut OsRng);

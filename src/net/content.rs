@@ -2,8 +2,8 @@
 //! (never erased content), and fetches content from a chain's peers with the sans-IO
 //! [`Fetch`], one tree or segment at a time, every answer verified before it is kept.
 //!
-//! A fetch asks one peer of the chain at a time — the tree first, then up to 16 segments in
-//! flight — and stays with it while it answers; a peer
+//! A fetch asks one peer of the chain at a time — the relays it uses before other peers, the
+//! tree first, then up to 16 segments in flight — and stays with it while it answers; a peer
 //! that has nothing (or fails) is skipped for the round, one whose answer does not verify is
 //! struck — never asked again — and another is asked. When every peer was tried the fetch
 //! waits (1 s, doubling to 30 s) and starts a new round, for as long as it takes: content a
@@ -822,11 +822,16 @@ impl<S: NodeStore> Node<S> {
             return;
         }
         let topic = IdentTopic::new(fetching.chain.to_string()).hash();
-        let candidates: Vec<PeerId> = self
+        let mut candidates: Vec<PeerId> = self
             .topic_peers(&topic)
             .into_iter()
             .filter(|peer| !fetching.tried.contains(peer) && !self.content_struck.contains(peer))
             .collect();
+        // The relays this node uses first: a relay's mailbox serves every member, and holds
+        // a reader's requests while it is itself fetching. A member asked first would upload
+        // each content once per reader — and a browser reaches another browser only through
+        // a circuit over that same relay.
+        candidates.sort_by_key(|peer| !self.relays.contains_key(peer));
         let peer = fetching
             .current
             .filter(|current| candidates.contains(current))

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{
     keys, BlockRecord, BlockStore, ChainState, Commit, Index, Scan, StoreError, StoredBlock,
 };
-use crate::offchain::store::{segment_index, segment_key, ContentRoot, ContentStore, Staging};
+use crate::offchain::store::{
+    segment_index, segment_key, ContentRoot, ContentStore, Served, Staging,
+};
 use crate::walytis::BlockId;
 
 /// A [`BlockStore`] in memory. Clones share the same data, like two handles on one database.
@@ -34,12 +36,20 @@ struct Content {
     trees: HashMap<ContentRoot, Vec<[u8; 32]>>,
     segments: BTreeMap<[u8; 36], Vec<u8>>,
     erased: HashSet<ContentRoot>,
+    /// Segments read to be served to peers (see [`MemoryStore::segments_served`]).
+    served: u64,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many segments this store has handed out to be served to peers: what a test
+    /// counts to tell which peer a content was fetched from.
+    pub fn segments_served(&self) -> u64 {
+        self.tables().content.served
     }
 
     fn tables(&self) -> MutexGuard<'_, Tables> {
@@ -248,6 +258,21 @@ impl ContentStore for MemoryStore {
             .segments
             .get(&segment_key(root, index))
             .cloned())
+    }
+
+    async fn segment_to_serve(&self, root: &ContentRoot, index: u32) -> Result<Served, StoreError> {
+        let mut t = self.tables();
+        if t.content.erased.contains(root) {
+            return Ok(Served::Erased);
+        }
+        let found = t.content.segments.get(&segment_key(root, index)).cloned();
+        Ok(match found {
+            Some(sealed) => {
+                t.content.served += 1;
+                Served::Segment(sealed)
+            }
+            None => Served::NotHeld,
+        })
     }
 
     async fn held(&self, root: &ContentRoot) -> Result<Vec<u32>, StoreError> {
