@@ -90,8 +90,20 @@ async fn build_native(
             Behaviour::new(key, config, Some(relay_client)).map_err(|e| e.to_string().into())
         })
         .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .with_swarm_config(swarm_config)
         .build())
+}
+
+/// The swarm settings of every node. Connections idle for ten minutes close. Streams are
+/// negotiated lazily (multistream-select V1Lazy): the opener sends its one protocol and its
+/// first bytes at once instead of waiting a round trip for the protocol's echo — a content
+/// request and each message on a new stream were one round trip later, behind whatever the
+/// other side was sending. A peer that does not speak the protocol now shows as a stream
+/// that fails, not as a refused negotiation.
+fn swarm_config(config: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    config
+        .with_idle_connection_timeout(Duration::from_secs(600))
+        .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
 }
 
 /// Builds a browser swarm: WebRTC-Direct and WebSocket to relays (Noise, Yamux).
@@ -135,7 +147,7 @@ pub fn browser_swarm(
             Behaviour::new(key, config, Some(relay_client)).map_err(|e| e.to_string().into())
         })
         .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .with_swarm_config(swarm_config)
         .build())
 }
 
