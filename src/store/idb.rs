@@ -326,12 +326,14 @@ impl BlockStore for IdbStore {
         let settings = self.staging.settings();
         let mut scope = vec![BLOCKS, CHAINS];
         if !staged.is_empty() {
-            scope.extend([
-                CONTENT_TREES,
-                CONTENT_SEGMENTS,
-                CONTENT_SEGMENT_TAILS,
-                CONTENT_ERASED,
-            ]);
+            scope.extend([CONTENT_TREES, CONTENT_SEGMENTS, CONTENT_ERASED]);
+        }
+        // A text's segment has no tail: the store is in the scope only when one is written.
+        if staged
+            .iter()
+            .any(|item| item.sealed.len() > SEGMENT_HEAD_LEN)
+        {
+            scope.push(CONTENT_SEGMENT_TAILS);
         }
         if !settings.is_empty() {
             scope.push(SETTINGS);

@@ -203,6 +203,12 @@ where
     let leaves = [[0x52; 32], [0x53; 32]];
     store.stage_single_segment(&with_block, &leaves, b"a text");
     store.stage_single_segment(&erased, &leaves, b"an erased text");
+    // The longest content that travels with its block: one full sealed segment.
+    let full = [0x55; 32];
+    let full_segment: Vec<u8> = (0..endra::offchain::SEGMENT_LEN + endra::offchain::TAG_LEN)
+        .map(|i| i as u8)
+        .collect();
+    store.stage_single_segment(&full, &leaves, &full_segment);
     // A count staged beside them lands with them; only its last value.
     store.staging().stage_setting("staged-count", &[1]);
     store.staging().stage_setting("staged-count", &[2]);
@@ -227,6 +233,11 @@ where
     assert_eq!(
         store.tree(&with_block).await.expect("tree"),
         Some(leaves.to_vec())
+    );
+    assert_eq!(
+        store.segment(&full, 0).await.expect("read"),
+        Some(full_segment),
+        "a full staged segment lands whole"
     );
     assert!(
         store.held(&erased).await.expect("held").is_empty(),
