@@ -7,8 +7,9 @@
 // encryption, no verification: the reference), in the same run. Writes
 // bench/results/transfer.json. `--smoke`: 3 messages a path, 1 MiB, nothing written
 // (`npm test` runs it). `--transfer-only`, `--text-only`: one part alone (nothing written);
-// `--relay PATH`:
-// another endra-relay binary (a release build, say) instead of target/debug/endra-relay.
+// `--relay PATH`: another endra-relay binary instead of target/debug/endra-relay —
+// `npm run bench` passes the optimised build (`cargo build --profile bench -p endra-relay`,
+// target/release/endra-relay), as a relay would be deployed. Each result names the relay.
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +25,9 @@ const relayArg = process.argv.indexOf('--relay');
 const relayBinary = relayArg > 0 ? process.argv[relayArg + 1] : undefined;
 const TEXT_ROUNDS = smoke ? 3 : 200;
 // Results of a run that differs from `npm run bench`'s are printed, not written.
-const write = !smoke && !transferOnly && !textOnly && relayBinary === undefined;
+const write = !smoke && !transferOnly && !textOnly;
+/** Which relay binary the numbers are of. */
+const relayBuild = relayBinary ?? 'target/debug/endra-relay';
 
 const dir = await mkdtemp(join(tmpdir(), 'endra-bench-relay-'));
 const relay = await startRelay({ dir, ...(relayBinary ? { binary: relayBinary } : {}) });
@@ -134,6 +137,7 @@ async function textLatency(a, b) {
   };
   const text = {
     benchmark: 'a text message browser → endra-relay → browser on 127.0.0.1 (headless Chromium): a plain sealed message in its block beside a record whose content is offchain and pushed inline with its block, interleaved in the same run; arrival = the reader can show it',
+    relay: relayBuild,
     messages_per_path: TEXT_ROUNDS,
     arrived: {
       what: "the block is in the reader's store (inline, its content in the same transaction): the reader's chain reports the change",
@@ -237,6 +241,7 @@ async function transfer(a, b) {
 
   const results = {
     benchmark: 'a file browser → relay → browser on 127.0.0.1 (headless Chromium): Endra records through endra-relay vs plain WebSocket through a relay process',
+    relay: relayBuild,
     bytes: SIZE,
     endra,
     endra_mb_per_s: mbps(SIZE, endra.end_to_end_ms),

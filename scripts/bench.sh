@@ -42,7 +42,10 @@ cargo build -p endra-relay
 node bench/network.mjs
 
 echo "== records: text latency (plain block vs offchain inline), a 20 MiB record browser → relay → browser beside plain WebSocket =="
-node bench/transfer.mjs
+# Through an optimised relay, as one would be deployed: on this 2-core machine the two
+# browsers and the relay share the cores, and a debug relay's CPU time slowed the transfer.
+cargo build --profile bench -p endra-relay
+node bench/transfer.mjs --relay target/release/endra-relay
 
 echo "== network, native: 10,000-block catch-up over libp2p, relay capacity (1,000 clients) =="
 cargo bench --features net --bench network
