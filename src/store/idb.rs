@@ -605,6 +605,22 @@ fn joined_segment(head: JsValue, tail: Option<JsValue>) -> Result<Vec<u8>, Store
     Ok(sealed)
 }
 
+/// Asks `tx` for `key` of object store `store`: the request goes out now, the future reads
+/// its answer.
+fn ask(
+    tx: &Transaction<'_>,
+    store: &str,
+    key: JsValue,
+) -> Result<impl std::future::Future<Output = Result<Option<JsValue>, StoreError>>, StoreError> {
+    let request = tx
+        .object_store(store)
+        .map_err(backend)?
+        .get::<JsValue, _, _>(key)
+        .primitive()
+        .map_err(backend)?;
+    Ok(async move { request.await.map_err(backend) })
+}
+
 impl IdbStore {
     /// Asks `tx` for segment `key`'s head and tail at once (one round trip); the future
     /// puts them back together.
@@ -613,21 +629,11 @@ impl IdbStore {
         key: &[u8],
     ) -> Result<impl std::future::Future<Output = Result<Option<Vec<u8>>, StoreError>>, StoreError>
     {
-        let head = tx
-            .object_store(CONTENT_SEGMENTS)
-            .map_err(backend)?
-            .get::<JsValue, _, _>(bytes(key))
-            .primitive()
-            .map_err(backend)?;
-        let tail = tx
-            .object_store(CONTENT_SEGMENT_TAILS)
-            .map_err(backend)?
-            .get::<JsValue, _, _>(bytes(key))
-            .primitive()
-            .map_err(backend)?;
+        let head = ask(tx, CONTENT_SEGMENTS, bytes(key))?;
+        let tail = ask(tx, CONTENT_SEGMENT_TAILS, bytes(key))?;
         Ok(async move {
-            let head: Option<JsValue> = head.await.map_err(backend)?;
-            let tail: Option<JsValue> = tail.await.map_err(backend)?;
+            let head = head.await?;
+            let tail = tail.await?;
             head.map(|head| joined_segment(head, tail)).transpose()
         })
     }
@@ -778,15 +784,9 @@ impl ContentStore for IdbStore {
             .map_err(backend)?;
         let found = async {
             // All asked at once: one round trip.
-            let erased = tx
-                .object_store(CONTENT_ERASED)
-                .map_err(backend)?
-                .get::<JsValue, _, _>(bytes(root))
-                .primitive()
-                .map_err(backend)?;
+            let erased = ask(&tx, CONTENT_ERASED, bytes(root))?;
             let segment = Self::segment_in(&tx, &segment_key(root, index))?;
-            let erased: Option<JsValue> = erased.await.map_err(backend)?;
-            Ok(match (erased, segment.await?) {
+            Ok(match (erased.await?, segment.await?) {
                 (Some(_), _) => Served::Erased,
                 (None, Some(sealed)) => Served::Segment(sealed),
                 (None, None) => Served::NotHeld,
