@@ -582,6 +582,81 @@ fn members_ask_their_relay_before_the_writer_so_the_writer_uploads_a_content_onc
 }
 
 #[test]
+fn five_readers_fetching_from_a_relay_that_is_still_fetching_all_wait_there() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let WriterAtRelay {
+            relay,
+            relay_address,
+            mut writer,
+            writer_store,
+            chain,
+            content,
+            commitment,
+        } = writer_at_relay(&key, 12 * 1024 * 1024).await;
+        let writer_address = listening(&mut writer).await;
+        // Five readers that reach the relay and the writer, each syncing with both.
+        let mut readers = Vec::new();
+        for seed in 30..35 {
+            let mut reader = start(MemoryStore::new(), seed, fast()).await;
+            reader
+                .handle
+                .use_relay(relay_address.clone())
+                .await
+                .unwrap();
+            reader.handle.dial(writer_address.clone()).await.unwrap();
+            reader.handle.open(chain, None).await.unwrap();
+            common::net::count_reaches(&mut reader, chain, 1).await;
+            let both = [relay.handle.peer_id(), writer.handle.peer_id()];
+            tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let peers = reader.handle.peers(chain).await.unwrap();
+                    if both.iter().all(|peer| peers.contains(peer)) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the reader syncs the chain with the relay and the writer");
+            readers.push(reader);
+        }
+
+        // The relay takes the offer; all five ask it at once, 80 segment requests for
+        // pieces it is still fetching: it holds them all, and answers each as it comes.
+        let offered = writer.handle.offer_content(chain, commitment.shape());
+        assert_eq!(offered.await.unwrap(), 1);
+        let fetches: Vec<_> = readers
+            .iter()
+            .map(|reader| {
+                let handle = reader.handle.clone();
+                let wanted = commitment.clone();
+                tokio::task::spawn_local(async move { handle.fetch_content(chain, wanted).await })
+            })
+            .collect();
+        for fetch in fetches {
+            let status = tokio::time::timeout(PATIENCE, fetch)
+                .await
+                .expect("fetched in time")
+                .unwrap()
+                .unwrap();
+            assert_eq!(status, ContentStatus::Available);
+        }
+        for reader in &readers {
+            assert_eq!(
+                opened(&reader.store, &chain, &key, &commitment).await,
+                content
+            );
+        }
+        assert_eq!(
+            writer_store.segments_served(),
+            u64::from(commitment.segments()),
+            "the writer served the relay alone"
+        );
+    });
+}
+
+#[test]
 fn a_relay_refuses_offers_beyond_its_content_quota_and_for_chains_it_does_not_keep() {
     run_local(async {
         let key = EpochKey::generate(&mut OsRng);
