@@ -508,6 +508,40 @@ fn a_reader_fetching_from_a_relay_that_is_still_fetching_gets_it_whole_with_no_s
     });
 }
 
+/// A new reader that uses `relay` and has dialled `writer` too (as a browser reaches another
+/// through a circuit over its relay), once it syncs `chain` with both.
+async fn reader_of_both(
+    seed: u8,
+    relay: &Running,
+    relay_address: &libp2p::Multiaddr,
+    writer: &Running,
+    writer_address: &libp2p::Multiaddr,
+    chain: BlockId,
+) -> Running {
+    let mut reader = start(MemoryStore::new(), seed, fast()).await;
+    reader
+        .handle
+        .use_relay(relay_address.clone())
+        .await
+        .unwrap();
+    reader.handle.dial(writer_address.clone()).await.unwrap();
+    reader.handle.open(chain, None).await.unwrap();
+    common::net::count_reaches(&mut reader, chain, 1).await;
+    let both = [relay.handle.peer_id(), writer.handle.peer_id()];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let peers = reader.handle.peers(chain).await.unwrap();
+            if both.iter().all(|peer| peers.contains(peer)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the reader syncs the chain with the relay and the writer");
+    reader
+}
+
 #[test]
 fn members_ask_their_relay_before_the_writer_so_the_writer_uploads_a_content_once() {
     run_local(async {
@@ -538,27 +572,15 @@ fn members_ask_their_relay_before_the_writer_so_the_writer_uploads_a_content_onc
         // another through a circuit, over that same relay): each fetches from the relay.
         // Which peer comes first otherwise is the order of a hash map: three readers.
         for seed in 20..23 {
-            let mut reader = start(MemoryStore::new(), seed, fast()).await;
-            reader
-                .handle
-                .use_relay(relay_address.clone())
-                .await
-                .unwrap();
-            reader.handle.dial(writer_address.clone()).await.unwrap();
-            reader.handle.open(chain, None).await.unwrap();
-            common::net::count_reaches(&mut reader, chain, 1).await;
-            let both = [relay.handle.peer_id(), writer.handle.peer_id()];
-            tokio::time::timeout(PATIENCE, async {
-                loop {
-                    let peers = reader.handle.peers(chain).await.unwrap();
-                    if both.iter().all(|peer| peers.contains(peer)) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .expect("the reader syncs the chain with the relay and the writer");
+            let reader = reader_of_both(
+                seed,
+                &relay,
+                &relay_address,
+                &writer,
+                &writer_address,
+                chain,
+            )
+            .await;
             let status = tokio::time::timeout(
                 PATIENCE,
                 reader.handle.fetch_content(chain, commitment.clone()),
@@ -595,31 +617,20 @@ fn five_readers_fetching_from_a_relay_that_is_still_fetching_all_wait_there() {
             commitment,
         } = writer_at_relay(&key, 12 * 1024 * 1024).await;
         let writer_address = listening(&mut writer).await;
-        // Five readers that reach the relay and the writer, each syncing with both.
+        // Five readers that reach the relay and the writer.
         let mut readers = Vec::new();
         for seed in 30..35 {
-            let mut reader = start(MemoryStore::new(), seed, fast()).await;
-            reader
-                .handle
-                .use_relay(relay_address.clone())
-                .await
-                .unwrap();
-            reader.handle.dial(writer_address.clone()).await.unwrap();
-            reader.handle.open(chain, None).await.unwrap();
-            common::net::count_reaches(&mut reader, chain, 1).await;
-            let both = [relay.handle.peer_id(), writer.handle.peer_id()];
-            tokio::time::timeout(PATIENCE, async {
-                loop {
-                    let peers = reader.handle.peers(chain).await.unwrap();
-                    if both.iter().all(|peer| peers.contains(peer)) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .expect("the reader syncs the chain with the relay and the writer");
-            readers.push(reader);
+            readers.push(
+                reader_of_both(
+                    seed,
+                    &relay,
+                    &relay_address,
+                    &writer,
+                    &writer_address,
+                    chain,
+                )
+                .await,
+            );
         }
 
         // The relay takes the offer; all five ask it at once, 80 segment requests for

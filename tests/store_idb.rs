@@ -99,6 +99,24 @@ async fn raw_record(db: &Database, store: &str, key: &[u8]) -> Option<Vec<u8>> {
     value.map(|v| js_sys::Uint8Array::new(&v).to_vec())
 }
 
+/// Puts `value` under `key` in object store `store` of `db`, as another program could.
+async fn raw_put(db: &Database, store: &str, key: &[u8], value: JsValue) {
+    let tx = db
+        .transaction(store)
+        .with_mode(TransactionMode::Readwrite)
+        .build()
+        .expect("tx");
+    tx.object_store(store)
+        .expect("store")
+        .put(value)
+        .with_key(JsValue::from(js_sys::Uint8Array::from(key)))
+        .primitive()
+        .expect("put")
+        .await
+        .expect("put done");
+    tx.commit().await.expect("commit");
+}
+
 /// A sealed segment of full length (64 KiB of ciphertext and its tag).
 fn full_segment(seed: u8) -> Vec<u8> {
     (0..endra::offchain::SEGMENT_LEN + endra::offchain::TAG_LEN)
@@ -166,22 +184,9 @@ async fn a_version_2_database_keeps_its_whole_segments_readable() {
     let db = old_database(&name, 2).await;
     let root = [8; 32];
     let sealed = full_segment(2);
-    let tx = db
-        .transaction("content_segments")
-        .with_mode(TransactionMode::Readwrite)
-        .build()
-        .expect("tx");
-    tx.object_store("content_segments")
-        .expect("store")
-        .put(JsValue::from(js_sys::Uint8Array::from(&sealed[..])))
-        .with_key(JsValue::from(js_sys::Uint8Array::from(
-            &endra::offchain::store::segment_key(&root, 0)[..],
-        )))
-        .primitive()
-        .expect("put")
-        .await
-        .expect("put done");
-    tx.commit().await.expect("commit");
+    let key = endra::offchain::store::segment_key(&root, 0);
+    let value = js_sys::Uint8Array::from(&sealed[..]);
+    raw_put(&db, "content_segments", &key, value.into()).await;
     db.close();
 
     let store = IdbStore::open(&name)
@@ -296,12 +301,6 @@ async fn a_damaged_block_record_is_reported_not_returned() {
     let db = Database::open(format!("endra:{name}").as_str())
         .await
         .expect("raw open");
-    let tx = db
-        .transaction("blocks")
-        .with_mode(TransactionMode::Readwrite)
-        .build()
-        .expect("tx");
-    let blocks = tx.object_store("blocks").expect("store");
     let mut raw_key = chain.id().as_bytes().to_vec();
     raw_key.extend_from_slice(id.as_bytes());
     let record = js_sys::Object::new();
@@ -311,14 +310,7 @@ async fn a_damaged_block_record_is_reported_not_returned() {
         &js_sys::Uint8Array::from(&[0u8; 20][..]).into(),
     )
     .expect("set");
-    blocks
-        .put(JsValue::from(record))
-        .with_key(JsValue::from(js_sys::Uint8Array::from(raw_key.as_slice())))
-        .primitive()
-        .expect("put")
-        .await
-        .expect("put done");
-    tx.commit().await.expect("commit");
+    raw_put(&db, "blocks", &raw_key, record.into()).await;
 
     let error = chain
         .block(&id)
