@@ -802,6 +802,36 @@ mod over_libp2p {
     }
 
     #[test]
+    fn a_session_to_a_node_that_takes_none_is_refused_with_a_typed_error() {
+        // Bob's node accepts no sessions: it does not speak `/endra/session/1`. (With lazy
+        // negotiation, closing that stream panicked in multistream-select.)
+        run_local(async {
+            let pair = alice_and_bob().await;
+            let mut bob_node = start(MemoryStore::new(), 2, NodeConfig::default()).await;
+            let bob_address = listening(&mut bob_node).await;
+            let bob_peer = bob_node.handle.peer_id();
+            let laptop_node = connected(1, &bob_address, bob_peer).await;
+            let refused = tokio::time::timeout(
+                PATIENCE,
+                open_session(
+                    &mut laptop_node.handle.streams(),
+                    bob_peer,
+                    Local::new(&pair.alice.did(), pair.alice.device()),
+                    &pair.alice_knows,
+                    None,
+                ),
+            )
+            .await
+            .expect("it fails in time")
+            .unwrap_err();
+            assert!(
+                matches!(refused, SessionStreamError::Open(_)),
+                "{refused:?}"
+            );
+        });
+    }
+
+    #[test]
     fn two_nodes_open_a_session_and_a_removed_device_is_refused() {
         run_local(async {
             let mut pair = alice_and_bob().await;

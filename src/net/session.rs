@@ -34,9 +34,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionStreamError {
-    /// No stream could be opened to the peer (not reachable). Streams are negotiated lazily
-    /// (see `transport::swarm_config`): a peer that does not speak `/endra/session/1` shows
-    /// as [`SessionStreamError::Closed`] or [`SessionStreamError::Io`] instead.
+    /// No stream could be opened to the peer (not reachable, or it does not speak
+    /// `/endra/session/1`).
     #[error("cannot open a session stream: {0}")]
     Open(String),
     /// This node already accepts `/endra/session/1` (one acceptor per node).

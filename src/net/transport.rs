@@ -94,16 +94,14 @@ async fn build_native(
         .build())
 }
 
-/// The swarm settings of every node. Connections idle for ten minutes close. Streams are
-/// negotiated lazily (multistream-select V1Lazy): the opener sends its one protocol and its
-/// first bytes at once instead of waiting a round trip for the protocol's echo — a content
-/// request and each message on a new stream were one round trip later, behind whatever the
-/// other side was sending. A peer that does not speak the protocol now shows as a stream
-/// that fails, not as a refused negotiation.
+/// The swarm settings of every node: connections idle for ten minutes close. Streams are
+/// negotiated with multistream-select V1, waiting for the protocol's echo. Lazy negotiation
+/// (V1Lazy) saved that round trip, but a stream whose lazy negotiation failed panics in
+/// multistream-select 0.14 when it is closed or written afterwards (`Negotiated: Invalid
+/// state`): a session opened to a peer that does not speak it did so
+/// (`a_session_to_a_node_that_takes_none_is_refused_with_a_typed_error`).
 fn swarm_config(config: libp2p::swarm::Config) -> libp2p::swarm::Config {
-    config
-        .with_idle_connection_timeout(Duration::from_secs(600))
-        .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+    config.with_idle_connection_timeout(Duration::from_secs(600))
 }
 
 /// Builds a browser swarm: WebRTC-Direct and WebSocket to relays (Noise, Yamux).
