@@ -57,8 +57,10 @@ pub(super) type ServedRead = futures::future::LocalBoxFuture<
 >;
 /// The most reads served at once; beyond, a request waits for its read in turn.
 const MAX_SERVING: usize = 64;
-/// The most peers' requests a fetch holds until it has the piece (see `Node::park`).
-const MAX_PARKED: usize = 64;
+/// The most peers' requests a fetch holds until it has the piece (see `Node::park`): the
+/// full windows of 16 readers of one content at a relay still fetching it (with 64, five
+/// readers overflowed it and turned to the writer).
+const MAX_PARKED: usize = 256;
 /// How long a parked request waits for its piece before it is answered from the store
 /// (ms): well within a requester's own timeout.
 const PARK_PATIENCE_MS: u64 = 5_000;
