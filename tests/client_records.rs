@@ -373,6 +373,19 @@ fn a_large_content_arrives_with_monotonic_progress_and_an_interrupted_transfer_r
             phone.content(&chain, &content).await,
             Err(ClientError::ContentUnavailable(_))
         ));
+        // A segment already here opens; one still to come is refused with where the
+        // content stands.
+        assert_eq!(
+            phone.content_segment(&chain, &content, 0).await.unwrap(),
+            file[..64 * 1024]
+        );
+        let last = content.segments() - 1;
+        match phone.content_segment(&chain, &content, last).await {
+            Err(ClientError::ContentUnavailable(status)) => {
+                assert_ne!(status, ContentStatus::Available)
+            }
+            other => panic!("{other:?}"),
+        }
         // A new fetch starts from the verified segments already stored.
         let (rest, statuses) = transfer(&laptop, &phone, &content, usize::MAX).await;
         assert_eq!(statuses.last(), Some(&ContentStatus::Available));

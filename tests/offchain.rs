@@ -131,6 +131,50 @@ fn every_segment_is_checked_on_its_own() {
 }
 
 #[test]
+fn a_segment_read_back_from_the_store_opens_and_damage_is_named_as_on_arrival() {
+    let key = EpochKey::generate(&mut OsRng);
+    let content = bytes(3 * SEGMENT_LEN + 100);
+    let (commitment, tree, sealed) =
+        ContentWriter::seal_all(&key, EPOCH, &chain(), "text/plain", &content, &mut OsRng).unwrap();
+    let reader = ContentReader::new(&key, &chain(), commitment.clone(), tree.clone()).unwrap();
+    let opened: Vec<u8> = sealed
+        .iter()
+        .enumerate()
+        .flat_map(|(i, segment)| reader.open_stored(i as u32, segment).unwrap())
+        .collect();
+    assert_eq!(opened, content);
+    // Damaged in the store: the tag catches it, and the tree says it is not the segment.
+    for (index, segment) in sealed.iter().enumerate() {
+        let mut damaged = segment.clone();
+        damaged[10] ^= 1;
+        assert_eq!(
+            reader.open_stored(index as u32, &damaged),
+            Err(OffchainError::SegmentMismatch {
+                index: index as u32
+            })
+        );
+    }
+    assert_eq!(
+        reader.open_stored(0, &sealed[1]),
+        Err(OffchainError::SegmentMismatch { index: 0 })
+    );
+    assert_eq!(
+        reader.open_stored(4, &sealed[3]),
+        Err(OffchainError::NoSuchSegment {
+            index: 4,
+            segments: 4
+        })
+    );
+    // The segment the tree names, under another key: the key is wrong, not the bytes.
+    let other = EpochKey::generate(&mut OsRng);
+    let wrong = ContentReader::new(&other, &chain(), commitment, tree).unwrap();
+    assert_eq!(
+        wrong.open_stored(2, &sealed[2]),
+        Err(OffchainError::WrongKey { index: 2 })
+    );
+}
+
+#[test]
 fn content_opens_only_in_its_chain_and_under_its_key() {
     let key = EpochKey::generate(&mut OsRng);
     let content = bytes(SEGMENT_LEN + 5);

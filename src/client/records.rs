@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
 use rand_core::CryptoRngCore;
 
 use super::{queue_inline, Account, ClientError, Erasure};
@@ -27,6 +28,9 @@ use crate::offchain::{
 };
 use crate::store::BlockStore;
 use crate::walytis::{Anchored, Author, BlockId, Position};
+
+/// Segment reads a whole-content read keeps in flight (1 MiB).
+const READ_AHEAD: usize = 16;
 
 /// Content read segment by segment (see [`Account::post_from`]): a file, a `Blob`.
 #[allow(async_fn_in_trait)]
@@ -397,58 +401,80 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         chain: &BlockId,
         commitment: &Commitment,
     ) -> Result<Vec<u8>, ClientError> {
-        let reader = self.content_reader(chain, commitment).await?;
+        let fetch = self.fetch(commitment).await?;
+        let tree = match (fetch.status(), fetch.tree()) {
+            (ContentStatus::Available, Some(tree)) => tree.clone(),
+            (status, _) => return Err(ClientError::ContentUnavailable(status)),
+        };
+        let reader = self.reader(chain, commitment, tree)?;
+        let store = self.identity.chain().store();
+        let root = commitment.root;
+        // Several reads in flight: a store such as IndexedDB answers them in one round trip
+        // rather than one each.
+        let mut reads = futures_util::stream::iter(0..commitment.segments())
+            .map(|index| async move { (index, store.segment(&root, index).await) })
+            .buffered(READ_AHEAD);
         let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
-        for index in 0..commitment.segments() {
-            content.extend(self.open_segment(&reader, index).await?);
+        while let Some((index, sealed)) = reads.next().await {
+            let sealed = sealed?.ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
+            content.extend(reader.open_stored(index, &sealed)?);
         }
         Ok(content)
     }
 
     /// One segment of a content, opened (at most 64 KiB): how a reader streams a large
-    /// content without holding it whole. Fails like [`Account::content`].
+    /// content without holding it whole. A segment that is here opens even while others are
+    /// still to come; one that is not fails with [`ClientError::ContentUnavailable`] and
+    /// where the content stands. Reads the tree and the one segment, not the list of what
+    /// is held: a stream of n segments is n reads, not n².
     pub async fn content_segment(
         &self,
         chain: &BlockId,
         commitment: &Commitment,
         index: u32,
     ) -> Result<Vec<u8>, ClientError> {
-        let reader = self.content_reader(chain, commitment).await?;
-        self.open_segment(&reader, index).await
+        let store = self.identity.chain().store();
+        let root = commitment.root;
+        let here = if store.is_erased(&root).await? {
+            None
+        } else {
+            match store.tree(&root).await? {
+                Some(leaves) => SegmentTree::verified(commitment, leaves).ok(),
+                None => None,
+            }
+        };
+        let sealed = match here {
+            Some(tree) => store
+                .segment(&root, index)
+                .await?
+                .map(|sealed| (tree, sealed)),
+            None => None,
+        };
+        match sealed {
+            Some((tree, sealed)) => Ok(self
+                .reader(chain, commitment, tree)?
+                .open_stored(index, &sealed)?),
+            // Not here: why, as `content` says it.
+            None => Err(ClientError::ContentUnavailable(
+                match self.fetch(commitment).await?.status() {
+                    ContentStatus::Available => ContentStatus::Missing,
+                    status => status,
+                },
+            )),
+        }
     }
 
-    /// A reader of a content that is all here.
-    async fn content_reader(
+    /// A reader of a content whose verified tree is here.
+    fn reader(
         &self,
         chain: &BlockId,
         commitment: &Commitment,
+        tree: SegmentTree,
     ) -> Result<ContentReader, ClientError> {
-        let fetch = self.fetch(commitment).await?;
-        let status = fetch.status();
-        let tree = match (status, fetch.tree()) {
-            (ContentStatus::Available, Some(tree)) => tree.clone(),
-            _ => return Err(ClientError::ContentUnavailable(status)),
-        };
         Ok(self.identity.with_epoch_key(&commitment.epoch, |key| {
             ContentReader::new(key, chain, commitment.clone(), tree)
                 .map_err(|e| IdentityError::Malformed(e.to_string()))
         })?)
-    }
-
-    async fn open_segment(
-        &self,
-        reader: &ContentReader,
-        index: u32,
-    ) -> Result<Vec<u8>, ClientError> {
-        let root = reader.commitment().root;
-        let sealed = self
-            .identity
-            .chain()
-            .store()
-            .segment(&root, index)
-            .await?
-            .ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
-        Ok(reader.open(index, &sealed)?)
     }
 
     /// Seals `content` for `chain` under the epoch this device writes under now, keeps its

@@ -248,7 +248,30 @@ impl ContentReader {
     /// else is caught here) and opens it: its plaintext, of the length its place calls for.
     pub fn open(&self, index: u32, sealed: &[u8]) -> Result<Vec<u8>, OffchainError> {
         self.tree.check(index, sealed)?;
+        self.decrypt(index, sealed)
+    }
+
+    /// [`ContentReader::open`] for a segment read back from a content store, which holds
+    /// only segments checked against their tree as they came in (fetched, inline and named
+    /// by its own bytes, or sealed on this device): it is not hashed again. The tag, bound to
+    /// this content, this index and whether it is the last, catches damage since; bytes that
+    /// do not open are checked against the tree to say why (`SegmentMismatch` when they are
+    /// not the segment the commitment names, `WrongKey` when they are).
+    pub fn open_stored(&self, index: u32, sealed: &[u8]) -> Result<Vec<u8>, OffchainError> {
+        self.decrypt(index, sealed).map_err(|error| match error {
+            OffchainError::WrongKey { .. } => match self.tree.check(index, sealed) {
+                Err(mismatch) => mismatch,
+                Ok(()) => error,
+            },
+            other => other,
+        })
+    }
+
+    fn decrypt(&self, index: u32, sealed: &[u8]) -> Result<Vec<u8>, OffchainError> {
         let segments = self.commitment.segments();
+        if index >= segments {
+            return Err(OffchainError::NoSuchSegment { index, segments });
+        }
         let last = index + 1 == segments;
         let plaintext = self
             .cipher
