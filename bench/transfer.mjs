@@ -4,7 +4,8 @@
 // posted as a record by one device of a person reaches the other device — uploaded to the
 // relay's mailbox, verified there segment by segment, fetched and verified again by the
 // reader — beside the same bytes sent through a plain WebSocket relay process (no libp2p, no
-// encryption, no verification: the reference), in the same run. Writes
+// encryption, no verification: the reference), in the same run; then the reader reads the
+// file again as a stream from its own store (`stream_from_store_ms`). Writes
 // bench/results/transfer.json. `--smoke`: 3 messages a path, 1 MiB, nothing written
 // (`npm test` runs it). `--transfer-only`, `--text-only`: one part alone (nothing written);
 // `--relay PATH`: another endra-relay binary instead of target/debug/endra-relay —
@@ -14,7 +15,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, startServer } from '../scripts/serve.mjs';
-import { endraPage, launchProfile } from '../e2e/browser.mjs';
+import { launchBare } from './bare-chromium.mjs';
 import { startWsRelay } from './ws-reference.mjs';
 
 const smoke = process.argv.includes('--smoke');
@@ -26,6 +27,8 @@ const relayBinary = relayArg > 0 ? process.argv[relayArg + 1] : undefined;
 const TEXT_ROUNDS = smoke ? 3 : 200;
 // Results of a run that differs from `npm run bench`'s are printed, not written.
 const write = !smoke && !transferOnly && !textOnly;
+/** How the pages are driven: no DevTools network domain (see bare-chromium.mjs). */
+const DRIVER = 'bare Chromium over the DevTools pipe: Target, Page and Runtime only';
 /** Which relay binary the numbers are of. */
 const relayBuild = relayBinary ?? 'target/debug/endra-relay';
 
@@ -33,11 +36,13 @@ const dir = await mkdtemp(join(tmpdir(), 'endra-bench-relay-'));
 const relay = await startRelay({ dir, ...(relayBinary ? { binary: relayBinary } : {}) });
 const server = await startServer({ port: 0, relays: relay.addresses });
 const reference = await startWsRelay();
-const profiles = [await launchProfile(), await launchProfile()];
+// Two browsers with a profile each, driven without DevTools' network domain (see
+// bare-chromium.mjs).
+const profiles = [await launchBare(), await launchBare()];
 const mbps = (bytes, ms) => Number((bytes / 1e6 / (ms / 1000)).toFixed(1));
 
 try {
-  const [a, b] = await Promise.all(profiles.map((p, i) => endraPage(p.context, { url: server.url, relays: [relay.ws], store: `transfer-${i}` })));
+  const [a, b] = await Promise.all(profiles.map((p, i) => p.endraPage({ url: server.url, relays: [relay.ws], store: `transfer-${i}` })));
   // Two devices of one person, a chain bound to it.
   const code = await a.evaluate(async () => {
     window.me = await window.endra.createIdentity({ name: 'Bench', passphrase: 'p' });
@@ -75,8 +80,8 @@ try {
 
 /**
  * The text-message latency part: writes bench/results/text-latency.json (not in smoke runs).
- * @param {import('playwright-core').Page} a
- * @param {import('playwright-core').Page} b
+ * @param {import('./bare-chromium.mjs').BarePage} a
+ * @param {import('./bare-chromium.mjs').BarePage} b
  */
 async function textLatency(a, b) {
   await b.evaluate(() => {
@@ -138,6 +143,7 @@ async function textLatency(a, b) {
   const text = {
     benchmark: 'a text message browser → endra-relay → browser on 127.0.0.1 (headless Chromium): a plain sealed message in its block beside a record whose content is offchain and pushed inline with its block, interleaved in the same run; arrival = the reader can show it',
     relay: relayBuild,
+    driver: DRIVER,
     messages_per_path: TEXT_ROUNDS,
     arrived: {
       what: "the block is in the reader's store (inline, its content in the same transaction): the reader's chain reports the change",
@@ -163,8 +169,8 @@ async function textLatency(a, b) {
 /**
  * The file transfer part, beside the plain WebSocket reference: writes
  * bench/results/transfer.json (not in smoke runs).
- * @param {import('playwright-core').Page} a
- * @param {import('playwright-core').Page} b
+ * @param {import('./bare-chromium.mjs').BarePage} a
+ * @param {import('./bare-chromium.mjs').BarePage} b
  */
 async function transfer(a, b) {
   // Endra: post on A (sealed into its store, offered to the relay, which fetches and verifies
@@ -184,25 +190,27 @@ async function transfer(a, b) {
       const record = await window.notes.record(id);
       if (record) {
         const bytes = await record.content();
-        return { started, done: performance.timeOrigin + performance.now(), size: bytes.length };
+        const done = performance.timeOrigin + performance.now();
+        // Then read again as a stream, segment by segment, from this device's store.
+        let streamed = 0;
+        for await (const chunk of record.stream()) streamed += chunk.length;
+        return { started, done, size: bytes.length, streamed, streamMs: performance.timeOrigin + performance.now() - done };
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }, posted.id);
-  if (read.size !== SIZE) throw new Error(`read ${read.size} of ${SIZE} bytes`);
+  if (read.size !== SIZE || read.streamed !== SIZE) throw new Error(`read ${read.size} and streamed ${read.streamed} of ${SIZE} bytes`);
   const endra = {
     post_ms: Math.round(posted.posted - posted.started),
     upload_to_relay_ms: Math.round(uploaded - posted.started),
     relay_to_reader_ms: Math.round(read.done - read.started),
     end_to_end_ms: Math.round(read.done - posted.started),
+    // After: the reader reads it again as a stream (`record.stream()`) from its own store.
+    stream_from_store_ms: Math.round(read.streamMs),
   };
 
   // The reference: the same number of bytes, page → plain WebSocket relay → page.
-  const wsPages = await Promise.all(profiles.map(async (profile) => {
-    const page = await profile.context.newPage();
-    await page.goto(server.url);
-    return page;
-  }));
+  const wsPages = await Promise.all(profiles.map((profile) => profile.newPage(server.url)));
   await wsPages[1].evaluate((url) => new Promise((resolve) => {
     window.ws = new WebSocket(url);
     window.ws.binaryType = 'arraybuffer';
@@ -242,6 +250,7 @@ async function transfer(a, b) {
   const results = {
     benchmark: 'a file browser → relay → browser on 127.0.0.1 (headless Chromium): Endra records through endra-relay vs plain WebSocket through a relay process',
     relay: relayBuild,
+    driver: DRIVER,
     bytes: SIZE,
     endra,
     endra_mb_per_s: mbps(SIZE, endra.end_to_end_ms),

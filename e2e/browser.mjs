@@ -89,52 +89,60 @@ export async function endraPage(context, { url, relays, store, options = {} }) {
   if (process.env.ENDRA_PAGE_LOG) page.on('console', (m) => console.error(`page ${m.type()}:`, m.text()));
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
-  await page.evaluate(async ([addresses, name, more]) => {
-    const lib = await import('../pkg/index.js');
-    window.lib = lib;
-    window.endra = await lib.Endra.start({ ...more, store: name, relays: addresses });
-    window.node = window.endra.node;
-    // Resolves with `check()`'s first result other than `undefined`, checking at once and
-    // after each `type` event of `target` (listening before reading, so no change is
-    // missed); rejects after `timeout` ms naming `label` — and what `describe()` then says,
-    // if given — so a stuck test says where and in what state. Only the events wake it: a
-    // change that comes without its event fails the test.
-    // What a stuck wait reports: every chain in the page's store with its block count, and
-    // the `error` events of the handles given to `keepErrors` (nobody sees them otherwise).
-    window.errors = [];
-    window.keepErrors = (target) => {
-      target.addEventListener('error', (e) => window.errors.push(`${e.detail?.code ?? ''} ${e.detail?.message ?? e.detail}`));
-      return target;
-    };
-    window.pageState = async () => {
-      const counts = {};
-      for (const id of await window.endra.store.chains()) counts[id.slice(-8)] = await (await window.endra.openChain(id)).count();
-      return `chains ${JSON.stringify(counts)}, errors ${JSON.stringify(window.errors)}, online ${window.node.online}`;
-    };
-    window.waitFor = async (label, target, type, check, { timeout = 60_000, describe } = {}) => {
-      const deadline = Date.now() + timeout;
-      for (;;) {
-        let timer;
-        let wake;
-        const change = new Promise((resolve) => {
-          wake = resolve;
-          target.addEventListener(type, resolve, { once: true });
-          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        });
-        try {
-          const value = await check();
-          if (value !== undefined) return value;
-          if (Date.now() >= deadline) {
-            const state = describe ? ` (${await describe().catch((e) => `describe failed: ${e.message}`)})` : '';
-            throw new Error(`${label}: not reached after ${timeout} ms${state}`);
-          }
-          await change;
-        } finally {
-          clearTimeout(timer);
-          target.removeEventListener(type, wake);
-        }
-      }
-    };
-  }, [relays, store, options]);
+  await page.evaluate(startEndra, [relays, store, options]);
   return page;
 }
+
+/**
+ * What `endraPage` runs in the page (`[relays, store, options]`): the package's module as
+ * `window.lib`, an `Endra` context as `window.endra` (its node as `window.node`), and the
+ * helpers `window.waitFor`, `window.keepErrors`, `window.pageState`. A driver other than
+ * Playwright (`bench/bare-chromium.mjs`) evaluates it as well.
+ */
+export const startEndra = async ([addresses, name, more]) => {
+  const lib = await import('../pkg/index.js');
+  window.lib = lib;
+  window.endra = await lib.Endra.start({ ...more, store: name, relays: addresses });
+  window.node = window.endra.node;
+  // Resolves with `check()`'s first result other than `undefined`, checking at once and
+  // after each `type` event of `target` (listening before reading, so no change is
+  // missed); rejects after `timeout` ms naming `label` — and what `describe()` then says,
+  // if given — so a stuck test says where and in what state. Only the events wake it: a
+  // change that comes without its event fails the test.
+  // What a stuck wait reports: every chain in the page's store with its block count, and
+  // the `error` events of the handles given to `keepErrors` (nobody sees them otherwise).
+  window.errors = [];
+  window.keepErrors = (target) => {
+    target.addEventListener('error', (e) => window.errors.push(`${e.detail?.code ?? ''} ${e.detail?.message ?? e.detail}`));
+    return target;
+  };
+  window.pageState = async () => {
+    const counts = {};
+    for (const id of await window.endra.store.chains()) counts[id.slice(-8)] = await (await window.endra.openChain(id)).count();
+    return `chains ${JSON.stringify(counts)}, errors ${JSON.stringify(window.errors)}, online ${window.node.online}`;
+  };
+  window.waitFor = async (label, target, type, check, { timeout = 60_000, describe } = {}) => {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      let timer;
+      let wake;
+      const change = new Promise((resolve) => {
+        wake = resolve;
+        target.addEventListener(type, resolve, { once: true });
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      });
+      try {
+        const value = await check();
+        if (value !== undefined) return value;
+        if (Date.now() >= deadline) {
+          const state = describe ? ` (${await describe().catch((e) => `describe failed: ${e.message}`)})` : '';
+          throw new Error(`${label}: not reached after ${timeout} ms${state}`);
+        }
+        await change;
+      } finally {
+        clearTimeout(timer);
+        target.removeEventListener(type, wake);
+      }
+    }
+  };
+};
