@@ -1054,6 +1054,58 @@ fn an_erase_request_reaches_a_relay_unreachable_at_the_delete_when_it_connects_e
 }
 
 #[test]
+fn a_text_offered_a_moment_after_its_post_is_kept_for_a_node_that_stops_before() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (text, commitment, _) = sealed(&writer_store, &chain, &key, 1_000).await;
+        let (mut relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let reaching_the_relay = |store: MemoryStore| {
+            let relay_address = relay_address.clone();
+            async move {
+                let writer = start(store, 1, fast()).await;
+                writer.handle.open(chain, None).await.unwrap();
+                writer.handle.use_relay(relay_address).await.unwrap();
+                writer
+            }
+        };
+        // The offer is kept for a second from now, and the node stops before then (a page
+        // closed right after a post): the relay has heard of nothing.
+        let writer = reaching_the_relay(writer_store.clone()).await;
+        writer
+            .handle
+            .offer_content_later(chain, commitment.shape())
+            .await
+            .unwrap();
+        writer.handle.stop().await.unwrap();
+        assert!(relay.store.held(&commitment.root).await.unwrap().is_empty());
+
+        // The next node over the store offers it as soon as it reaches the relay.
+        let writer = reaching_the_relay(writer_store.clone()).await;
+        statuses_until_available(&mut relay, commitment.root).await;
+
+        // A node that keeps running makes the offer itself once the second has passed, and
+        // not at once (it would race the push of the block that carried the text): a fifth
+        // of a second later the relay has none of it.
+        let (_, later, _) = sealed(&writer_store, &chain, &key, 2_000).await;
+        writer
+            .handle
+            .offer_content_later(chain, later.shape())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(relay.store.held(&later.root).await.unwrap().is_empty());
+        statuses_until_available(&mut relay, later.root).await;
+
+        writer.handle.stop().await.unwrap();
+        assert_eq!(
+            fetched_from(relay_address, chain, &key, &commitment).await,
+            text
+        );
+    });
+}
+
+#[test]
 fn a_content_posted_while_no_relay_was_reachable_is_offered_when_one_is_even_after_a_restart() {
     run_local(async {
         let key = EpochKey::generate(&mut OsRng);

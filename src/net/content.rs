@@ -96,6 +96,11 @@ const MAX_PENDING_ERASURES: usize = 1024;
 /// [`MAX_OFFER_RETRY_MS`], and starts over when a relay connects.
 const FIRST_OFFER_RETRY_MS: u64 = 5_000;
 const MAX_OFFER_RETRY_MS: u64 = 300_000;
+/// How long after a post a content that went with its block is offered to the relays
+/// (ms; see [`Node::offer_content_later`]): the offer must not race the push — a relay that
+/// took it first would fetch the text from the writer and store it before passing the
+/// message on.
+const DEFERRED_OFFER_MS: u64 = 1_000;
 
 /// One content this node is fetching.
 pub(super) struct Fetching {
@@ -278,6 +283,30 @@ impl<S: NodeStore> Node<S> {
             .await;
     }
 
+    /// Offers `shape`'s content of `chain` to the relays [`DEFERRED_OFFER_MS`] from now. It
+    /// is kept in the store's list of offers to make at once, so a node that stops before
+    /// then (a page closed right after a post) loses nothing: the next node over the store
+    /// offers it when it reaches a relay.
+    pub(super) async fn offer_content_later(&mut self, chain: BlockId, shape: ContentShape) {
+        self.keep_pending_offer((chain, shape), true).await;
+        let due = self.now() + DEFERRED_OFFER_MS;
+        self.deferred_offers.push((due, chain, shape));
+    }
+
+    /// Makes the deferred offers whose time has come (see [`Node::offer_content_later`]).
+    pub(super) async fn offer_deferred(&mut self) {
+        let now = self.now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_offers)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.deferred_offers = later;
+        for (_, chain, shape) in due {
+            // An offer no relay takes (or none is connected for) stays in the list.
+            self.ask_relays(&ContentRequest::Offer(chain, shape), None)
+                .await;
+        }
+    }
+
     /// Sends `request` (an offer, an erase request) to every relay this node uses and is
     /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`]. An offer
     /// no relay accepts is kept and made again later (see [`Node::offer_again`]).
@@ -434,7 +463,12 @@ impl<S: NodeStore> Node<S> {
             .filter_map(|w| w.offer.map(|(_, shape)| shape.root))
             .collect();
         for (chain, shape) in pending {
-            if in_flight.contains(&shape.root) {
+            // In flight, or deferred and not due yet (it would race its push).
+            let deferred = self
+                .deferred_offers
+                .iter()
+                .any(|(_, _, s)| s.root == shape.root);
+            if in_flight.contains(&shape.root) || deferred {
                 continue;
             }
             if matches!(self.store.is_erased(&shape.root).await, Ok(true)) {
@@ -932,9 +966,10 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    /// When a fetch's next round is due or a parked request's wait ends, whichever comes
-    /// first (ms since start): the node wakes then.
+    /// When a fetch's next round is due, a parked request's wait ends or a deferred offer
+    /// is due, whichever comes first (ms since start): the node wakes then.
     pub(super) fn next_content_wake(&self) -> Option<u64> {
+        let offers = self.deferred_offers.iter().map(|(at, _, _)| *at);
         self.fetches
             .values()
             .flat_map(|f| {
@@ -943,6 +978,7 @@ impl<S: NodeStore> Node<S> {
                 let parked = f.parked.first().map(|(_, _, at)| at + PARK_PATIENCE_MS);
                 retry.into_iter().chain(parked)
             })
+            .chain(offers)
             .min()
     }
 

@@ -48,6 +48,11 @@ pub(super) enum Command {
         shape: ContentShape,
         reply: Reply<usize>,
     },
+    OfferContentLater {
+        chain: BlockId,
+        shape: ContentShape,
+        reply: Reply<()>,
+    },
     EraseContent {
         request: ContentRequest,
         reply: Reply<usize>,
@@ -219,6 +224,25 @@ impl NodeHandle {
         shape: ContentShape,
     ) -> Result<usize, NetError> {
         self.call(|reply| Command::OfferContent {
+            chain,
+            shape,
+            reply,
+        })
+        .await
+    }
+
+    /// [`NodeHandle::offer_content`] a second from now, for a content that went to the
+    /// relays with its block already (`Publication::inline` in the client layer):
+    /// the offer is for a relay that missed that push, and must not race it. Resolves once
+    /// the offer is kept in the store, so that a node stopped before it is made (a page
+    /// closed right after a post) loses nothing: the next node over the store makes it when
+    /// it reaches a relay.
+    pub async fn offer_content_later(
+        &self,
+        chain: BlockId,
+        shape: ContentShape,
+    ) -> Result<(), NetError> {
+        self.call(|reply| Command::OfferContentLater {
             chain,
             shape,
             reply,

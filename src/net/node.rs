@@ -23,7 +23,7 @@ use super::redial::Redial;
 use super::{
     log, Behaviour, BehaviourEvent, NetError, NodeConfig, NodeEvent, NodeHandle, NodeStore,
 };
-use crate::offchain::{ContentRequest, ContentRoot};
+use crate::offchain::{ContentRequest, ContentRoot, ContentShape};
 use crate::walytis::sync::{Input, Peer, Sync};
 use crate::walytis::{BlockId, Rules};
 
@@ -91,6 +91,9 @@ pub struct Node<S: NodeStore> {
     /// after that (see `Node::offer_again`).
     pub(super) offer_retry_at: u64,
     pub(super) offer_retry_ms: u64,
+    /// Offers to make a moment after a post, with when (ms since start; see
+    /// `Node::offer_content_later`).
+    pub(super) deferred_offers: Vec<(u64, BlockId, ContentShape)>,
     /// Erase requests for contents being fetched whose tree had not come yet, with the chain
     /// named and the secret (see `Node::on_erase`).
     pub(super) asked_erasures: HashMap<ContentRoot, (BlockId, [u8; 32])>,
@@ -160,6 +163,7 @@ impl<S: NodeStore> Node<S> {
             next_offer: 0,
             offer_retry_at: 0,
             offer_retry_ms: 5_000,
+            deferred_offers: Vec::new(),
             asked_erasures: HashMap::new(),
             content_used: std::cell::Cell::new(None),
             segments_kept: std::cell::Cell::new(None),
@@ -217,6 +221,7 @@ impl<S: NodeStore> Node<S> {
                     content_at = None;
                     self.retry_fetches();
                     self.release_expired_parked();
+                    self.offer_deferred().await;
                 }
                 command = self.commands.next() => match command {
                     Some(Command::Stop(reply)) => {
@@ -386,6 +391,14 @@ impl<S: NodeStore> Node<S> {
                 shape,
                 reply,
             } => self.offer_content(chain, shape, reply).await,
+            Command::OfferContentLater {
+                chain,
+                shape,
+                reply,
+            } => {
+                self.offer_content_later(chain, shape).await;
+                let _ = reply.send(Ok(()));
+            }
             Command::EraseContent { request, reply } => {
                 // Kept, for the relays not reachable now (see `Node::erase_again`).
                 if let ContentRequest::Erase(chain, root, secret) = &request {

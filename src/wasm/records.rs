@@ -213,9 +213,6 @@ impl SegmentSource for JsSource {
     }
 }
 
-/// How long after a post the relays are offered a content that went with its block.
-const INLINE_OFFER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// After a post or an edit: what the account wrote pushed to the chain's peers (also when it
 /// failed part way), then the version's content offered to the relays; the written version's
 /// ID. With `posted`, the record as a listing shows it instead (see
@@ -241,16 +238,10 @@ async fn written(
     drop(account);
     match content {
         // It went to the relays with its block (see `Publication::inline`): the offer, for
-        // the one that missed that push, waits a moment, so that it does not race the push —
-        // a relay that took the offer first would fetch the text from this page and store it
-        // before passing the message on.
+        // the one that missed that push, waits a moment so as not to race it, and is kept
+        // in the store meanwhile (a page closed right after the post loses nothing).
         Some(content) if content.size <= MAX_INLINE_LEN => {
-            let node = node.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                futures_timer::Delay::new(INLINE_OFFER_DELAY).await;
-                // An offer no relay takes is kept by the node and made again.
-                let _ = node.offer_content(chain, content.shape()).await;
-            });
+            node.offer_content_later(chain, content.shape()).await?;
         }
         Some(content) => {
             node.offer_content(chain, content.shape()).await?;
