@@ -109,7 +109,7 @@ export const startEndra = async ([addresses, name, more]) => {
   // missed); rejects after `timeout` ms naming `label` — and what `describe()` then says,
   // if given — so a stuck test says where and in what state. Only the events wake it: a
   // change that comes without its event fails the test.
-  // What a stuck wait reports: every chain in the page's store with its block count, and
+  // What a stuck wait reports: its peer ID, every chain in its store with its block count, and
   // the `error` events of the handles given to `keepErrors` (nobody sees them otherwise).
   window.errors = [];
   window.keepErrors = (target) => {
@@ -119,7 +119,7 @@ export const startEndra = async ([addresses, name, more]) => {
   window.pageState = async () => {
     const counts = {};
     for (const id of await window.endra.store.chains()) counts[id.slice(-8)] = await (await window.endra.openChain(id)).count();
-    return `chains ${JSON.stringify(counts)}, errors ${JSON.stringify(window.errors)}, online ${window.node.online}`;
+    return `peer …${window.node.peerId.slice(-8)}, chains ${JSON.stringify(counts)}, errors ${JSON.stringify(window.errors)}, online ${window.node.online}`;
   };
   window.waitFor = async (label, target, type, check, { timeout = 60_000, describe } = {}) => {
     const deadline = Date.now() + timeout;

@@ -370,7 +370,12 @@ test('a device a person removes loses the person\'s groups', async () => {
     await page.evaluate((label) => window.waitFor(label, window.group, 'change', async () => {
       const texts = (await window.group.messages()).map((m) => m.body && new TextDecoder().decode(m.body));
       return texts.includes('the phone, in the group') ? true : undefined;
-    }, { describe: async () => `${await window.pageState()}, ${(await window.group.messages()).length} messages shown` }), `${who} holds the phone's message`);
+    }, { describe: async () => `${await window.pageState()}, ${(await window.group.messages()).length} messages shown` }), `${who} holds the phone's message`)
+      .catch(async (error) => {
+        // Stuck: what the other pages hold too (a rare CI failure here is not understood yet).
+        const states = await Promise.all([a, b, c].map((p) => p.evaluate(() => window.pageState()).catch((e) => e.message)));
+        throw new Error(`${error.message}; laptop: ${states[0]}; phone: ${states[1]}; Bob: ${states[2]}`);
+      });
   }
   // Ada removes the phone from her person: the group follows, with a new epoch.
   await a.evaluate((device) => window.me.removeDevice(device), phoneDid);

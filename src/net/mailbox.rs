@@ -68,18 +68,26 @@ impl<S: NodeStore> Node<S> {
     pub(super) fn expire_joins(&mut self) {
         let now = self.now();
         let timeout = self.config.limits.mailbox_join_timeout.as_millis() as u64;
-        let expired: Vec<BlockId> = self
+        let expired: Vec<(BlockId, Option<PeerId>)> = self
             .joining
             .iter()
             .filter(|(_, j)| j.by.is_some() && now.saturating_sub(j.since) >= timeout)
-            .map(|(chain, _)| *chain)
+            .map(|(chain, j)| (*chain, j.by))
             .collect();
-        for chain in expired {
+        for (chain, by) in expired {
             self.joining.remove(&chain);
             let topic = IdentTopic::new(chain.to_string());
+            // Who was asked for the genesis, for whoever reads the log: the subscribers.
+            let subscribers = self.topic_peers(&topic.hash()).len();
             self.topics.remove(&topic.hash());
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
-            log(LogLine::info("mailbox_join_expired").field("chain", chain));
+            let mut line = LogLine::info("mailbox_join_expired")
+                .field("chain", chain)
+                .field("subscribers", subscribers);
+            if let Some(peer) = by {
+                line = line.field("peer", peer);
+            }
+            log(line);
         }
     }
 
