@@ -297,6 +297,16 @@ async fn fetched_from(
     reader.handle.dial(relay).await.unwrap();
     reader.handle.open(chain, None).await.unwrap();
     common::net::count_reaches(&mut reader, chain, 1).await;
+    fetch_and_open(&reader, chain, key, commitment).await
+}
+
+/// What `reader` fetches of `commitment`'s content of `chain` (available in time), opened.
+async fn fetch_and_open(
+    reader: &Running,
+    chain: BlockId,
+    key: &EpochKey,
+    commitment: &Commitment,
+) -> Vec<u8> {
     let status = tokio::time::timeout(
         PATIENCE,
         reader.handle.fetch_content(chain, commitment.clone()),
@@ -581,16 +591,8 @@ fn members_ask_their_relay_before_the_writer_so_the_writer_uploads_a_content_onc
                 chain,
             )
             .await;
-            let status = tokio::time::timeout(
-                PATIENCE,
-                reader.handle.fetch_content(chain, commitment.clone()),
-            )
-            .await
-            .expect("fetched in time")
-            .unwrap();
-            assert_eq!(status, ContentStatus::Available);
             assert_eq!(
-                opened(&reader.store, &chain, &key, &commitment).await,
+                fetch_and_open(&reader, chain, &key, &commitment).await,
                 content
             );
             reader.handle.stop().await.unwrap();

@@ -68,11 +68,11 @@ impl<S: NodeStore> Node<S> {
     pub(super) fn expire_joins(&mut self) {
         let now = self.now();
         let timeout = self.config.limits.mailbox_join_timeout.as_millis() as u64;
-        let expired: Vec<(BlockId, Option<PeerId>)> = self
+        let expired: Vec<(BlockId, PeerId)> = self
             .joining
             .iter()
-            .filter(|(_, j)| j.by.is_some() && now.saturating_sub(j.since) >= timeout)
-            .map(|(chain, j)| (*chain, j.by))
+            .filter(|(_, j)| now.saturating_sub(j.since) >= timeout)
+            .filter_map(|(chain, j)| Some((*chain, j.by?)))
             .collect();
         for (chain, by) in expired {
             self.joining.remove(&chain);
@@ -81,13 +81,10 @@ impl<S: NodeStore> Node<S> {
             let subscribers = self.topic_peers(&topic.hash()).len();
             self.topics.remove(&topic.hash());
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
-            let mut line = LogLine::info("mailbox_join_expired")
+            log(LogLine::info("mailbox_join_expired")
                 .field("chain", chain)
-                .field("subscribers", subscribers);
-            if let Some(peer) = by {
-                line = line.field("peer", peer);
-            }
-            log(line);
+                .field("subscribers", subscribers)
+                .field("peer", by));
         }
     }
 
