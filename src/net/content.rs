@@ -23,6 +23,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
 
 use super::handle::Reply;
+use super::held::HeldRequests;
 use super::logline::LogLine;
 use super::{log, NetError, Node, NodeEvent, NodeStore};
 use crate::offchain::commitment::erase_check;
@@ -57,14 +58,6 @@ pub(super) type ServedRead = futures::future::LocalBoxFuture<
 >;
 /// The most reads served at once; beyond, a request waits for its read in turn.
 const MAX_SERVING: usize = 64;
-/// The most peers' requests a fetch holds until it has the piece (see `Node::park`): the
-/// full windows of 16 readers of one content at a relay still fetching it (with 64, five
-/// readers overflowed it and turned to the writer).
-const MAX_PARKED: usize = 256;
-/// How long a parked request waits for its piece before it is answered from the store
-/// (ms): well within a requester's own timeout.
-const PARK_PATIENCE_MS: u64 = 5_000;
-
 /// What one segment counts against a member's content store quota: a full sealed one.
 const SEALED_SEGMENT_LEN: u64 = (SEGMENT_LEN + TAG_LEN) as u64;
 
@@ -122,25 +115,23 @@ pub(super) struct Fetching {
     reserved: Option<u64>,
     /// When a piece last arrived, or the fetch started (ms since start).
     progressed_at: u64,
-    /// Peers' requests for pieces this fetch has not stored yet, with when they came:
-    /// answered as the pieces arrive (see `Node::park`).
-    parked: Vec<(ContentRequest, ResponseChannel<ContentResponse>, u64)>,
+    /// Peers' requests for pieces this fetch has not stored yet: answered as the pieces
+    /// arrive (see `Node::hold`).
+    held: HeldRequests<ResponseChannel<ContentResponse>>,
 }
 
-impl Fetching {
-    /// Whether `request` asks for a piece this fetch may still bring.
-    fn brings(&self, request: &ContentRequest) -> bool {
-        if self.fetch.status() == ContentStatus::Erased {
-            return false;
+/// Whether `request` asks for a piece `fetch` may still bring.
+fn brings(fetch: &Fetch, request: &ContentRequest) -> bool {
+    if fetch.status() == ContentStatus::Erased {
+        return false;
+    }
+    match (request, fetch.tree()) {
+        (ContentRequest::Tree(_), tree) => tree.is_none(),
+        (ContentRequest::Segment(..), None) => true,
+        (ContentRequest::Segment(_, index), Some(_)) => {
+            *index < fetch.shape().segments() && !fetch.is_held(*index)
         }
-        match (request, self.fetch.tree()) {
-            (ContentRequest::Tree(_), tree) => tree.is_none(),
-            (ContentRequest::Segment(..), None) => true,
-            (ContentRequest::Segment(_, index), Some(_)) => {
-                *index < self.fetch.shape().segments() && !self.fetch.is_held(*index)
-            }
-            _ => false,
-        }
+        _ => false,
     }
 }
 
@@ -241,7 +232,7 @@ impl<S: NodeStore> Node<S> {
                 backoff: FIRST_RETRY_MS,
                 reserved,
                 progressed_at: now,
-                parked: Vec::new(),
+                held: HeldRequests::default(),
             },
         );
         self.ask_next(root);
@@ -904,7 +895,7 @@ impl<S: NodeStore> Node<S> {
             return;
         };
         // Whatever it brought, requests waiting for it are answered from the store now.
-        for (request, channel, _) in fetching.parked {
+        for (request, channel) in fetching.held.into_requests() {
             self.serve_later(request, channel);
         }
         for id in fetching.asked.keys() {
@@ -921,52 +912,42 @@ impl<S: NodeStore> Node<S> {
     }
 
     /// Holds a peer's request for a piece of a content this node is fetching and has not
-    /// stored yet, to answer it when the piece comes (or [`PARK_PATIENCE_MS`] later): a peer
-    /// fetching from a relay that is itself still fetching gets each piece as it arrives
-    /// there, instead of "not held" and a round of backoff. Gives the request back when
-    /// there is nothing to wait for (or too many wait), and when the fetch waits on `peer`
-    /// itself or on nobody (two peers fetching from each other would wait on each other).
-    fn park(
+    /// stored yet, to answer it when the piece comes (see [`HeldRequests`]); gives it back to
+    /// answer from the store at once when there is nothing to wait for.
+    fn hold(
         &mut self,
         peer: PeerId,
         request: ContentRequest,
         channel: ResponseChannel<ContentResponse>,
     ) -> Option<(ContentRequest, ResponseChannel<ContentResponse>)> {
         let now = self.now();
-        let waits = |fetching: &Fetching| {
-            fetching.brings(&request)
-                && fetching.parked.len() < MAX_PARKED
-                && !fetching.asked.is_empty()
-                && fetching.asked.values().all(|(asked, _)| *asked != peer)
-        };
         match self.fetches.get_mut(request.root()) {
-            Some(fetching) if waits(fetching) => {
-                fetching.parked.push((request, channel, now));
-                None
+            Some(fetching) => {
+                let brings = brings(&fetching.fetch, &request);
+                let awaited = fetching.asked.values().map(|(asked, _)| *asked);
+                fetching
+                    .held
+                    .hold(peer, request, channel, now, awaited, brings)
             }
-            _ => Some((request, channel)),
+            None => Some((request, channel)),
         }
     }
 
-    /// Answers the parked requests of `root`'s fetch whose piece is stored now, and those
-    /// that waited [`PARK_PATIENCE_MS`] (from the store: "not held").
-    fn release_parked(&mut self, root: ContentRoot) {
+    /// Answers the held requests of `root`'s fetch whose piece is stored now, and those that
+    /// waited [`HOLD_MS`](super::held::HOLD_MS) (from the store: "not held").
+    fn release_held(&mut self, root: ContentRoot) {
         let now = self.now();
         let Some(fetching) = self.fetches.get_mut(&root) else {
             return;
         };
-        let parked = std::mem::take(&mut fetching.parked);
-        let (waiting, ready): (Vec<_>, Vec<_>) =
-            parked.into_iter().partition(|(request, _, at)| {
-                fetching.brings(request) && now.saturating_sub(*at) < PARK_PATIENCE_MS
-            });
-        fetching.parked = waiting;
-        for (request, channel, _) in ready {
+        let fetch = &fetching.fetch;
+        let ready = fetching.held.release(now, |request| brings(fetch, request));
+        for (request, channel) in ready {
             self.serve_later(request, channel);
         }
     }
 
-    /// When a fetch's next round is due, a parked request's wait ends or a deferred offer
+    /// When a fetch's next round is due, a held request's wait ends or a deferred offer
     /// is due, whichever comes first (ms since start): the node wakes then.
     pub(super) fn next_content_wake(&self) -> Option<u64> {
         let offers = self.deferred_offers.iter().map(|(at, _, _)| *at);
@@ -974,24 +955,23 @@ impl<S: NodeStore> Node<S> {
             .values()
             .flat_map(|f| {
                 let retry = f.asked.is_empty().then_some(f.retry_at).flatten();
-                // Parked in arrival order (`release_parked` keeps it): the first waited longest.
-                let parked = f.parked.first().map(|(_, _, at)| at + PARK_PATIENCE_MS);
-                retry.into_iter().chain(parked)
+                retry.into_iter().chain(f.held.next_expiry())
             })
             .chain(offers)
             .min()
     }
 
-    /// Answers the parked requests that waited [`PARK_PATIENCE_MS`] (on every tick).
-    pub(super) fn release_expired_parked(&mut self) {
-        let parked: Vec<ContentRoot> = self
+    /// Answers the held requests that waited [`HOLD_MS`](super::held::HOLD_MS) (on every
+    /// tick).
+    pub(super) fn release_expired_held(&mut self) {
+        let holding: Vec<ContentRoot> = self
             .fetches
             .iter()
-            .filter(|(_, f)| !f.parked.is_empty())
+            .filter(|(_, f)| !f.held.is_empty())
             .map(|(root, _)| *root)
             .collect();
-        for root in parked {
-            self.release_parked(root);
+        for root in holding {
+            self.release_held(root);
         }
     }
 
@@ -1040,7 +1020,7 @@ impl<S: NodeStore> Node<S> {
                     request,
                     ContentRequest::Tree(_) | ContentRequest::Segment(..)
                 ) {
-                    let Some((request, channel)) = self.park(peer, request, channel) else {
+                    let Some((request, channel)) = self.hold(peer, request, channel) else {
                         return;
                     };
                     if self.serving.len() < MAX_SERVING {
@@ -1183,7 +1163,7 @@ impl<S: NodeStore> Node<S> {
             }
         }
         // Peers waiting for what just arrived get it.
-        self.release_parked(root);
+        self.release_held(root);
         self.ask_next(root);
     }
 }

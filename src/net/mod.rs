@@ -40,6 +40,7 @@ mod config;
 mod content;
 mod discovery;
 mod handle;
+mod held;
 pub mod ip_limit;
 pub mod logline;
 mod mailbox;

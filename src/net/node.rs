@@ -200,7 +200,7 @@ impl<S: NodeStore> Node<S> {
         // Armed for the redial schedule's next wake, re-armed whenever that moves.
         let mut redial = futures::future::Fuse::terminated();
         let mut redial_at = None;
-        // Armed for the fetches' next round and the parked requests' next expiry (see
+        // Armed for the fetches' next round and the held requests' next expiry (see
         // `Node::next_content_wake`), which the tick (seconds apart) would make late.
         let mut content = futures::future::Fuse::terminated();
         let mut content_at = None;
@@ -220,7 +220,7 @@ impl<S: NodeStore> Node<S> {
                 () = content => {
                     content_at = None;
                     self.retry_fetches();
-                    self.release_expired_parked();
+                    self.release_expired_held();
                     self.offer_deferred().await;
                 }
                 command = self.commands.next() => match command {
@@ -262,7 +262,7 @@ impl<S: NodeStore> Node<S> {
                     let expired = self.peering.expire(self.now());
                     self.peering_act(expired);
                     self.retry_fetches();
-                    self.release_expired_parked();
+                    self.release_expired_held();
                     self.offer_again(false).await;
                     self.expire_offered_fetches().await;
                     // Posts and erasures elsewhere change the count: read it again.
