@@ -17,13 +17,18 @@ import { call, EndraError, internalOnly } from './errors.js';
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
  *   editFrom(record: string, read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<string>,
  *   delete(record: string, erase: boolean): Promise<string>,
- *   records(maxFetch: number): Promise<RecordFields[]>, content(id: string, version: boolean): Promise<Uint8Array>,
- *   prepare(id: string, version: boolean): Promise<{ commitment: Uint8Array, segments: number }>,
- *   segment(commitment: Uint8Array, index: number): Promise<Uint8Array> }} RawRecords
+ *   records(maxFetch: number): Promise<RecordFields[]>,
+ *   prepare(id: string, version: boolean): Promise<{ commitment: Uint8Array, segments: number, size: number }>,
+ *   segments(commitment: Uint8Array, from: number, count: number): Promise<Uint8Array[]> }} RawRecords
  */
 
 /** Plaintext bytes per segment: what wasm takes at a time. */
 const SEGMENT = 65_536;
+/**
+ * Segments read back from wasm at a time (1 MiB): a large content crosses in pieces, never
+ * whole in wasm memory, which never shrinks once grown.
+ */
+const SEGMENTS_AT_ONCE = 16;
 /** The largest content the protocol allows, and a bound chain's default limit: 100 MiB. */
 export const MAX_CONTENT_BYTES = 100 * 1024 * 1024;
 
@@ -150,9 +155,24 @@ export class Record {
    * @returns {Promise<Uint8Array>}
    */
   content({ version } = {}) {
-    return call(() => {
+    return call(async () => {
       this.#fetchable(version);
-      return this.#raw.content(version ?? this.id, version !== undefined);
+      const raw = this.#raw;
+      const { commitment, segments, size } = await raw.prepare(version ?? this.id, version !== undefined);
+      // Assembled here, outside wasm memory; the next piece is read while one is copied.
+      const content = new Uint8Array(size);
+      let at = 0;
+      let next = raw.segments(commitment, 0, SEGMENTS_AT_ONCE);
+      for (let from = 0; from < segments; from += SEGMENTS_AT_ONCE) {
+        const piece = await next;
+        if (from + SEGMENTS_AT_ONCE < segments) next = raw.segments(commitment, from + SEGMENTS_AT_ONCE, SEGMENTS_AT_ONCE);
+        for (const segment of piece) {
+          if (at + segment.length <= size) content.set(segment, at);
+          at += segment.length;
+        }
+      }
+      if (at !== size) throw new EndraError(`the content opened to ${at} bytes, not the ${size} its commitment names`, 'INTERNAL');
+      return content;
     });
   }
 
@@ -168,7 +188,7 @@ export class Record {
 
   /**
    * The current content (or that of `version`) as a stream of its segments (at most 64 KiB
-   * each, opened one at a time as they are read): a large content is never held whole.
+   * each, read and opened 16 at a time): a large content is never held whole.
    * Fetched from the chain's peers first if this device lacks it; errors as `content()`.
    * @param {{ version?: string }} [opts]
    * @returns {ReadableStream<Uint8Array>}
@@ -179,7 +199,10 @@ export class Record {
     const exact = version !== undefined;
     /** @type {{ commitment: Uint8Array, segments: number } | undefined} */
     let prepared;
+    /** Segments read and not yet given out: at most SEGMENTS_AT_ONCE. @type {Uint8Array[]} */
+    let ready = [];
     let next = 0;
+    let given = 0;
     const fetchable = () => this.#fetchable(version);
     return new ReadableStream({
       async pull(controller) {
@@ -189,9 +212,14 @@ export class Record {
             return raw.prepare(id, exact);
           });
           const { commitment, segments } = prepared;
-          const index = next++;
-          controller.enqueue(await call(() => raw.segment(commitment, index)));
-          if (next >= segments) controller.close();
+          if (ready.length === 0) {
+            ready = await call(() => raw.segments(commitment, next, SEGMENTS_AT_ONCE));
+            next += SEGMENTS_AT_ONCE;
+          }
+          const segment = ready.shift();
+          if (segment === undefined) throw new EndraError(`segment ${given} of ${segments} did not open`, 'INTERNAL');
+          controller.enqueue(segment);
+          if (++given >= segments) controller.close();
         } catch (error) {
           controller.error(error);
         }

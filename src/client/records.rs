@@ -422,20 +422,38 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         Ok(content)
     }
 
-    /// One segment of a content, opened (at most 64 KiB): how a reader streams a large
-    /// content without holding it whole. A segment that is here opens even while others are
-    /// still to come; one that is not fails with [`ClientError::ContentUnavailable`] and
-    /// where the content stands. Reads the tree and the one segment, not the list of what
-    /// is held: a stream of n segments is n reads, not n².
+    /// One segment of a content, opened (at most 64 KiB): see
+    /// [`Account::content_segments`].
     pub async fn content_segment(
         &self,
         chain: &BlockId,
         commitment: &Commitment,
         index: u32,
     ) -> Result<Vec<u8>, ClientError> {
+        let mut segments = self
+            .content_segments(chain, commitment, index..index.saturating_add(1))
+            .await?;
+        segments
+            .pop()
+            .ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))
+    }
+
+    /// Segments `range` of a content (those of it the content has), opened, each at most
+    /// 64 KiB: how a reader reads a large content in pieces without holding it whole, with
+    /// [`READ_AHEAD`] store reads in flight. Segments that are here open even while others
+    /// are still to come; if one is not, this fails with
+    /// [`ClientError::ContentUnavailable`] and where the content stands. Reads the tree and
+    /// the segments asked for, not the list of what is held: a stream of n segments is n
+    /// reads, not n².
+    pub async fn content_segments(
+        &self,
+        chain: &BlockId,
+        commitment: &Commitment,
+        range: std::ops::Range<u32>,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
         let store = self.identity.chain().store();
         let root = commitment.root;
-        let here = if store.is_erased(&root).await? {
+        let tree = if store.is_erased(&root).await? {
             None
         } else {
             match store.tree(&root).await? {
@@ -443,24 +461,32 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
                 None => None,
             }
         };
-        let sealed = match here {
-            Some(tree) => store
-                .segment(&root, index)
-                .await?
-                .map(|sealed| (tree, sealed)),
-            None => None,
+        let Some(tree) = tree else {
+            return Err(self.not_here(commitment).await);
         };
-        match sealed {
-            Some((tree, sealed)) => Ok(self
-                .reader(chain, commitment, tree)?
-                .open_stored(index, &sealed)?),
-            // Not here: why, as `content` says it.
-            None => Err(ClientError::ContentUnavailable(
-                match self.fetch(commitment).await?.status() {
-                    ContentStatus::Available => ContentStatus::Missing,
-                    status => status,
-                },
-            )),
+        let reader = self.reader(chain, commitment, tree)?;
+        let range = range.start..range.end.min(commitment.segments());
+        let mut reads = futures_util::stream::iter(range.clone())
+            .map(|index| async move { (index, store.segment(&root, index).await) })
+            .buffered(READ_AHEAD);
+        let mut opened = Vec::with_capacity(range.len());
+        while let Some((index, sealed)) = reads.next().await {
+            match sealed? {
+                Some(sealed) => opened.push(reader.open_stored(index, &sealed)?),
+                None => return Err(self.not_here(commitment).await),
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Why a content's piece is not here, as [`Account::content`] says it.
+    async fn not_here(&self, commitment: &Commitment) -> ClientError {
+        match self.fetch(commitment).await {
+            Ok(fetch) => ClientError::ContentUnavailable(match fetch.status() {
+                ContentStatus::Available => ContentStatus::Missing,
+                status => status,
+            }),
+            Err(e) => e,
         }
     }
 

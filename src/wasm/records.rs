@@ -458,22 +458,10 @@ impl WasmBoundChain {
         })
     }
 
-    /// The content of record `id`'s current version (with `version`, of the version `id`),
-    /// fetched from the chain's peers first when this device lacks it: resolves once it is
-    /// here, verified and opened.
-    pub fn content(&self, id: String, version: bool) -> js_sys::Promise {
-        let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
-        let available = self.available.clone();
-        promise(async move {
-            let commitment = here(&inner, &node, chain, &available, &id, version).await?;
-            let content = inner.lock().await.content(&chain, &commitment).await?;
-            Ok(Uint8Array::from(&content[..]).into())
-        })
-    }
-
-    /// Makes sure the content [`WasmBoundChain::content`] would give is here (fetching it
-    /// first if not): `{ commitment, segments }`, the commitment's bytes for
-    /// [`WasmBoundChain::segment`].
+    /// Makes sure the content of record `id`'s current version (with `version`, of the
+    /// version `id`) is here, fetching it from the chain's peers first when this device
+    /// lacks it: `{ commitment, segments, size }`, the commitment's bytes for
+    /// [`WasmBoundChain::segments`].
     pub fn prepare(&self, id: String, version: bool) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         let available = self.available.clone();
@@ -486,23 +474,29 @@ impl WasmBoundChain {
                 Uint8Array::from(&commitment.encode()[..]),
             );
             set(&prepared, "segments", commitment.segments());
+            set(&prepared, "size", commitment.size as f64);
             Ok(prepared.into())
         })
     }
 
-    /// Segment `index` of a prepared content, opened: at most 64 KiB, so a large content is
-    /// read without being held whole.
-    pub fn segment(&self, commitment: JsValue, index: u32) -> js_sys::Promise {
+    /// Up to `count` segments of a prepared content from `from` on, opened, each at most
+    /// 64 KiB: a large content is read a few segments at a time, never held whole in wasm
+    /// memory (which never shrinks once grown).
+    pub fn segments(&self, commitment: JsValue, from: u32, count: u32) -> js_sys::Promise {
         let (inner, chain) = (self.inner.clone(), self.chain);
         promise(async move {
             let commitment = Commitment::decode(&byte_array(&commitment, "commitment")?)
                 .map_err(ClientError::from)?;
-            let segment = inner
+            let segments = inner
                 .lock()
                 .await
-                .content_segment(&chain, &commitment, index)
+                .content_segments(&chain, &commitment, from..from.saturating_add(count))
                 .await?;
-            Ok(Uint8Array::from(&segment[..]).into())
+            Ok(segments
+                .iter()
+                .map(|segment| Uint8Array::from(&segment[..]))
+                .collect::<Array>()
+                .into())
         })
     }
 }
