@@ -191,6 +191,9 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
         return super.arrayBuffer();
       }
     }
+    // A page can tell its user when the file is safe with the relay ("sent").
+    window.kept = [];
+    window.notes.addEventListener('kept', (event) => window.kept.push(event.detail));
     const posted = await window.notes.post(new CountingBlob([bytes], { type: 'application/octet-stream' }));
     return { id: posted.id, root: posted.root, hash, size: posted.size, type: posted.type, reads };
   });
@@ -199,7 +202,15 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   assert.equal(file.reads.whole, 0, 'the file is never read whole');
   assert.equal(file.reads.slices.length, 2 * 320, 'each 64 KiB segment read twice: for the root, then to store it');
   assert.ok(file.reads.slices.every((n) => n === 65_536));
-  await relay.waitFor(contentStored(file.root), 120_000);
+  // A is told when the relay holds the whole file, and may close then: B gets it from the
+  // relay alone below.
+  const kept = await a.evaluate((root) => window.waitFor('the relay keeps the file', window.notes, 'kept', () => window.kept.find((k) => k.root === root), {
+    timeout: 120_000,
+    describe: async () => `kept: ${JSON.stringify(window.kept)}, ${await window.pageState()}`,
+  }), file.root);
+  assert.equal(kept.relay, relay.peerId, 'told by the relay');
+  assert.equal(kept.chain, chain);
+  await relay.waitFor(contentStored(file.root), 1_000);
   await profiles[0].close();
   const written = { ...notes, file: file.id, hash: file.hash };
 

@@ -20,6 +20,7 @@ import { rawStore } from './store.js';
  * @typedef {{ chain: string, write(body: Uint8Array, topics: string[]): Promise<string>, messages(): Promise<Message[]>, recordEvents(since: number): Promise<RecordEvent[]> } & import('./record.js').RawRecords} RawBoundChain
  */
 /** @typedef {{ chain: string, root: string, status: string, done?: number, total?: number }} ContentProgress */
+/** @typedef {{ chain: string, root: string, relay: string }} ContentKept */
 /**
  * What a record event tells: a version became valid (`created`, `edited`, `deleted`, with
  * `erase` for an erasing delete), its content is all here (`content`), or a version told
@@ -86,6 +87,11 @@ export class BoundChain extends EventTarget {
     this.dispatchEvent(new CustomEvent('progress', { detail }));
     if (detail.status === 'available') this.#wakeRecordEvents();
   };
+  /** @param {Event} event */
+  #kept = (event) => {
+    const detail = /** @type {CustomEvent<ContentKept>} */ (event).detail;
+    if (detail.chain === this.id) this.dispatchEvent(new CustomEvent('kept', { detail }));
+  };
   #wakeRecordEvents = () => {
     for (const waker of [...this.#wakers]) waker();
   };
@@ -109,6 +115,7 @@ export class BoundChain extends EventTarget {
     watch(node, raw.chain, this.#fetchMissing);
     this.addEventListener('change', this.#wakeRecordEvents);
     node.addEventListener('content', this.#progress);
+    node.addEventListener('kept', this.#kept);
     this.#fetchMissing();
   }
 
@@ -274,6 +281,7 @@ export class BoundChain extends EventTarget {
     unwatch(this.#node, this.id, this.#fetchMissing);
     clearTimeout(this.#fetchTimer);
     this.#node.removeEventListener('content', this.#progress);
+    this.#node.removeEventListener('kept', this.#kept);
     this.#blocks.close();
   }
 

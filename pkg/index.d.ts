@@ -194,6 +194,8 @@ export interface NodeEventMap {
   synced: CustomEvent<{ chain: string }>;
   /** A verified piece of an offchain content being fetched arrived (see {@link ContentProgress}). */
   content: CustomEvent<ContentProgress>;
+  /** A relay holds, whole and verified, a content this node offered it (see {@link ContentKept}). */
+  kept: CustomEvent<ContentKept>;
 }
 
 /** Where a record's content stands on this device. */
@@ -207,6 +209,19 @@ export interface ContentProgress {
   readonly status: 'available' | 'fetching' | 'missing' | 'erased';
   readonly done?: number;
   readonly total?: number;
+}
+
+/**
+ * A relay holds all of a content this device posted, every segment verified there (the
+ * relay's word): the chain's other devices can have it while this one is offline — the
+ * moment a page showing a large upload can say "sent".
+ */
+export interface ContentKept {
+  readonly chain: string;
+  /** The content's root (hex), as {@link Record.root} names it. */
+  readonly root: string;
+  /** The relay's peer ID. */
+  readonly relay: string;
 }
 
 /** One version in a record's history. */
@@ -600,6 +615,8 @@ export class BoundChain extends EventTarget {
   addEventListener(type: 'change', listener: (event: CustomEvent<void>) => void, options?: boolean | AddEventListenerOptions): void;
   /** A content of this chain being fetched got a verified piece. */
   addEventListener(type: 'progress', listener: (event: CustomEvent<ContentProgress>) => void, options?: boolean | AddEventListenerOptions): void;
+  /** A relay holds, whole and verified, a content this device posted to this chain. */
+  addEventListener(type: 'kept', listener: (event: CustomEvent<ContentKept>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 

@@ -247,6 +247,9 @@ export class Node extends EventTarget {
         this.dispatchEvent(new CustomEvent('content', { detail: { chain, root, status, done, total } }));
         break;
       }
+      case 'kept':
+        this.dispatchEvent(new CustomEvent('kept', { detail: { chain: event.chain, root: event.root, relay: event.relay } }));
+        break;
       default:
         break;
     }

@@ -162,10 +162,11 @@ export class Record {
       // Assembled here, outside wasm memory; the next piece is read while one is copied.
       const content = new Uint8Array(size);
       let at = 0;
-      let next = raw.segments(commitment, 0, SEGMENTS_AT_ONCE);
-      for (let from = 0; from < segments; from += SEGMENTS_AT_ONCE) {
+      const read = (/** @type {number} */ from) => (from < segments ? raw.segments(commitment, from, SEGMENTS_AT_ONCE) : undefined);
+      let next = read(0);
+      for (let from = 0; next; from += SEGMENTS_AT_ONCE) {
         const piece = await next;
-        if (from + SEGMENTS_AT_ONCE < segments) next = raw.segments(commitment, from + SEGMENTS_AT_ONCE, SEGMENTS_AT_ONCE);
+        next = read(from + SEGMENTS_AT_ONCE);
         for (const segment of piece) {
           if (at + segment.length <= size) content.set(segment, at);
           at += segment.length;

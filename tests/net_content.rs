@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{listening, new_chain, run_local, start, Running, PATIENCE};
+use common::net::{listening, new_chain, run_local, start, wait_for, Running, PATIENCE};
 use endra::identity::EpochKey;
 use endra::net::{NodeConfig, NodeEvent};
 use endra::offchain::{
@@ -414,6 +414,161 @@ fn a_relay_keeps_offered_content_as_ciphertext_and_serves_it_while_the_writer_is
             fetched_from(relay_address, chain, &key, &commitment).await,
             content
         );
+    });
+}
+
+/// A bare libp2p swarm speaking `/endra/content/1` alone — no node: it says what it likes —
+/// listening on 127.0.0.1 when `listen`; its connections stay open while idle.
+async fn bare_content_swarm(
+    listen: bool,
+) -> (
+    libp2p::Swarm<libp2p::request_response::Behaviour<endra::net::protocol::ContentCodec>>,
+    Option<libp2p::Multiaddr>,
+) {
+    use libp2p::request_response::{Behaviour, Config, ProtocolSupport};
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            Behaviour::with_codec(
+                endra::net::protocol::ContentCodec,
+                [(
+                    endra::net::protocol::CONTENT_PROTOCOL,
+                    ProtocolSupport::Full,
+                )],
+                Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    if !listen {
+        return (swarm, None);
+    }
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    loop {
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+            swarm.select_next_some().await
+        {
+            let peer = *swarm.local_peer_id();
+            return (swarm, Some(address.with_p2p(peer).unwrap()));
+        }
+    }
+}
+
+/// Sends `request` from a bare swarm (see [`bare_content_swarm`]) to the node at `address`
+/// and returns the answer.
+async fn ask_as_stranger(
+    address: libp2p::Multiaddr,
+    peer: libp2p::PeerId,
+    request: endra::offchain::ContentRequest,
+) -> endra::offchain::ContentResponse {
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    let (mut stranger, _) = bare_content_swarm(false).await;
+    stranger.dial(address).expect("dial");
+    let asked = stranger.behaviour_mut().send_request(&peer, request);
+    let answer = async {
+        loop {
+            match stranger.select_next_some().await {
+                SwarmEvent::Behaviour(Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                }) if request_id == asked => return response,
+                SwarmEvent::Behaviour(Event::OutboundFailure { error, .. }) => {
+                    panic!("the request failed: {error}")
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, answer)
+        .await
+        .expect("answered")
+}
+
+#[test]
+fn the_writer_is_told_when_its_relay_keeps_a_content_and_believes_no_one_else() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let WriterAtRelay {
+            relay,
+            mut writer,
+            chain,
+            commitment,
+            ..
+        } = writer_at_relay(&key, 300_000).await;
+        let root = commitment.root;
+        // A stranger — not one of the writer's relays — says it keeps the content: refused,
+        // and the writer believes nothing (the first kept event below is the relay's).
+        // Its own TCP address (it also listens through the relay, on a circuit).
+        let peer = writer.handle.peer_id();
+        writer
+            .handle
+            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .await
+            .unwrap();
+        let tcp = wait_for(
+            &mut writer,
+            |e| matches!(e, NodeEvent::Listening(a) if !a.to_string().contains("p2p-circuit")),
+        );
+        let NodeEvent::Listening(writer_address) = tcp.await else {
+            unreachable!()
+        };
+        let writer_address = writer_address.with_p2p(peer).unwrap();
+        let claim = endra::offchain::ContentRequest::Kept(chain, root);
+        let answer = ask_as_stranger(writer_address, peer, claim).await;
+        assert_eq!(answer, endra::offchain::ContentResponse::Refused);
+
+        let kept = |event: &NodeEvent| matches!(event, NodeEvent::ContentKept { root: r, .. } if *r == root);
+        let accepted = writer
+            .handle
+            .offer_content(chain, commitment.shape())
+            .await
+            .unwrap();
+        assert_eq!(accepted, 1);
+        let NodeEvent::ContentKept {
+            chain: told,
+            relay: by,
+            ..
+        } = wait_for(&mut writer, kept).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (told, by),
+            (chain, relay.handle.peer_id()),
+            "told by its relay, of this chain"
+        );
+        // Told only once the relay holds every segment: the writer may go offline now.
+        for index in 0..commitment.segments() {
+            let segment = relay.store.segment(&root, index).await.unwrap();
+            assert!(
+                segment.is_some(),
+                "segment {index} kept before the writer was told"
+            );
+        }
+        // Offered again (after a reload, say): the relay has it, and says so at once.
+        assert_eq!(
+            writer
+                .handle
+                .offer_content(chain, commitment.shape())
+                .await
+                .unwrap(),
+            1
+        );
+        wait_for(&mut writer, kept).await;
     });
 }
 
@@ -1130,6 +1285,102 @@ fn a_content_posted_while_no_relay_was_reachable_is_offered_when_one_is_even_aft
             .await
             .unwrap();
         statuses_until_available(&mut relay, commitment.root).await;
+
+        // So a reader who never met the writer gets it from the relay alone.
+        writer.handle.stop().await.unwrap();
+        assert_eq!(
+            fetched_from(relay_address, chain, &key, &commitment).await,
+            content
+        );
+    });
+}
+
+/// A relay that accepts every offer and fetches nothing (a bare swarm, see
+/// [`bare_content_swarm`]): as a mailbox that accepted a content and then gave its fetch up
+/// looks to the writer. Returns its address and a receiver of each offer it accepted.
+async fn relay_that_accepts_and_fetches_nothing() -> (
+    libp2p::Multiaddr,
+    futures::channel::mpsc::UnboundedReceiver<endra::offchain::ContentRequest>,
+) {
+    use endra::offchain::{ContentRequest, ContentResponse};
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    let (mut relay, address) = bare_content_swarm(true).await;
+    let (offers, offered) = futures::channel::mpsc::unbounded();
+    tokio::task::spawn_local(async move {
+        loop {
+            if let SwarmEvent::Behaviour(Event::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = relay.select_next_some().await
+            {
+                let offer = matches!(request, ContentRequest::Offer(..));
+                let answer = if offer {
+                    ContentResponse::Accepted
+                } else {
+                    ContentResponse::NotHeld
+                };
+                let _ = relay.behaviour_mut().send_response(channel, answer);
+                if offer {
+                    let _ = offers.unbounded_send(request);
+                }
+            }
+        }
+    });
+    (address.expect("listening"), offered)
+}
+
+/// An offer stays with the writer until a relay says it keeps the content, not only until one
+/// accepts it: a relay may accept and never finish (its fetch given up while the writer was
+/// away), and the writer's next node over the same store offers the content again.
+#[test]
+fn an_accepted_offer_is_made_again_until_a_relay_keeps_the_content_even_after_a_restart() {
+    run_local(async {
+        let key = EpochKey::generate(&mut OsRng);
+        let (writer_store, chain) = new_chain(1, 1).await;
+        let (content, commitment, _) = sealed(&writer_store, &chain, &key, 200_000).await;
+        let (fickle, mut offered) = relay_that_accepts_and_fetches_nothing().await;
+        let writer = start(writer_store.clone(), 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer.handle.use_relay(fickle).await.unwrap();
+        // Offered once the relay is connected: accepted, and nothing more comes of it.
+        let accepted = async {
+            loop {
+                let accepted = writer
+                    .handle
+                    .offer_content(chain, commitment.shape())
+                    .await
+                    .unwrap();
+                if accepted == 1 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, accepted)
+            .await
+            .expect("the offer was accepted");
+        assert!(offered.next().await.is_some());
+        writer.handle.stop().await.unwrap();
+
+        // The page reloads (a new node over the same store) and reaches a relay that keeps.
+        let (_relay, relay_address) = mailbox_relay(9, 1 << 30).await;
+        let mut writer = start(writer_store, 1, fast()).await;
+        writer.handle.open(chain, None).await.unwrap();
+        writer
+            .handle
+            .use_relay(relay_address.clone())
+            .await
+            .unwrap();
+        let root = commitment.root;
+        wait_for(
+            &mut writer,
+            |e| matches!(e, NodeEvent::ContentKept { root: r, .. } if *r == root),
+        )
+        .await;
 
         // So a reader who never met the writer gets it from the relay alone.
         writer.handle.stop().await.unwrap();

@@ -290,7 +290,8 @@ async fn serve<S: endra::net::NodeStore + 'static>(
                             NodeEvent::ChainPeer { .. }
                             | NodeEvent::Synced { .. }
                             | NodeEvent::Content { .. }
-                            | NodeEvent::ContentFetched { .. },
+                            | NodeEvent::ContentFetched { .. }
+                            | NodeEvent::ContentKept { .. },
                         ) => {}
                         None => return Err("the network node stopped".to_string()),
                     },

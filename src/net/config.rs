@@ -186,6 +186,17 @@ pub enum NodeEvent {
         /// Sealed bytes received and kept by this fetch.
         bytes: u64,
     },
+    /// One of this node's relays holds a content this node offered it, all of it, every
+    /// segment verified there (its word: see [`crate::offchain::ContentRequest::Kept`]):
+    /// the chain's peers can have it from the relay while this node is offline.
+    ContentKept {
+        /// The chain the content belongs to.
+        chain: BlockId,
+        /// The content's root.
+        root: ContentRoot,
+        /// The relay.
+        relay: PeerId,
+    },
     /// A peer of a chain joined or left.
     ChainPeer {
         /// The chain.

@@ -70,11 +70,12 @@ pub(super) struct OfferWait {
     accepted: usize,
     /// Who awaits the count (nobody, for an offer made again by the node itself).
     reply: Option<Reply<usize>>,
-    /// The content offered, for an offer: kept to offer again if no relay accepts it.
+    /// The content offered, for an offer (not offered again while this one is in flight).
     offer: Option<(BlockId, ContentShape)>,
 }
 
-/// The store setting listing the contents this node offered that no relay accepted yet:
+/// The store setting listing the contents this node offered that no relay has said it keeps
+/// yet (see [`ContentRequest::Kept`]):
 /// `chain ‖ root ‖ size (u64 big-endian)` each, offered again while relays come and go.
 const PENDING_OFFERS_SETTING: &str = "pending-offers";
 /// The most contents waiting to be offered again (the oldest go first).
@@ -113,6 +114,9 @@ pub(super) struct Fetching {
     /// For a mailbox's fetch of an offered content: the sealed bytes it reserved of the
     /// quota. `None` for this node's own fetches.
     reserved: Option<u64>,
+    /// For a mailbox's fetch of an offered content: who offered it, told once it is kept
+    /// ([`ContentRequest::Kept`]).
+    offered_by: Option<PeerId>,
     /// When a piece last arrived, or the fetch started (ms since start).
     progressed_at: u64,
     /// Peers' requests for pieces this fetch has not stored yet: answered as the pieces
@@ -231,6 +235,7 @@ impl<S: NodeStore> Node<S> {
                 retry_at: None,
                 backoff: FIRST_RETRY_MS,
                 reserved,
+                offered_by: reserved.and(first),
                 progressed_at: now,
                 held: HeldRequests::default(),
             },
@@ -279,7 +284,7 @@ impl<S: NodeStore> Node<S> {
     /// then (a page closed right after a post) loses nothing: the next node over the store
     /// offers it when it reaches a relay.
     pub(super) async fn offer_content_later(&mut self, chain: BlockId, shape: ContentShape) {
-        self.keep_pending_offer((chain, shape), true).await;
+        self.add_pending_offer((chain, shape)).await;
         let due = self.now() + DEFERRED_OFFER_MS;
         self.deferred_offers.push((due, chain, shape));
     }
@@ -300,7 +305,8 @@ impl<S: NodeStore> Node<S> {
 
     /// Sends `request` (an offer, an erase request) to every relay this node uses and is
     /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`]. An offer
-    /// no relay accepts is kept and made again later (see [`Node::offer_again`]).
+    /// is listed and made again later until a relay says it keeps the content (see
+    /// [`Node::offer_again`]).
     pub(super) async fn ask_relays(
         &mut self,
         request: &ContentRequest,
@@ -316,12 +322,15 @@ impl<S: NodeStore> Node<S> {
             .filter(|relay| self.swarm.is_connected(relay))
             .copied()
             .collect();
+        // Listed until a relay says it keeps it (`ContentRequest::Kept`), not only until one
+        // accepts it: an accepting relay may yet give the fetch up — this node stopped
+        // meanwhile, say — and this node, or the next one over this store, offers it again.
+        if let Some(offer) = offer {
+            self.add_pending_offer(offer).await;
+        }
         if relays.is_empty() {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(0));
-            }
-            if let Some(offer) = offer {
-                self.keep_pending_offer(offer, true).await;
             }
             return;
         }
@@ -346,8 +355,9 @@ impl<S: NodeStore> Node<S> {
         );
     }
 
-    /// A relay's answer to an offer: accepted, or refused (or the request failed).
-    async fn on_offer_answer(&mut self, key: u64, accepted: bool) {
+    /// A relay's answer to an offer: accepted, or refused (or the request failed). The offer
+    /// stays listed either way, until a relay keeps the content.
+    fn on_offer_answer(&mut self, key: u64, accepted: bool) {
         let Some(wait) = self.offer_waits.get_mut(&key) else {
             return;
         };
@@ -355,9 +365,6 @@ impl<S: NodeStore> Node<S> {
         wait.accepted += usize::from(accepted);
         if wait.remaining == 0 {
             if let Some(wait) = self.offer_waits.remove(&key) {
-                if let Some(offer) = wait.offer {
-                    self.keep_pending_offer(offer, wait.accepted == 0).await;
-                }
                 if let Some(reply) = wait.reply {
                     let _ = reply.send(Ok(wait.accepted));
                 }
@@ -365,26 +372,38 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    /// Adds `offer` to the contents to offer again (`pending`), or drops it from them.
-    async fn keep_pending_offer(&mut self, offer: (BlockId, ContentShape), pending: bool) {
+    /// Adds `offer` to the contents offered until a relay keeps them (a write only if it is
+    /// not listed yet).
+    async fn add_pending_offer(&mut self, offer: (BlockId, ContentShape)) {
         let mut list = self.pending_offers().await;
-        let before = list.len();
-        list.retain(|(_, shape)| shape.root != offer.1.root);
-        if pending {
-            list.push(offer);
-            if list.len() > MAX_PENDING_OFFERS {
-                list.remove(0);
-            }
-        } else if list.len() == before {
+        if list.iter().any(|(_, shape)| shape.root == offer.1.root) {
             return;
         }
+        list.push(offer);
+        if list.len() > MAX_PENDING_OFFERS {
+            list.remove(0);
+        }
+        self.put_pending_offers(&list).await;
+    }
+
+    /// Drops `root` from the contents offered until a relay keeps them.
+    async fn drop_pending_offer(&mut self, root: &ContentRoot) {
+        let mut list = self.pending_offers().await;
+        let before = list.len();
+        list.retain(|(_, shape)| shape.root != *root);
+        if list.len() != before {
+            self.put_pending_offers(&list).await;
+        }
+    }
+
+    async fn put_pending_offers(&mut self, list: &[(BlockId, ContentShape)]) {
         let entries = list
             .iter()
             .map(|(chain, shape)| (*chain, shape.root, shape.size.to_be_bytes().to_vec()));
         self.put_content_list(PENDING_OFFERS_SETTING, entries).await;
     }
 
-    /// The contents offered that no relay accepted yet (a damaged entry is skipped).
+    /// The contents offered that no relay has said it keeps yet (a damaged entry is skipped).
     async fn pending_offers(&self) -> Vec<(BlockId, ContentShape)> {
         self.content_list(PENDING_OFFERS_SETTING, 8)
             .await
@@ -435,8 +454,9 @@ impl<S: NodeStore> Node<S> {
         }
     }
 
-    /// Offers again, to the relays connected now, the contents no relay accepted yet
-    /// (posted while none was reachable, or refused): on a tick once the wait is over, and
+    /// Offers again, to the relays connected now, the contents no relay has said it keeps yet
+    /// (posted while none was reachable, refused, or accepted and not kept yet — the relay
+    /// still fetching, or given up): on a tick once the wait is over, and
     /// at once when a relay connects (`now`). Erased ones are dropped from the list.
     pub(super) async fn offer_again(&mut self, now: bool) {
         let at = self.now();
@@ -463,7 +483,7 @@ impl<S: NodeStore> Node<S> {
                 continue;
             }
             if matches!(self.store.is_erased(&shape.root).await, Ok(true)) {
-                self.keep_pending_offer((chain, shape), false).await;
+                self.drop_pending_offer(&shape.root).await;
                 continue;
             }
             if !self
@@ -538,7 +558,12 @@ impl<S: NodeStore> Node<S> {
         if !self.config.mailbox || !self.chains.contains_key(&chain) {
             return ContentResponse::Refused;
         }
-        if self.fetches.contains_key(&shape.root) {
+        if let Some(fetching) = self.fetches.get_mut(&shape.root) {
+            // Told when it is kept: the latest to offer it (a writer's page reloaded under a
+            // new peer ID, say); an earlier one hears it when it offers again.
+            if fetching.reserved.is_some() {
+                fetching.offered_by = Some(peer);
+            }
             return ContentResponse::Accepted;
         }
         let offered = self
@@ -556,7 +581,11 @@ impl<S: NodeStore> Node<S> {
             .await
             .map(|f| f.status())
         {
-            Ok(ContentStatus::Available) => return ContentResponse::Accepted,
+            Ok(ContentStatus::Available) => {
+                // Kept already (offered again after a reload, or a text that came inline).
+                self.tell_kept(peer, chain, shape.root);
+                return ContentResponse::Accepted;
+            }
             Ok(ContentStatus::Erased) | Err(_) => return ContentResponse::Refused,
             Ok(_) => {}
         }
@@ -906,9 +935,47 @@ impl<S: NodeStore> Node<S> {
             root,
             bytes: fetching.fetch.fetched_bytes(),
         });
+        if let (Some(writer), Ok(ContentStatus::Available)) = (fetching.offered_by, &outcome) {
+            self.tell_kept(writer, fetching.chain, root);
+        }
         for waiter in fetching.waiters {
             let _ = waiter.send(outcome.clone());
         }
+    }
+
+    /// Tells `writer`, who offered this mailbox `root`, that it is kept here now; the answer
+    /// is not awaited (a writer gone offline misses nothing it needs).
+    fn tell_kept(&mut self, writer: PeerId, chain: BlockId, root: ContentRoot) {
+        let request = ContentRequest::Kept(chain, root);
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .content
+            .send_request(&writer, request);
+    }
+
+    /// A peer says it keeps a content this node offered: believed from this node's relays
+    /// alone (anyone could say it, and a writer that took a stranger's word would think its
+    /// content safe with nobody).
+    async fn on_kept(
+        &mut self,
+        peer: PeerId,
+        chain: BlockId,
+        root: ContentRoot,
+    ) -> ContentResponse {
+        if !self.relays.contains_key(&peer) {
+            log(LogLine::warn("content_kept_refused")
+                .field("peer", peer)
+                .field("root", root_hex(&root)));
+            return ContentResponse::Refused;
+        }
+        self.drop_pending_offer(&root).await;
+        let _ = self.events.unbounded_send(NodeEvent::ContentKept {
+            chain,
+            root,
+            relay: peer,
+        });
+        ContentResponse::Accepted
     }
 
     /// Holds a peer's request for a piece of a content this node is fetching and has not
@@ -1043,6 +1110,7 @@ impl<S: NodeStore> Node<S> {
                     ContentRequest::Erase(chain, root, secret) if self.config.mailbox => {
                         self.on_erase(chain, root, secret).await
                     }
+                    ContentRequest::Kept(chain, root) => Ok(self.on_kept(peer, chain, root).await),
                     request => Ok(served(&request, &self.store).await),
                 };
                 let response = match response {
@@ -1087,7 +1155,7 @@ impl<S: NodeStore> Node<S> {
     ) {
         if let Some(key) = self.offers.remove(&request_id) {
             let accepted = matches!(response, Some(ContentResponse::Accepted));
-            self.on_offer_answer(key, accepted).await;
+            self.on_offer_answer(key, accepted);
             return;
         }
         if let Some((root, relay)) = self.erase_asks.remove(&request_id) {

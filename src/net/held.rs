@@ -211,6 +211,101 @@ mod tests {
         assert_eq!(held.next_expiry(), None);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A request from peer `from` for segment `index`, `dt` ms after the last op, while
+        /// the fetch awaits the peers `awaited` (bits) and may (`brings`) bring the piece.
+        Hold {
+            from: usize,
+            index: u32,
+            dt: u64,
+            awaited: u8,
+            brings: bool,
+        },
+        /// `dt` ms later, segments `arrived` (bits) are here.
+        Release { dt: u64, arrived: u32 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Bursts of requests from four readers (most in the same millisecond, so MAX_HELD
+        // is reached), the fetch mostly waiting on the writer (peer 4), a segment arriving
+        // now and then.
+        let dt = prop_oneof![9 => Just(0u64), 1 => 0..400u64];
+        let awaited =
+            prop_oneof![8 => Just(1u8 << 4), 1 => any::<u8>().prop_map(|bits| bits & 0x1f)];
+        prop_oneof![
+            60 => (0..4usize, 0..32u32, dt, awaited, prop::bool::weighted(0.9))
+                .prop_map(|(from, index, dt, awaited, brings)| Op::Hold { from, index, dt, awaited, brings }),
+            1 => (0..1_500u64, 0..32u32).prop_map(|(dt, index)| Op::Release { dt, arrived: 1 << index }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Over any run of requests and arrivals: every request is answered exactly once
+        /// (given back at once, released, or given back at the fetch's end), held ones in
+        /// arrival order; a request is held exactly when the rules say so, never more than
+        /// MAX_HELD at once, and none stays held once its piece came or HOLD_MS passed.
+        #[test]
+        fn every_request_is_answered_once_and_none_is_held_beyond_the_rules(
+            ops in proptest::collection::vec(op(), 1..1_000)
+        ) {
+            let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+            let mut held = HeldRequests::default();
+            // The model: id → (index, when it came), for the requests held.
+            let mut model: Vec<(u32, u32, u64)> = Vec::new();
+            let mut answered = std::collections::BTreeSet::new();
+            let mut arrived = 0u32;
+            let (mut now, mut next_id) = (0u64, 0u32);
+            let index_of = |request: &ContentRequest| match request {
+                ContentRequest::Segment(_, index) => *index,
+                _ => u32::MAX,
+            };
+            for op in ops {
+                match op {
+                    Op::Hold { from, index, dt, awaited, brings } => {
+                        now += dt;
+                        let id = next_id;
+                        next_id += 1;
+                        let awaited: Vec<PeerId> =
+                            (0..5).filter(|i| awaited & (1 << i) != 0).map(|i| peers[i]).collect();
+                        let brings = brings && arrived & (1 << index) == 0;
+                        let should_hold = brings
+                            && !awaited.is_empty()
+                            && !awaited.contains(&peers[from])
+                            && model.len() < MAX_HELD;
+                        let back = held.hold(peers[from], segment(index), id, now, awaited.into_iter(), brings);
+                        proptest::prop_assert_eq!(back.is_none(), should_hold);
+                        match back {
+                            None => model.push((id, index, now)),
+                            Some((_, answer)) => {
+                                proptest::prop_assert!(answered.insert(answer));
+                            }
+                        }
+                    }
+                    Op::Release { dt, arrived: more } => {
+                        now += dt;
+                        arrived |= more;
+                        let released = held.release(now, |request| arrived & (1 << index_of(request)) == 0);
+                        let ids: Vec<u32> = released.iter().map(|(_, answer)| *answer).collect();
+                        proptest::prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "arrival order");
+                        for id in ids {
+                            proptest::prop_assert!(answered.insert(id), "answered twice");
+                        }
+                        model.retain(|(_, index, at)| arrived & (1 << index) == 0 && now - at < HOLD_MS);
+                    }
+                }
+                proptest::prop_assert!(held.len() <= MAX_HELD);
+                proptest::prop_assert_eq!(held.len(), model.len());
+                proptest::prop_assert_eq!(held.next_expiry(), model.first().map(|(_, _, at)| at + HOLD_MS));
+            }
+            for (_, answer) in held.into_requests() {
+                proptest::prop_assert!(answered.insert(answer), "answered twice");
+            }
+            proptest::prop_assert_eq!(answered.len() as u32, next_id, "a request was lost");
+        }
+    }
+
     #[test]
     fn every_held_request_is_given_back_when_the_fetch_ends() {
         let writer = PeerId::random();

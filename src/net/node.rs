@@ -87,7 +87,7 @@ pub struct Node<S: NodeStore> {
     /// store reads overlap instead of queueing behind one another.
     pub(super) serving: futures::stream::FuturesUnordered<ServedRead>,
     pub(super) next_offer: u64,
-    /// When to offer again the contents no relay accepted (ms since start), and the wait
+    /// When to offer again the contents no relay keeps yet (ms since start), and the wait
     /// after that (see `Node::offer_again`).
     pub(super) offer_retry_at: u64,
     pub(super) offer_retry_ms: u64,

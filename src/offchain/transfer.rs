@@ -71,6 +71,11 @@ pub enum ContentRequest {
     /// [`ContentResponse::Accepted`] once erased, [`ContentResponse::Refused`] for a wrong
     /// secret (see [`erase_on_request`]). The chain is the asker's word, for logs.
     Erase(BlockId, ContentRoot, [u8; 32]),
+    /// A relay's mailbox tells the peer that offered it a content that it now holds all of
+    /// it, every segment verified: the writer learns that its content no longer needs it
+    /// online. Answered [`ContentResponse::Accepted`] by a node that takes it from one of
+    /// its relays, [`ContentResponse::Refused`] otherwise. The chain is the content's.
+    Kept(BlockId, ContentRoot),
 }
 
 impl ContentRequest {
@@ -79,13 +84,14 @@ impl ContentRequest {
         match self {
             ContentRequest::Tree(root)
             | ContentRequest::Segment(root, _)
-            | ContentRequest::Erase(_, root, _) => root,
+            | ContentRequest::Erase(_, root, _)
+            | ContentRequest::Kept(_, root) => root,
             ContentRequest::Offer(_, shape) => &shape.root,
         }
     }
 
-    /// The wire form: `[0, root]`, `[1, root, index]`, `[2, root, size, chain]` (an offer)
-    /// or `[3, root, secret, chain]` (an erase request).
+    /// The wire form: `[0, root]`, `[1, root, index]`, `[2, root, size, chain]` (an offer),
+    /// `[3, root, secret, chain]` (an erase request) or `[4, root, chain]` (kept).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(MAX_REQUEST_BYTES);
         match self {
@@ -112,6 +118,12 @@ impl ContentRequest {
                 w.uint(3);
                 w.bytes(root);
                 w.bytes(secret);
+                w.link(chain);
+            }
+            ContentRequest::Kept(chain, root) => {
+                w.array(3);
+                w.uint(4);
+                w.bytes(root);
                 w.link(chain);
             }
         }
@@ -156,6 +168,12 @@ impl ContentRequest {
                     .link()
                     .map_err(|e| OffchainError::Malformed(e.to_string()))?;
                 ContentRequest::Erase(chain, root, secret)
+            }
+            (4, 3) => {
+                let chain = r
+                    .link()
+                    .map_err(|e| OffchainError::Malformed(e.to_string()))?;
+                ContentRequest::Kept(chain, root)
             }
             _ => {
                 return Err(OffchainError::Malformed(
@@ -549,8 +567,10 @@ pub async fn serve<S: ContentStore>(
         // Whether to keep others' content is a node's policy (the relay's mailbox), not the
         // store's.
         // Nor whether to take erase requests (a relay's mailbox does: see
-        // [`erase_on_request`]).
-        ContentRequest::Offer(..) | ContentRequest::Erase(..) => ContentResponse::Refused,
+        // [`erase_on_request`]), nor whom to believe that a content is kept.
+        ContentRequest::Offer(..) | ContentRequest::Erase(..) | ContentRequest::Kept(..) => {
+            ContentResponse::Refused
+        }
     })
 }
 
@@ -574,6 +594,7 @@ mod tests {
             ContentRequest::Segment(root, 70_000),
             offer,
             ContentRequest::Erase(BlockId::of(b"a chain"), root, [7; 32]),
+            ContentRequest::Kept(BlockId::of(b"a chain"), root),
         ] {
             let bytes = request.encode();
             assert!(bytes.len() <= MAX_REQUEST_BYTES);

@@ -103,6 +103,12 @@ fn event_object(event: &NodeEvent) -> JsValue {
             set(&object, "root", root_hex(root));
             set(&object, "bytes", *bytes as f64);
         }
+        NodeEvent::ContentKept { chain, root, relay } => {
+            set(&object, "type", "kept");
+            set(&object, "chain", chain.to_string());
+            set(&object, "root", root_hex(root));
+            set(&object, "relay", relay.to_string());
+        }
     }
     object.into()
 }
