@@ -51,8 +51,9 @@ export let makeBoundChain;
 
 /**
  * A chain bound to an identity (`identity.createChain()`, `identity.openChain(id)`): written
- * and read by the identity's current devices only. Event: `change` (new messages, from this
- * page or from peers); or iterate `subscribe()`.
+ * and read by the identity's current devices only. Events: `change` (new messages, from this
+ * page or from peers; or iterate `subscribe()`), `progress` (a record's content being
+ * fetched), `kept` (a relay holds all of a content this device posted: "sent").
  */
 export class BoundChain extends EventTarget {
   /** @type {RawBoundChain} */

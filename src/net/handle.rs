@@ -216,8 +216,11 @@ impl NodeHandle {
     /// Offers a content this node holds (of a private block of `chain`) to the relays it
     /// uses: each relay with a mailbox that keeps the chain and has room fetches it from this
     /// node, verifying every segment, and then serves it to the chain's peers while this node
-    /// is offline. Resolves with how many relays accepted. Of the content, the relays learn
-    /// its root and size (and which chain, and who offered it): never a key or a plaintext.
+    /// is offline. Resolves with how many relays accepted. The offer is kept in the store
+    /// and made again (relays connecting, a later node over the store) until a relay says
+    /// it holds all of it: [`NodeEvent::ContentKept`](super::NodeEvent::ContentKept). Of the
+    /// content, the relays learn its root and size (and which chain, and who offered it):
+    /// never a key or a plaintext.
     pub async fn offer_content(
         &self,
         chain: BlockId,
