@@ -195,7 +195,10 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
     window.kept = [];
     window.notes.addEventListener('kept', (event) => window.kept.push(event.detail));
     const posted = await window.notes.post(new CountingBlob([bytes], { type: 'application/octet-stream' }));
-    return { id: posted.id, root: posted.root, hash, size: posted.size, type: posted.type, reads };
+    // "Sending" until a relay keeps it (the relay takes a second or more to fetch 20 MiB).
+    const listed = (await window.notes.records()).find((r) => r.id === posted.id);
+    const sending = { listed: listed.waitingForRelay, keptBefore: window.kept.some((k) => k.root === posted.root) };
+    return { id: posted.id, root: posted.root, hash, size: posted.size, type: posted.type, reads, sending };
   });
   assert.equal(file.size, 20 * 1024 * 1024);
   assert.equal(file.type, 'application/octet-stream');
@@ -210,6 +213,9 @@ test('a 20 MiB file and edited and erased notes reach the other device through t
   }), file.root);
   assert.equal(kept.relay, relay.peerId, 'told by the relay');
   assert.equal(kept.chain, chain);
+  assert.ok(file.sending.listed || file.sending.keptBefore, 'listed as waiting for a relay until one kept it');
+  const sent = await a.evaluate((id) => window.notes.record(id).then((r) => r.waitingForRelay), file.id);
+  assert.equal(sent, false, 'no longer waiting once a relay keeps it');
   await relay.waitFor(contentStored(file.root), 1_000);
   await profiles[0].close();
   const written = { ...notes, file: file.id, hash: file.hash };

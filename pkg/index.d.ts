@@ -275,6 +275,11 @@ export class Record {
    * erasures make room.
    */
   readonly waitingForRoom: boolean;
+  /**
+   * Whether the current content is one this device posted that no relay holds whole yet
+   * ("sending"): false once a relay keeps it (the chain's `kept` event), across reloads.
+   */
+  readonly waitingForRelay: boolean;
   /** Every version in causal order, deleted ones included. */
   readonly history: RecordVersion[];
   /** Versions every replica refused (an edit by someone other than the author, say). */

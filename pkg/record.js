@@ -11,7 +11,7 @@ import { call, EndraError, internalOnly } from './errors.js';
  * @typedef {{ id: string, reason: string }} RefusedVersion
  * @typedef {{ id: string, author: string, current: string | null, deleted: string | null,
  *   erased: boolean, conflicts: string[], root?: string, type?: string, size?: number, status: ContentStatus,
- *   done?: number, total?: number, tooLarge?: boolean, waitingForRoom?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
+ *   done?: number, total?: number, tooLarge?: boolean, waitingForRoom?: boolean, waitingForRelay?: boolean, history: RecordVersion[], refused: RefusedVersion[] }} RecordFields
  * @typedef {{ post(body: Uint8Array, type: string): Promise<RecordFields>,
  *   postFrom(read: (index: number) => Promise<Uint8Array>, size: number, type: string): Promise<RecordFields>,
  *   edit(record: string, body: Uint8Array, type: string): Promise<string>,
@@ -139,6 +139,12 @@ export class Record {
      * again at each listing, fetched once erasures make room.
      */
     this.waitingForRoom = fields.waitingForRoom ?? false;
+    /**
+     * Whether the current content is one this device posted that no relay holds whole yet
+     * ("sending"): other devices can have it only while this one is online. False once a
+     * relay keeps it (the chain's `kept` event); kept in the store, so a reload still knows.
+     */
+    this.waitingForRelay = fields.waitingForRelay ?? false;
     /** Every version in causal order — created, edited, deleted — deleted ones included. */
     this.history = fields.history;
     /** Versions every replica refused (an edit by someone else than the author, say). */

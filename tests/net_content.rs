@@ -1364,6 +1364,8 @@ fn an_accepted_offer_is_made_again_until_a_relay_keeps_the_content_even_after_a_
             .await
             .expect("the offer was accepted");
         assert!(offered.next().await.is_some());
+        let unkept = writer.handle.unkept_offers().await.unwrap();
+        assert_eq!(unkept, vec![commitment.root], "accepted is not kept");
         writer.handle.stop().await.unwrap();
 
         // The page reloads (a new node over the same store) and reaches a relay that keeps.
@@ -1381,6 +1383,7 @@ fn an_accepted_offer_is_made_again_until_a_relay_keeps_the_content_even_after_a_
             |e| matches!(e, NodeEvent::ContentKept { root: r, .. } if *r == root),
         )
         .await;
+        assert!(writer.handle.unkept_offers().await.unwrap().is_empty());
 
         // So a reader who never met the writer gets it from the relay alone.
         writer.handle.stop().await.unwrap();

@@ -404,7 +404,7 @@ impl<S: NodeStore> Node<S> {
     }
 
     /// The contents offered that no relay has said it keeps yet (a damaged entry is skipped).
-    async fn pending_offers(&self) -> Vec<(BlockId, ContentShape)> {
+    pub(super) async fn pending_offers(&self) -> Vec<(BlockId, ContentShape)> {
         self.content_list(PENDING_OFFERS_SETTING, 8)
             .await
             .into_iter()

@@ -37,6 +37,7 @@ pub(super) enum Command {
     UseRelay(Multiaddr, Reply<()>),
     AddExternal(Multiaddr),
     Peers(BlockId, Reply<Vec<PeerId>>),
+    Unkept(Reply<Vec<ContentRoot>>),
     Synced(BlockId, Reply<bool>),
     FetchContent {
         chain: BlockId,
@@ -187,6 +188,12 @@ impl NodeHandle {
     /// The peers currently syncing a chain with this node.
     pub async fn peers(&self, chain: BlockId) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::Peers(chain, reply)).await
+    }
+
+    /// The contents this node offered (or is to offer) that no relay has said it keeps yet
+    /// (see [`NodeHandle::offer_content`]): what a page shows as "sending", across reloads.
+    pub async fn unkept_offers(&self) -> Result<Vec<ContentRoot>, NetError> {
+        self.call(Command::Unkept).await
     }
 
     /// Whether a chain has caught up with its peers ([`NodeEvent::Synced`]); `false` while it

@@ -377,6 +377,14 @@ impl<S: NodeStore> Node<S> {
                     let _ = self.swarm.disconnect_peer_id(relay);
                 }
             }
+            Command::Unkept(reply) => {
+                let roots = self
+                    .pending_offers()
+                    .await
+                    .into_iter()
+                    .map(|(_, shape)| shape.root);
+                let _ = reply.send(Ok(roots.collect()));
+            }
             Command::Peers(chain, reply) => {
                 let topic = IdentTopic::new(chain.to_string()).hash();
                 let _ = reply.send(Ok(self.topic_peers(&topic)));

@@ -383,7 +383,8 @@ impl WasmBoundChain {
     /// fetch per content however often this is called): `progress` events follow it. One
     /// larger than `max_fetch` bytes is not fetched (`tooLarge` on its record); one whose
     /// last fetch found no room in the store's quota is `waitingForRoom` (asked again each
-    /// listing: erasures may have made room).
+    /// listing: erasures may have made room). One this device posted that no relay keeps
+    /// yet is `waitingForRelay` (see `NodeHandle::unkept_offers`).
     pub fn records(&self, max_fetch: f64) -> js_sys::Promise {
         let (inner, node, chain) = (self.inner.clone(), self.node.clone(), self.chain);
         let (fetching, available) = (self.fetching.clone(), self.available.clone());
@@ -391,6 +392,13 @@ impl WasmBoundChain {
         promise(async move {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
+            // This device's contents no relay keeps yet (a node stopped meanwhile: none).
+            let unkept: std::collections::HashSet<_> = node
+                .unkept_offers()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let list = Array::new();
             for record in records.records() {
                 let Some(view) = records.record(&record) else {
@@ -438,6 +446,13 @@ impl WasmBoundChain {
                     .is_some_and(|content| no_room.borrow().contains(&content.root));
                 if waiting && wanted {
                     set(&Object::from(object.clone()), "waitingForRoom", true);
+                }
+                if view
+                    .content
+                    .as_ref()
+                    .is_some_and(|content| unkept.contains(&content.root))
+                {
+                    set(&Object::from(object.clone()), "waitingForRelay", true);
                 }
                 list.push(&object);
             }
