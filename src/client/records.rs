@@ -440,7 +440,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
 
     /// Segments `range` of a content (those of it the content has), opened, each at most
     /// 64 KiB: how a reader reads a large content in pieces without holding it whole, with
-    /// [`READ_AHEAD`] store reads in flight. Segments that are here open even while others
+    /// 16 store reads in flight. Segments that are here open even while others
     /// are still to come; if one is not, this fails with
     /// [`ClientError::ContentUnavailable`] and where the content stands. Reads the tree and
     /// the segments asked for, not the list of what is held: a stream of n segments is n

@@ -20,6 +20,10 @@ use crate::offchain::store::root_hex;
 use crate::offchain::{Commitment, ContentRoot, ContentStatus, OffchainError, MAX_INLINE_LEN};
 use crate::walytis::BlockId;
 
+/// The most segments [`WasmBoundChain::segments`] opens in one call (4 MiB): what a page
+/// reads back is bounded in wasm memory whatever it asks for (`pkg/record.js` asks 16).
+const SEGMENTS_PER_CALL: u32 = 64;
+
 fn kind_name(kind: VersionKind) -> &'static str {
     match kind {
         VersionKind::Create => "created",
@@ -393,7 +397,7 @@ impl WasmBoundChain {
             let mut account = inner.lock().await;
             let records = account.records_of(&chain).await?;
             // This device's contents no relay keeps yet (a node stopped meanwhile: none).
-            let unkept: std::collections::HashSet<_> = node
+            let unkept: HashSet<_> = node
                 .unkept_offers()
                 .await
                 .unwrap_or_default()
@@ -494,11 +498,12 @@ impl WasmBoundChain {
         })
     }
 
-    /// Up to `count` segments of a prepared content from `from` on, opened, each at most
-    /// 64 KiB: a large content is read a few segments at a time, never held whole in wasm
-    /// memory (which never shrinks once grown).
+    /// Up to `count` segments (at most [`SEGMENTS_PER_CALL`]) of a prepared content from
+    /// `from` on, opened, each at most 64 KiB: a large content is read a few segments at a
+    /// time, never held whole in wasm memory (which never shrinks once grown).
     pub fn segments(&self, commitment: JsValue, from: u32, count: u32) -> js_sys::Promise {
         let (inner, chain) = (self.inner.clone(), self.chain);
+        let count = count.min(SEGMENTS_PER_CALL);
         promise(async move {
             let commitment = Commitment::decode(&byte_array(&commitment, "commitment")?)
                 .map_err(ClientError::from)?;
