@@ -91,6 +91,39 @@ export async function contentOf(content, type) {
 }
 
 /**
+ * Makes sure a content is here (fetched first if not) and reads it back: its size, and its
+ * segments opened, SEGMENTS_AT_ONCE a wasm call, the next call made while the caller takes
+ * the segments of one — at most two calls' segments (2 MiB) held. One that opens to fewer
+ * segments than its commitment names fails (`INTERNAL`) rather than end early.
+ * @param {RawRecords} raw
+ * @param {string} id
+ * @param {boolean} exact
+ * @returns {Promise<{ size: number, segments: AsyncGenerator<Uint8Array, void, void> }>}
+ */
+async function readBack(raw, id, exact) {
+  const { commitment, segments: count, size } = await raw.prepare(id, exact);
+  const read = (/** @type {number} */ from) => {
+    if (from >= count) return undefined;
+    const piece = raw.segments(commitment, from, SEGMENTS_AT_ONCE);
+    // Awaited below unless the reader stops first: its failure is then nobody's.
+    piece.catch(() => {});
+    return piece;
+  };
+  async function* segments() {
+    let next = read(0);
+    let given = 0;
+    for (let from = 0; next; from += SEGMENTS_AT_ONCE) {
+      const piece = await next;
+      next = read(from + SEGMENTS_AT_ONCE);
+      given += piece.length;
+      yield* piece;
+    }
+    if (given !== count) throw new EndraError(`${given} of the content's ${count} segments opened`, 'INTERNAL');
+  }
+  return { size, segments: segments() };
+}
+
+/**
  * A record of a bound chain as this device saw it when listed (`chain.records()`): a
  * snapshot — list again after a `change` event for the newest. Its content comes with
  * `content()` / `text()`.
@@ -163,20 +196,13 @@ export class Record {
   content({ version } = {}) {
     return call(async () => {
       this.#fetchable(version);
-      const raw = this.#raw;
-      const { commitment, segments, size } = await raw.prepare(version ?? this.id, version !== undefined);
-      // Assembled here, outside wasm memory; the next piece is read while one is copied.
+      const { size, segments } = await readBack(this.#raw, version ?? this.id, version !== undefined);
+      // Assembled here, outside wasm memory.
       const content = new Uint8Array(size);
       let at = 0;
-      const read = (/** @type {number} */ from) => (from < segments ? raw.segments(commitment, from, SEGMENTS_AT_ONCE) : undefined);
-      let next = read(0);
-      for (let from = 0; next; from += SEGMENTS_AT_ONCE) {
-        const piece = await next;
-        next = read(from + SEGMENTS_AT_ONCE);
-        for (const segment of piece) {
-          if (at + segment.length <= size) content.set(segment, at);
-          at += segment.length;
-        }
+      for await (const segment of segments) {
+        if (at + segment.length <= size) content.set(segment, at);
+        at += segment.length;
       }
       if (at !== size) throw new EndraError(`the content opened to ${at} bytes, not the ${size} its commitment names`, 'INTERNAL');
       return content;
@@ -195,7 +221,8 @@ export class Record {
 
   /**
    * The current content (or that of `version`) as a stream of its segments (at most 64 KiB
-   * each, read and opened 16 at a time): a large content is never held whole.
+   * each, read and opened 16 at a time, the next 16 while these are read): a large content
+   * is never held whole.
    * Fetched from the chain's peers first if this device lacks it; errors as `content()`.
    * @param {{ version?: string }} [opts]
    * @returns {ReadableStream<Uint8Array>}
@@ -204,32 +231,25 @@ export class Record {
     const raw = this.#raw;
     const id = version ?? this.id;
     const exact = version !== undefined;
-    /** @type {{ commitment: Uint8Array, segments: number } | undefined} */
-    let prepared;
-    /** Segments read and not yet given out: at most SEGMENTS_AT_ONCE. @type {Uint8Array[]} */
-    let ready = [];
-    let next = 0;
-    let given = 0;
+    /** @type {AsyncIterator<Uint8Array> | undefined} */
+    let segments;
     const fetchable = () => this.#fetchable(version);
     return new ReadableStream({
       async pull(controller) {
         try {
-          prepared ??= await call(() => {
+          segments ??= (await call(() => {
             fetchable();
-            return raw.prepare(id, exact);
-          });
-          const { commitment, segments } = prepared;
-          if (ready.length === 0) {
-            ready = await call(() => raw.segments(commitment, next, SEGMENTS_AT_ONCE));
-            next += SEGMENTS_AT_ONCE;
-          }
-          const segment = ready.shift();
-          if (segment === undefined) throw new EndraError(`segment ${given} of ${segments} did not open`, 'INTERNAL');
-          controller.enqueue(segment);
-          if (++given >= segments) controller.close();
+            return readBack(raw, id, exact);
+          })).segments;
+          const next = await call(() => /** @type {AsyncIterator<Uint8Array>} */ (segments).next());
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
         } catch (error) {
           controller.error(error);
         }
+      },
+      async cancel() {
+        await segments?.return?.();
       },
     }, { highWaterMark: 1 });
   }

@@ -406,20 +406,44 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
             (ContentStatus::Available, Some(tree)) => tree.clone(),
             (status, _) => return Err(ClientError::ContentUnavailable(status)),
         };
+        let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
+        let all = 0..commitment.segments();
+        let whole = self
+            .open_segments(chain, commitment, tree, all, |segment| {
+                content.extend_from_slice(&segment)
+            })
+            .await?;
+        match whole {
+            true => Ok(content),
+            false => Err(ClientError::ContentUnavailable(ContentStatus::Missing)),
+        }
+    }
+
+    /// Opens segments `range` of a content whose verified tree is `tree`, handing each to
+    /// `each` in order; `false` if one is not in the store. Several reads in flight
+    /// ([`READ_AHEAD`]): a store such as IndexedDB answers them in one round trip rather than
+    /// one each.
+    async fn open_segments(
+        &self,
+        chain: &BlockId,
+        commitment: &Commitment,
+        tree: SegmentTree,
+        range: std::ops::Range<u32>,
+        mut each: impl FnMut(Vec<u8>),
+    ) -> Result<bool, ClientError> {
         let reader = self.reader(chain, commitment, tree)?;
         let store = self.identity.chain().store();
         let root = commitment.root;
-        // Several reads in flight: a store such as IndexedDB answers them in one round trip
-        // rather than one each.
-        let mut reads = futures_util::stream::iter(0..commitment.segments())
+        let mut reads = futures_util::stream::iter(range)
             .map(|index| async move { (index, store.segment(&root, index).await) })
             .buffered(READ_AHEAD);
-        let mut content = Vec::with_capacity(usize::try_from(commitment.size).unwrap_or(0));
         while let Some((index, sealed)) = reads.next().await {
-            let sealed = sealed?.ok_or(ClientError::ContentUnavailable(ContentStatus::Missing))?;
-            content.extend(reader.open_stored(index, &sealed)?);
+            match sealed? {
+                Some(sealed) => each(reader.open_stored(index, &sealed)?),
+                None => return Ok(false),
+            }
         }
-        Ok(content)
+        Ok(true)
     }
 
     /// One segment of a content, opened (at most 64 KiB): see
@@ -440,7 +464,7 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
 
     /// Segments `range` of a content (those of it the content has), opened, each at most
     /// 64 KiB: how a reader reads a large content in pieces without holding it whole, with
-    /// 16 store reads in flight. Segments that are here open even while others
+    /// several store reads in flight. Segments that are here open even while others
     /// are still to come; if one is not, this fails with
     /// [`ClientError::ContentUnavailable`] and where the content stands. Reads the tree and
     /// the segments asked for, not the list of what is held: a stream of n segments is n
@@ -464,19 +488,17 @@ impl<S: BlockStore + ContentStore + Clone> Account<S> {
         let Some(tree) = tree else {
             return Err(self.not_here(commitment).await);
         };
-        let reader = self.reader(chain, commitment, tree)?;
         let range = range.start..range.end.min(commitment.segments());
-        let mut reads = futures_util::stream::iter(range.clone())
-            .map(|index| async move { (index, store.segment(&root, index).await) })
-            .buffered(READ_AHEAD);
         let mut opened = Vec::with_capacity(range.len());
-        while let Some((index, sealed)) = reads.next().await {
-            match sealed? {
-                Some(sealed) => opened.push(reader.open_stored(index, &sealed)?),
-                None => return Err(self.not_here(commitment).await),
-            }
+        let all_here = self
+            .open_segments(chain, commitment, tree, range, |segment| {
+                opened.push(segment)
+            })
+            .await?;
+        match all_here {
+            true => Ok(opened),
+            false => Err(self.not_here(commitment).await),
         }
-        Ok(opened)
     }
 
     /// Why a content's piece is not here, as [`Account::content`] says it.

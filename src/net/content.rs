@@ -275,8 +275,11 @@ impl<S: NodeStore> Node<S> {
         shape: ContentShape,
         reply: Reply<usize>,
     ) {
-        self.ask_relays(&ContentRequest::Offer(chain, shape), Some(reply))
-            .await;
+        // Listed until a relay says it keeps it (`ContentRequest::Kept`), not only until one
+        // accepts it: an accepting relay may yet give the fetch up — this node stopped
+        // meanwhile, say — and this node, or the next one over this store, offers it again.
+        self.add_pending_offer((chain, shape)).await;
+        self.ask_relays(&ContentRequest::Offer(chain, shape), Some(reply));
     }
 
     /// Offers `shape`'s content of `chain` to the relays [`DEFERRED_OFFER_MS`] from now. It
@@ -290,28 +293,23 @@ impl<S: NodeStore> Node<S> {
     }
 
     /// Makes the deferred offers whose time has come (see [`Node::offer_content_later`]).
-    pub(super) async fn offer_deferred(&mut self) {
+    pub(super) fn offer_deferred(&mut self) {
         let now = self.now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_offers)
             .into_iter()
             .partition(|(at, _, _)| *at <= now);
         self.deferred_offers = later;
         for (_, chain, shape) in due {
-            // An offer no relay takes (or none is connected for) stays in the list.
-            self.ask_relays(&ContentRequest::Offer(chain, shape), None)
-                .await;
+            // Listed since the post (`offer_content_later`), until a relay keeps it.
+            self.ask_relays(&ContentRequest::Offer(chain, shape), None);
         }
     }
 
     /// Sends `request` (an offer, an erase request) to every relay this node uses and is
-    /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`]. An offer
-    /// is listed and made again later until a relay says it keeps the content (see
-    /// [`Node::offer_again`]).
-    pub(super) async fn ask_relays(
-        &mut self,
-        request: &ContentRequest,
-        reply: Option<Reply<usize>>,
-    ) {
+    /// connected to; `reply` gets how many answered [`ContentResponse::Accepted`]. Offers
+    /// come here listed already, to be made again until a relay keeps the content (see
+    /// [`Node::offer_again`]): the list is not read again for each one.
+    pub(super) fn ask_relays(&mut self, request: &ContentRequest, reply: Option<Reply<usize>>) {
         let offer = match request {
             ContentRequest::Offer(chain, shape) => Some((*chain, *shape)),
             _ => None,
@@ -322,12 +320,6 @@ impl<S: NodeStore> Node<S> {
             .filter(|relay| self.swarm.is_connected(relay))
             .copied()
             .collect();
-        // Listed until a relay says it keeps it (`ContentRequest::Kept`), not only until one
-        // accepts it: an accepting relay may yet give the fetch up — this node stopped
-        // meanwhile, say — and this node, or the next one over this store, offers it again.
-        if let Some(offer) = offer {
-            self.add_pending_offer(offer).await;
-        }
         if relays.is_empty() {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(0));
@@ -493,8 +485,7 @@ impl<S: NodeStore> Node<S> {
             {
                 return;
             }
-            self.ask_relays(&ContentRequest::Offer(chain, shape), None)
-                .await;
+            self.ask_relays(&ContentRequest::Offer(chain, shape), None);
         }
     }
 

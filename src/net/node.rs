@@ -221,7 +221,7 @@ impl<S: NodeStore> Node<S> {
                     content_at = None;
                     self.retry_fetches();
                     self.release_expired_held();
-                    self.offer_deferred().await;
+                    self.offer_deferred();
                 }
                 command = self.commands.next() => match command {
                     Some(Command::Stop(reply)) => {
@@ -412,7 +412,7 @@ impl<S: NodeStore> Node<S> {
                 if let ContentRequest::Erase(chain, root, secret) = &request {
                     self.keep_pending_erasure(*chain, *root, *secret).await;
                 }
-                self.ask_relays(&request, Some(reply)).await;
+                self.ask_relays(&request, Some(reply));
             }
             Command::Synced(chain, reply) => {
                 let synced = self.chains.get(&chain).is_some_and(Sync::is_synced);
